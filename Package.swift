@@ -1,0 +1,67 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Every target is compiled in the Swift 6 language mode (complete concurrency checking).
+// Existential types must be spelled `any`, and imports are internal unless a public API
+// needs them, so a C library never leaks past the one target that wraps it.
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "AeroGrid",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "aerogrid", targets: ["aerogrid"]),
+        .library(name: "AeroGridKafka", targets: ["AeroGridKafka"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // librdkafka (Debian: librdkafka-dev), including the embedded mock cluster header.
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+        .target(
+            name: "AeroGridCore",
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "AeroGridKafka",
+            dependencies: [
+                "AeroGridCore",
+                "CRdKafka",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "aerogrid",
+            dependencies: [
+                "AeroGridCore",
+                "AeroGridKafka",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AeroGridCoreTests",
+            dependencies: ["AeroGridCore"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AeroGridKafkaTests",
+            dependencies: [
+                "AeroGridKafka",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+    ]
+)
