@@ -56,6 +56,10 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "AeroGridCLITests",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "AeroGridKafkaTests",
             dependencies: [
                 "AeroGridKafka",

@@ -1,0 +1,28 @@
+# The two commands: `make dev` runs the platform on the embedded defaults, `make test`
+# runs every test. Both install what is missing first.
+SHELL := /bin/bash
+export PATH := $(PATH):/opt/swift/usr/bin
+PYTHON ?= python3
+AEROGRID := .build/debug/aerogrid
+
+.PHONY: dev test deps build test-swift test-python clean
+
+dev: build
+	$(AEROGRID) kafka up --topic orders:8
+
+test: build test-swift test-python
+
+deps:
+	@scripts/setup
+
+build: deps
+	swift build --build-tests
+
+test-swift: build
+	swift test --skip-build
+
+test-python: deps
+	@if [ -d python/tests ]; then cd python && $(PYTHON) -m pytest -q tests; fi
+
+clean:
+	rm -rf .build
