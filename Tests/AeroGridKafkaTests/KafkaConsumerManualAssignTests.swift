@@ -123,4 +123,25 @@ struct KafkaConsumerManualAssignTests {
             #expect(partitions.allSatisfy { $0.leader == 1 && $0.watermarks == KafkaWatermarks(low: 0, high: 0) })
         }
     }
+
+    @Test func aPausedPartitionDeliversNothingUntilResumed() async throws {
+        try await withCluster(topics: ["paused": 2]) { kafka in
+            let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: kafka.bootstrapServers), logger: testLogger)
+            let consumer = try KafkaConsumer(configuration: consumerConfiguration(kafka.bootstrapServers), logger: testLogger)
+            let (p0, p1) = (TopicPartition("paused", 0), TopicPartition("paused", 1))
+            try await consumer.assign([p0: .beginning, p1: .beginning])
+            try await consumer.pause([p1])
+            for index in 0..<20 {
+                try await producer.enqueue(topic: "paused", partition: Int32(index % 2), key: nil, value: Array("\(index)".utf8))
+            }
+            try await producer.flush()
+            let (whilePaused, _) = try await pollUntil(consumer, timeout: .seconds(2)) { _, _ in false }
+            #expect(whilePaused.map(\.partition).allSatisfy { $0 == 0 } && whilePaused.count == 10)
+            try await consumer.resume([p1])
+            let (afterResume, _) = try await pollUntil(consumer, timeout: .seconds(5)) { messages, _ in messages.count >= 10 }
+            #expect(afterResume.map(\.partition) == Array(repeating: 1, count: 10))
+            #expect(afterResume.map(\.offset) == Array(0..<10))
+            await consumer.close()
+        }
+    }
 }
