@@ -1,0 +1,129 @@
+/*
+ * The child path, from clone to execve, top to bottom.
+ *
+ * Runs in a copy of a possibly multi-threaded parent: only async-signal-safe
+ * calls (raw syscalls and the libc wrappers that are nothing more), no malloc,
+ * no stdio, no locks, nothing glibc broadcasts to "other threads" (setxid).
+ * Every step that fails is reported to the parent as (step, errno, index)
+ * through the CLOEXEC error pipe, and the process exits SBX_EXIT_SETUP_FAILED.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "sbx_internal.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+_Noreturn void sbx_child_fail(int report_fd, int step, int index, int err)
+{
+    struct sbx_failure f = { .step = step, .err = err, .index = index,
+                             .pid = (int32_t)getpid() };
+    /* One record < PIPE_BUF: the write is atomic; nothing to do if it fails. */
+    ssize_t n = write(report_fd, &f, sizeof f);
+    (void)n;
+    _exit(SBX_EXIT_SETUP_FAILED);
+}
+
+#define STEP_AT(step, index, call)                                  \
+    do {                                                            \
+        if ((call) < 0) sbx_child_fail(report_fd, (step), (index), errno); \
+    } while (0)
+#define STEP(step, call) STEP_AT(step, -1, call)
+
+/* The parent writes one byte once the uid/gid maps and cgroups are in place.
+ * EOF means it died first (it may have died before PDEATHSIG was armed) —
+ * which needs our own copy of the write end closed. */
+static int wait_for_parent(const struct sbx_ctx *c)
+{
+    int sync_fd = c->sync_fd;
+    char byte;
+    for (int i = 0; i < 3; i++) close(c->parent_fds[i]);
+    ssize_t n;
+    do n = read(sync_fd, &byte, 1); while (n < 0 && errno == EINTR);
+    if (n != 1) _exit(SBX_EXIT_SETUP_FAILED); /* nobody left to report to */
+    return close(sync_fd);
+}
+
+/* Become the one mapped id: creating files in our own tmpfs needs a mapped
+ * fsuid. Capabilities in the new namespace are kept (the old uid, the
+ * parent's, is not the namespace's root, so no setuid fixup clears them). */
+static int become_sandbox_user(const struct sbx_config *cfg)
+{
+    if (sbx_raw_setresgid(cfg->gid) < 0) return -1;
+    return sbx_raw_setresuid(cfg->uid);
+}
+
+static int apply_rlimit(const struct sbx_rlimit *r)
+{
+    struct rlimit rl = {
+        .rlim_cur = r->soft == UINT64_MAX ? RLIM_INFINITY : (rlim_t)r->soft,
+        .rlim_max = r->hard == UINT64_MAX ? RLIM_INFINITY : (rlim_t)r->hard,
+    };
+    return setrlimit((__rlimit_resource_t)r->resource, &rl);
+}
+
+_Noreturn void sbx_child_main(const struct sbx_ctx *c)
+{
+    const struct sbx_config *cfg = c->cfg;
+    const char *hostname = cfg->hostname ? cfg->hostname : "sandbox";
+    int report_fd = c->err_fd;
+    sigset_t none;
+    pid_t app;
+
+    /* ---- PID 1 of the new pid, mount, net, ipc, uts and user namespaces. */
+    STEP(SBX_STEP_PDEATHSIG,      prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0));
+    /* Our memory is a copy of the parent's: keep it from /proc/1/{mem,environ}. */
+    STEP(SBX_STEP_DUMPABLE,       prctl(PR_SET_DUMPABLE, 0, 0, 0, 0));
+    STEP(SBX_STEP_SIGNALS,        sbx_reset_signal_dispositions());
+    STEP(SBX_STEP_WAIT_PARENT,    wait_for_parent(c));
+    /* Still as the parent's uid: host paths are searched with its rights. */
+    int source = -1;
+    STEP_AT(SBX_STEP_OPEN_SOURCE, source, sbx_open_mount_sources(c, &source));
+    STEP(SBX_STEP_SETID,          become_sandbox_user(cfg));
+    /* Now that the parent has put us in our cgroup, it becomes our cgroup root. */
+    STEP(SBX_STEP_CGROUP_NS,      unshare(CLONE_NEWCGROUP));
+    umask(022); /* not the parent's: mount points and the app's files */
+    STEP(SBX_STEP_MOUNT_PRIVATE,  mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+    STEP(SBX_STEP_ROOT_TMPFS,     sbx_mount_root_tmpfs(cfg->new_root));
+    for (int i = 0; i < cfg->n_mounts; i++)
+        STEP_AT(SBX_STEP_MOUNT, i, sbx_mount_one(&cfg->mounts[i], &c->mounts[i]));
+    STEP(SBX_STEP_PIVOT_ROOT,     sbx_pivot_root(cfg->new_root));
+    STEP(SBX_STEP_UMOUNT_OLD_ROOT, umount2(".", MNT_DETACH));
+    STEP(SBX_STEP_ROOT_READONLY,  sbx_remount_root_readonly());
+    STEP(SBX_STEP_CHDIR,          chdir(cfg->workdir ? cfg->workdir : "/"));
+    STEP(SBX_STEP_HOSTNAME,       sethostname(hostname, strlen(hostname)));
+    /* A session of our own: the parent's terminal signals do not reach us. */
+    STEP(SBX_STEP_SETSID,         setsid());
+    /* Blocked before the fork so that no SIGCHLD or SIGTERM is lost. */
+    STEP(SBX_STEP_SIGNALS,        sbx_init_block_signals());
+    STEP(SBX_STEP_FORK,           app = sbx_raw_fork());
+    if (app > 0)
+        sbx_init_main(c, app, report_fd); /* PID 1 stays the tiny init */
+
+    /* ---- PID 2: the app. */
+    STEP(SBX_STEP_APP_SETSID,     setsid());
+    STEP(SBX_STEP_FDS,            sbx_arrange_app_fds(c, &report_fd));
+    /* Before the rlimits: a lower RLIMIT_NOFILE must not hide fds to close. */
+    STEP(SBX_STEP_CLOSE_FDS,      sbx_close_from(5, c->max_fd));
+    for (int i = 0; i < cfg->n_rlimits; i++)
+        STEP_AT(SBX_STEP_RLIMIT, i, apply_rlimit(&cfg->rlimits[i]));
+    STEP(SBX_STEP_CAP_BOUNDING,   sbx_drop_bounding_set());
+    STEP(SBX_STEP_SECUREBITS,     sbx_lock_securebits());
+    STEP(SBX_STEP_CAP_AMBIENT,    sbx_clear_ambient());
+    STEP(SBX_STEP_CAPSET,         sbx_clear_capabilities());
+    STEP(SBX_STEP_NO_NEW_PRIVS,   prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+    sigemptyset(&none);
+    STEP(SBX_STEP_UNBLOCK_SIGNALS, sigprocmask(SIG_SETMASK, &none, NULL));
+    /* Last: from here on only what the filter allows, and execve must be. */
+    STEP(SBX_STEP_SECCOMP,        sbx_load_seccomp(cfg->bpf, cfg->bpf_len));
+    execve(cfg->exec_path, cfg->argv, cfg->envp);
+    sbx_child_fail(report_fd, SBX_STEP_EXECVE, -1, errno);
+}
