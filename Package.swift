@@ -14,6 +14,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "aerogrid", targets: ["aerogrid"]),
+        .executable(name: "aerogrid-sandbox", targets: ["aerogrid-sandbox"]),
         .library(name: "AeroGridKafka", targets: ["AeroGridKafka"]),
     ],
     dependencies: [
@@ -26,6 +27,30 @@ let package = Package(
             name: "CRdKafka",
             pkgConfig: "rdkafka",
             providers: [.apt(["librdkafka-dev"])]
+        ),
+        // libseccomp (Debian: libseccomp-dev): compiling profiles to BPF.
+        .systemLibrary(
+            name: "CSeccomp",
+            pkgConfig: "libseccomp",
+            providers: [.apt(["libseccomp-dev"])]
+        ),
+        // The sandbox's child path between clone and exec: async-signal-safe C.
+        .target(
+            name: "CSandboxSys",
+            cSettings: [.unsafeFlags(["-std=gnu11", "-Wall", "-Wextra", "-Werror"])],
+            linkerSettings: [.linkedLibrary("seccomp")]
+        ),
+        .target(
+            name: "AeroGridSandbox",
+            dependencies: ["CSandboxSys", "CSeccomp"],
+            swiftSettings: strictSettings
+        ),
+        // The standalone launcher: lean (no Foundation, static stdlib) so it starts fast.
+        .executableTarget(
+            name: "aerogrid-sandbox",
+            dependencies: ["AeroGridSandbox"],
+            swiftSettings: strictSettings,
+            linkerSettings: [.unsafeFlags(["-static-stdlib"])]
         ),
         .target(
             name: "AeroGridCore",

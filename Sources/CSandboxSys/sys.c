@@ -102,6 +102,8 @@ int sbx_set_child_subreaper(int on) { return prctl(PR_SET_CHILD_SUBREAPER, on ? 
 int sbx_set_dumpable(int on) { return prctl(PR_SET_DUMPABLE, on ? 1UL : 0UL, 0, 0, 0); }
 int sbx_memfd_create(const char *name, unsigned flags) { return (int)syscall(SYS_memfd_create, name, flags); }
 
+int sbx_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+
 const void *sbx_map_bpf(int fd, size_t size)
 {
     void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);

@@ -226,6 +226,10 @@ int sbx_set_no_new_privs(void);
 int sbx_set_child_subreaper(int on);
 int sbx_set_dumpable(int on);
 int sbx_memfd_create(const char *name, unsigned flags);
+/* pipe2(2): Glibc's Swift module hides it (it needs _GNU_SOURCE). */
+int sbx_pipe2(int fds[2], int flags);
+/* RLIMIT_NPROC, which Glibc's Swift module does not export either. */
+#define SBX_RLIMIT_NPROC 6
 
 /* ---- seccomp (parent side; links libseccomp) ----------------------------- */
 

@@ -1,0 +1,133 @@
+import CSandboxSys
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A running sandbox: its init (PID 1 inside), the app under it, its cgroup and the
+/// descriptors the caller talks to it through.
+public final class SandboxedProcess: Sendable {
+    /// The sandbox init's pid, as the host sees it.
+    public let pid: Int32
+    /// Our end of the app's fd 3, when the spec asked for one. The caller owns it.
+    public let ipcSocket: Int32?
+    /// Read ends of the app's stdout and stderr, with `.pipes`. The caller owns them.
+    public let stdout: Int32?
+    public let stderr: Int32?
+    /// Set when the host has no usable cgroups and only rlimits apply: say so loudly.
+    public let degradation: String?
+    public let cgroup: (any Cgroup)?
+
+    private let child: Mutex<sbx_child>
+    private let pidfd: Int32
+    private let ended = Mutex<Termination?>(nil)
+    private let stopping = Atomic<Bool>(false)
+
+    init(child: sbx_child, cgroup: (any Cgroup)?, ipcSocket: Int32?, stdout: Int32?, stderr: Int32?, degradation: String?) {
+        self.pid = child.pid
+        self.pidfd = child.pidfd
+        self.child = Mutex(child)
+        self.cgroup = cgroup
+        self.ipcSocket = ipcSocket
+        self.stdout = stdout
+        self.stderr = stderr
+        self.degradation = degradation
+    }
+
+    /// Changes the limits of the running sandbox at once (no restart): operators tune
+    /// quotas live.
+    public func updateLimits(_ limits: CgroupLimits) throws(SandboxError) {
+        guard let cgroup else {
+            throw SandboxError(.cgroup, degradation ?? "this sandbox has no cgroup")
+        }
+        try cgroup.setLimits(limits)
+    }
+
+    /// CPU, memory and pids used now, from the cgroup (nil without one).
+    public func usage() -> CgroupUsage? {
+        try? cgroup?.usage()
+    }
+
+    /// Sends a signal to the sandbox's init, which passes SIGTERM, SIGINT and SIGHUP on to
+    /// the app; SIGKILL ends the whole sandbox (every process of its pid namespace).
+    public func signal(_ signal: Int32) {
+        _ = sbx_pidfd_send_signal(pidfd, signal)
+    }
+
+    /// Waits for the app to end and says how. The sandbox is cleaned up before this
+    /// returns: every process in its cgroup killed, the cgroup removed.
+    public func wait() async -> Termination {
+        if let known = ended.withLock({ $0 }) { return known }
+        return await onDedicatedThread { [self] in waitBlocking() }
+    }
+
+    /// Like `wait`, but kills the sandbox and answers `.timeout` after `deadline`.
+    public func wait(timeout: Duration) async -> Termination {
+        let timer = Task { [self] in
+            try await Task.sleep(for: timeout)
+            stopping.store(true, ordering: .relaxed)
+            kill()
+        }
+        let termination = await wait()
+        timer.cancel()
+        return termination
+    }
+
+    /// SIGTERM to the app, then after `grace` the whole cgroup and the init are killed, so
+    /// a process that ignores SIGTERM or double-forked to hide is gone too.
+    public func stop(grace: Duration) async -> Termination {
+        signal(SIGTERM)
+        let killer = Task { [self] in
+            try await Task.sleep(for: grace)
+            kill()
+        }
+        let termination = await wait()
+        killer.cancel()
+        return termination
+    }
+
+    /// Kills everything in the sandbox now.
+    public func kill() {
+        try? cgroup?.killAll()
+        signal(SIGKILL)
+    }
+
+    private func waitBlocking() -> Termination {
+        var exit = sbx_exit()
+        var result: Int32 = -1
+        var copy = child.withLock { $0 }
+        repeat { result = sbx_wait(&copy, 0, &exit) } while result < 0 && errno == EINTR
+        child.withLock { $0 = copy }
+        let termination = classify(result == 0 ? exit : nil)
+        // Whatever is left (a double-forked straggler outside the pid namespace cannot
+        // exist, but a cgroup may still hold exiting processes) goes, then the group.
+        if let cgroup {
+            try? cgroup.killAll()
+            try? cgroup.remove()
+        }
+        child.withLock { sbx_child_close(&$0) }
+        return ended.withLock { stored in
+            if let stored { return stored }
+            stored = termination
+            return termination
+        }
+    }
+
+    private func classify(_ exit: sbx_exit?) -> Termination {
+        if stopping.load(ordering: .relaxed) { return .timeout }
+        guard let exit else { return .signaled(SIGKILL) }
+        let oomKilled = (try? cgroup?.usage().oomKills ?? 0).map { $0 > 0 } ?? false
+        switch Int32(exit.kind) {
+        case Int32(SBX_EXIT_CODE.rawValue):
+            return .exited(Int32(exit.value))
+        case Int32(SBX_EXIT_SIGNAL.rawValue):
+            if exit.value == SIGSYS { return .seccomp }
+            if exit.value == SIGKILL && oomKilled { return .oom }
+            return .signaled(Int32(exit.value))
+        default:
+            // The init itself died (killed from outside): the app died with it.
+            if oomKilled { return .oom }
+            return exit.init_kind == Int32(SBX_EXIT_SIGNAL.rawValue) ? .signaled(Int32(exit.init_value)) : .exited(Int32(exit.init_value))
+        }
+    }
+}
