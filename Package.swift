@@ -81,6 +81,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "AeroGridSandboxTests",
+            dependencies: ["AeroGridSandbox"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "AeroGridCLITests",
             swiftSettings: strictSettings
         ),

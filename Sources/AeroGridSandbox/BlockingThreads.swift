@@ -49,21 +49,9 @@ final class SpawnerThread: @unchecked Sendable {
     /// spawn itself takes about a millisecond).
     func run<T>(_ body: () -> T) -> T {
         withoutActuallyEscaping(body) { body in
-            var result: T?
-            var done = sem_t()
-            sem_init(&done, 0, 0)
-            defer { sem_destroy(&done) }
-            withUnsafeMutablePointer(to: &result) { resultPointer in
-                withUnsafeMutablePointer(to: &done) { donePointer in
-                    let job = UncheckedJob {
-                        resultPointer.pointee = body()
-                        sem_post(donePointer)
-                    }
-                    enqueue { job.run() }
-                    while sem_wait(donePointer) != 0 {}  // retried on EINTR
-                }
-            }
-            return result!
+            let job = PendingJob(body)
+            enqueue { job.execute() }
+            return job.awaitResult()
         }
     }
 
@@ -86,8 +74,34 @@ final class SpawnerThread: @unchecked Sendable {
     }
 }
 
-/// A closure that captures pointers into a waiting caller's stack: safe because `run`
-/// does not return until the job has finished with them.
-private struct UncheckedJob: @unchecked Sendable {
-    let run: () -> Void
+/// One job for the spawner thread and the semaphore its caller waits on. Heap-allocated:
+/// a `sem_t` must never move while in use.
+private final class PendingJob<T>: @unchecked Sendable {
+    // @unchecked: `result` is written by the spawner thread before `sem_post` and read by
+    // the caller only after `sem_wait`, which orders the two.
+    /// Dropped once run: the caller's closure may not outlive its call.
+    private var body: (() -> T)?
+    private var result: T?
+    private let done = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+
+    init(_ body: @escaping () -> T) {
+        self.body = body
+        sem_init(done, 0, 0)
+    }
+
+    deinit {
+        sem_destroy(done)
+        done.deallocate()
+    }
+
+    func execute() {
+        result = body?()
+        body = nil
+        sem_post(done)
+    }
+
+    func awaitResult() -> T {
+        while sem_wait(done) != 0 {}  // retried on EINTR
+        return result!
+    }
 }
