@@ -5,7 +5,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 PYTHON ?= python3
 AEROGRID := .build/debug/aerogrid
 
-.PHONY: dev test deps build test-swift test-python clean
+.PHONY: dev test deps build test-swift test-python clean bench-sandbox
 
 dev: build
 	$(AEROGRID) kafka up --topic orders:8
@@ -26,3 +26,9 @@ test-python: deps
 
 clean:
 	rm -rf .build
+
+# Start-up cost of the sandbox launcher next to bare runs and bubblewrap (needs root and
+# bwrap; see docs/sandbox.md). Extra arguments: make bench-sandbox BENCH_ARGS="--runs 60".
+bench-sandbox: deps
+	swift build -c release --product aerogrid-sandbox
+	$(PYTHON) Benchmarks/sandbox_startup.py --launcher .build/release/aerogrid-sandbox $(BENCH_ARGS)

@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""Start-up cost of the AeroGrid sandbox, side by side with bubblewrap.
+
+Measures the wall time from start to exit (time.perf_counter around subprocess.run) of
+
+  1. /bin/true
+  2. python3 -S -c pass   (the real interpreter, not a pyenv shim)
+
+each run three ways:
+
+  bare      the command alone, with the empty environment the sandboxes give it
+  aerogrid  aerogrid-sandbox run --profile sandbox-profiles/python.json -- COMMAND
+            (a fresh cgroup per run, the profile's seccomp filter, 7 namespaces,
+            tmpfs root with read-only binds, the init; everything a tenant app gets)
+  bwrap     Debian's bubblewrap with --unshare-all and the equivalent read-only binds,
+            /proc, /dev, tmpfs /tmp, --cap-drop ALL, --clearenv (no cgroup, no seccomp)
+
+The six variants are interleaved round-robin (the order rotates each round) so that
+noise spreads over all of them; a few untimed warm-up runs come first. A run that does
+not exit 0 is an error, not a number. Needs root for the cgroups (as the launcher does
+in production); stdlib only.
+
+    python3 Benchmarks/sandbox_startup.py [--runs 40] [--json FILE]
+    make bench-sandbox        # builds the release launcher first
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from typing import NoReturn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VARIANTS = ("bare", "aerogrid", "bwrap")
+VARIANT_LABELS = {
+    "bare": "bare",
+    "aerogrid": "aerogrid-sandbox",
+    "bwrap": "bwrap",
+}
+
+
+def fail(message: str) -> NoReturn:
+    sys.stdout.flush()
+    print(f"sandbox_startup: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def describe_status(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited {code}"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=40,
+                        help="timed runs of each variant (default 40; the method asks for at least 30)")
+    parser.add_argument("--warmup", type=int, default=3,
+                        help="untimed runs of each variant first (default 3)")
+    parser.add_argument("--launcher", default=os.path.join(ROOT, ".build", "release", "aerogrid-sandbox"),
+                        help="the aerogrid-sandbox binary (default: the release build)")
+    parser.add_argument("--profile", default=os.path.join(ROOT, "sandbox-profiles", "python.json"),
+                        help="seccomp profile for the launcher (default: sandbox-profiles/python.json)")
+    parser.add_argument("--python", default=None,
+                        help="interpreter to measure (default: the real path of the one running this script)")
+    parser.add_argument("--bwrap", default=shutil.which("bwrap") or "/usr/bin/bwrap",
+                        help="bubblewrap binary (Debian: apt-get install bubblewrap)")
+    parser.add_argument("--json", metavar="FILE", help="also write every number to FILE as JSON")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="diagnosis only: on a failed run, count it, leave it out of the numbers and "
+                             "go on; the script still exits 1 if any run failed")
+    args = parser.parse_args()
+    if args.runs < 1 or args.warmup < 0:
+        parser.error("--runs must be at least 1 and --warmup at least 0")
+    return args
+
+
+def machine() -> dict:
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        cgroups = "v2"
+    elif os.path.isdir("/sys/fs/cgroup/memory"):
+        cgroups = "v1"
+    else:
+        cgroups = "none found"
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "cgroups": cgroups,
+        "euid": os.geteuid(),
+    }
+
+
+def tool_version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "unknown"
+
+
+def interpreter(requested: str | None) -> tuple[str, str]:
+    """The real interpreter binary and its prefix (sys.base_prefix), shims and links followed."""
+    exe = requested or sys.executable
+    out = subprocess.run(
+        [exe, "-I", "-S", "-c", "import sys; print(sys.executable); print(sys.base_prefix)"],
+        capture_output=True, text=True, check=True)
+    executable, prefix = out.stdout.split("\n")[:2]
+    return os.path.realpath(executable), os.path.realpath(prefix)
+
+
+def bwrap_argv(bwrap: str, python_prefix: str) -> list[str]:
+    """bubblewrap with what aerogrid-sandbox mounts: /usr and the merged-/usr links as this
+    host has them, /etc/ld.so.cache, the interpreter's prefix, /proc, /dev, /tmp, /app."""
+    argv = [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr"]
+    for link in ("/bin", "/sbin", "/lib", "/lib64"):
+        if os.path.islink(link):
+            argv += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            argv += ["--ro-bind", link, link]
+    if os.path.exists("/etc/ld.so.cache"):
+        argv += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    if python_prefix not in ("/usr", "/usr/local") and not python_prefix.startswith("/usr/"):
+        argv += ["--ro-bind", python_prefix, python_prefix]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/app", "--chdir", "/app",
+             "--cap-drop", "ALL", "--clearenv", "--"]
+    return argv
+
+
+def run_once(argv: list[str], env: dict) -> tuple[float, int]:
+    start = time.perf_counter()
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - start, done.returncode
+
+
+def check_run(name: str, argv: list[str], env: dict) -> int:
+    """An untimed run with output captured: it must print nothing on stderr (the launcher
+    warns there when it runs without cgroups). Returns its status; a failure's output is
+    shown."""
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        sys.stdout.flush()
+        print(f"sandbox_startup: {name} {describe_status(done.returncode)}: {' '.join(argv)}", file=sys.stderr)
+        lines = done.stderr.strip().splitlines()
+        if lines:
+            print("  " + "\n  ".join(lines[-12:]), file=sys.stderr)
+        return done.returncode
+    if done.stderr.strip():
+        fail(f"{name} wrote to stderr (a degraded sandbox is not what we measure): {done.stderr.strip()}")
+    return 0
+
+
+def quantile(samples: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    ordered = sorted(samples)
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def main() -> None:
+    args = parse_args()
+    if not os.access(args.launcher, os.X_OK):
+        fail(f"no launcher at {args.launcher}: build it with "
+             "`swift build -c release --product aerogrid-sandbox` (or run `make bench-sandbox`)")
+    if not os.access(args.bwrap, os.X_OK):
+        fail(f"no bubblewrap at {args.bwrap}: apt-get install bubblewrap")
+    if not os.path.isfile(args.profile):
+        fail(f"no profile at {args.profile}")
+    python, prefix = interpreter(args.python)
+
+    commands = {
+        "/bin/true": ["/bin/true"],
+        "python3 -S -c pass": [python, "-S", "-c", "pass"],
+    }
+    launchers = {
+        "bare": [],
+        "aerogrid": [args.launcher, "run", "--profile", args.profile, "--"],
+        "bwrap": bwrap_argv(args.bwrap, prefix),
+    }
+    # The sandboxes give the app an empty environment; bare runs get the same. The
+    # launchers themselves run with ours (as an operator would start them).
+    envs = {"bare": {}, "aerogrid": dict(os.environ), "bwrap": dict(os.environ)}
+    cases = [(command, variant) for command in commands for variant in VARIANTS]
+    argvs = {(c, v): launchers[v] + commands[c] for c, v in cases}
+
+    host = machine()
+    now = datetime.datetime.now(datetime.timezone.utc).astimezone()
+    print(f"sandbox start-up, {now.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    print(f"machine: {host['nproc']} CPUs ({host['cpu_model']}), Linux {host['kernel']}, "
+          f"cgroup {host['cgroups']}, euid {host['euid']}")
+    versions = {
+        "python": f"{python} ({platform.python_version() if args.python is None else tool_version([python, '-V'])})",
+        "bwrap": tool_version([args.bwrap, "--version"]),
+        "launcher": os.path.realpath(args.launcher),
+        "profile": os.path.relpath(args.profile, ROOT),
+    }
+    print(f"python: {versions['python']}; {versions['bwrap']}")
+    print(f"launcher: {versions['launcher']} --profile {versions['profile']}")
+    if host["euid"] != 0:
+        print("note: not root, so aerogrid-sandbox cannot create cgroups; the numbers are not the full profile's")
+    if args.runs < 30:
+        print(f"note: {args.runs} runs per variant; the method asks for at least 30")
+
+    failures: dict[tuple[str, str], list[str]] = {case: [] for case in cases}
+    attempts = {case: 0 for case in cases}
+
+    def failed(case: tuple[str, str], what: str, code: int) -> None:
+        message = f"{what}: {VARIANT_LABELS[case[1]]} {case[0]} {describe_status(code)}"
+        if not args.keep_going:
+            fail(f"{message}\n  {' '.join(argvs[case])}")
+        failures[case].append(describe_status(code))
+        print(f"FAILED {message}", file=sys.stderr)
+
+    # Warm-up: one run of each with its output checked (until one succeeds, with
+    # --keep-going), then untimed runs, then the timed rounds.
+    for case in cases:
+        for attempt in range(10):
+            attempts[case] += 1
+            code = check_run(f"{VARIANT_LABELS[case[1]]} {case[0]}", argvs[case], envs[case[1]])
+            if code == 0:
+                break
+            failed(case, "warm-up 1", code)
+        else:
+            fail(f"{VARIANT_LABELS[case[1]]} {case[0]}: ten failed runs in a row")
+    for warmup in range(max(args.warmup - 1, 0)):
+        for case in cases:
+            attempts[case] += 1
+            _, code = run_once(argvs[case], envs[case[1]])
+            if code != 0:
+                failed(case, f"warm-up {warmup + 2}", code)
+
+    # Rounds go on until every variant has --runs good samples (only --keep-going can
+    # make that take more than --runs rounds).
+    samples: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
+    failed_ms: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
+    round_index = -1
+    while any(len(samples[case]) < args.runs for case in cases):
+        round_index += 1
+        if round_index >= 4 * args.runs:
+            break
+        shift = round_index % len(cases)
+        for case in cases[shift:] + cases[:shift]:
+            attempts[case] += 1
+            seconds, code = run_once(argvs[case], envs[case[1]])
+            if code != 0:
+                failed(case, f"run {round_index + 1}", code)
+                failed_ms[case].append(seconds * 1000)
+                continue
+            samples[case].append(seconds * 1000)
+    for case in cases:
+        if len(samples[case]) < 2:
+            fail(f"{VARIANT_LABELS[case[1]]} {case[0]}: too few successful runs to measure")
+
+    results = {}
+    for command in commands:
+        bare = statistics.median(samples[(command, "bare")])
+        for variant in VARIANTS:
+            data = samples[(command, variant)]
+            median = statistics.median(data)
+            results[(command, variant)] = {
+                "median_ms": median,
+                "p90_ms": quantile(data, 0.9),
+                "min_ms": min(data),
+                "added_ms": median - bare,
+                "ratio": median / bare,
+            }
+
+    print()
+    print(f"{'command':<20} {'variant':<17} {'runs':>4} {'median ms':>9} {'p90 ms':>8} {'added ms':>9} {'ratio':>6}")
+    for command, variant in cases:
+        r = results[(command, variant)]
+        r["runs"] = len(samples[(command, variant)])
+        added = "—" if variant == "bare" else f"{r['added_ms']:+.2f}"
+        print(f"{command:<20} {VARIANT_LABELS[variant]:<17} {r['runs']:4d} {r['median_ms']:9.2f} {r['p90_ms']:8.2f} "
+              f"{added:>9} {r['ratio']:6.2f}")
+    print("(runs interleaved round-robin; added = median minus the bare median; ratio = median / bare median)")
+    print()
+    verdicts = {}
+    for command in commands:
+        ours = results[(command, "aerogrid")]["added_ms"]
+        theirs = results[(command, "bwrap")]["added_ms"]
+        met = ours <= 5.0 and ours < theirs
+        verdicts[command] = met
+        print(f"{command}: aerogrid-sandbox adds {ours:.2f} ms, bwrap adds {theirs:.2f} ms "
+              f"(target ≤ 5 ms and below bwrap: {'met' if met else 'missed'})")
+
+    if args.json:
+        document = {
+            "date": now.isoformat(timespec="seconds"),
+            "machine": host,
+            "versions": versions,
+            "runs": args.runs,
+            "warmup": args.warmup,
+            "argv": {f"{c} | {v}": argvs[(c, v)] for c, v in cases},
+            "results": {c: {v: results[(c, v)] for v in VARIANTS} for c in commands},
+            "samples_ms": {c: {v: samples[(c, v)] for v in VARIANTS} for c in commands},
+            "target_met": verdicts,
+            "failed_runs": {c: {v: failures[(c, v)] for v in VARIANTS} for c in commands},
+            "attempts": {c: {v: attempts[(c, v)] for v in VARIANTS} for c in commands},
+            "failed_ms": {c: {v: failed_ms[(c, v)] for v in VARIANTS} for c in commands},
+        }
+        with open(args.json, "w") as out:
+            json.dump(document, out, indent=2)
+            out.write("\n")
+
+    failed_total = sum(len(f) for f in failures.values())
+    if failed_total:
+        print()
+        print(f"FAILED: {failed_total} runs did not exit 0 and are left out of the numbers above:")
+        for (command, variant), statuses in failures.items():
+            if statuses:
+                kinds = ", ".join(f"{statuses.count(k)}× {k}" for k in sorted(set(statuses)))
+                print(f"  {VARIANT_LABELS[variant]} {command}: {kinds} "
+                      f"in {attempts[(command, variant)]} runs (timed and warm-up)")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
