@@ -22,7 +22,7 @@ public struct CgroupLimits: Sendable, Equatable {
         cpus.map { UInt64(($0 * Double(Self.cpuPeriodMicroseconds)).rounded()) }
     }
 
-    func validate() throws(SandboxError) {
+    public func validate() throws(SandboxError) {
         if let memoryBytes, memoryBytes < 4 << 20 {
             throw SandboxError(.invalidArgument, "a memory limit of \(memoryBytes) bytes is too small: use at least 4M")
         }
@@ -37,6 +37,14 @@ public struct CgroupLimits: Sendable, Equatable {
 
 /// What a cgroup has used so far.
 public struct CgroupUsage: Sendable, Equatable {
+    public init(cpuNanoseconds: UInt64, memoryBytes: UInt64, pids: Int, oomKills: UInt64, throttledPeriods: UInt64) {
+        self.cpuNanoseconds = cpuNanoseconds
+        self.memoryBytes = memoryBytes
+        self.pids = pids
+        self.oomKills = oomKills
+        self.throttledPeriods = throttledPeriods
+    }
+
     public var cpuNanoseconds: UInt64
     public var memoryBytes: UInt64
     public var pids: Int

@@ -22,6 +22,13 @@ public struct SeccompProfile: Sendable, Equatable {
     }
 
     public struct ArgumentCondition: Sendable, Equatable {
+        public init(index: UInt32, value: UInt64, valueTwo: UInt64, op: Operator) {
+            self.index = index
+            self.value = value
+            self.valueTwo = valueTwo
+            self.op = op
+        }
+
         public var index: UInt32
         public var value: UInt64
         public var valueTwo: UInt64
