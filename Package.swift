@@ -50,7 +50,7 @@ let package = Package(
             name: "aerogrid-sandbox",
             dependencies: ["AeroGridSandbox"],
             swiftSettings: strictSettings,
-            linkerSettings: [.unsafeFlags(["-static-stdlib"])]
+            linkerSettings: [.unsafeFlags(["-static-executable"])]
         ),
         .target(
             name: "AeroGridCore",

@@ -36,6 +36,7 @@ struct CgroupV1Group: Cgroup {
 
     var displayPath: String { directories["memory"] ?? directories.values.sorted().first ?? "?" }
     var procsFiles: [String] { directories.keys.sorted().map { "\(directories[$0]!)/cgroup.procs" } }
+    var selfJoinFiles: [String]? { directories.keys.sorted().map { "\(directories[$0]!)/tasks" } }
 
     private func file(_ controller: String, _ name: String) -> String {
         "\(directories[controller]!)/\(name)"

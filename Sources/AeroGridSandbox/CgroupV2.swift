@@ -48,6 +48,7 @@ struct CgroupV2Group: Cgroup {
     let path: String
     var displayPath: String { path }
     var procsFiles: [String] { ["\(path)/cgroup.procs"] }
+    var selfJoinFiles: [String]? { nil }
 
     func setLimits(_ limits: CgroupLimits) throws(SandboxError) {
         try limits.validate()

@@ -60,6 +60,10 @@ public protocol Cgroup: Sendable {
     var displayPath: String { get }
     /// The `cgroup.procs` files a process is written into to join the group.
     var procsFiles: [String] { get }
+    /// Files a single-threaded process joins the group through by writing "0" (itself),
+    /// when the hierarchy has them (v1 `tasks`): that takes no global lock, where a pid
+    /// written to `cgroup.procs` waits for an RCU grace period (about 10 ms).
+    var selfJoinFiles: [String]? { get }
     func setLimits(_ limits: CgroupLimits) throws(SandboxError)
     func usage() throws(SandboxError) -> CgroupUsage
     /// The processes in the group now.

@@ -55,7 +55,8 @@ public enum Sandbox {
         var cleanup = LaunchCleanup(cgroup: cgroup)
         defer { cleanup.run() }
 
-        let procsFDs = try (cgroup?.procsFiles ?? []).map { path throws(SandboxError) -> Int32 in
+        let joinSelf = cgroup?.selfJoinFiles != nil
+        let procsFDs = try (cgroup?.selfJoinFiles ?? cgroup?.procsFiles ?? []).map { path throws(SandboxError) -> Int32 in
             let fd = open(path, O_WRONLY | O_CLOEXEC)
             guard fd >= 0 else { throw SandboxError.system("cannot open \(path)", errno) }
             cleanup.fds.append(fd)
@@ -131,6 +132,7 @@ public enum Sandbox {
                         config.bpf_len = bpfCount
                         config.cgroup_procs_fds = procsBuffer.baseAddress
                         config.n_cgroup_procs_fds = Int32(procsBuffer.count)
+                        config.cgroup_join_self = joinSelf ? 1 : 0
                         return SpawnerThread.shared.run { sbx_spawn(&config, &child, &failure) }
                     }
                 }

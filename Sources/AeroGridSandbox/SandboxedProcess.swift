@@ -18,8 +18,10 @@ public final class SandboxedProcess: Sendable {
     public let degradation: String?
     public let cgroup: (any Cgroup)?
 
+    /// A pidfd of the init: readable once the sandbox has ended, for monitors that poll.
+    public let pidfd: Int32
+
     private let child: Mutex<sbx_child>
-    private let pidfd: Int32
     private let ended = Mutex<Termination?>(nil)
     private let stopping = Atomic<Bool>(false)
 
@@ -58,15 +60,14 @@ public final class SandboxedProcess: Sendable {
     /// returns: every process in its cgroup killed, the cgroup removed.
     public func wait() async -> Termination {
         if let known = ended.withLock({ $0 }) { return known }
-        return await onDedicatedThread { [self] in waitBlocking() }
+        return await onDedicatedThread { [self] in waitUntilExit() }
     }
 
     /// Like `wait`, but kills the sandbox and answers `.timeout` after `deadline`.
     public func wait(timeout: Duration) async -> Termination {
         let timer = Task { [self] in
             try await Task.sleep(for: timeout)
-            stopping.store(true, ordering: .relaxed)
-            kill()
+            timeOut()
         }
         let termination = await wait()
         timer.cancel()
@@ -92,7 +93,15 @@ public final class SandboxedProcess: Sendable {
         signal(SIGKILL)
     }
 
-    private func waitBlocking() -> Termination {
+    /// Kills the sandbox because it outlived its deadline: it ends as `.timeout`.
+    public func timeOut() {
+        stopping.store(true, ordering: .relaxed)
+        kill()
+    }
+
+    /// `wait` for callers that may block their thread (the launcher's own loop).
+    public func waitUntilExit() -> Termination {
+        if let known = ended.withLock({ $0 }) { return known }
         var exit = sbx_exit()
         var result: Int32 = -1
         var copy = child.withLock { $0 }

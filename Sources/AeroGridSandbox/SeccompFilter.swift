@@ -13,6 +13,16 @@ public struct SeccompFilter: Sendable {
 
     public var instructionCount: Int { program.count / 8 }
 
+    init(program: [UInt8]) {
+        self.program = program
+    }
+
+    /// libseccomp's version, e.g. "2.5.4".
+    static var libraryVersion: String {
+        guard let version = seccomp_version() else { return "unknown" }
+        return "\(version.pointee.major).\(version.pointee.minor).\(version.pointee.micro)"
+    }
+
     /// Compiles `profile` for this machine's native architecture only: a system call made
     /// through any other ABI (32-bit `int 0x80`, x32) kills the whole process, which the
     /// supervisor records as a seccomp violation. (libseccomp's default for a foreign

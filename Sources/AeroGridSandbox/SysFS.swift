@@ -43,14 +43,16 @@ enum SysFS {
         return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
     }
 
-    /// `mkdir -p`, mode 0755.
+    /// `mkdir -p`, mode 0755. Tries the whole path first: it usually exists, or only its
+    /// last component is missing.
     static func makeDirectories(_ path: String) throws(SandboxError) {
-        var current = ""
-        for component in path.split(separator: "/") {
-            current += "/" + component
-            if mkdir(current, 0o755) != 0 && errno != EEXIST {
-                throw SandboxError.system("cannot create \(current)", errno)
-            }
+        if mkdir(path, 0o755) == 0 || errno == EEXIST { return }
+        guard errno == ENOENT, let slash = path.lastIndex(of: "/"), slash != path.startIndex else {
+            throw SandboxError.system("cannot create \(path)", errno)
+        }
+        try makeDirectories(String(path[..<slash]))
+        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            throw SandboxError.system("cannot create \(path)", errno)
         }
     }
 

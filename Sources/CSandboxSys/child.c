@@ -52,6 +52,15 @@ static int wait_for_parent(const struct sbx_ctx *c)
     return close(sync_fd);
 }
 
+/* Writing "0" to a v1 `tasks` file moves the calling thread (the whole init:
+ * it is single-threaded) without the global lock a cgroup.procs write takes. */
+static int join_own_cgroup(int tasks_fd)
+{
+    ssize_t n;
+    do n = write(tasks_fd, "0", 1); while (n < 0 && errno == EINTR);
+    return n == 1 ? 0 : -1;
+}
+
 /* Become the one mapped id: creating files in our own tmpfs needs a mapped
  * fsuid. Capabilities in the new namespace are kept (the old uid, the
  * parent's, is not the namespace's root, so no setuid fixup clears them). */
@@ -84,6 +93,10 @@ _Noreturn void sbx_child_main(const struct sbx_ctx *c)
     STEP(SBX_STEP_DUMPABLE,       prctl(PR_SET_DUMPABLE, 0, 0, 0, 0));
     STEP(SBX_STEP_SIGNALS,        sbx_reset_signal_dispositions());
     STEP(SBX_STEP_WAIT_PARENT,    wait_for_parent(c));
+    /* Into our cgroups ourselves (v1 `tasks`), before the cgroup namespace. */
+    if (cfg->cgroup_join_self)
+        for (int i = 0; i < cfg->n_cgroup_procs_fds; i++)
+            STEP_AT(SBX_STEP_CGROUP_JOIN, i, join_own_cgroup(cfg->cgroup_procs_fds[i]));
     /* Still as the parent's uid: host paths are searched with its rights. */
     int source = -1;
     STEP_AT(SBX_STEP_OPEN_SOURCE, source, sbx_open_mount_sources(c, &source));

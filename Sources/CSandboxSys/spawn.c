@@ -250,7 +250,7 @@ int sbx_spawn(const struct sbx_config *cfg, struct sbx_child *child, struct sbx_
     }
 
     snprintf(map, sizeof map, "%d", (int)pid);
-    for (int i = 0; i < cfg->n_cgroup_procs_fds; i++) {
+    for (int i = 0; i < (cfg->cgroup_join_self ? 0 : cfg->n_cgroup_procs_fds); i++) {
         if (write_text(cfg->cgroup_procs_fds[i], map) < 0) {
             fail_at(failure, SBX_STEP_CGROUP_JOIN, i, errno);
             goto fail;

@@ -144,29 +144,34 @@ func report(_ termination: Termination, usage: CgroupUsage?, to path: String?, d
     }
 }
 
-/// SIGTERM, SIGINT and SIGHUP to the launcher go to the sandbox. They are blocked before
-/// any thread starts (threads inherit the mask) and taken by one thread with sigwait.
-func forwardSignals(to process: SandboxedProcess, blocked: sigset_t) {
-    let box = SignalTarget(process: process, set: blocked)
-    var thread = pthread_t()
-    let context = Unmanaged.passRetained(box).toOpaque()
-    pthread_create(&thread, nil, { argument in
-        let target = Unmanaged<SignalTarget>.fromOpaque(argument!).takeRetainedValue()
-        var set = target.set
-        var signal: Int32 = 0
-        while sigwait(&set, &signal) == 0 { target.process.signal(signal) }
-        return nil
-    }, context)
+/// Waits for the sandbox on this thread, with no other threads: SIGTERM, SIGINT and SIGHUP
+/// (blocked, so they stay pending) are taken between polls of the init's pidfd and passed
+/// on to the sandbox; past the deadline the sandbox is killed and reported as a timeout.
+func monitor(_ process: SandboxedProcess, signals: sigset_t, timeoutSeconds: Double?) -> (Termination, CgroupUsage?) {
+    let deadline = timeoutSeconds.map { now() + $0 }
+    var usage: CgroupUsage?
+    var pending = signals
+    var noWait = timespec()
+    while true {
+        var pollFD = pollfd(fd: process.pidfd, events: Int16(POLLIN), revents: 0)
+        if poll(&pollFD, 1, 50) == 1 { break }
+        var info = siginfo_t()
+        while sigtimedwait(&pending, &info, &noWait) > 0 { process.signal(info.si_signo) }
+        if let deadline, now() >= deadline {
+            process.timeOut()
+            break
+        }
+        usage = process.usage() ?? usage
+    }
+    // The cgroup is still there until the wait below: its last reading goes in the report.
+    usage = process.usage() ?? usage
+    return (process.waitUntilExit(), usage)
 }
 
-final class SignalTarget: @unchecked Sendable {
-    // @unchecked: immutable after init.
-    let process: SandboxedProcess
-    let set: sigset_t
-    init(process: SandboxedProcess, set: sigset_t) {
-        self.process = process
-        self.set = set
-    }
+func now() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }
 
 let arguments = CommandLine.arguments
@@ -186,21 +191,21 @@ case "run":
     guard !options.command.isEmpty else { fail("no command given after --\n\n\(usage)", status: 2) }
     guard let profilePath = options.profilePath else { fail("--profile is required (see sandbox-profiles/)", status: 2) }
 
+    // Blocked before any thread starts, so they stay pending for `monitor`.
     var blocked = sigset_t()
     sigemptyset(&blocked)
     for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&blocked, signal) }
     pthread_sigmask(SIG_BLOCK, &blocked, nil)
 
     do {
-        let profile = try SeccompProfile.load(path: profilePath)
-        var spec = SandboxSpec.defaults(from: profile, command: options.command)
-        spec.filter = try SeccompFilter(profile: profile)
-        if let memory = options.memory { spec.limits.memoryBytes = memory }
-        if let cpus = options.cpus { spec.limits.cpus = cpus }
-        if let pids = options.pids { spec.limits.pids = pids }
-        if let openFiles = options.openFiles { spec.openFiles = openFiles }
-        if let maxFileBytes = options.maxFileBytes { spec.maxFileBytes = maxFileBytes }
-        if let tmpBytes = options.tmpBytes { spec.tmpBytes = tmpBytes }
+        let compiled = try CompiledProfile.load(path: profilePath)
+        var spec = SandboxSpec(command: options.command)
+        let quotas = compiled.quotaDefaults
+        spec.filter = compiled.filter
+        spec.limits = CgroupLimits(memoryBytes: options.memory ?? quotas.memoryBytes, cpus: options.cpus ?? quotas.cpus, pids: options.pids ?? quotas.pids)
+        spec.openFiles = options.openFiles ?? quotas.openFiles ?? spec.openFiles
+        spec.maxFileBytes = options.maxFileBytes ?? spec.maxFileBytes
+        spec.tmpBytes = options.tmpBytes ?? quotas.tmpBytes ?? spec.tmpBytes
         spec.readOnlyPaths = options.readOnly
         spec.bundle = options.bundle
         spec.inheritedIPCFD = options.ipcFD
@@ -210,23 +215,8 @@ case "run":
         spec.output = .inherit
         let process = try Sandbox.launch(spec)
         if let degradation = process.degradation { writeLine(2, "aerogrid-sandbox: warning: \(degradation)") }
-        forwardSignals(to: process, blocked: blocked)
-        var lastUsage = process.usage()
-        let monitor = Task {
-            // Usage is read while the cgroup exists; the last reading goes in the report.
-            while !Task.isCancelled {
-                try await Task.sleep(for: .milliseconds(200))
-                lastUsage = process.usage() ?? lastUsage
-            }
-        }
-        _ = monitor
-        let termination = if let seconds = options.timeoutSeconds {
-            await process.wait(timeout: .milliseconds(Int64(seconds * 1000)))
-        } else {
-            await process.wait()
-        }
-        report(termination, usage: lastUsage, to: options.report, degradation: process.degradation)
-        if case .setupFailed(let message) = termination { fail(message) }
+        let (termination, usage) = monitor(process, signals: blocked, timeoutSeconds: options.timeoutSeconds)
+        report(termination, usage: usage, to: options.report, degradation: process.degradation)
         exit(termination.shellStatus)
     } catch {
         fail(error.message)

@@ -108,9 +108,16 @@ struct sbx_config {
     size_t bpf_len;
 
     /* Open fds of cgroup.procs files (one per v1 controller, or the single
-     * v2 one); the parent writes the child's pid into each before releasing it. */
+     * v2 one); the parent writes the child's pid into each before releasing it.
+     * With cgroup_join_self set they are v1 `tasks` files instead, and the
+     * child writes "0" (itself) into each as soon as it is released: moving
+     * the calling thread takes no global lock, where writing a pid to
+     * cgroup.procs waits for an RCU grace period (about 10 ms). The init is
+     * single-threaded then, so the thread is the process; the app forked
+     * later inherits the cgroups. */
     const int *cgroup_procs_fds;
     int n_cgroup_procs_fds;
+    int cgroup_join_self;
 };
 
 /* ---- spawning ------------------------------------------------------------ */
