@@ -20,6 +20,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // librdkafka (Debian: librdkafka-dev), including the embedded mock cluster header.
@@ -53,6 +55,24 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-static-executable"])]
         ),
         .target(
+            name: "AeroGridIPC",
+            dependencies: ["AeroGridCore"],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "AeroGridStore",
+            dependencies: ["AeroGridCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "AeroGridRuntime",
+            dependencies: [
+                "AeroGridCore", "AeroGridKafka", "AeroGridSandbox", "AeroGridIPC", "AeroGridStore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "AeroGridCore",
             swiftSettings: strictSettings
         ),
@@ -70,6 +90,10 @@ let package = Package(
             dependencies: [
                 "AeroGridCore",
                 "AeroGridKafka",
+                "AeroGridRuntime",
+                "AeroGridSandbox",
+                "AeroGridStore",
+                .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,0 +1,125 @@
+public import AeroGridCore
+import Foundation
+
+/// Encodes the frames the supervisor sends to an app.
+public enum SupervisorFrames {
+    public static func frame(_ type: FrameType, payload: [UInt8] = []) -> [UInt8] {
+        var writer = BinaryWriter(capacity: payload.count + 5)
+        writer.u32(UInt32(payload.count + 1))
+        writer.u8(type.rawValue)
+        writer.raw(payload)
+        return writer.bytes
+    }
+
+    public static let heartbeat = frame(.heartbeat)
+    public static let restoreDone = frame(.restoreDone)
+
+    public static func shutdown(reason: String) -> [UInt8] {
+        frame(.shutdown, payload: json(["reason": reason]))
+    }
+
+    /// Restore frames for one grid's rows, split so each stays well under the frame limit.
+    public static func restore(grid: String, rows: [(GridKey, GridRow)], maxPayload: Int = 1 << 20) -> [[UInt8]] {
+        var frames: [[UInt8]] = []
+        var chunk: [Any] = []
+        var size = 0
+        func flush() {
+            guard !chunk.isEmpty else { return }
+            frames.append(frame(.restore, payload: json(["grid": grid, "rows": chunk])))
+            chunk.removeAll()
+            size = 0
+        }
+        for (key, row) in rows {
+            let cells = row.mapValues(\.jsonValue)
+            chunk.append([key.jsonValue, cells])
+            size += 32 + row.reduce(0) { $0 + $1.key.utf8.count + 16 + ($1.value.description.utf8.count) }
+            if size >= maxPayload { flush() }
+        }
+        flush()
+        return frames
+    }
+
+    private static func json(_ object: [String: Any]) -> [UInt8] {
+        // Our own values only: serialization cannot fail.
+        Array((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8))
+    }
+}
+
+/// One record for a `records` frame.
+public struct OutgoingRecord: Sendable {
+    public let topic: String
+    public let partition: Int32
+    public let offset: Int64
+    public let timestamp: Int64?
+    public let key: [UInt8]?
+    public let value: [UInt8]?
+    public let headers: [(String, [UInt8]?)]
+
+    public init(topic: String, partition: Int32, offset: Int64, timestamp: Int64?, key: [UInt8]?, value: [UInt8]?, headers: [(String, [UInt8]?)] = []) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.timestamp = timestamp
+        self.key = key
+        self.value = value
+        self.headers = headers
+    }
+}
+
+/// Builds a `records` frame: batch id, a topic table, then each record with its fixed
+/// 32-byte head (`>HiqqiiH`), key, value and headers.
+public struct RecordsFrameBuilder {
+    private var topics: [String: UInt16] = [:]
+    private var topicOrder: [String] = []
+    private var body = BinaryWriter()
+    public private(set) var count: UInt32 = 0
+
+    public init(expectedBytes: Int = 1 << 16) {
+        body = BinaryWriter(capacity: expectedBytes)
+    }
+
+    /// Bytes of record data so far, to cut batches by size.
+    public var byteCount: Int { body.bytes.count }
+
+    public mutating func append(topic: String, partition: Int32, offset: Int64, timestamp: Int64?,
+                                key: [UInt8]?, value: [UInt8]?, headers: [(String, [UInt8]?)] = []) {
+        let index: UInt16
+        if let known = topics[topic] {
+            index = known
+        } else {
+            index = UInt16(topicOrder.count)
+            topics[topic] = index
+            topicOrder.append(topic)
+        }
+        body.u16(index)
+        body.i32(partition)
+        body.i64(offset)
+        body.i64(timestamp ?? -1)
+        body.i32(key.map { Int32($0.count) } ?? -1)
+        body.i32(value.map { Int32($0.count) } ?? -1)
+        body.u16(UInt16(headers.count))
+        body.raw(key)
+        body.raw(value)
+        for (name, headerValue) in headers {
+            body.string16(name)
+            body.i32(headerValue.map { Int32($0.count) } ?? -1)
+            body.raw(headerValue)
+        }
+        count += 1
+    }
+
+    /// The complete frame for `batchID`.
+    public func frame(batchID: UInt64) -> [UInt8] {
+        var head = BinaryWriter(capacity: 64)
+        head.u64(batchID)
+        head.u16(UInt16(topicOrder.count))
+        for topic in topicOrder { head.string16(topic) }
+        head.u32(count)
+        var frame = BinaryWriter(capacity: head.bytes.count + body.bytes.count + 5)
+        frame.u32(UInt32(head.bytes.count + body.bytes.count + 1))
+        frame.u8(FrameType.records.rawValue)
+        frame.raw(head.bytes)
+        frame.raw(body.bytes)
+        return frame.bytes
+    }
+}

@@ -1,0 +1,141 @@
+import AeroGridIPC
+import Foundation
+import Synchronization
+
+/// The supervisor's end of one app process's socket (fd 3 in the app): a reader thread
+/// that decodes frames and hands them to `onFrame`, and a writer thread that sends queued
+/// frames in order and a heartbeat after a second of silence. Both block on the socket,
+/// so neither runs on Swift's cooperative pool.
+final class AppConnection: Sendable {
+    private let fd: Int32
+    private let outbox = Mutex<Outbox>(Outbox())
+    private let wake = NSCondition()
+    private let lastReceived = Mutex<ContinuousClock.Instant>(.now)
+    /// The reader and the writer; the last to finish closes the socket.
+    private let loopsRunning = Atomic<Int>(2)
+
+    private struct Outbox {
+        var frames: [[UInt8]] = []
+        var closed = false
+    }
+
+    /// `onFrame` runs on the reader thread, one frame at a time; `onEnd` runs once when the
+    /// connection ends (EOF, an error, or a protocol violation, which it is given).
+    init(fd: Int32, onFrame: @escaping @Sendable (AppFrame) throws(ProtocolViolation) -> Void,
+         onEnd: @escaping @Sendable (ProtocolViolation?) -> Void) {
+        self.fd = fd
+        let reader = Thread { [self] in
+            let violation = readLoop(onFrame)
+            loopFinished()
+            onEnd(violation)
+        }
+        reader.name = "aerogrid-ipc-reader"
+        reader.start()
+        let writer = Thread { [self] in
+            writeLoop()
+            loopFinished()
+        }
+        writer.name = "aerogrid-ipc-writer"
+        writer.start()
+    }
+
+    /// Queues a frame; frames go out in the order queued.
+    func send(_ frame: [UInt8]) {
+        wake.lock()
+        let accepted = outbox.withLock { box -> Bool in
+            guard !box.closed else { return false }
+            box.frames.append(frame)
+            return true
+        }
+        if accepted { wake.signal() }
+        wake.unlock()
+    }
+
+    /// Sends what is queued, then closes our end: the app sees EOF.
+    func close() {
+        wake.lock()
+        outbox.withLock { $0.closed = true }
+        wake.signal()
+        wake.unlock()
+    }
+
+    /// How long the app has been silent (any frame counts).
+    var silence: Duration { ContinuousClock.now - lastReceived.withLock { $0 } }
+
+    private func readLoop(_ onFrame: @Sendable (AppFrame) throws(ProtocolViolation) -> Void) -> ProtocolViolation? {
+        var decoder = FrameDecoder()
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { return nil }
+            lastReceived.withLock { $0 = .now }
+            buffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+            do {
+                while let (type, payload) = try decoder.next() {
+                    try onFrame(try AppFrame.decode(type: type, payload: payload))
+                }
+            } catch {
+                shutdown(fd, Int32(SHUT_RDWR))
+                return error
+            }
+        }
+    }
+
+    private func writeLoop() {
+        var lastSent = ContinuousClock.now
+        while true {
+            wake.lock()
+            var (frames, closed) = outbox.withLock { box in
+                defer { box.frames.removeAll() }
+                return (box.frames, box.closed)
+            }
+            if frames.isEmpty && !closed {
+                _ = wake.wait(until: Date(timeIntervalSinceNow: 1))
+                (frames, closed) = outbox.withLock { box in
+                    defer { box.frames.removeAll() }
+                    return (box.frames, box.closed)
+                }
+            }
+            wake.unlock()
+            if frames.isEmpty && !closed && ContinuousClock.now - lastSent >= .seconds(1) {
+                frames = [SupervisorFrames.heartbeat]
+            }
+            for frame in frames {
+                guard writeAll(frame) else {
+                    outbox.withLock { $0.closed = true }
+                    shutdown(fd, Int32(SHUT_RDWR))
+                    return
+                }
+                lastSent = .now
+            }
+            if closed {
+                shutdown(fd, Int32(SHUT_WR))
+                return
+            }
+        }
+    }
+
+    private func loopFinished() {
+        if loopsRunning.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+            Foundation.close(fd)
+        }
+    }
+
+    private func writeAll(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                // MSG_NOSIGNAL: an app that died gives EPIPE here, not a SIGPIPE that would
+                // end the supervisor.
+                let written = Foundation.send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                offset += written
+            }
+            return true
+        }
+    }
+}

@@ -1,0 +1,185 @@
+import AeroGridCore
+import AeroGridIPC
+import AeroGridStore
+import Logging
+import Synchronization
+
+/// The protocol state of one app process: its hello, the batches sent and not yet
+/// confirmed, and the frames the app sent for the batch it is working on. Frames arrive on
+/// the connection's reader thread; batches are registered by the runner's pump.
+final class AppSession: Sendable {
+    /// A records frame sent and not yet confirmed.
+    struct InFlight: Sendable {
+        let id: UInt64
+        let records: UInt32
+        /// The next offset of each partition once this batch is applied.
+        let offsets: [SourcePartition: Int64]
+    }
+
+    private struct State {
+        var hello: Hello?
+        var helloWaiter: CheckedContinuation<Hello?, Never>?
+        var ended = false
+        var inFlight: [InFlight] = []
+        var updates: [(grid: String, key: GridKey, row: GridRow?)] = []
+        var produced: [ProduceRequest] = []
+        var errors: [RecordError] = []
+        var columns: [String: Set<String>] = [:]
+        var produces: Set<String> = []
+    }
+
+    private let state = Mutex(State())
+    let credits = AsyncCredits(limit: 2)
+    private let grids: GridState
+    private let logger: Logger
+    /// Records the app failed on, and records it asked to produce, once their batch is done.
+    private let onRecordErrors: @Sendable ([RecordError]) -> Void
+    private let onProduce: @Sendable ([ProduceRequest]) -> Void
+
+    init(grids: GridState, logger: Logger,
+         onRecordErrors: @escaping @Sendable ([RecordError]) -> Void,
+         onProduce: @escaping @Sendable ([ProduceRequest]) -> Void) {
+        self.grids = grids
+        self.logger = logger
+        self.onRecordErrors = onRecordErrors
+        self.onProduce = onProduce
+    }
+
+    /// The app's hello, or nil when the process ended (or `timeout` passed) first.
+    func hello(timeout: Duration) async -> Hello? {
+        let timer = Task { [self] in
+            try await Task.sleep(for: timeout)
+            resolveHello(nil)
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { continuation in
+            let ready: Hello?? = state.withLock { state in
+                if state.hello != nil || state.ended { return .some(state.hello) }
+                state.helloWaiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    private func resolveHello(_ hello: Hello?) {
+        let waiter = state.withLock { state in
+            defer { state.helloWaiter = nil }
+            return state.helloWaiter
+        }
+        waiter?.resume(returning: hello)
+    }
+
+    /// What the supervisor accepted from hello: grid columns and produce topics.
+    func accept(_ hello: Hello) {
+        state.withLock { state in
+            state.columns = Dictionary(uniqueKeysWithValues: hello.grids.map { ($0.name, Set($0.columns)) })
+            state.produces = Set(hello.produces)
+        }
+    }
+
+    func registerBatch(_ batch: InFlight) {
+        state.withLock { $0.inFlight.append(batch) }
+    }
+
+    var inFlightCount: Int { state.withLock { $0.inFlight.count } }
+    var hasEnded: Bool { state.withLock { $0.ended } }
+
+    /// The process is gone: nothing more will be confirmed. Unconfirmed batches are
+    /// dropped (their records go to the next process again, from the applied offsets).
+    func end() {
+        state.withLock { state in
+            state.ended = true
+            state.inFlight.removeAll()
+            state.updates.removeAll()
+            state.produced.removeAll()
+            state.errors.removeAll()
+        }
+        resolveHello(nil)
+        credits.finish()
+    }
+
+    /// One frame from the app, on the reader thread.
+    func handle(_ frame: AppFrame) throws(ProtocolViolation) {
+        switch frame {
+        case .hello(let hello):
+            let first = state.withLock { state -> Bool in
+                guard state.hello == nil else { return false }
+                state.hello = hello
+                return true
+            }
+            guard first else { throw ProtocolViolation("a second hello") }
+            resolveHello(hello)
+        case .gridUpdate(let update):
+            try state.withLock { state throws(ProtocolViolation) in
+                guard let columns = state.columns[update.grid] else {
+                    throw ProtocolViolation("a grid-update for undeclared grid '\(update.grid)'")
+                }
+                if let row = update.row, let unknown = row.keys.first(where: { !columns.contains($0) }) {
+                    throw ProtocolViolation("grid '\(update.grid)' has no column '\(unknown)'")
+                }
+                state.updates.append((update.grid, update.key, update.row))
+            }
+        case .produce(let request):
+            try state.withLock { state throws(ProtocolViolation) in
+                guard state.produces.contains(request.topic) else {
+                    throw ProtocolViolation("a produce to '\(request.topic)', which hello did not declare")
+                }
+                state.produced.append(request)
+            }
+        case .error(let error):
+            state.withLock { $0.errors.append(error) }
+        case .batchDone(let done):
+            try confirm(done)
+        case .log(let message):
+            logger.log(level: Logger.Level(appLevel: message.level), "\(message.message)", metadata: ["aerogrid.source": "app"])
+        case .heartbeat, .unknown:
+            break
+        }
+    }
+
+    /// Applies the oldest unconfirmed batch, with everything the app sent for it.
+    private func confirm(_ done: BatchDone) throws(ProtocolViolation) {
+        let (batch, errors, produced) = try state.withLock { state throws(ProtocolViolation) in
+            guard let oldest = state.inFlight.first else {
+                throw ProtocolViolation("batch-done \(done.batchID) with no batch outstanding")
+            }
+            guard done.batchID == oldest.id else {
+                throw ProtocolViolation("batch-done \(done.batchID), but the oldest batch outstanding is \(oldest.id)")
+            }
+            guard done.records == oldest.records, done.updates == state.updates.count,
+                  done.errors == state.errors.count, done.produced == state.produced.count else {
+                throw ProtocolViolation(
+                    "batch-done \(done.batchID) counts \(done.records) records, \(done.updates) updates, \(done.errors) errors, \(done.produced) produced; "
+                        + "the supervisor sent \(oldest.records) records and received \(state.updates.count), \(state.errors.count), \(state.produced.count)")
+            }
+            var batch = GridState.Batch()
+            batch.updates = state.updates
+            batch.offsets = oldest.offsets
+            batch.records = Int(oldest.records)
+            state.inFlight.removeFirst()
+            defer {
+                state.updates.removeAll(keepingCapacity: true)
+                state.errors.removeAll()
+                state.produced.removeAll()
+            }
+            return (batch, state.errors, state.produced)
+        }
+        grids.apply(batch)
+        if !errors.isEmpty { onRecordErrors(errors) }
+        if !produced.isEmpty { onProduce(produced) }
+        credits.release()
+    }
+}
+
+extension Logger.Level {
+    /// The levels an app's log frames use.
+    init(appLevel: String) {
+        switch appLevel {
+        case "debug": self = .debug
+        case "warning": self = .warning
+        case "error": self = .error
+        default: self = .info
+        }
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+public import AeroGridKafka
+public import AeroGridSandbox
+
+/// What the runtime needs to run one app.
+public struct AppSpec: Sendable {
+    /// `<tenant>.<app>` style name used for logs, the consumer group and the cgroup path.
+    public var tenant: String
+    public var name: String
+    /// The bundle's directory (mounted read-only at /app) and its entry point in it.
+    public var bundle: String
+    public var entrypoint: String
+    /// The directory holding the `aerogrid` Python package (mounted read-only).
+    public var sdkPath: String
+    public var python: String
+    public var profile: CompiledProfile
+    public var limits: CgroupLimits
+    public var kafka: KafkaConfiguration
+    public var checkpointInterval: Duration
+    /// Records per records frame, at most.
+    public var maxBatchRecords: Int
+    /// Wait before starting a process that died again.
+    public var restartDelay: Duration
+
+    public init(
+        tenant: String, name: String, bundle: String, entrypoint: String = "app.py", sdkPath: String,
+        python: String = "python3", profile: CompiledProfile, limits: CgroupLimits? = nil,
+        kafka: KafkaConfiguration, checkpointInterval: Duration = .seconds(1), maxBatchRecords: Int = 5000,
+        restartDelay: Duration = .milliseconds(500)
+    ) {
+        self.tenant = tenant
+        self.name = name
+        self.bundle = bundle
+        self.entrypoint = entrypoint
+        self.sdkPath = sdkPath
+        self.python = python
+        self.profile = profile
+        let quotas = profile.quotaDefaults
+        self.limits = limits ?? CgroupLimits(memoryBytes: quotas.memoryBytes, cpus: quotas.cpus, pids: quotas.pids)
+        self.kafka = kafka
+        self.checkpointInterval = checkpointInterval
+        self.maxBatchRecords = maxBatchRecords
+        self.restartDelay = restartDelay
+    }
+
+    /// The key under which the app's checkpoints are stored.
+    public var storeKey: String { "\(tenant)/\(name)" }
+
+    /// The command that runs the app inside the sandbox (docs/ipc.md, "Launching").
+    var command: [String] {
+        [python, "-I", "-S", "-c",
+         "import sys; sys.path.insert(0, \(pythonString(sdkPath))); from aerogrid.__main__ import main; sys.exit(main())",
+         "run", entrypoint]
+    }
+}
+
+/// A Python string literal for a path.
+private func pythonString(_ text: String) -> String {
+    "'" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
+}

@@ -1,0 +1,157 @@
+public import AeroGridCore
+public import AeroGridStore
+import Synchronization
+
+/// One app's grids as the supervisor holds them: the authoritative state. A batch's
+/// changes are applied here only when the app confirms the batch (`batch-done`), together
+/// with the source offsets after it, so rows and offsets always describe the same point in
+/// the input. Checkpoints copy that pair to the store in one transaction.
+public final class GridState: Sendable {
+    public struct Grid: Sendable, Equatable {
+        public var columns: [String]
+        public var rows: [GridKey: GridRow]
+        /// Bumped by every applied batch that changed the grid.
+        public var version: UInt64
+    }
+
+    /// A batch's effect, applied at once.
+    public struct Batch: Sendable {
+        public var updates: [(grid: String, key: GridKey, row: GridRow?)] = []
+        /// The next offset of each source partition after this batch.
+        public var offsets: [SourcePartition: Int64] = [:]
+        public var records: Int = 0
+
+        public init() {}
+    }
+
+    /// Changed rows of one grid, for clients watching it.
+    public struct Change: Sendable {
+        public let grid: String
+        public let version: UInt64
+        public let epoch: Int64
+        public let rows: [(GridKey, GridRow?)]
+    }
+
+    private struct State {
+        var grids: [String: Grid] = [:]
+        var offsets: [SourcePartition: Int64] = [:]
+        var epoch: Int64 = 0
+        var dirtyRows: [String: [GridKey: GridRow?]] = [:]
+        var dirtyVersions: Set<String> = []
+        var dirtyOffsets: Set<SourcePartition> = []
+        var appliedRecords = 0
+        var listeners: [Int: AsyncStream<Change>.Continuation] = [:]
+        var nextListener = 0
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// Starts from a checkpoint, in a new epoch.
+    public func restore(_ checkpoint: GridCheckpoint, epoch: Int64) {
+        state.withLock { state in
+            state.grids = checkpoint.grids.mapValues { Grid(columns: [], rows: $0, version: 0) }
+            for (grid, version) in checkpoint.versions {
+                state.grids[grid, default: Grid(columns: [], rows: [:], version: 0)].version = version
+            }
+            state.offsets = checkpoint.offsets
+            state.epoch = epoch
+            state.dirtyRows = [:]
+            state.dirtyVersions = []
+            state.dirtyOffsets = []
+        }
+    }
+
+    /// Makes sure the declared grids exist with their columns (an app's hello).
+    public func declare(_ grids: [(name: String, columns: [String])]) {
+        state.withLock { state in
+            for grid in grids {
+                state.grids[grid.name, default: Grid(columns: grid.columns, rows: [:], version: 0)].columns = grid.columns
+            }
+        }
+    }
+
+    public func apply(_ batch: Batch) {
+        let changes: [Change] = state.withLock { state in
+            var touched: [String: [(GridKey, GridRow?)]] = [:]
+            for update in batch.updates {
+                if let row = update.row {
+                    state.grids[update.grid, default: Grid(columns: [], rows: [:], version: 0)].rows[update.key] = row
+                } else {
+                    state.grids[update.grid]?.rows[update.key] = nil
+                }
+                state.dirtyRows[update.grid, default: [:]][update.key] = update.row
+                touched[update.grid, default: []].append((update.key, update.row))
+            }
+            for (grid, _) in touched {
+                state.grids[grid]?.version += 1
+                state.dirtyVersions.insert(grid)
+            }
+            for (source, offset) in batch.offsets {
+                state.offsets[source] = offset
+                state.dirtyOffsets.insert(source)
+            }
+            state.appliedRecords += batch.records
+            guard !state.listeners.isEmpty else { return [] }
+            return touched.map { grid, rows in
+                Change(grid: grid, version: state.grids[grid]?.version ?? 0, epoch: state.epoch, rows: rows)
+            }
+        }
+        if !changes.isEmpty {
+            let listeners = state.withLock { Array($0.listeners.values) }
+            for listener in listeners { for change in changes { listener.yield(change) } }
+        }
+    }
+
+    /// Everything changed since the last call, consistent with the offsets: for a
+    /// checkpoint. If writing it fails, hand it back with `reinstate`.
+    public func takeCheckpointDelta() -> CheckpointDelta {
+        state.withLock { state in
+            var delta = CheckpointDelta()
+            delta.rows = state.dirtyRows
+            for grid in state.dirtyVersions { delta.versions[grid] = state.grids[grid]?.version ?? 0 }
+            for source in state.dirtyOffsets { delta.offsets[source] = state.offsets[source] }
+            state.dirtyRows = [:]
+            state.dirtyVersions = []
+            state.dirtyOffsets = []
+            return delta
+        }
+    }
+
+    /// Puts back a delta that could not be written; newer changes win.
+    public func reinstate(_ delta: CheckpointDelta) {
+        state.withLock { state in
+            for (grid, rows) in delta.rows {
+                for (key, row) in rows where state.dirtyRows[grid]?[key] == nil {
+                    state.dirtyRows[grid, default: [:]][key] = .some(row)
+                }
+            }
+            state.dirtyVersions.formUnion(delta.versions.keys)
+            state.dirtyOffsets.formUnion(delta.offsets.keys)
+        }
+    }
+
+    public var offsets: [SourcePartition: Int64] { state.withLock { $0.offsets } }
+    public var epoch: Int64 { state.withLock { $0.epoch } }
+    public var appliedRecords: Int { state.withLock { $0.appliedRecords } }
+    public var gridNames: [String] { state.withLock { $0.grids.keys.sorted() } }
+
+    public func snapshot(_ grid: String) -> (grid: Grid, epoch: Int64)? {
+        state.withLock { state in state.grids[grid].map { ($0, state.epoch) } }
+    }
+
+    /// Every change applied from now on, per grid.
+    public func changes() -> AsyncStream<Change> {
+        let (stream, continuation) = AsyncStream<Change>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        let id = state.withLock { state in
+            defer { state.nextListener += 1 }
+            state.listeners[state.nextListener] = continuation
+            return state.nextListener
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.listeners.removeValue(forKey: id) }
+        }
+        return stream
+    }
+}

@@ -1,0 +1,188 @@
+import AeroGridCore
+import AeroGridIPC
+import AeroGridKafka
+import AeroGridRuntime
+import AeroGridSandbox
+import AeroGridStore
+import ArgumentParser
+import Foundation
+import Logging
+import TOMLKit
+
+struct AppCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "app",
+        abstract: "Apps: Python bundles that turn Kafka records into grids.",
+        subcommands: [Run.self]
+    )
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run one app in the foreground, sandboxed, until Ctrl-C.",
+            discussion: """
+                Prints a JSON status line every --status-interval seconds, and the app's grids \
+                as one JSON line when it stops. State (grids and offsets, checkpointed together) \
+                is kept in --data-dir, so a rerun continues where the last one stopped.
+                """
+        )
+
+        @OptionGroup var global: GlobalOptions
+
+        @Argument(help: "The app's directory: app.toml and the code.")
+        var directory: String
+
+        @Option(help: "Kafka bootstrap servers, host:port[,host:port…].")
+        var bootstrap: String
+
+        @Option(help: "Where checkpoints are kept.")
+        var dataDir: String = ".aerogrid"
+
+        @Option(help: "The tenant the app runs for (the cgroup and consumer group name).")
+        var tenant: String = "local"
+
+        @Option(help: "Seccomp profile with quota defaults (default: sandbox-profiles/python.json).")
+        var profile: String?
+
+        @Option(help: "Directory holding the aerogrid Python package (default: the repository's python/).")
+        var sdk: String?
+
+        @Option(help: "Seconds between checkpoints.")
+        var checkpointInterval: Double = 1
+
+        @Option(help: "Seconds between status lines.")
+        var statusInterval: Double = 1
+
+        @Option(name: .customLong("kafka"), help: "A librdkafka property, as KEY=VALUE (repeatable).")
+        var kafkaProperties: [String] = []
+
+        func run() async throws {
+            let logger = global.makeLogger(label: "aerogrid.runtime")
+            let manifest = try AppManifest.load(directory: directory)
+            let profilePath = try profile ?? InstallLayout.resource("sandbox-profiles/python.json")
+            let sdkPath = try sdk ?? InstallLayout.resource("python")
+            try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+            let store = try Store(path: "\(dataDir)/aerogrid.sqlite")
+            var properties: [String: String] = [:]
+            for pair in kafkaProperties {
+                guard let equals = pair.firstIndex(of: "=") else { throw ValidationError("--kafka takes KEY=VALUE, not '\(pair)'") }
+                properties[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+            }
+            let spec = AppSpec(
+                tenant: try ResourceName(tenant, kind: "tenant").value, name: manifest.name,
+                bundle: URL(fileURLWithPath: directory).standardizedFileURL.path, entrypoint: manifest.entrypoint,
+                sdkPath: URL(fileURLWithPath: sdkPath).standardizedFileURL.path,
+                profile: try CompiledProfile.load(path: profilePath),
+                kafka: KafkaConfiguration(bootstrapServers: bootstrap, properties: properties),
+                checkpointInterval: .milliseconds(Int64(checkpointInterval * 1000)))
+            let runner = AppRunner(spec: spec, store: store, logger: logger)
+            let lagConsumer = try KafkaConsumer(
+                configuration: KafkaConsumerConfiguration(kafka: spec.kafka, groupID: "aerogrid.\(spec.tenant).\(spec.name)"), logger: logger)
+
+            let running = Task { try await runner.run() }
+            let reporting = Task {
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .milliseconds(Int64(statusInterval * 1000)))
+                    printLine(statusLine(runner, lag: try? await lag(runner, consumer: lagConsumer)))
+                }
+            }
+            let signal = await waitForTermination()
+            logger.info("stopping the app (signal \(signal))")
+            runner.stop()
+            try await running.value
+            reporting.cancel()
+            await lagConsumer.close()
+            printLine(statusLine(runner, lag: nil))
+            printLine(gridsLine(runner))
+        }
+
+        /// Records between the applied offsets and the end of each consumed partition.
+        private func lag(_ runner: AppRunner, consumer: KafkaConsumer) async throws -> Int64 {
+            var total: Int64 = 0
+            for (source, offset) in runner.grids.offsets {
+                let marks = try await consumer.watermarks(TopicPartition(source.topic, source.partition), timeout: .seconds(2))
+                total += max(0, marks.high - offset)
+            }
+            return total
+        }
+    }
+}
+
+/// A JSON status line: `{"event":"status", …}`.
+func statusLine(_ runner: AppRunner, lag: Int64?) -> String {
+    let status = runner.status
+    var object: [String: Any] = [
+        "event": "status", "phase": status.phase.rawValue, "restarts": status.restarts,
+        "delivered_records": status.deliveredRecords, "applied_records": runner.grids.appliedRecords,
+        "failed_records": status.failedRecords, "checkpoints": status.checkpoints, "epoch": runner.grids.epoch,
+    ]
+    if let lag { object["lag"] = lag }
+    if let crash = status.lastCrash { object["last_crash"] = crash }
+    return jsonLine(object)
+}
+
+/// The app's grids: `{"event":"grids","grids":{name:{"version":…,"rows":{key:row}}}}`.
+func gridsLine(_ runner: AppRunner) -> String {
+    var grids: [String: Any] = [:]
+    for name in runner.grids.gridNames {
+        guard let snapshot = runner.grids.snapshot(name) else { continue }
+        var rows: [String: Any] = [:]
+        for (key, row) in snapshot.grid.rows { rows[key.description] = row.mapValues(\.jsonValue) }
+        grids[name] = ["version": snapshot.grid.version, "columns": snapshot.grid.columns, "rows": rows]
+    }
+    return jsonLine(["event": "grids", "epoch": runner.grids.epoch, "grids": grids])
+}
+
+func jsonLine(_ object: [String: Any]) -> String {
+    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// An app bundle's manifest, `app.toml`.
+struct AppManifest: Decodable {
+    var name: String
+    var entrypoint: String = "app.py"
+    var runtime: String = "python3.11"
+
+    static func load(directory: String) throws -> AppManifest {
+        let path = "\(directory)/app.toml"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ValidationError("\(path) is missing: an app needs an app.toml with at least name = \"…\"")
+        }
+        let manifest: AppManifest
+        do {
+            manifest = try TOMLDecoder().decode(AppManifest.self, from: text)
+        } catch {
+            throw ValidationError("\(path) is not valid: \(error)")
+        }
+        _ = try ResourceName(manifest.name, kind: "app name")
+        guard FileManager.default.fileExists(atPath: "\(directory)/\(manifest.entrypoint)") else {
+            throw ValidationError("\(path) names entrypoint '\(manifest.entrypoint)', which is not in \(directory)")
+        }
+        return manifest
+    }
+
+    enum CodingKeys: String, CodingKey { case name, entrypoint, runtime }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        entrypoint = try container.decodeIfPresent(String.self, forKey: .entrypoint) ?? "app.py"
+        runtime = try container.decodeIfPresent(String.self, forKey: .runtime) ?? "python3.11"
+    }
+}
+
+/// Files that ship with the platform (profiles, the Python SDK), found next to the binary:
+/// in a source checkout the binary is in .build/…, below the repository root.
+enum InstallLayout {
+    static func resource(_ relative: String) throws -> String {
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<6 {
+            let candidate = directory.appendingPathComponent(relative).path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            directory.deleteLastPathComponent()
+        }
+        let fromWorkingDirectory = FileManager.default.currentDirectoryPath + "/" + relative
+        if FileManager.default.fileExists(atPath: fromWorkingDirectory) { return fromWorkingDirectory }
+        throw ValidationError("cannot find \(relative) next to the aerogrid binary or in the current directory")
+    }
+}
