@@ -110,6 +110,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "AeroGridRuntimeTests",
+            dependencies: ["AeroGridCore", "AeroGridIPC", "AeroGridRuntime", "AeroGridStore"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "AeroGridCLITests",
             swiftSettings: strictSettings
         ),

@@ -13,6 +13,11 @@ public struct Hello: Sendable, Equatable {
     public struct Grid: Sendable, Equatable {
         public let name: String
         public let columns: [String]
+
+        public init(name: String, columns: [String]) {
+            self.name = name
+            self.columns = columns
+        }
     }
 
     public struct Stream: Sendable, Equatable {
@@ -50,6 +55,12 @@ public struct GridUpdate: Sendable, Equatable {
     public let grid: String
     public let key: GridKey
     public let row: GridRow?
+
+    public init(grid: String, key: GridKey, row: GridRow?) {
+        self.grid = grid
+        self.key = key
+        self.row = row
+    }
 }
 
 public struct BatchDone: Sendable, Equatable {
@@ -58,6 +69,14 @@ public struct BatchDone: Sendable, Equatable {
     public let errors: UInt32
     public let updates: UInt32
     public let produced: UInt32
+
+    public init(batchID: UInt64, records: UInt32, errors: UInt32, updates: UInt32, produced: UInt32) {
+        self.batchID = batchID
+        self.records = records
+        self.errors = errors
+        self.updates = updates
+        self.produced = produced
+    }
 }
 
 public struct ProduceRequest: Sendable, Equatable {
@@ -65,6 +84,13 @@ public struct ProduceRequest: Sendable, Equatable {
     public let key: [UInt8]?
     public let value: [UInt8]?
     public let headers: [(String, [UInt8]?)]
+
+    public init(topic: String, key: [UInt8]?, value: [UInt8]?, headers: [(String, [UInt8]?)]) {
+        self.topic = topic
+        self.key = key
+        self.value = value
+        self.headers = headers
+    }
 
     public static func == (lhs: ProduceRequest, rhs: ProduceRequest) -> Bool {
         lhs.topic == rhs.topic && lhs.key == rhs.key && lhs.value == rhs.value
