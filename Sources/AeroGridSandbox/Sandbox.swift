@@ -14,6 +14,9 @@ public enum Sandbox {
     /// The host's cgroup support, found once.
     public static let cgroups: CgroupSupport = CgroupSupport.detect()
 
+    /// Numbers the cgroups of sandboxes that were given no path.
+    private static let unnamedSandboxes = Atomic<Int>(0)
+
     /// The directory every sandbox mounts its private tmpfs root on (in its own mount
     /// namespace, so one directory serves them all).
     static let rootDirectory = "/run/aerogrid/sandbox-root"
@@ -25,6 +28,8 @@ public enum Sandbox {
     public static func launch(_ spec: SandboxSpec) throws(SandboxError) -> SandboxedProcess {
         guard let name = spec.command.first else { throw SandboxError(.invalidArgument, "no command to run") }
         guard spec.hostUID != 0 else { throw SandboxError(.invalidArgument, "the sandbox may not map to host root (uid 0)") }
+        // Checked before anything is created, so a refusal leaves nothing behind.
+        try spec.limits.validate()
         let hostPath = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
         let command = try HostCommand.resolve(name, path: hostPath)
         try SysFS.makeDirectories(rootDirectory)
@@ -38,7 +43,8 @@ public enum Sandbox {
             sbx_rlimit(resource: Int32(RLIMIT_FSIZE.rawValue), soft: spec.maxFileBytes, hard: spec.maxFileBytes),
         ]
         if let hierarchy = cgroups.hierarchy {
-            let group = try hierarchy.group(spec.cgroupPath)
+            let path = spec.cgroupPath.isEmpty ? ["sandbox-\(getpid())-\(unnamedSandboxes.add(1, ordering: .relaxed).newValue)"] : spec.cgroupPath
+            let group = try hierarchy.group(path)
             try group.setLimits(spec.limits)
             cgroup = group
         } else {
@@ -148,7 +154,14 @@ public enum Sandbox {
             var exit = sbx_exit()
             _ = sbx_wait(&child, 0, &exit)
             sbx_child_close(&child)
-            throw SandboxError(.launch, formatFailure(setupFailure, code: setupFailure.err))
+            var message = formatFailure(setupFailure, code: setupFailure.err)
+            // Name the mount, not only its index.
+            let step = Int32(setupFailure.step)
+            if step == Int32(SBX_STEP_MOUNT.rawValue) || step == Int32(SBX_STEP_OPEN_SOURCE.rawValue),
+               mounts.indices.contains(Int(setupFailure.index)), let target = mounts[Int(setupFailure.index)].target {
+                message += " (mount target \(String(cString: target)))"
+            }
+            throw SandboxError(.launch, message)
         }
         cleanup.succeeded()
         return SandboxedProcess(

@@ -19,7 +19,9 @@ public struct SandboxSpec: Sendable {
     public var bundle: String?
     /// The whole environment of the app: nothing of the caller's is passed on.
     public var environment: [(String, String)]
-    /// Where the cgroup goes under our own root, e.g. `["demo", "ordersapp"]`.
+    /// Where the cgroup goes under our own root, e.g. `["demo", "ordersapp"]`. Empty: a
+    /// name of its own (`sandbox-PID-N`), never shared — a sandbox's end kills everything
+    /// in its cgroup.
     public var cgroupPath: [String]
     /// The unprivileged host uid (and gid) the sandbox's root maps to. Never 0.
     public var hostUID: UInt32
@@ -41,7 +43,7 @@ public struct SandboxSpec: Sendable {
         command: [String], filter: SeccompFilter? = nil, limits: CgroupLimits = CgroupLimits(),
         openFiles: Int = 256, maxFileBytes: UInt64 = 64 << 20, tmpBytes: UInt64 = 64 << 20,
         readOnlyPaths: [String] = [], bundle: String? = nil, environment: [(String, String)] = [],
-        cgroupPath: [String] = ["default"], hostUID: UInt32 = 65534, withIPCSocket: Bool = false,
+        cgroupPath: [String] = [], hostUID: UInt32 = 65534, withIPCSocket: Bool = false,
         inheritedIPCFD: Int32? = nil, output: Output = .pipes
     ) {
         self.command = command

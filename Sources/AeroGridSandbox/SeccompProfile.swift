@@ -115,7 +115,7 @@ private struct ProfileReader {
 
     mutating func profile(_ document: JSONValue) throws(SandboxError) -> SeccompProfile {
         guard case .object(let members) = document else { throw fail("(top level)", "expected an object, found \(document.typeName)") }
-        let known: Set = ["defaultAction", "defaultErrnoRet", "architectures", "syscalls", "aerogrid", "archMap", "flags", "listenerPath", "listenerMetadata"]
+        let known: Set = ["defaultAction", "defaultErrnoRet", "architectures", "syscalls", "aerogrid"]
         if let unknown = members.first(where: { !known.contains($0.0) }) {
             throw fail(unknown.0, "unknown field (expected one of defaultAction, defaultErrnoRet, architectures, syscalls, aerogrid)")
         }
@@ -140,9 +140,11 @@ private struct ProfileReader {
 
     func rule(_ entry: JSONValue, field: String, defaultErrno: Int32?) throws(SandboxError) -> SeccompProfile.Rule {
         guard case .object(let members) = entry else { throw fail(field, "expected an object, found \(entry.typeName)") }
-        let known: Set = ["names", "name", "action", "errnoRet", "args", "comment", "includes", "excludes"]
+        // Docker's conditional `includes`/`excludes` (by capability, kernel version) are
+        // refused, not ignored: ignoring them would allow what they meant to limit.
+        let known: Set = ["names", "name", "action", "errnoRet", "args", "comment"]
         if let unknown = members.first(where: { !known.contains($0.0) }) {
-            throw fail("\(field).\(unknown.0)", "unknown field (expected names, action, errnoRet, args)")
+            throw fail("\(field).\(unknown.0)", "unsupported field (expected names, action, errnoRet, args, comment)")
         }
         var names = try strings(entry["names"] ?? .array([]), "\(field).names")
         if let single = entry["name"] {

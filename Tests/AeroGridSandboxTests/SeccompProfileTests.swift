@@ -25,6 +25,8 @@ import Testing
         (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscals": []}"#,
          "syscals: unknown field"),
         (#"{"syscalls": []}"#, "defaultAction: missing"),
+        (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_PTRACE"]}}]}"#,
+         "syscalls[0].includes: unsupported field"),
         (#"{"defaultAction": "SCMP_ACT_ERRNO", "aerogrid": {"memory": "lots"}}"#,
          "aerogrid.memory: expected a size such as \"256M\""),
         ("{\"defaultAction\": \"SCMP_ACT_ERRNO\",\n  \"syscalls\": [}", "not valid JSON at line 2, column 16"),
