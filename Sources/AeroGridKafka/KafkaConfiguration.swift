@@ -16,12 +16,12 @@ public struct KafkaConfiguration: Sendable, Equatable {
     /// milliseconds for data (the broker default is 500 ms, and librdkafka's mock cluster
     /// sleeps the whole wait when a partition is empty), and small batches go out at once.
     static let lowLatencyDefaults: [String: String] = [
-        "fetch.wait.max.ms": "5",
         "socket.nagle.disable": "true",
         "topic.metadata.refresh.interval.ms": "30000",
     ]
 
     static let consumerDefaults: [String: String] = [
+        "fetch.wait.max.ms": "5",
         // Offsets are stored only for records the caller has processed (`store`), and
         // committed when the caller says so (or on a revocation), never behind its back.
         "enable.auto.commit": "false",

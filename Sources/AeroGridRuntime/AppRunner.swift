@@ -17,11 +17,7 @@ public final class AppRunner: Sendable {
 
     /// What the runner is doing, for status lines and the API.
     public struct Status: Sendable, Equatable {
-        public enum Phase: String, Sendable { case starting, running, restarting, stopping, stopped }
-        public var phase: Phase = .starting
-        public var restarts = 0
-        /// How the last process ended, when it did not end on request.
-        public var lastCrash: String?
+        public var lifecycle = AppLifecycle()
         public var deliveredRecords = 0
         public var batchesSent = 0
         public var checkpoints = 0
@@ -36,6 +32,11 @@ public final class AppRunner: Sendable {
     private let currentProcess = Mutex<SandboxedProcess?>(nil)
     private let currentConnection = Mutex<AppConnection?>(nil)
     private let nextBatchID = Atomic<UInt64>(1)
+    /// Writes dead letters; made when the runner starts.
+    private let producer = Mutex<KafkaProducer?>(nil)
+
+    /// Where records the app fails on go, with the error: `<tenant>.<app>.dlq`.
+    public var deadLetterTopic: String { "\(spec.tenant).\(spec.name).dlq" }
 
     public init(spec: AppSpec, store: Store, logger: Logger) {
         self.spec = spec
@@ -52,6 +53,7 @@ public final class AppRunner: Sendable {
     /// and `run` returns.
     public func stop() {
         stopRequested.store(true, ordering: .relaxed)
+        statusState.withLock { $0.lifecycle.stop() }
         currentConnection.withLock { $0 }?.send(SupervisorFrames.shutdown(reason: "app stopped"))
     }
 
@@ -66,6 +68,11 @@ public final class AppRunner: Sendable {
             "aerogrid.epoch": "\(epoch)", "aerogrid.grids": "\(checkpoint.grids.count)",
             "aerogrid.partitions": "\(checkpoint.offsets.count)"])
 
+        let dlqProducer = try KafkaProducer(configuration: spec.kafka, logger: logger)
+        producer.withLock { $0 = dlqProducer }
+        // In the background: a cluster that creates topics on first use (the embedded one)
+        // only answers CreateTopics with a timeout.
+        Task { await ensureDeadLetterTopic() }
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(kafka: spec.kafka, groupID: "aerogrid.\(spec.tenant).\(spec.name)"),
             logger: logger)
@@ -76,20 +83,74 @@ public final class AppRunner: Sendable {
             }
         }
         while !stopping {
+            statusState.withLock { $0.lifecycle.startProcess() }
+            let started = ContinuousClock.now
+            var reason: CrashReason?
             do {
-                try await runProcess(consumer: consumer)
+                reason = try await runProcess(consumer: consumer)
+            } catch let error as RuntimeError {
+                reason = .startup(error.description)
             } catch {
-                logger.error("the app could not run: \(error)")
-                statusState.withLock { $0.lastCrash = "\(error)" }
+                reason = .startup("\(error)")
             }
-            guard !stopping else { break }
-            statusState.withLock { $0.phase = .restarting; $0.restarts += 1 }
-            try? await Task.sleep(for: spec.restartDelay)
+            let uptime = ContinuousClock.now - started
+            guard let delay = statusState.withLock({ $0.lifecycle.processEnded(stopping ? nil : reason, uptime: uptime) }) else { break }
+            logger.warning("the app \(reason.map { "\($0)" } ?? "ended"): starting it again in \(delay)",
+                           metadata: ["aerogrid.crash": "\(reason?.code ?? "exit")"])
+            // The backoff, cut short if the app is stopped meanwhile.
+            let until = ContinuousClock.now + delay
+            while !stopping && ContinuousClock.now < until { try? await Task.sleep(for: .milliseconds(50)) }
         }
+        statusState.withLock { $0.lifecycle.stop() }
         checkpoints.cancel()
         await writeCheckpoint(consumer: consumer)
         await consumer.close()
-        statusState.withLock { $0.phase = .stopped }
+        try? await dlqProducer.flush(timeout: .seconds(10))
+        statusState.withLock { _ = $0.lifecycle.processEnded(nil, uptime: .zero) }
+    }
+
+    /// Creates the dead-letter topic if the cluster lacks it. A cluster that refuses
+    /// (or, like the embedded one, creates topics on first use) is left as it is.
+    private func ensureDeadLetterTopic() async {
+        guard let admin = try? KafkaAdmin(configuration: spec.kafka, logger: logger) else { return }
+        if let topics = try? await admin.listTopics(), topics.contains(deadLetterTopic) { return }
+        do {
+            try await admin.createTopics([KafkaNewTopic(name: deadLetterTopic, partitions: 1)], timeout: .seconds(5))
+        } catch {
+            logger.info("dead-letter topic \(deadLetterTopic) not created here (\(error)); it is created on first use where the cluster allows")
+        }
+    }
+
+    /// Sends each failed record to the dead-letter topic — its original key, value and
+    /// headers, plus what went wrong — and logs it. The stream goes on.
+    private func deadLetter(_ errors: [RecordError], records: [KafkaMessage]) {
+        statusState.withLock { $0.failedRecords += errors.count }
+        var byPosition: [String: KafkaMessage] = [:]
+        for record in records { byPosition["\(record.topic)/\(record.partition)/\(record.offset)"] = record }
+        let producer = self.producer.withLock { $0 }
+        for error in errors {
+            logger.warning("record \(error.topic)/\(error.partition)@\(error.offset) failed (\(error.kind)): \(error.error)",
+                           metadata: ["aerogrid.dlq": "\(deadLetterTopic)"])
+            let original = byPosition["\(error.topic)/\(error.partition)/\(error.offset)"]
+            let headers = (original?.headers ?? []) + [
+                KafkaHeader("aerogrid.error.kind", Array(error.kind.utf8)),
+                KafkaHeader("aerogrid.error.handler", Array((error.handler ?? "").utf8)),
+                KafkaHeader("aerogrid.error.message", Array(error.error.utf8)),
+                KafkaHeader("aerogrid.error.traceback", Array(error.traceback.utf8)),
+                KafkaHeader("aerogrid.source.topic", Array(error.topic.utf8)),
+                KafkaHeader("aerogrid.source.partition", Array(String(error.partition).utf8)),
+                KafkaHeader("aerogrid.source.offset", Array(String(error.offset).utf8)),
+            ]
+            let topic = deadLetterTopic
+            let logger = self.logger
+            Task {
+                do {
+                    try await producer?.enqueue(topic: topic, key: original?.key, value: original?.value, headers: headers)
+                } catch {
+                    logger.error("cannot write a dead letter to \(topic): \(error)")
+                }
+            }
+        }
     }
 
     /// Copies what changed since the last checkpoint to the store, in one transaction, and
@@ -110,17 +171,12 @@ public final class AppRunner: Sendable {
         if !offsets.isEmpty { try? await consumer.commit(offsets) }
     }
 
-    /// One process, from launch to its end.
-    private func runProcess(consumer: KafkaConsumer) async throws {
-        statusState.withLock { $0.phase = .starting }
+    /// One process, from launch to its end: why it ended, or nil when it was asked to.
+    private func runProcess(consumer: KafkaConsumer) async throws -> CrashReason? {
+        let killReason = Mutex<CrashReason?>(nil)
         let session = AppSession(
             grids: grids, logger: logger,
-            onRecordErrors: { [self] errors in
-                statusState.withLock { $0.failedRecords += errors.count }
-                for error in errors {
-                    logger.warning("record \(error.topic)/\(error.partition)@\(error.offset) failed (\(error.kind)): \(error.error)")
-                }
-            },
+            onRecordErrors: { [self] errors, records in deadLetter(errors, records: records) },
             onProduce: { [self] requests in
                 logger.debug("dropping \(requests.count) produce requests: producing from apps is not enabled")
             })
@@ -135,50 +191,74 @@ public final class AppRunner: Sendable {
         sandbox.cgroupPath = [spec.tenant, spec.name]
         sandbox.withIPCSocket = true
         sandbox.output = .pipes
-        let process = try Sandbox.launch(sandbox)
+        let process: SandboxedProcess
+        do {
+            process = try Sandbox.launch(sandbox)
+        } catch {
+            return .startup(error.message)
+        }
         if let degradation = process.degradation { logger.warning("\(degradation)") }
         forwardOutput(process.stdout!, stream: "stdout")
         forwardOutput(process.stderr!, stream: "stderr")
         let connection = AppConnection(
             fd: process.ipcSocket!,
             onFrame: { frame throws(ProtocolViolation) in try session.handle(frame) },
-            onEnd: { [logger] violation in
+            onEnd: { violation in
                 if let violation {
-                    logger.error("\(violation): the app is stopped")
+                    killReason.withLock { $0 = $0 ?? .protocolViolation(violation.message) }
                     process.kill()
                 }
                 session.end()
             })
         currentProcess.withLock { $0 = process }
         currentConnection.withLock { $0 = connection }
-        let ended = Task { await process.wait() }
         defer {
             currentProcess.withLock { $0 = nil }
             currentConnection.withLock { $0 = nil }
         }
+        let ended = Task { await process.wait() }
+        // An app that sends nothing (not even a heartbeat) for this long is stuck.
+        let watchdog = Task { [heartbeatTimeout = spec.heartbeatTimeout] in
+            while !Task.isCancelled {
+                try await Task.sleep(for: .seconds(1))
+                if connection.silence > heartbeatTimeout {
+                    killReason.withLock { $0 = $0 ?? .heartbeatTimeout }
+                    process.kill()
+                    return
+                }
+            }
+        }
+        defer { watchdog.cancel() }
         if stopping { connection.send(SupervisorFrames.shutdown(reason: "app stopped")) }
 
         do {
             try await serve(session: session, connection: connection, consumer: consumer)
         } catch {
+            killReason.withLock { $0 = $0 ?? .startup("\(error)") }
             process.kill()
-            _ = await ended.value
-            throw error
         }
         connection.close()
         let termination = await Self.waitWithGrace(process, ended: ended, grace: .seconds(5))
         session.end()
-        if !stopping {
-            let reason = "the app ended: \(termination)"
-            logger.warning("\(reason)")
-            statusState.withLock { $0.lastCrash = reason }
+        if let reason = killReason.withLock({ $0 }) { return reason }
+        if stopping, case .exited(0) = termination { return nil }
+        switch termination {
+        case .exited(let code): return .exit(code)
+        case .signaled(let signal): return .signal(signal)
+        case .oom: return .oom
+        case .seccomp: return .seccomp
+        case .timeout: return .heartbeatTimeout
+        case .setupFailed(let message): return .startup(message)
         }
     }
 
     /// Hello, restore, then batches until the process ends or the app is stopped.
     private func serve(session: AppSession, connection: AppConnection, consumer: KafkaConsumer) async throws {
         guard let hello = await session.hello(timeout: .seconds(20)) else {
-            throw RuntimeError("the app sent no hello (it failed to load, or took over 20 s): see its log")
+            if session.hasEnded {
+                throw RuntimeError("the app ended before its hello: its code failed to load (the traceback is in its log)")
+            }
+            throw RuntimeError("the app sent no hello within 20 s of starting")
         }
         guard hello.protocolVersion.split(separator: ".").first == "\(IPCLimits.protocolMajor)" else {
             connection.send(SupervisorFrames.shutdown(reason: "protocol \(hello.protocolVersion) is not supported (this supervisor speaks \(IPCLimits.protocolVersion))"))
@@ -207,7 +287,7 @@ public final class AppRunner: Sendable {
         }
         connection.send(SupervisorFrames.restoreDone)
         try await consumer.assign(partitions)
-        statusState.withLock { $0.phase = stopping ? .stopping : .running }
+        statusState.withLock { $0.lifecycle.processRunning() }
         logger.info("running: \(partitions.count) partitions of \(hello.consumedTopics.joined(separator: ", "))")
 
         while !stopping {
@@ -228,7 +308,7 @@ public final class AppRunner: Sendable {
                 offsets[SourcePartition(topic: message.topic, partition: message.partition)] = message.offset + 1
             }
             let id = nextBatchID.wrappingAdd(1, ordering: .relaxed).oldValue
-            session.registerBatch(AppSession.InFlight(id: id, records: frame.count, offsets: offsets))
+            session.registerBatch(AppSession.InFlight(id: id, records: frame.count, offsets: offsets, messages: batch.messages))
             connection.send(frame.frame(batchID: id))
             statusState.withLock { $0.deliveredRecords += batch.count; $0.batchesSent += 1 }
         }

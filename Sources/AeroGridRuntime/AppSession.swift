@@ -1,5 +1,6 @@
 import AeroGridCore
 import AeroGridIPC
+import AeroGridKafka
 import AeroGridStore
 import Logging
 import Synchronization
@@ -14,6 +15,8 @@ final class AppSession: Sendable {
         let records: UInt32
         /// The next offset of each partition once this batch is applied.
         let offsets: [SourcePartition: Int64]
+        /// The records themselves, for the dead-letter topic if the app fails on some.
+        let messages: [KafkaMessage]
     }
 
     private struct State {
@@ -33,11 +36,11 @@ final class AppSession: Sendable {
     private let grids: GridState
     private let logger: Logger
     /// Records the app failed on, and records it asked to produce, once their batch is done.
-    private let onRecordErrors: @Sendable ([RecordError]) -> Void
+    private let onRecordErrors: @Sendable ([RecordError], [KafkaMessage]) -> Void
     private let onProduce: @Sendable ([ProduceRequest]) -> Void
 
     init(grids: GridState, logger: Logger,
-         onRecordErrors: @escaping @Sendable ([RecordError]) -> Void,
+         onRecordErrors: @escaping @Sendable ([RecordError], [KafkaMessage]) -> Void,
          onProduce: @escaping @Sendable ([ProduceRequest]) -> Void) {
         self.grids = grids
         self.logger = logger
@@ -140,7 +143,7 @@ final class AppSession: Sendable {
 
     /// Applies the oldest unconfirmed batch, with everything the app sent for it.
     private func confirm(_ done: BatchDone) throws(ProtocolViolation) {
-        let (batch, errors, produced) = try state.withLock { state throws(ProtocolViolation) in
+        let (batch, errors, produced, messages) = try state.withLock { state throws(ProtocolViolation) in
             guard let oldest = state.inFlight.first else {
                 throw ProtocolViolation("batch-done \(done.batchID) with no batch outstanding")
             }
@@ -163,10 +166,10 @@ final class AppSession: Sendable {
                 state.errors.removeAll()
                 state.produced.removeAll()
             }
-            return (batch, state.errors, state.produced)
+            return (batch, state.errors, state.produced, state.errors.isEmpty ? [] : oldest.messages)
         }
         grids.apply(batch)
-        if !errors.isEmpty { onRecordErrors(errors) }
+        if !errors.isEmpty { onRecordErrors(errors, messages) }
         if !produced.isEmpty { onProduce(produced) }
         credits.release()
     }

@@ -19,14 +19,14 @@ public struct AppSpec: Sendable {
     public var checkpointInterval: Duration
     /// Records per records frame, at most.
     public var maxBatchRecords: Int
-    /// Wait before starting a process that died again.
-    public var restartDelay: Duration
+    /// How long the app may send nothing (not even a heartbeat) before it is killed.
+    public var heartbeatTimeout: Duration
 
     public init(
         tenant: String, name: String, bundle: String, entrypoint: String = "app.py", sdkPath: String,
         python: String = "python3", profile: CompiledProfile, limits: CgroupLimits? = nil,
         kafka: KafkaConfiguration, checkpointInterval: Duration = .seconds(1), maxBatchRecords: Int = 5000,
-        restartDelay: Duration = .milliseconds(500)
+        heartbeatTimeout: Duration = .seconds(10)
     ) {
         self.tenant = tenant
         self.name = name
@@ -40,7 +40,7 @@ public struct AppSpec: Sendable {
         self.kafka = kafka
         self.checkpointInterval = checkpointInterval
         self.maxBatchRecords = maxBatchRecords
-        self.restartDelay = restartDelay
+        self.heartbeatTimeout = heartbeatTimeout
     }
 
     /// The key under which the app's checkpoints are stored.

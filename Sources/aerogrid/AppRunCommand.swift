@@ -111,12 +111,16 @@ struct AppCommand: AsyncParsableCommand {
 func statusLine(_ runner: AppRunner, lag: Int64?) -> String {
     let status = runner.status
     var object: [String: Any] = [
-        "event": "status", "phase": status.phase.rawValue, "restarts": status.restarts,
+        "event": "status", "phase": status.lifecycle.state.name, "restarts": status.lifecycle.restarts,
         "delivered_records": status.deliveredRecords, "applied_records": runner.grids.appliedRecords,
         "failed_records": status.failedRecords, "checkpoints": status.checkpoints, "epoch": runner.grids.epoch,
     ]
     if let lag { object["lag"] = lag }
-    if let crash = status.lastCrash { object["last_crash"] = crash }
+    if let crash = status.lifecycle.lastCrash {
+        object["last_crash"] = crash.description
+        object["crash_reason"] = crash.code
+    }
+    if case .backoff(let delay, _) = status.lifecycle.state { object["backoff_seconds"] = Double(delay.components.seconds) }
     return jsonLine(object)
 }
 
