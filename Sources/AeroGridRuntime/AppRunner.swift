@@ -23,6 +23,8 @@ public final class AppRunner: Sendable {
         public var checkpoints = 0
         public var lag: Int64?
         public var failedRecords = 0
+        /// Times the grids were reset by the out-of-range policy.
+        public var resets = 0
     }
 
     private let store: Store
@@ -73,8 +75,12 @@ public final class AppRunner: Sendable {
         // In the background: a cluster that creates topics on first use (the embedded one)
         // only answers CreateTopics with a timeout.
         Task { await ensureDeadLetterTopic() }
+        // An offset that falls out of range while running is an error event, not a silent
+        // jump: the out-of-range policy decides what happens, on the next start.
+        var kafka = spec.kafka
+        kafka.properties["auto.offset.reset"] = "error"
         let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(kafka: spec.kafka, groupID: "aerogrid.\(spec.tenant).\(spec.name)"),
+            configuration: KafkaConsumerConfiguration(kafka: kafka, groupID: "aerogrid.\(spec.tenant).\(spec.name)"),
             logger: logger)
         let checkpoints = Task { [self] in
             while !Task.isCancelled {
@@ -265,18 +271,15 @@ public final class AppRunner: Sendable {
             throw RuntimeError("the app speaks protocol \(hello.protocolVersion); this supervisor speaks \(IPCLimits.protocolVersion)")
         }
         let metadata = try await consumer.metadata()
-        var partitions: [TopicPartition: KafkaStartOffset] = [:]
-        let applied = grids.offsets
+        var consumed: [TopicPartition] = []
         for topic in hello.consumedTopics {
             guard let found = metadata.topics.first(where: { $0.name == topic && $0.error == nil }) else {
                 connection.send(SupervisorFrames.shutdown(reason: "topic '\(topic)' does not exist"))
                 throw RuntimeError("the app consumes topic '\(topic)', which does not exist in the Kafka cluster")
             }
-            for partition in found.partitions {
-                let offset = applied[SourcePartition(topic: topic, partition: partition.id)]
-                partitions[TopicPartition(topic, partition.id)] = offset.map { KafkaStartOffset.offset($0) } ?? .beginning
-            }
+            consumed += found.partitions.map { TopicPartition(topic, $0.id) }
         }
+        let partitions = try await startOffsets(for: consumed, consumer: consumer, connection: connection)
         session.accept(hello)
         grids.declare(hello.grids.map { ($0.name, $0.columns) })
         for grid in hello.grids {
@@ -295,7 +298,12 @@ public final class AppRunner: Sendable {
             var messages: [KafkaMessage] = []
             while messages.isEmpty && !stopping && !session.hasEnded {
                 let batch = try await consumer.poll(maxMessages: spec.maxBatchRecords, timeout: .milliseconds(20))
-                for case .error(let error) in batch.events { logger.warning("Kafka: \(error)") }
+                for case .error(let error) in batch.events {
+                    if error.code == .autoOffsetReset || error.code == .offsetOutOfRange {
+                        throw RuntimeError("an offset went out of range while running (\(error)); the out-of-range policy applies on restart")
+                    }
+                    logger.warning("Kafka: \(error)")
+                }
                 messages = batch.messages
             }
             guard !messages.isEmpty else { session.credits.release(); break }
@@ -315,6 +323,40 @@ public final class AppRunner: Sendable {
         if stopping { connection.send(SupervisorFrames.shutdown(reason: "app stopped")) }
         // Wait for the process to end (on shutdown, after confirming what it was sent).
         while !session.hasEnded { try? await Task.sleep(for: .milliseconds(20)) }
+    }
+
+    /// Where each partition starts: after the applied offset, or at the beginning for a
+    /// partition never read. An applied offset the partition no longer holds follows the
+    /// app's out-of-range policy.
+    private func startOffsets(for consumed: [TopicPartition], consumer: KafkaConsumer,
+                              connection: AppConnection) async throws -> [TopicPartition: KafkaStartOffset] {
+        let applied = grids.offsets
+        var outOfRange: [String] = []
+        for tp in consumed {
+            guard let offset = applied[SourcePartition(topic: tp.topic, partition: tp.partition)] else { continue }
+            let marks = try await consumer.watermarks(tp)
+            if offset < marks.low || offset > marks.high {
+                outOfRange.append("\(tp) at offset \(offset), but it holds offsets \(marks.low) to \(marks.high)")
+            }
+        }
+        if !outOfRange.isEmpty {
+            let what = "the checkpoint is out of range: \(outOfRange.joined(separator: "; "))"
+            switch spec.outOfRangePolicy {
+            case .fail:
+                connection.send(SupervisorFrames.shutdown(reason: "checkpoint out of range"))
+                throw RuntimeError("\(what) (policy: fail; reset the app, or run it with an out-of-range policy of earliest or latest)")
+            case .resetToEarliest, .resetToLatest:
+                logger.warning("\(what): resetting the grids and reading from the \(spec.outOfRangePolicy.rawValue) offsets (policy)")
+                try await store.deleteCheckpoint(app: spec.storeKey)
+                grids.restore(GridCheckpoint(), epoch: try await store.nextEpoch(app: spec.storeKey))
+                statusState.withLock { $0.resets += 1 }
+            }
+        }
+        let fresh: KafkaStartOffset = spec.outOfRangePolicy == .resetToLatest && !outOfRange.isEmpty ? .end : .beginning
+        let current = grids.offsets
+        return Dictionary(uniqueKeysWithValues: consumed.map { tp in
+            (tp, current[SourcePartition(topic: tp.topic, partition: tp.partition)].map { KafkaStartOffset.offset($0) } ?? fresh)
+        })
     }
 
     /// Waits for the process; past `grace` kills its whole cgroup.

@@ -21,12 +21,14 @@ public struct AppSpec: Sendable {
     public var maxBatchRecords: Int
     /// How long the app may send nothing (not even a heartbeat) before it is killed.
     public var heartbeatTimeout: Duration
+    /// What to do when a checkpointed offset is no longer in its partition.
+    public var outOfRangePolicy: OutOfRangePolicy
 
     public init(
         tenant: String, name: String, bundle: String, entrypoint: String = "app.py", sdkPath: String,
         python: String = "python3", profile: CompiledProfile, limits: CgroupLimits? = nil,
         kafka: KafkaConfiguration, checkpointInterval: Duration = .seconds(1), maxBatchRecords: Int = 5000,
-        heartbeatTimeout: Duration = .seconds(10)
+        heartbeatTimeout: Duration = .seconds(10), outOfRangePolicy: OutOfRangePolicy = .fail
     ) {
         self.tenant = tenant
         self.name = name
@@ -41,6 +43,7 @@ public struct AppSpec: Sendable {
         self.checkpointInterval = checkpointInterval
         self.maxBatchRecords = maxBatchRecords
         self.heartbeatTimeout = heartbeatTimeout
+        self.outOfRangePolicy = outOfRangePolicy
     }
 
     /// The key under which the app's checkpoints are stored.
@@ -57,4 +60,17 @@ public struct AppSpec: Sendable {
 /// A Python string literal for a path.
 private func pythonString(_ text: String) -> String {
     "'" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
+}
+
+/// What an app does when its checkpoint points outside what a partition still holds: the
+/// topic was recreated, retention passed, or the (in-memory) embedded cluster restarted.
+/// Never silent: each choice is logged and shown in the status.
+public enum OutOfRangePolicy: String, Sendable, CaseIterable {
+    /// Do not run; the status says which partition, where the checkpoint is and what the
+    /// partition holds. Fix the topic or reset the app.
+    case fail
+    /// Forget the grids and read every partition from its beginning.
+    case resetToEarliest = "earliest"
+    /// Forget the grids and read only what arrives from now on.
+    case resetToLatest = "latest"
 }

@@ -55,6 +55,9 @@ struct AppCommand: AsyncParsableCommand {
         @Option(name: .customLong("kafka"), help: "A librdkafka property, as KEY=VALUE (repeatable).")
         var kafkaProperties: [String] = []
 
+        @Option(help: "When the checkpoint is outside what Kafka holds: fail, earliest or latest (both reset the grids).")
+        var onOutOfRange = OutOfRangeOption(.fail)
+
         func run() async throws {
             let logger = global.makeLogger(label: "aerogrid.runtime")
             let manifest = try AppManifest.load(directory: directory)
@@ -73,7 +76,7 @@ struct AppCommand: AsyncParsableCommand {
                 sdkPath: URL(fileURLWithPath: sdkPath).standardizedFileURL.path,
                 profile: try CompiledProfile.load(path: profilePath),
                 kafka: KafkaConfiguration(bootstrapServers: bootstrap, properties: properties),
-                checkpointInterval: .milliseconds(Int64(checkpointInterval * 1000)))
+                checkpointInterval: .milliseconds(Int64(checkpointInterval * 1000)), outOfRangePolicy: onOutOfRange.policy)
             let runner = AppRunner(spec: spec, store: store, logger: logger)
             let lagConsumer = try KafkaConsumer(
                 configuration: KafkaConsumerConfiguration(kafka: spec.kafka, groupID: "aerogrid.\(spec.tenant).\(spec.name)"), logger: logger)
@@ -114,6 +117,7 @@ func statusLine(_ runner: AppRunner, lag: Int64?) -> String {
         "event": "status", "phase": status.lifecycle.state.name, "restarts": status.lifecycle.restarts,
         "delivered_records": status.deliveredRecords, "applied_records": runner.grids.appliedRecords,
         "failed_records": status.failedRecords, "checkpoints": status.checkpoints, "epoch": runner.grids.epoch,
+        "resets": status.resets,
     ]
     if let lag { object["lag"] = lag }
     if let crash = status.lifecycle.lastCrash {
@@ -189,4 +193,21 @@ enum InstallLayout {
         if FileManager.default.fileExists(atPath: fromWorkingDirectory) { return fromWorkingDirectory }
         throw ValidationError("cannot find \(relative) next to the aerogrid binary or in the current directory")
     }
+}
+
+/// `--on-out-of-range` as ArgumentParser reads it.
+struct OutOfRangeOption: ExpressibleByArgument {
+    let policy: OutOfRangePolicy
+
+    init(_ policy: OutOfRangePolicy) {
+        self.policy = policy
+    }
+
+    init?(argument: String) {
+        guard let policy = OutOfRangePolicy(rawValue: argument) else { return nil }
+        self.policy = policy
+    }
+
+    var defaultValueDescription: String { policy.rawValue }
+    static var allValueStrings: [String] { OutOfRangePolicy.allCases.map(\.rawValue) }
 }
