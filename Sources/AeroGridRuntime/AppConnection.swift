@@ -21,11 +21,11 @@ final class AppConnection: Sendable {
 
     /// `onFrame` runs on the reader thread, one frame at a time; `onEnd` runs once when the
     /// connection ends (EOF, an error, or a protocol violation, which it is given).
-    init(fd: Int32, onFrame: @escaping @Sendable (AppFrame) throws(ProtocolViolation) -> Void,
+    init(fd: Int32, limits: AppLimits, onFrame: @escaping @Sendable (AppFrame) throws(ProtocolViolation) -> Void,
          onEnd: @escaping @Sendable (ProtocolViolation?) -> Void) {
         self.fd = fd
         let reader = Thread { [self] in
-            let violation = readLoop(onFrame)
+            let violation = readLoop(limits: limits, onFrame)
             loopFinished()
             onEnd(violation)
         }
@@ -62,22 +62,43 @@ final class AppConnection: Sendable {
     /// How long the app has been silent (any frame counts).
     var silence: Duration { ContinuousClock.now - lastReceived.withLock { $0 } }
 
-    private func readLoop(_ onFrame: @Sendable (AppFrame) throws(ProtocolViolation) -> Void) -> ProtocolViolation? {
+    private func readLoop(limits: AppLimits, _ onFrame: @Sendable (AppFrame) throws(ProtocolViolation) -> Void) -> ProtocolViolation? {
         var decoder = FrameDecoder()
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        // Frames and bytes in the current one-second window, against the app's caps.
+        var windowStart = ContinuousClock.now
+        var frames = 0
+        var bytes = 0
         while true {
             let count = buffer.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             if count <= 0 { return nil }
-            lastReceived.withLock { $0 = .now }
+            let now = ContinuousClock.now
+            lastReceived.withLock { $0 = now }
+            if now - windowStart >= .seconds(1) {
+                windowStart = now
+                frames = 0
+                bytes = 0
+            }
+            bytes += count
             buffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
             do {
+                guard bytes <= limits.bytesPerSecond else {
+                    throw ProtocolViolation("the app sent over \(limits.bytesPerSecond) bytes in a second (the cap)")
+                }
                 while let (type, payload) = try decoder.next() {
+                    frames += 1
+                    guard frames <= limits.framesPerSecond else {
+                        throw ProtocolViolation("the app sent over \(limits.framesPerSecond) frames in a second (the cap)")
+                    }
                     try onFrame(try AppFrame.decode(type: type, payload: payload))
                 }
+            } catch let violation as ProtocolViolation {
+                shutdown(fd, Int32(SHUT_RDWR))
+                return violation
             } catch {
                 shutdown(fd, Int32(SHUT_RDWR))
-                return error
+                return ProtocolViolation("\(error)")
             }
         }
     }

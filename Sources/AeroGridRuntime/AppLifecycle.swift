@@ -12,6 +12,8 @@ public enum CrashReason: Sendable, Equatable, CustomStringConvertible {
     case heartbeatTimeout
     /// Never got going: no hello, a topic that does not exist, a sandbox that could not start.
     case startup(String)
+    /// Went over one of its quotas (grid rows or bytes); the detail has the numbers.
+    case quota(String)
 
     public var description: String {
         switch self {
@@ -22,6 +24,7 @@ public enum CrashReason: Sendable, Equatable, CustomStringConvertible {
         case .protocolViolation(let detail): "protocol violation: \(detail)"
         case .heartbeatTimeout: "stopped answering (heartbeat timeout)"
         case .startup(let detail): "could not start: \(detail)"
+        case .quota(let detail): "over its quota: \(detail)"
         }
     }
 
@@ -36,6 +39,7 @@ public enum CrashReason: Sendable, Equatable, CustomStringConvertible {
         case .protocolViolation: "protocol"
         case .heartbeatTimeout: "heartbeat"
         case .startup: "startup"
+        case .quota: "quota"
         }
     }
 }

@@ -40,6 +40,9 @@ public final class AppRunner: Sendable {
     /// Where records the app fails on go, with the error: `<tenant>.<app>.dlq`.
     public var deadLetterTopic: String { "\(spec.tenant).\(spec.name).dlq" }
 
+    /// The app's own log (stdout, stderr, log frames), bounded.
+    public let log: AppLog
+
     public init(spec: AppSpec, store: Store, logger: Logger) {
         self.spec = spec
         self.store = store
@@ -47,6 +50,7 @@ public final class AppRunner: Sendable {
         logger[metadataKey: "aerogrid.tenant"] = "\(spec.tenant)"
         logger[metadataKey: "aerogrid.app"] = "\(spec.name)"
         self.logger = logger
+        log = AppLog(capacity: spec.appLimits.logLines, forwardPerSecond: spec.appLimits.logLinesPerSecond, logger: logger)
     }
 
     public var status: Status { statusState.withLock { $0 } }
@@ -181,7 +185,8 @@ public final class AppRunner: Sendable {
     private func runProcess(consumer: KafkaConsumer) async throws -> CrashReason? {
         let killReason = Mutex<CrashReason?>(nil)
         let session = AppSession(
-            grids: grids, logger: logger,
+            grids: grids, log: log, limits: spec.appLimits,
+            onQuotaExceeded: { detail in killReason.withLock { $0 = $0 ?? .quota(detail) } },
             onRecordErrors: { [self] errors, records in deadLetter(errors, records: records) },
             onProduce: { [self] requests in
                 logger.debug("dropping \(requests.count) produce requests: producing from apps is not enabled")
@@ -207,7 +212,7 @@ public final class AppRunner: Sendable {
         forwardOutput(process.stdout!, stream: "stdout")
         forwardOutput(process.stderr!, stream: "stderr")
         let connection = AppConnection(
-            fd: process.ipcSocket!,
+            fd: process.ipcSocket!, limits: spec.appLimits,
             onFrame: { frame throws(ProtocolViolation) in try session.handle(frame) },
             onEnd: { violation in
                 if let violation {
@@ -370,9 +375,10 @@ public final class AppRunner: Sendable {
         return termination
     }
 
-    /// The app's stdout and stderr, line by line, into the log.
+    /// The app's stdout and stderr, line by line, into its log. Read as fast as the app
+    /// writes, so it never blocks on a full pipe.
     private func forwardOutput(_ fd: Int32, stream: String) {
-        let logger = self.logger
+        let log = self.log
         let thread = Thread {
             let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
             var pending = Data()
@@ -381,14 +387,16 @@ public final class AppRunner: Sendable {
                 if chunk.isEmpty { break }
                 pending.append(chunk)
                 while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                    let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
+                    log.append(String(decoding: pending[pending.startIndex..<newline], as: UTF8.self), source: stream)
                     pending.removeSubrange(pending.startIndex...newline)
-                    logger.info("\(line)", metadata: ["aerogrid.source": "\(stream)"])
+                }
+                // A "line" without an end is cut at 64 KiB rather than held forever.
+                if pending.count > 65_536 {
+                    log.append(String(decoding: pending, as: UTF8.self), source: stream)
+                    pending.removeAll()
                 }
             }
-            if !pending.isEmpty {
-                logger.info("\(String(decoding: pending, as: UTF8.self))", metadata: ["aerogrid.source": "\(stream)"])
-            }
+            if !pending.isEmpty { log.append(String(decoding: pending, as: UTF8.self), source: stream) }
         }
         thread.name = "aerogrid-app-\(stream)"
         thread.start()

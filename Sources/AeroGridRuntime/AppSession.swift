@@ -34,16 +34,20 @@ final class AppSession: Sendable {
     private let state = Mutex(State())
     let credits = AsyncCredits(limit: 2)
     private let grids: GridState
-    private let logger: Logger
+    private let log: AppLog
+    private let limits: AppLimits
+    private let onQuotaExceeded: @Sendable (String) -> Void
     /// Records the app failed on, and records it asked to produce, once their batch is done.
     private let onRecordErrors: @Sendable ([RecordError], [KafkaMessage]) -> Void
     private let onProduce: @Sendable ([ProduceRequest]) -> Void
 
-    init(grids: GridState, logger: Logger,
+    init(grids: GridState, log: AppLog, limits: AppLimits, onQuotaExceeded: @escaping @Sendable (String) -> Void,
          onRecordErrors: @escaping @Sendable ([RecordError], [KafkaMessage]) -> Void,
          onProduce: @escaping @Sendable ([ProduceRequest]) -> Void) {
         self.grids = grids
-        self.logger = logger
+        self.log = log
+        self.limits = limits
+        self.onQuotaExceeded = onQuotaExceeded
         self.onRecordErrors = onRecordErrors
         self.onProduce = onProduce
     }
@@ -135,7 +139,7 @@ final class AppSession: Sendable {
         case .batchDone(let done):
             try confirm(done)
         case .log(let message):
-            logger.log(level: Logger.Level(appLevel: message.level), "\(message.message)", metadata: ["aerogrid.source": "app"])
+            log.append(message.message, source: "app", level: Logger.Level(appLevel: message.level))
         case .heartbeat, .unknown:
             break
         }
@@ -168,7 +172,11 @@ final class AppSession: Sendable {
             }
             return (batch, state.errors, state.produced, state.errors.isEmpty ? [] : oldest.messages)
         }
-        grids.apply(batch)
+        if let over = grids.apply(batch, maxRows: limits.gridRows, maxBytes: limits.gridBytes) {
+            // Not applied: the app stops with the numbers, and reading its frames ends here.
+            onQuotaExceeded(over)
+            throw ProtocolViolation("over its grid quota: \(over)")
+        }
         if !errors.isEmpty { onRecordErrors(errors, messages) }
         if !produced.isEmpty { onProduce(produced) }
         credits.release()

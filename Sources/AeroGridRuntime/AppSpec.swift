@@ -23,12 +23,15 @@ public struct AppSpec: Sendable {
     public var heartbeatTimeout: Duration
     /// What to do when a checkpointed offset is no longer in its partition.
     public var outOfRangePolicy: OutOfRangePolicy
+    /// Caps that keep one app from exhausting the supervisor.
+    public var appLimits: AppLimits
 
     public init(
         tenant: String, name: String, bundle: String, entrypoint: String = "app.py", sdkPath: String,
         python: String = "python3", profile: CompiledProfile, limits: CgroupLimits? = nil,
         kafka: KafkaConfiguration, checkpointInterval: Duration = .seconds(1), maxBatchRecords: Int = 5000,
-        heartbeatTimeout: Duration = .seconds(10), outOfRangePolicy: OutOfRangePolicy = .fail
+        heartbeatTimeout: Duration = .seconds(10), outOfRangePolicy: OutOfRangePolicy = .fail,
+        appLimits: AppLimits = AppLimits()
     ) {
         self.tenant = tenant
         self.name = name
@@ -44,6 +47,7 @@ public struct AppSpec: Sendable {
         self.maxBatchRecords = maxBatchRecords
         self.heartbeatTimeout = heartbeatTimeout
         self.outOfRangePolicy = outOfRangePolicy
+        self.appLimits = appLimits
     }
 
     /// The key under which the app's checkpoints are stored.
@@ -73,4 +77,30 @@ public enum OutOfRangePolicy: String, Sendable, CaseIterable {
     case resetToEarliest = "earliest"
     /// Forget the grids and read only what arrives from now on.
     case resetToLatest = "latest"
+}
+
+/// What one app may cost the supervisor. Crossing a frame cap is a protocol violation (the
+/// app is stopped); crossing a grid quota stops it with crash reason `quota`; output over
+/// its rate is dropped (and counted), never buffered without bound.
+public struct AppLimits: Sendable, Equatable {
+    /// Frames the app may send per second, and bytes per second.
+    public var framesPerSecond: Int
+    public var bytesPerSecond: Int
+    /// Rows over all the app's grids, and their approximate size in bytes.
+    public var gridRows: Int
+    public var gridBytes: Int
+    /// Lines of stdout, stderr and log frames kept for the app's log, and how many per
+    /// second are passed on to the supervisor's own log.
+    public var logLines: Int
+    public var logLinesPerSecond: Int
+
+    public init(framesPerSecond: Int = 200_000, bytesPerSecond: Int = 64 << 20, gridRows: Int = 100_000,
+                gridBytes: Int = 64 << 20, logLines: Int = 2_000, logLinesPerSecond: Int = 100) {
+        self.framesPerSecond = framesPerSecond
+        self.bytesPerSecond = bytesPerSecond
+        self.gridRows = gridRows
+        self.gridBytes = gridBytes
+        self.logLines = logLines
+        self.logLinesPerSecond = logLinesPerSecond
+    }
 }

@@ -40,6 +40,9 @@ public final class GridState: Sendable {
         var dirtyVersions: Set<String> = []
         var dirtyOffsets: Set<SourcePartition> = []
         var appliedRecords = 0
+        /// Rows over all grids and their approximate size, for quotas.
+        var totalRows = 0
+        var totalBytes = 0
         var listeners: [Int: AsyncStream<Change>.Continuation] = [:]
         var nextListener = 0
     }
@@ -57,6 +60,10 @@ public final class GridState: Sendable {
             }
             state.offsets = checkpoint.offsets
             state.epoch = epoch
+            state.totalRows = checkpoint.grids.values.reduce(0) { $0 + $1.count }
+            state.totalBytes = checkpoint.grids.values.reduce(0) { total, rows in
+                total + rows.reduce(0) { $0 + Self.size($1.key, $1.value) }
+            }
             state.dirtyRows = [:]
             state.dirtyVersions = []
             state.dirtyOffsets = []
@@ -72,8 +79,30 @@ public final class GridState: Sendable {
         }
     }
 
-    public func apply(_ batch: Batch) {
-        let changes: [Change] = state.withLock { state in
+    /// Applies a batch, unless it would take the grids past `maxRows` rows or `maxBytes`
+    /// bytes in all: then nothing changes and the answer says by how much.
+    @discardableResult
+    public func apply(_ batch: Batch, maxRows: Int = .max, maxBytes: Int = .max) -> String? {
+        let result: (changes: [Change], over: String?) = state.withLock { state in
+            // The quota is checked on the batch's net effect before anything is applied.
+            var rows = state.totalRows
+            var bytes = state.totalBytes
+            var seen: [String: [GridKey: GridRow?]] = [:]
+            for update in batch.updates {
+                let previous = seen[update.grid]?[update.key] ?? state.grids[update.grid]?.rows[update.key]
+                if let previous { rows -= 1; bytes -= Self.size(update.key, previous) }
+                if let row = update.row { rows += 1; bytes += Self.size(update.key, row) }
+                seen[update.grid, default: [:]][update.key] = .some(update.row)
+            }
+            if rows > maxRows {
+                return ([], "the grids would hold \(rows) rows; the quota is \(maxRows)")
+            }
+            if bytes > maxBytes {
+                return ([], "the grids would hold about \(bytes) bytes; the quota is \(maxBytes)")
+            }
+            state.totalRows = rows
+            state.totalBytes = bytes
+
             var touched: [String: [(GridKey, GridRow?)]] = [:]
             for update in batch.updates {
                 if let row = update.row {
@@ -93,16 +122,25 @@ public final class GridState: Sendable {
                 state.dirtyOffsets.insert(source)
             }
             state.appliedRecords += batch.records
-            guard !state.listeners.isEmpty else { return [] }
-            return touched.map { grid, rows in
+            guard !state.listeners.isEmpty else { return ([], nil) }
+            return (touched.map { grid, rows in
                 Change(grid: grid, version: state.grids[grid]?.version ?? 0, epoch: state.epoch, rows: rows)
-            }
+            }, nil)
         }
-        if !changes.isEmpty {
+        if !result.changes.isEmpty {
             let listeners = state.withLock { Array($0.listeners.values) }
-            for listener in listeners { for change in changes { listener.yield(change) } }
+            for listener in listeners { for change in result.changes { listener.yield(change) } }
         }
+        return result.over
     }
+
+    /// A row's approximate size: its key, column names and values as text.
+    static func size(_ key: GridKey, _ row: GridRow) -> Int {
+        row.reduce(key.description.utf8.count + 16) { $0 + $1.key.utf8.count + $1.value.description.utf8.count + 8 }
+    }
+
+    /// Rows over all grids and their approximate size in bytes.
+    public var footprint: (rows: Int, bytes: Int) { state.withLock { ($0.totalRows, $0.totalBytes) } }
 
     /// Everything changed since the last call, consistent with the offsets: for a
     /// checkpoint. If writing it fails, hand it back with `reinstate`.
