@@ -111,7 +111,10 @@ let package = Package(
         ),
         .testTarget(
             name: "AeroGridRuntimeTests",
-            dependencies: ["AeroGridCore", "AeroGridIPC", "AeroGridRuntime", "AeroGridStore"],
+            dependencies: [
+                "AeroGridCore", "AeroGridIPC", "AeroGridKafka", "AeroGridRuntime", "AeroGridSandbox", "AeroGridStore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
