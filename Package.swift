@@ -72,6 +72,16 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // make bench: the runtime's speed and memory next to a baseline (Benchmarks/).
+        .executableTarget(
+            name: "aerogrid-bench",
+            dependencies: [
+                "AeroGridCore", "AeroGridKafka", "AeroGridRuntime", "AeroGridSandbox", "AeroGridStore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/RuntimeBench",
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "AeroGridCore",
             swiftSettings: strictSettings

@@ -48,14 +48,20 @@ public struct AppSpec: Sendable {
         self.heartbeatTimeout = heartbeatTimeout
         self.outOfRangePolicy = outOfRangePolicy
         self.appLimits = appLimits
+        self.nativeCommand = nil
     }
 
     /// The key under which the app's checkpoints are stored.
     public var storeKey: String { "\(tenant)/\(name)" }
 
+    /// A native handler's command line, instead of the Python runner: any program that
+    /// speaks docs/ipc.md on fd 3 (its directory is mounted read-only).
+    public var nativeCommand: [String]?
+
     /// The command that runs the app inside the sandbox (docs/ipc.md, "Launching").
     var command: [String] {
-        [python, "-I", "-S", "-c",
+        if let nativeCommand { return nativeCommand }
+        return [python, "-I", "-S", "-c",
          "import sys; sys.path.insert(0, \(pythonString(sdkPath))); from aerogrid.__main__ import main; sys.exit(main())",
          "run", entrypoint]
     }

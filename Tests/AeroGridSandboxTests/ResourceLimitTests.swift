@@ -37,12 +37,12 @@ extension SandboxSuite {
             _ = await process.wait()
         }
 
-        @Test func aForkBombStopsAtThePidsCapAndLeavesTheHostAsItWas() async throws {
-            let hostProcesses = try FileManager.default.contentsOfDirectory(atPath: "/proc").count { Int($0) != nil }
+        /// The host's whole process count is compared by Tests/sandbox-c/test.sh, which runs
+        /// alone; here other suites start processes at the same time, so the check is that
+        /// none of the bomb's processes is left.
+        @Test func aForkBombStopsAtThePidsCapAndLeavesNothingBehind() async throws {
             let (output, _) = try await runSandboxed(probeSpec([probePath, "fork-bomb", "500"], limits: CgroupLimits(pids: 16)))
             #expect(output.firstMatch(of: /result=errno errno=EAGAIN forked=1[0-5] cap=500$/) != nil, "\(output)")
-            let after = try FileManager.default.contentsOfDirectory(atPath: "/proc").count { Int($0) != nil }
-            #expect(abs(after - hostProcesses) <= 3, "host processes before \(hostProcesses), after \(after)")
             #expect(probeProcessesOnHost() == 0)
         }
 
