@@ -28,6 +28,11 @@ let logger: Logger = {
 }()
 let arguments = CommandLine.arguments
 let orderCount = arguments.firstIndex(of: "--orders").flatMap { Int(arguments[$0 + 1]) } ?? 960_000
+/// `--only NAME` runs one part: seed, native, latency or memory.
+let only = arguments.firstIndex(of: "--only").map { arguments[$0 + 1] }
+func runs(_ part: String) -> Bool { only == nil || only == part }
+/// `--samples FILE` writes every latency sample (ms, in arrival order) for a closer look.
+let samplesFile = arguments.firstIndex(of: "--samples").map { arguments[$0 + 1] }
 
 func shell(_ command: String) -> String {
     let process = Process()
@@ -114,14 +119,16 @@ let strict = try CompiledProfile.load(path: "\(root)/sandbox-profiles/strict.jso
 var rows: [(String, String, String, String, String)] = []
 print("aerogrid-bench, \(Date()) — \(shell("nproc")) CPUs, \(shell("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs")), Linux \(shell("uname -r"))")
 
-// 1. The seed app against the bare consumer, on one cluster and topic.
 let (kafka, bootstrap) = try startKafka(["orders:16", "latency:4"])
 defer { kafka.terminate() }
+let seedApp = try String(contentsOfFile: "\(root)/Examples/ordersapp/app.py", encoding: .utf8)
 print("producing \(orderCount) orders into 16 partitions…")
 let truth = try await produceOrders(orderCount, bootstrap: bootstrap, topic: "orders")
+
+// 1. The seed app against the bare consumer, on one cluster and topic.
+if runs("seed") {
 let bareOutput = shell("python3 \(root)/../shared/bench/bare_consumer.py \(bootstrap) orders bench-bare-\(getpid()) \(orderCount)")
 let bareRate = Double(bareOutput.split(separator: " ").first { $0.hasPrefix("rate=") }?.dropFirst(5) ?? "0") ?? 0
-let seedApp = try String(contentsOfFile: "\(root)/Examples/ordersapp/app.py", encoding: .utf8)
 let seed = AppRunner(spec: spec("ordersapp", bundle: try makeBundle("ordersapp", code: seedApp), bootstrap: bootstrap, profile: python), store: store, logger: logger)
 let seedSeconds = try await timeApp(seed, records: orderCount)
 let seedRate = Double(orderCount) / seedSeconds
@@ -132,8 +139,10 @@ for (product, sum) in truth {
 }
 rows.append(("seed app end to end, records/s", String(format: "%.0f", seedRate), String(format: "bare consumer %.0f", bareRate),
              String(format: "%.2f×", seedRate / max(bareRate, 1)), "≥ 1.5× (grid exact: \(exact ? "yes" : "NO"))"))
+}
 
 // 2. A native handler: the supervisor's own ceiling through IPC.
+if runs("native") {
 _ = shell("mkdir -p /tmp/aerogrid-bench-native && gcc -O2 -o /tmp/aerogrid-bench-native/handler \(root)/Benchmarks/native_handler.c && chmod -R a+rX /tmp/aerogrid-bench-native")
 var nativeSpec = spec("native", bundle: try makeBundle("native", code: "# native handler\n"), bootstrap: bootstrap, profile: strict)
 nativeSpec.nativeCommand = ["/tmp/aerogrid-bench-native/handler", "orders"]
@@ -141,8 +150,11 @@ nativeSpec.maxBatchRecords = 10_000
 let native = AppRunner(spec: nativeSpec, store: store, logger: logger)
 let nativeRate = Double(orderCount) / (try await timeApp(native, records: orderCount))
 rows.append(("native handler through IPC, records/s", String(format: "%.0f", nativeRate), "", "", "≥ 500,000"))
+}
 
-// 3. Latency at a steady 1,000 orders/s: produce time in the record, grid change observed here.
+// 3. Latency at a steady 1,000 orders/s: produce time in the record, grid change observed
+//    here. The first two seconds warm up (connections, the first fetches) and are not counted.
+if runs("latency") {
 let latencyApp = """
     import aerogrid
     app = aerogrid.App('latency', broker=BROKER_URI)
@@ -165,33 +177,37 @@ let watcher = Task { () -> [Double] in
     for await change in changes {
         let now = Date().timeIntervalSince1970 * 1000
         for (_, row) in change.rows { if case .int(let sent)? = row?["sent_ms"] { samples.append(now - Double(sent)) } }
-        if samples.count >= 10_000 { break }
+        if samples.count >= 12_000 { break }
     }
     return samples
 }
 let tickProducer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: bootstrap, properties: ["linger.ms": "0"]), logger: logger)
 let tickStart = ContinuousClock.now
-for index in 0..<10_000 {
+for index in 0..<12_000 {
     let due = tickStart + .milliseconds(index)
     if due > ContinuousClock.now { try await Task.sleep(until: due) }
     let sent = Int64(Date().timeIntervalSince1970 * 1000)
     try await tickProducer.enqueue(topic: "latency", key: Array("k\(index)".utf8), value: Array(#"{"product":"p","sent_ms":\#(sent)}"#.utf8))
 }
 try await tickProducer.flush()
-let samples = await withTaskGroup(of: [Double]?.self) { group in
+let arrivals = await withTaskGroup(of: [Double]?.self) { group in
     group.addTask { await watcher.value }
     group.addTask { try? await Task.sleep(for: .seconds(20)); return nil }
     let first = await group.next()!
     group.cancelAll()
     return first ?? []
-}.sorted()
+}
+if let samplesFile { try arrivals.map { String(format: "%.2f", $0) }.joined(separator: "\n").write(toFile: samplesFile, atomically: true, encoding: .utf8) }
+let samples = Array(arrivals.dropFirst(2_000)).sorted()
 latency.stop()
 try await latencyTask.value
 let p50 = samples.isEmpty ? .nan : samples[samples.count / 2]
 let p99 = samples.isEmpty ? .nan : samples[min(samples.count - 1, samples.count * 99 / 100)]
 rows.append(("latency produce → grid at 1,000/s, ms", String(format: "p50 %.1f, p99 %.1f", p50, p99), "\(samples.count) samples", "", "p99 ≤ 50"))
+}
 
 // 4. Resident memory: idle supervisor, one app, ten apps (each caught up, then idle).
+if runs("memory") {
 let idle = residentMiB()
 var runners: [(AppRunner, Task<Void, any Error>)] = []
 var withOne = 0.0
@@ -205,6 +221,7 @@ let withTen = residentMiB()
 for (runner, task) in runners { runner.stop(); try await task.value }
 rows.append(("supervisor RSS, MiB", String(format: "1 app %.0f, 10 apps %.0f", withOne, withTen), String(format: "idle %.0f", idle),
              String(format: "%.1f MiB per app", (withTen - withOne) / 9), ""))
+}
 
 print("")
 let widths = [40, 28, 26, 18]

@@ -53,12 +53,10 @@ struct BinaryWriter {
     }
 
     @inline(__always) mutating func u8(_ value: UInt8) { bytes.append(value) }
-    @inline(__always) mutating func u16(_ value: UInt16) { bytes.append(UInt8(value >> 8)); bytes.append(UInt8(truncatingIfNeeded: value)) }
-    @inline(__always) mutating func u32(_ value: UInt32) {
-        bytes.append(UInt8(value >> 24)); bytes.append(UInt8(truncatingIfNeeded: value >> 16))
-        bytes.append(UInt8(truncatingIfNeeded: value >> 8)); bytes.append(UInt8(truncatingIfNeeded: value))
-    }
-    @inline(__always) mutating func u64(_ value: UInt64) { u32(UInt32(value >> 32)); u32(UInt32(truncatingIfNeeded: value)) }
+    // Each integer goes in with one append of its big-endian bytes.
+    @inline(__always) mutating func u16(_ value: UInt16) { withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) } }
+    @inline(__always) mutating func u32(_ value: UInt32) { withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) } }
+    @inline(__always) mutating func u64(_ value: UInt64) { withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) } }
     @inline(__always) mutating func i32(_ value: Int32) { u32(UInt32(bitPattern: value)) }
     @inline(__always) mutating func i64(_ value: Int64) { u64(UInt64(bitPattern: value)) }
 
@@ -71,6 +69,10 @@ struct BinaryWriter {
     /// Length as i32 (-1 for nil) is written by the caller where the layout puts it.
     mutating func raw(_ data: [UInt8]?) {
         if let data { bytes.append(contentsOf: data) }
+    }
+
+    mutating func raw(_ data: UnsafeRawBufferPointer?) {
+        if let data, data.count > 0 { bytes.append(contentsOf: data) }
     }
 }
 

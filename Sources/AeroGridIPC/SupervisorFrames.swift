@@ -71,6 +71,7 @@ public struct OutgoingRecord: Sendable {
 public struct RecordsFrameBuilder {
     private var topics: [String: UInt16] = [:]
     private var topicOrder: [String] = []
+    private var lastTopic: (name: String, index: UInt16)?
     private var body = BinaryWriter()
     public private(set) var count: UInt32 = 0
 
@@ -83,14 +84,18 @@ public struct RecordsFrameBuilder {
 
     public mutating func append(topic: String, partition: Int32, offset: Int64, timestamp: Int64?,
                                 key: [UInt8]?, value: [UInt8]?, headers: [(String, [UInt8]?)] = []) {
-        let index: UInt16
-        if let known = topics[topic] {
-            index = known
-        } else {
-            index = UInt16(topicOrder.count)
-            topics[topic] = index
-            topicOrder.append(topic)
+        // Arrays: lend their storage to the buffer form.
+        withOptionalBuffer(key) { keyBytes in
+            withOptionalBuffer(value) { valueBytes in
+                append(topic: topic, partition: partition, offset: offset, timestamp: timestamp, key: keyBytes, value: valueBytes, headers: headers)
+            }
         }
+    }
+
+    /// Appends one record from borrowed bytes (a Kafka client's buffers, say).
+    public mutating func append(topic: String, partition: Int32, offset: Int64, timestamp: Int64?,
+                                key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, headers: [(String, [UInt8]?)] = []) {
+        let index = topicIndex(topic)
         body.u16(index)
         body.i32(partition)
         body.i64(offset)
@@ -108,6 +113,22 @@ public struct RecordsFrameBuilder {
         count += 1
     }
 
+    /// A topic's index in the frame's table; consecutive records of one topic skip the
+    /// dictionary.
+    private mutating func topicIndex(_ topic: String) -> UInt16 {
+        if let last = lastTopic, last.name == topic { return last.index }
+        let index: UInt16
+        if let known = topics[topic] {
+            index = known
+        } else {
+            index = UInt16(topicOrder.count)
+            topics[topic] = index
+            topicOrder.append(topic)
+        }
+        lastTopic = (topic, index)
+        return index
+    }
+
     /// The complete frame for `batchID`.
     public func frame(batchID: UInt64) -> [UInt8] {
         var head = BinaryWriter(capacity: 64)
@@ -121,5 +142,45 @@ public struct RecordsFrameBuilder {
         frame.raw(head.bytes)
         frame.raw(body.bytes)
         return frame.bytes
+    }
+}
+
+private func withOptionalBuffer<T>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPointer?) -> T) -> T {
+    guard let bytes else { return body(nil) }
+    return bytes.withUnsafeBytes { body($0) }
+}
+
+/// Reads a `records` frame back: for the supervisor's dead letters (the original record of
+/// a failed one) and for tests.
+public enum RecordsFrameReader {
+    /// The records of a complete frame (length and type included), in order.
+    public static func records(in frame: [UInt8]) throws(ProtocolViolation) -> (batchID: UInt64, records: [OutgoingRecord]) {
+        guard frame.count >= 5, frame[4] == FrameType.records.rawValue else { throw ProtocolViolation("not a records frame") }
+        var reader = BinaryReader(frame[5...], frame: "records")
+        let batchID = try reader.u64()
+        var topics: [String] = []
+        for _ in 0..<(try reader.u16()) { topics.append(try reader.string16()) }
+        var records: [OutgoingRecord] = []
+        for _ in 0..<(try reader.u32()) {
+            let topicIndex = Int(try reader.u16())
+            guard topicIndex < topics.count else { throw ProtocolViolation("a topic index outside the table") }
+            let partition = try reader.i32()
+            let offset = Int64(bitPattern: try reader.u64())
+            let timestamp = Int64(bitPattern: try reader.u64())
+            let keyLength = try reader.i32()
+            let valueLength = try reader.i32()
+            let headerCount = try reader.u16()
+            let key = try reader.bytes(length: keyLength)
+            let value = try reader.bytes(length: valueLength)
+            var headers: [(String, [UInt8]?)] = []
+            for _ in 0..<headerCount {
+                let name = try reader.string16()
+                headers.append((name, try reader.bytes(length: try reader.i32())))
+            }
+            records.append(OutgoingRecord(topic: topics[topicIndex], partition: partition, offset: offset,
+                                          timestamp: timestamp >= 0 ? timestamp : nil, key: key, value: value, headers: headers))
+        }
+        try reader.expectEnd()
+        return (batchID, records)
     }
 }

@@ -65,6 +65,14 @@ public final class KafkaConsumer: Sendable {
         return try await run { core in try core.poll(maxMessages: maxMessages, timeoutMs: timeoutMs) }
     }
 
+    /// Like `poll`, but hands each record to `sink` as librdkafka holds it, without copying:
+    /// for a caller that writes records straight to where they go. The sink runs on the
+    /// consumer's thread, during this call only.
+    public func poll<Sink: KafkaRecordSink>(maxMessages: Int = 10_000, timeout: Duration = .milliseconds(100), into sink: Sink) async throws -> [KafkaConsumerEvent] {
+        let timeoutMs = milliseconds(timeout)
+        return try await run { core in try core.poll(maxMessages: maxMessages, timeoutMs: timeoutMs, into: sink) }
+    }
+
     /// Marks records as processed: each value is the next offset to consume. Stored offsets
     /// are committed by `commit()` and before partitions are revoked.
     public func store(_ nextOffsets: [TopicPartition: Int64]) async throws {
@@ -134,10 +142,16 @@ public final class KafkaConsumer: Sendable {
 /// What the rebalance callback and `poll` share. Touched only on the consumer's thread:
 /// librdkafka calls the rebalance callback from inside `poll`.
 final class ConsumerState: RDKafkaContext, @unchecked Sendable {
-    var assignment: Set<TopicPartition> = []
-    /// The offset each partition's next record must have; absent until known.
-    var nextOffset: [TopicPartition: Int64] = [:]
+    /// The partitions held, each with the offset its next record must have (nil until known).
+    var cursors: [TopicPartition: PartitionCursor] = [:] {
+        didSet { cursorsByHandle.removeAll() }
+    }
+    /// The same cursors by librdkafka topic handle and partition: found per record without
+    /// hashing the topic's name. Rebuilt whenever the assignment changes.
+    var cursorsByHandle: [PartitionKey: PartitionCursor] = [:]
     var pendingEvents: [KafkaConsumerEvent] = []
+
+    var assignment: Set<TopicPartition> { Set(cursors.keys) }
 
     func clientError(_ rk: OpaquePointer?, _ err: Int32, _ reason: String) {
         let code = KafkaError.Code(rawValue: err)
@@ -163,7 +177,7 @@ final class ConsumerState: RDKafkaContext, @unchecked Sendable {
             } else {
                 rd_kafka_assign(rk, list)
             }
-            assignment.formUnion(partitions)
+            for tp in partitions where cursors[tp] == nil { cursors[tp] = PartitionCursor(tp) }
             pendingEvents.append(.assigned(partitions))
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             // Hand the partitions over with what we processed committed, so the next owner
@@ -179,13 +193,11 @@ final class ConsumerState: RDKafkaContext, @unchecked Sendable {
             } else {
                 rd_kafka_assign(rk, nil)
             }
-            assignment.subtract(partitions)
-            for tp in partitions { nextOffset[tp] = nil }
+            for tp in partitions { cursors[tp] = nil }
             pendingEvents.append(.revoked(partitions))
         default:
             rd_kafka_assign(rk, nil)
-            assignment.removeAll()
-            nextOffset.removeAll()
+            cursors.removeAll()
             pendingEvents.append(.error(KafkaError(err, "the consumer group failed to rebalance")))
         }
     }
@@ -231,9 +243,13 @@ final class ConsumerCore: @unchecked Sendable {
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
             throw KafkaError(err, "cannot assign \(partitions.count) partitions")
         }
-        state.assignment = Set(partitions.keys)
-        state.nextOffset = [:]
-        for case let (tp, .offset(offset)) in partitions { state.nextOffset[tp] = offset }
+        var cursors: [TopicPartition: PartitionCursor] = [:]
+        for (tp, start) in partitions {
+            let cursor = PartitionCursor(tp)
+            if case .offset(let offset) = start { cursor.next = offset }
+            cursors[tp] = cursor
+        }
+        state.cursors = cursors
     }
 
     private func checkExist(_ partitions: Set<TopicPartition>, timeoutMs: Int32) throws(KafkaError) {
@@ -262,6 +278,14 @@ final class ConsumerCore: @unchecked Sendable {
     }
 
     func poll(maxMessages: Int, timeoutMs: Int32) throws(KafkaError) -> KafkaConsumerBatch {
+        let collector = MessageCollector()
+        let events = try poll(maxMessages: maxMessages, timeoutMs: timeoutMs, into: collector)
+        return KafkaConsumerBatch(messages: collector.messages, events: events)
+    }
+
+    /// Reads up to `maxMessages` records into `sink`, without copying them, and returns the
+    /// events that came with them.
+    func poll(maxMessages: Int, timeoutMs: Int32, into sink: some KafkaRecordSink) throws(KafkaError) -> [KafkaConsumerEvent] {
         if messagePointers.count < maxMessages {
             messagePointers = Array(repeating: nil, count: maxMessages)
         }
@@ -271,33 +295,44 @@ final class ConsumerCore: @unchecked Sendable {
         guard count >= 0 else {
             throw KafkaError(rd_kafka_last_error(), "cannot consume")
         }
-        var messages: [KafkaMessage] = []
-        messages.reserveCapacity(count)
         var errors: [KafkaConsumerEvent] = []
         for index in 0..<count {
             guard let pointer = messagePointers[index] else { continue }
             defer { rd_kafka_message_destroy(pointer) }
             let raw = pointer.pointee
-            let topic = raw.rkt.map(topicName)
-            if raw.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-                errors.append(errorEvent(pointer, topic: topic))
+            guard raw.err == RD_KAFKA_RESP_ERR_NO_ERROR, let rkt = raw.rkt else {
+                errors.append(errorEvent(pointer, topic: raw.rkt.map(topicName)))
                 continue
             }
-            guard let topic else { continue }
-            let tp = TopicPartition(topic, raw.partition)
             // librdkafka 2.0.2 may hand out records of a partition just revoked, or again
             // after a pause: keep only what continues each partition in order.
-            guard state.assignment.contains(tp) else { continue }
-            if let expected = state.nextOffset[tp], raw.offset < expected {
-                state.logger.debug("dropping a record delivered twice", metadata: ["kafka.partition": "\(tp)", "kafka.offset": "\(raw.offset)"])
+            guard let cursor = cursor(rkt, raw.partition) else { continue }
+            if let expected = cursor.next, raw.offset < expected {
+                state.logger.debug("dropping a record delivered twice", metadata: ["kafka.partition": "\(cursor.tp)", "kafka.offset": "\(raw.offset)"])
                 continue
             }
-            state.nextOffset[tp] = raw.offset + 1
-            messages.append(makeMessage(pointer, topic: topic))
+            cursor.next = raw.offset + 1
+            var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+            let timestamp = rd_kafka_message_timestamp(pointer, &timestampType)
+            sink.receive(KafkaRecordView(
+                topic: cursor.tp.topic, partition: raw.partition, offset: raw.offset,
+                timestamp: timestamp >= 0 ? timestamp : nil,
+                key: raw.key.map { UnsafeRawBufferPointer(start: $0, count: raw.key_len) },
+                value: raw.payload.map { UnsafeRawBufferPointer(start: $0, count: raw.len) },
+                headers: headers(pointer)))
         }
         let events = state.pendingEvents + errors
         state.pendingEvents.removeAll()
-        return KafkaConsumerBatch(messages: messages, events: events)
+        return events
+    }
+
+    /// The cursor of an assigned partition, found by topic handle; nil when not assigned.
+    private func cursor(_ rkt: OpaquePointer, _ partition: Int32) -> PartitionCursor? {
+        let key = PartitionKey(handle: UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(rkt))), partition: partition)
+        if let cursor = state.cursorsByHandle[key] { return cursor }
+        guard let cursor = state.cursors[TopicPartition(topicName(rkt), partition)] else { return nil }
+        state.cursorsByHandle[key] = cursor
+        return cursor
     }
 
     func store(_ nextOffsets: [TopicPartition: Int64]) throws(KafkaError) {
@@ -349,12 +384,12 @@ final class ConsumerCore: @unchecked Sendable {
 
     func lag(timeoutMs: Int32) throws(KafkaError) -> [TopicPartition: Int64] {
         let partitions = state.assignment.sorted()
-        let unknown = partitions.filter { state.nextOffset[$0] == nil }
+        let unknown = partitions.filter { state.cursors[$0]?.next == nil }
         let committed = unknown.isEmpty ? [:] : try self.committed(unknown, timeoutMs: timeoutMs)
         var lag: [TopicPartition: Int64] = [:]
         for tp in partitions {
             let marks = try client.queryWatermarks(tp, timeoutMs: timeoutMs)
-            let position = state.nextOffset[tp] ?? (committed[tp] ?? nil) ?? marks.low
+            let position = state.cursors[tp]?.next ?? (committed[tp] ?? nil) ?? marks.low
             lag[tp] = max(0, marks.high - position)
         }
         return lag
@@ -389,18 +424,6 @@ final class ConsumerCore: @unchecked Sendable {
             topic: topic, partition: topic == nil || raw.partition < 0 ? nil : raw.partition))
     }
 
-    private func makeMessage(_ pointer: UnsafeMutablePointer<rd_kafka_message_t>, topic: String) -> KafkaMessage {
-        let raw = pointer.pointee
-        var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
-        let timestamp = rd_kafka_message_timestamp(pointer, &timestampType)
-        return KafkaMessage(
-            topic: topic, partition: raw.partition, offset: raw.offset,
-            timestamp: timestamp >= 0 ? timestamp : nil,
-            key: bytes(raw.key, raw.key_len),
-            value: bytes(raw.payload, raw.len),
-            headers: headers(pointer))
-    }
-
     private func headers(_ pointer: UnsafeMutablePointer<rd_kafka_message_t>) -> [KafkaHeader] {
         var hdrs: OpaquePointer?
         guard rd_kafka_message_headers(pointer, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs else { return [] }
@@ -417,4 +440,32 @@ final class ConsumerCore: @unchecked Sendable {
 func bytes(_ pointer: UnsafeRawPointer?, _ count: Int) -> [UInt8]? {
     guard let pointer else { return nil }
     return Array(UnsafeRawBufferPointer(start: pointer, count: count))
+}
+
+/// A held partition and the offset its next record must have.
+final class PartitionCursor {
+    let tp: TopicPartition
+    var next: Int64?
+
+    init(_ tp: TopicPartition) {
+        self.tp = tp
+    }
+}
+
+/// A partition by librdkafka topic handle: hashing two integers instead of a topic name.
+struct PartitionKey: Hashable {
+    let handle: UInt
+    let partition: Int32
+}
+
+/// Copies records into `KafkaMessage`s, for `poll`.
+private final class MessageCollector: KafkaRecordSink, @unchecked Sendable {
+    // @unchecked: used only on the consumer's thread, during one poll.
+    var messages: [KafkaMessage] = []
+
+    func receive(_ record: KafkaRecordView) {
+        messages.append(KafkaMessage(
+            topic: record.topic, partition: record.partition, offset: record.offset, timestamp: record.timestamp,
+            key: record.key.map { Array($0) }, value: record.value.map { Array($0) }, headers: record.headers))
+    }
 }

@@ -118,3 +118,20 @@ public struct KafkaWatermarks: Sendable, Equatable {
         self.high = high
     }
 }
+
+/// One record as librdkafka holds it, lent to a `KafkaRecordSink` for the length of one
+/// call: key and value point into librdkafka's buffer, so copy what must outlive it.
+public struct KafkaRecordView {
+    public let topic: String
+    public let partition: Int32
+    public let offset: Int64
+    public let timestamp: Int64?
+    public let key: UnsafeRawBufferPointer?
+    public let value: UnsafeRawBufferPointer?
+    public let headers: [KafkaHeader]
+}
+
+/// Receives records from `KafkaConsumer.poll(into:)`, in order, on the consumer's thread.
+public protocol KafkaRecordSink: AnyObject, Sendable {
+    func receive(_ record: KafkaRecordView)
+}

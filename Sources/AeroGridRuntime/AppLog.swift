@@ -22,6 +22,7 @@ public final class AppLog: Sendable {
         var windowStart = ContinuousClock.now
         var forwardedInWindow = 0
         var droppedInWindow = 0
+        var notForwarded = 0
     }
 
     private let state = Mutex(State())
@@ -56,6 +57,7 @@ public final class AppLog: Sendable {
             }
             guard state.forwardedInWindow < forwardPerSecond else {
                 state.droppedInWindow += 1
+                state.notForwarded += 1
                 return (false, droppedBefore)
             }
             state.forwardedInWindow += 1
@@ -87,4 +89,7 @@ public final class AppLog: Sendable {
 
     /// Lines written since the start, kept or not.
     public var totalLines: Int { state.withLock { $0.total } }
+
+    /// Lines kept here but not passed on to the supervisor's log (over the rate).
+    public var linesNotForwarded: Int { state.withLock { $0.notForwarded } }
 }

@@ -133,16 +133,20 @@ public final class AppRunner: Sendable {
 
     /// Sends each failed record to the dead-letter topic — its original key, value and
     /// headers, plus what went wrong — and logs it. The stream goes on.
-    private func deadLetter(_ errors: [RecordError], records: [KafkaMessage]) {
+    private func deadLetter(_ errors: [RecordError], frame: [UInt8]) {
         statusState.withLock { $0.failedRecords += errors.count }
-        var byPosition: [String: KafkaMessage] = [:]
-        for record in records { byPosition["\(record.topic)/\(record.partition)/\(record.offset)"] = record }
+        // The batch's frame holds the original records; failures are few, so it is read
+        // back only when there are some.
+        var byPosition: [String: OutgoingRecord] = [:]
+        for record in (try? RecordsFrameReader.records(in: frame).records) ?? [] {
+            byPosition["\(record.topic)/\(record.partition)/\(record.offset)"] = record
+        }
         let producer = self.producer.withLock { $0 }
         for error in errors {
             logger.warning("record \(error.topic)/\(error.partition)@\(error.offset) failed (\(error.kind)): \(error.error)",
                            metadata: ["aerogrid.dlq": "\(deadLetterTopic)"])
             let original = byPosition["\(error.topic)/\(error.partition)/\(error.offset)"]
-            let headers = (original?.headers ?? []) + [
+            let headers = (original?.headers ?? []).map { KafkaHeader($0.0, $0.1) } + [
                 KafkaHeader("aerogrid.error.kind", Array(error.kind.utf8)),
                 KafkaHeader("aerogrid.error.handler", Array((error.handler ?? "").utf8)),
                 KafkaHeader("aerogrid.error.message", Array(error.error.utf8)),
@@ -187,7 +191,7 @@ public final class AppRunner: Sendable {
         let session = AppSession(
             grids: grids, log: log, limits: spec.appLimits,
             onQuotaExceeded: { detail in killReason.withLock { $0 = $0 ?? .quota(detail) } },
-            onRecordErrors: { [self] errors, records in deadLetter(errors, records: records) },
+            onRecordErrors: { [self] errors, frame in deadLetter(errors, frame: frame) },
             onProduce: { [self] requests in
                 logger.debug("dropping \(requests.count) produce requests: producing from apps is not enabled")
             })
@@ -300,29 +304,21 @@ public final class AppRunner: Sendable {
 
         while !stopping {
             guard await session.credits.acquire() else { return }
-            var messages: [KafkaMessage] = []
-            while messages.isEmpty && !stopping && !session.hasEnded {
-                let batch = try await consumer.poll(maxMessages: spec.maxBatchRecords, timeout: .milliseconds(20))
-                for case .error(let error) in batch.events {
+            let batch = BatchSink(expectedRecords: spec.maxBatchRecords)
+            while batch.count == 0 && !stopping && !session.hasEnded {
+                let events = try await consumer.poll(maxMessages: spec.maxBatchRecords, timeout: .milliseconds(20), into: batch)
+                for case .error(let error) in events {
                     if error.code == .autoOffsetReset || error.code == .offsetOutOfRange {
                         throw RuntimeError("an offset went out of range while running (\(error)); the out-of-range policy applies on restart")
                     }
                     logger.warning("Kafka: \(error)")
                 }
-                messages = batch.messages
             }
-            guard !messages.isEmpty else { session.credits.release(); break }
-            let batch = (messages: messages, count: messages.count)
-            var frame = RecordsFrameBuilder(expectedBytes: batch.messages.count * 96)
-            var offsets: [SourcePartition: Int64] = [:]
-            for message in batch.messages {
-                frame.append(topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp,
-                             key: message.key, value: message.value, headers: message.headers.map { ($0.name, $0.value) })
-                offsets[SourcePartition(topic: message.topic, partition: message.partition)] = message.offset + 1
-            }
+            guard batch.count > 0 else { session.credits.release(); break }
             let id = nextBatchID.wrappingAdd(1, ordering: .relaxed).oldValue
-            session.registerBatch(AppSession.InFlight(id: id, records: frame.count, offsets: offsets, messages: batch.messages))
-            connection.send(frame.frame(batchID: id))
+            let frame = batch.frame(batchID: id)
+            session.registerBatch(AppSession.InFlight(id: id, records: UInt32(batch.count), offsets: batch.offsets, frame: frame))
+            connection.send(frame)
             statusState.withLock { $0.deliveredRecords += batch.count; $0.batchesSent += 1 }
         }
         if stopping { connection.send(SupervisorFrames.shutdown(reason: "app stopped")) }

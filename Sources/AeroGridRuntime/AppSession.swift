@@ -1,6 +1,5 @@
 import AeroGridCore
 import AeroGridIPC
-import AeroGridKafka
 import AeroGridStore
 import Logging
 import Synchronization
@@ -15,8 +14,8 @@ final class AppSession: Sendable {
         let records: UInt32
         /// The next offset of each partition once this batch is applied.
         let offsets: [SourcePartition: Int64]
-        /// The records themselves, for the dead-letter topic if the app fails on some.
-        let messages: [KafkaMessage]
+        /// The frame as sent: the records, for the dead-letter topic if the app fails on some.
+        let frame: [UInt8]
     }
 
     private struct State {
@@ -38,11 +37,11 @@ final class AppSession: Sendable {
     private let limits: AppLimits
     private let onQuotaExceeded: @Sendable (String) -> Void
     /// Records the app failed on, and records it asked to produce, once their batch is done.
-    private let onRecordErrors: @Sendable ([RecordError], [KafkaMessage]) -> Void
+    private let onRecordErrors: @Sendable ([RecordError], [UInt8]) -> Void
     private let onProduce: @Sendable ([ProduceRequest]) -> Void
 
     init(grids: GridState, log: AppLog, limits: AppLimits, onQuotaExceeded: @escaping @Sendable (String) -> Void,
-         onRecordErrors: @escaping @Sendable ([RecordError], [KafkaMessage]) -> Void,
+         onRecordErrors: @escaping @Sendable ([RecordError], [UInt8]) -> Void,
          onProduce: @escaping @Sendable ([ProduceRequest]) -> Void) {
         self.grids = grids
         self.log = log
@@ -147,7 +146,7 @@ final class AppSession: Sendable {
 
     /// Applies the oldest unconfirmed batch, with everything the app sent for it.
     private func confirm(_ done: BatchDone) throws(ProtocolViolation) {
-        let (batch, errors, produced, messages) = try state.withLock { state throws(ProtocolViolation) in
+        let (batch, errors, produced, frame) = try state.withLock { state throws(ProtocolViolation) in
             guard let oldest = state.inFlight.first else {
                 throw ProtocolViolation("batch-done \(done.batchID) with no batch outstanding")
             }
@@ -170,14 +169,14 @@ final class AppSession: Sendable {
                 state.errors.removeAll()
                 state.produced.removeAll()
             }
-            return (batch, state.errors, state.produced, state.errors.isEmpty ? [] : oldest.messages)
+            return (batch, state.errors, state.produced, state.errors.isEmpty ? [] : oldest.frame)
         }
         if let over = grids.apply(batch, maxRows: limits.gridRows, maxBytes: limits.gridBytes) {
             // Not applied: the app stops with the numbers, and reading its frames ends here.
             onQuotaExceeded(over)
             throw ProtocolViolation("over its grid quota: \(over)")
         }
-        if !errors.isEmpty { onRecordErrors(errors, messages) }
+        if !errors.isEmpty { onRecordErrors(errors, frame) }
         if !produced.isEmpty { onProduce(produced) }
         credits.release()
     }

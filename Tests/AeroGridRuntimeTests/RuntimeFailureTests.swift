@@ -155,7 +155,7 @@ struct RuntimeFailureTests {
         let growth = residentBytes() - residentBefore
         try await stop()
         #expect(runner.log.tail(10_000).count <= 500, "the log keeps its last 500 lines")
-        #expect(runner.log.tail(10_000).contains { $0.source == "supervisor" && $0.text.contains("not passed on") })
+        #expect(runner.log.linesNotForwarded > 100_000, "the supervisor's own log got at most 50 lines a second")
         #expect(growth < 64 << 20, "the supervisor grew by \(growth >> 20) MiB for 100 MiB of output")
         #expect(unitsSold(runner) == orders.sums)
     }
