@@ -5,12 +5,12 @@ export PATH := $(PATH):/opt/swift/usr/bin
 PYTHON ?= python3
 AEROGRID := .build/debug/aerogrid
 
-.PHONY: dev test deps build test-swift test-python clean bench-sandbox
+.PHONY: dev test deps build test-swift test-python test-integration clean bench-sandbox
 
 dev: build
 	$(AEROGRID) kafka up --topic orders:8
 
-test: build test-swift test-python
+test: build test-swift test-integration test-python
 
 deps:
 	@scripts/setup
@@ -20,6 +20,11 @@ build: deps
 
 test-swift: build
 	swift test --skip-build
+
+# Issue 4's acceptance against the built binary: embedded Kafka, kcat, sandboxed apps (needs
+# root). Run with -s to see the numbers: make test-integration PYTEST_ARGS=-s
+test-integration: build
+	cd Tests/Integration && $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test-python: deps
 	@if [ -d python/tests ]; then cd python && $(PYTHON) -m pytest -q tests; fi
