@@ -111,6 +111,19 @@ public final class KafkaConsumer: Sendable {
         return try await run { core in try core.lag(timeoutMs: timeoutMs) }
     }
 
+    /// Each partition's watermarks as the latest fetch responses reported them (no request),
+    /// or asked of the leader for a partition not fetched yet.
+    public func knownWatermarks(_ partitions: [TopicPartition], timeout: Duration = .seconds(5)) async throws -> [TopicPartition: KafkaWatermarks] {
+        let timeoutMs = milliseconds(timeout)
+        return try await run { core in
+            var result: [TopicPartition: KafkaWatermarks] = [:]
+            for tp in partitions {
+                result[tp] = try core.client.cachedWatermarks(tp) ?? core.client.queryWatermarks(tp, timeoutMs: timeoutMs)
+            }
+            return result
+        }
+    }
+
     public func watermarks(_ partition: TopicPartition, timeout: Duration = .seconds(5)) async throws -> KafkaWatermarks {
         let timeoutMs = milliseconds(timeout)
         return try await run { core in try core.client.queryWatermarks(partition, timeoutMs: timeoutMs) }

@@ -56,6 +56,17 @@ extension RDKafkaClient {
     }
 }
 
+extension RDKafkaClient {
+    /// The watermarks the last fetch response for the partition carried; nil before one.
+    func cachedWatermarks(_ tp: TopicPartition) -> KafkaWatermarks? {
+        var low: Int64 = -1
+        var high: Int64 = -1
+        guard rd_kafka_get_watermark_offsets(handle, tp.topic, tp.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR,
+              low >= 0, high >= 0 else { return nil }
+        return KafkaWatermarks(low: low, high: high)
+    }
+}
+
 /// Milliseconds for librdkafka's `int timeout_ms` parameters.
 func milliseconds(_ duration: Duration) -> Int32 {
     let (seconds, attoseconds) = duration.components

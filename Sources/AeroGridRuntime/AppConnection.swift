@@ -17,6 +17,8 @@ final class AppConnection: Sendable {
     private struct Outbox {
         var frames: [[UInt8]] = []
         var closed = false
+        /// After the shutdown frame nothing more is sent.
+        var shutdownSent = false
     }
 
     /// `onFrame` runs on the reader thread, one frame at a time; `onEnd` runs once when the
@@ -39,12 +41,28 @@ final class AppConnection: Sendable {
         writer.start()
     }
 
-    /// Queues a frame; frames go out in the order queued.
-    func send(_ frame: [UInt8]) {
+    /// Queues a frame; frames go out in the order queued. False once the connection sends
+    /// nothing more (closed, or after the shutdown frame).
+    @discardableResult
+    func send(_ frame: [UInt8]) -> Bool {
         wake.lock()
         let accepted = outbox.withLock { box -> Bool in
-            guard !box.closed else { return false }
+            guard !box.closed && !box.shutdownSent else { return false }
             box.frames.append(frame)
+            return true
+        }
+        if accepted { wake.signal() }
+        wake.unlock()
+        return accepted
+    }
+
+    /// Queues the shutdown frame, once: the supervisor sends nothing after it.
+    func sendShutdown(reason: String) {
+        wake.lock()
+        let accepted = outbox.withLock { box -> Bool in
+            guard !box.closed && !box.shutdownSent else { return false }
+            box.frames.append(SupervisorFrames.shutdown(reason: reason))
+            box.shutdownSent = true
             return true
         }
         if accepted { wake.signal() }

@@ -34,6 +34,9 @@ public final class AppRunner: Sendable {
     private let currentProcess = Mutex<SandboxedProcess?>(nil)
     private let currentConnection = Mutex<AppConnection?>(nil)
     private let nextBatchID = Atomic<UInt64>(1)
+    /// The partitions the app consumes, and the consumer reading them, once running.
+    private let consumedPartitions = Mutex<[TopicPartition]>([])
+    private let activeConsumer = Mutex<KafkaConsumer?>(nil)
     /// Writes dead letters; made when the runner starts.
     private let producer = Mutex<KafkaProducer?>(nil)
 
@@ -60,7 +63,7 @@ public final class AppRunner: Sendable {
     public func stop() {
         stopRequested.store(true, ordering: .relaxed)
         statusState.withLock { $0.lifecycle.stop() }
-        currentConnection.withLock { $0 }?.send(SupervisorFrames.shutdown(reason: "app stopped"))
+        currentConnection.withLock { $0 }?.sendShutdown(reason: "app stopped")
     }
 
     private var stopping: Bool { stopRequested.load(ordering: .relaxed) }
@@ -86,10 +89,14 @@ public final class AppRunner: Sendable {
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(kafka: kafka, groupID: "aerogrid.\(spec.tenant).\(spec.name)"),
             logger: logger)
+        activeConsumer.withLock { $0 = consumer }
         let checkpoints = Task { [self] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: spec.checkpointInterval)
-                await writeCheckpoint(consumer: consumer)
+                guard !Task.isCancelled else { return }
+                // In a task of its own: cancelling the loop (at stop) interrupts its sleep,
+                // never a write in progress.
+                await Task { await writeCheckpoint(consumer: consumer) }.value
             }
         }
         while !stopping {
@@ -112,8 +119,12 @@ public final class AppRunner: Sendable {
             while !stopping && ContinuousClock.now < until { try? await Task.sleep(for: .milliseconds(50)) }
         }
         statusState.withLock { $0.lifecycle.stop() }
+        // The last checkpoint waits for the periodic one to finish: two checkpoint writes
+        // must never overlap, or an older one could land after a newer one.
         checkpoints.cancel()
+        await checkpoints.value
         await writeCheckpoint(consumer: consumer)
+        activeConsumer.withLock { $0 = nil }
         await consumer.close()
         try? await dlqProducer.flush(timeout: .seconds(10))
         statusState.withLock { _ = $0.lifecycle.processEnded(nil, uptime: .zero) }
@@ -244,7 +255,7 @@ public final class AppRunner: Sendable {
             }
         }
         defer { watchdog.cancel() }
-        if stopping { connection.send(SupervisorFrames.shutdown(reason: "app stopped")) }
+        if stopping { connection.sendShutdown(reason: "app stopped") }
 
         do {
             try await serve(session: session, connection: connection, consumer: consumer)
@@ -276,14 +287,14 @@ public final class AppRunner: Sendable {
             throw RuntimeError("the app sent no hello within 20 s of starting")
         }
         guard hello.protocolVersion.split(separator: ".").first == "\(IPCLimits.protocolMajor)" else {
-            connection.send(SupervisorFrames.shutdown(reason: "protocol \(hello.protocolVersion) is not supported (this supervisor speaks \(IPCLimits.protocolVersion))"))
+            connection.sendShutdown(reason: "protocol \(hello.protocolVersion) is not supported (this supervisor speaks \(IPCLimits.protocolVersion))")
             throw RuntimeError("the app speaks protocol \(hello.protocolVersion); this supervisor speaks \(IPCLimits.protocolVersion)")
         }
         let metadata = try await consumer.metadata()
         var consumed: [TopicPartition] = []
         for topic in hello.consumedTopics {
             guard let found = metadata.topics.first(where: { $0.name == topic && $0.error == nil }) else {
-                connection.send(SupervisorFrames.shutdown(reason: "topic '\(topic)' does not exist"))
+                connection.sendShutdown(reason: "topic '\(topic)' does not exist")
                 throw RuntimeError("the app consumes topic '\(topic)', which does not exist in the Kafka cluster")
             }
             consumed += found.partitions.map { TopicPartition(topic, $0.id) }
@@ -299,6 +310,7 @@ public final class AppRunner: Sendable {
         }
         connection.send(SupervisorFrames.restoreDone)
         try await consumer.assign(partitions)
+        consumedPartitions.withLock { $0 = partitions.keys.sorted() }
         statusState.withLock { $0.lifecycle.processRunning() }
         logger.info("running: \(partitions.count) partitions of \(hello.consumedTopics.joined(separator: ", "))")
 
@@ -317,11 +329,16 @@ public final class AppRunner: Sendable {
             guard batch.count > 0 else { session.credits.release(); break }
             let id = nextBatchID.wrappingAdd(1, ordering: .relaxed).oldValue
             let frame = batch.frame(batchID: id)
+            // Registered before it is sent, so its batch-done can never come first; taken
+            // back if the connection no longer sends (a shutdown went out meanwhile).
             session.registerBatch(AppSession.InFlight(id: id, records: UInt32(batch.count), offsets: batch.offsets, frame: frame))
-            connection.send(frame)
+            guard connection.send(frame) else {
+                session.unregisterBatch(id)
+                break
+            }
             statusState.withLock { $0.deliveredRecords += batch.count; $0.batchesSent += 1 }
         }
-        if stopping { connection.send(SupervisorFrames.shutdown(reason: "app stopped")) }
+        if stopping { connection.sendShutdown(reason: "app stopped") }
         // Wait for the process to end (on shutdown, after confirming what it was sent).
         while !session.hasEnded { try? await Task.sleep(for: .milliseconds(20)) }
     }
@@ -344,7 +361,7 @@ public final class AppRunner: Sendable {
             let what = "the checkpoint is out of range: \(outOfRange.joined(separator: "; "))"
             switch spec.outOfRangePolicy {
             case .fail:
-                connection.send(SupervisorFrames.shutdown(reason: "checkpoint out of range"))
+                connection.sendShutdown(reason: "checkpoint out of range")
                 throw RuntimeError("\(what) (policy: fail; reset the app, or run it with an out-of-range policy of earliest or latest)")
             case .resetToEarliest, .resetToLatest:
                 logger.warning("\(what): resetting the grids and reading from the \(spec.outOfRangePolicy.rawValue) offsets (policy)")
@@ -398,12 +415,21 @@ public final class AppRunner: Sendable {
         thread.start()
     }
 
-    /// Records still to deliver: per assigned partition, the high watermark minus the
-    /// applied offset.
-    public func refreshLag(consumer: KafkaConsumer) async {
-        if let lag = try? await consumer.lag() {
-            statusState.withLock { $0.lag = lag.values.reduce(0, +) }
+    /// Records applied so far, and records not yet applied: per consumed partition its end
+    /// minus the applied offset (or minus its start when none is applied yet). Both come
+    /// from one snapshot, so they agree; `lag` is nil before the app runs. The ends are the
+    /// consumer's latest fetch responses, so this costs no request while the app reads.
+    public func progress() async -> (appliedRecords: Int, lag: Int64?) {
+        let (applied, appliedRecords) = grids.progress
+        guard let consumer = activeConsumer.withLock({ $0 }) else { return (appliedRecords, nil) }
+        let partitions = consumedPartitions.withLock { $0 }
+        guard !partitions.isEmpty, let marks = try? await consumer.knownWatermarks(partitions) else { return (appliedRecords, nil) }
+        let lag = partitions.reduce(Int64(0)) { total, tp in
+            guard let mark = marks[tp] else { return total }
+            let position = applied[SourcePartition(topic: tp.topic, partition: tp.partition)] ?? mark.low
+            return total + max(0, mark.high - position)
         }
+        return (appliedRecords, lag)
     }
 }
 

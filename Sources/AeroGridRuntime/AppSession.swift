@@ -88,6 +88,11 @@ final class AppSession: Sendable {
         state.withLock { $0.inFlight.append(batch) }
     }
 
+    /// Takes back a batch that could not be sent.
+    func unregisterBatch(_ id: UInt64) {
+        state.withLock { $0.inFlight.removeAll { $0.id == id } }
+    }
+
     var inFlightCount: Int { state.withLock { $0.inFlight.count } }
     var hasEnded: Bool { state.withLock { $0.ended } }
 

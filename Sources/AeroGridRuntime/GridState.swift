@@ -171,6 +171,10 @@ public final class GridState: Sendable {
     }
 
     public var offsets: [SourcePartition: Int64] { state.withLock { $0.offsets } }
+    /// The applied offsets and the records applied up to them, read together.
+    public var progress: (offsets: [SourcePartition: Int64], appliedRecords: Int) {
+        state.withLock { ($0.offsets, $0.appliedRecords) }
+    }
     public var epoch: Int64 { state.withLock { $0.epoch } }
     public var appliedRecords: Int { state.withLock { $0.appliedRecords } }
     public var gridNames: [String] { state.withLock { $0.grids.keys.sorted() } }

@@ -78,14 +78,12 @@ struct AppCommand: AsyncParsableCommand {
                 kafka: KafkaConfiguration(bootstrapServers: bootstrap, properties: properties),
                 checkpointInterval: .milliseconds(Int64(checkpointInterval * 1000)), outOfRangePolicy: onOutOfRange.policy)
             let runner = AppRunner(spec: spec, store: store, logger: logger)
-            let lagConsumer = try KafkaConsumer(
-                configuration: KafkaConsumerConfiguration(kafka: spec.kafka, groupID: "aerogrid.\(spec.tenant).\(spec.name)"), logger: logger)
 
             let running = Task { try await runner.run() }
             let reporting = Task {
                 while !Task.isCancelled {
                     try await Task.sleep(for: .milliseconds(Int64(statusInterval * 1000)))
-                    printLine(statusLine(runner, lag: try? await lag(runner, consumer: lagConsumer)))
+                    printLine(statusLine(runner, progress: await runner.progress()))
                 }
             }
             let signal = await waitForTermination()
@@ -93,33 +91,23 @@ struct AppCommand: AsyncParsableCommand {
             runner.stop()
             try await running.value
             reporting.cancel()
-            await lagConsumer.close()
-            printLine(statusLine(runner, lag: nil))
+            printLine(statusLine(runner, progress: (runner.grids.appliedRecords, nil)))
             printLine(gridsLine(runner))
         }
 
-        /// Records between the applied offsets and the end of each consumed partition.
-        private func lag(_ runner: AppRunner, consumer: KafkaConsumer) async throws -> Int64 {
-            var total: Int64 = 0
-            for (source, offset) in runner.grids.offsets {
-                let marks = try await consumer.watermarks(TopicPartition(source.topic, source.partition), timeout: .seconds(2))
-                total += max(0, marks.high - offset)
-            }
-            return total
-        }
     }
 }
 
 /// A JSON status line: `{"event":"status", …}`.
-func statusLine(_ runner: AppRunner, lag: Int64?) -> String {
+func statusLine(_ runner: AppRunner, progress: (appliedRecords: Int, lag: Int64?)) -> String {
     let status = runner.status
     var object: [String: Any] = [
         "event": "status", "phase": status.lifecycle.state.name, "restarts": status.lifecycle.restarts,
-        "delivered_records": status.deliveredRecords, "applied_records": runner.grids.appliedRecords,
+        "delivered_records": status.deliveredRecords, "applied_records": progress.appliedRecords,
         "failed_records": status.failedRecords, "checkpoints": status.checkpoints, "epoch": runner.grids.epoch,
         "resets": status.resets,
     ]
-    if let lag { object["lag"] = lag }
+    if let lag = progress.lag { object["lag"] = lag }
     if let crash = status.lifecycle.lastCrash {
         object["last_crash"] = crash.description
         object["crash_reason"] = crash.code
