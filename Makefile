@@ -5,12 +5,12 @@ export PATH := $(PATH):/opt/swift/usr/bin
 PYTHON ?= python3
 AEROGRID := .build/debug/aerogrid
 
-.PHONY: dev test deps build test-swift test-python test-integration clean bench-sandbox
+.PHONY: dev test deps build test-swift test-sandbox-c test-integration test-python bench bench-runtime bench-sandbox clean
 
 dev: build
 	$(AEROGRID) kafka up --topic orders:8
 
-test: build test-swift test-integration test-python
+test: build test-swift test-sandbox-c test-integration test-python
 
 deps:
 	@scripts/setup
@@ -21,19 +21,33 @@ build: deps
 test-swift: build
 	swift test --skip-build
 
-# Issue 4's acceptance against the built binary: embedded Kafka, kcat, sandboxed apps (needs
-# root). Run with -s to see the numbers: make test-integration PYTEST_ARGS=-s
+# The sandbox's C child path on its own (needs root): 99 checks, among them the host's
+# process count around a fork bomb, which only a run with nothing else going on can compare.
+test-sandbox-c: deps
+	Tests/sandbox-c/test.sh
+
+# The runtime's acceptance against the built binary: embedded Kafka, kcat, sandboxed apps
+# (needs root). Run with -s to see the numbers: make test-integration PYTEST_ARGS=-s
 test-integration: build
 	cd Tests/Integration && $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test-python: deps
 	@if [ -d python/tests ]; then cd python && $(PYTHON) -m pytest -q tests; fi
 
-clean:
-	rm -rf .build
+# Speed and memory, each next to its baseline (release builds; see docs/performance.md
+# and docs/sandbox.md). Extra arguments: make bench BENCH_ARGS="--orders 480000".
+bench: bench-runtime bench-sandbox
+
+bench-runtime: deps
+	swift build -c release --product aerogrid
+	swift build -c release --product aerogrid-bench
+	.build/release/aerogrid-bench $(BENCH_ARGS)
 
 # Start-up cost of the sandbox launcher next to bare runs and bubblewrap (needs root and
-# bwrap; see docs/sandbox.md). Extra arguments: make bench-sandbox BENCH_ARGS="--runs 60".
+# bwrap). Extra arguments: make bench-sandbox SANDBOX_BENCH_ARGS="--runs 60".
 bench-sandbox: deps
 	swift build -c release --product aerogrid-sandbox
-	$(PYTHON) Benchmarks/sandbox_startup.py --launcher .build/release/aerogrid-sandbox $(BENCH_ARGS)
+	$(PYTHON) Benchmarks/sandbox_startup.py --launcher .build/release/aerogrid-sandbox $(SANDBOX_BENCH_ARGS)
+
+clean:
+	rm -rf .build .build-c

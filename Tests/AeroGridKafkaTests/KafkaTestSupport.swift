@@ -3,10 +3,10 @@ import Foundation
 import Logging
 import Synchronization
 
-/// A logger for tests: warnings and worse, so a failing test shows what librdkafka said.
+/// A logger for tests: quiet unless AEROGRID_TEST_LOG names a level (debug, warning…).
 let testLogger: Logger = {
     var logger = Logger(label: "aerogrid.test")
-    logger.logLevel = ProcessInfo.processInfo.environment["AEROGRID_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .error
+    logger.logLevel = ProcessInfo.processInfo.environment["AEROGRID_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
     return logger
 }()
 
