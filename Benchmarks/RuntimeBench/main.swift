@@ -91,9 +91,18 @@ func makeBundle(_ name: String, code: String) throws -> String {
     return directory
 }
 
+let extraKafka: [String: String] = {
+    var properties: [String: String] = [:]
+    for case let (flag, value) in zip(arguments, arguments.dropFirst()) where flag == "--kafka" {
+        let parts = value.split(separator: "=", maxSplits: 1).map(String.init)
+        if parts.count == 2 { properties[parts[0]] = parts[1] }
+    }
+    return properties
+}()
+
 func spec(_ name: String, bundle: String, bootstrap: String, tenant: String = "bench", profile: CompiledProfile) -> AppSpec {
     AppSpec(tenant: tenant, name: name, bundle: bundle, sdkPath: "\(root)/python", profile: profile,
-            kafka: KafkaConfiguration(bootstrapServers: bootstrap), checkpointInterval: .seconds(1),
+            kafka: KafkaConfiguration(bootstrapServers: bootstrap, properties: extraKafka), checkpointInterval: .seconds(1),
             appLimits: AppLimits(gridRows: 1_000_000))
 }
 
@@ -141,6 +150,22 @@ rows.append(("seed app end to end, records/s", String(format: "%.0f", seedRate),
              String(format: "%.2f×", seedRate / max(bareRate, 1)), "≥ 1.5× (grid exact: \(exact ? "yes" : "NO"))"))
 }
 
+// 0. The Kafka consumer alone, into a sink that only counts: the ceiling under the others.
+if only == "consume" {
+    final class Counter: KafkaRecordSink, @unchecked Sendable {
+        var count = 0
+        func receive(_ record: KafkaRecordView) { count += 1 }
+    }
+    let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(kafka: KafkaConfiguration(bootstrapServers: bootstrap)), logger: logger)
+    try await consumer.assign(Dictionary(uniqueKeysWithValues: (0..<16).map { (TopicPartition("orders", Int32($0)), KafkaStartOffset.beginning) }))
+    let counter = Counter()
+    _ = try await consumer.poll(maxMessages: 10_000, timeout: .seconds(5), into: counter)
+    let started = ContinuousClock.now
+    while counter.count < orderCount { _ = try await consumer.poll(maxMessages: 10_000, timeout: .milliseconds(100), into: counter) }
+    rows.append(("consumer alone, records/s", String(format: "%.0f", Double(orderCount) / seconds(ContinuousClock.now - started)), "", "", ""))
+    await consumer.close()
+}
+
 // 2. A native handler: the supervisor's own ceiling through IPC.
 if runs("native") {
 _ = shell("mkdir -p /tmp/aerogrid-bench-native && gcc -O2 -o /tmp/aerogrid-bench-native/handler \(root)/Benchmarks/native_handler.c && chmod -R a+rX /tmp/aerogrid-bench-native")
@@ -149,7 +174,8 @@ nativeSpec.nativeCommand = ["/tmp/aerogrid-bench-native/handler", "orders"]
 nativeSpec.maxBatchRecords = 10_000
 let native = AppRunner(spec: nativeSpec, store: store, logger: logger)
 let nativeRate = Double(orderCount) / (try await timeApp(native, records: orderCount))
-rows.append(("native handler through IPC, records/s", String(format: "%.0f", nativeRate), "", "", "≥ 500,000"))
+rows.append(("native handler through IPC, records/s", String(format: "%.0f", nativeRate),
+             "\(native.status.batchesSent) batches of \(native.status.deliveredRecords / max(1, native.status.batchesSent))", "", "≥ 500,000"))
 }
 
 // 3. Latency at a steady 1,000 orders/s: produce time in the record, grid change observed

@@ -143,16 +143,7 @@ extension AppFrame {
         case .produce:
             var reader = BinaryReader(payload, frame: "produce")
             let topic = try reader.string16()
-            let keyLength = try reader.i32()
-            let valueLength = try reader.i32()
-            let headerCount = try reader.u16()
-            let key = try reader.bytes(length: keyLength)
-            let value = try reader.bytes(length: valueLength)
-            var headers: [(String, [UInt8]?)] = []
-            for _ in 0..<headerCount {
-                let name = try reader.string16()
-                headers.append((name, try reader.bytes(length: try reader.i32())))
-            }
+            let (key, value, headers) = try reader.keyValueHeaders()
             try reader.expectEnd()
             return .produce(ProduceRequest(topic: topic, key: key, value: value, headers: headers))
         case .log:

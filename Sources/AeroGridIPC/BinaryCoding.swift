@@ -39,6 +39,22 @@ struct BinaryReader {
         return Array(try take(Int(length)))
     }
 
+    /// The tail that records and produce frames share: `i32 key_len, i32 value_len,
+    /// u16 header_count`, then the key, the value and each header.
+    mutating func keyValueHeaders() throws(ProtocolViolation) -> (key: [UInt8]?, value: [UInt8]?, headers: [(String, [UInt8]?)]) {
+        let keyLength = try i32()
+        let valueLength = try i32()
+        let headerCount = try u16()
+        let key = try bytes(length: keyLength)
+        let value = try bytes(length: valueLength)
+        var headers: [(String, [UInt8]?)] = []
+        for _ in 0..<headerCount {
+            let name = try string16()
+            headers.append((name, try bytes(length: try i32())))
+        }
+        return (key, value, headers)
+    }
+
     func expectEnd() throws(ProtocolViolation) {
         guard position == bytes.endIndex else { throw ProtocolViolation("the \(frame) frame has trailing bytes") }
     }

@@ -167,16 +167,7 @@ public enum RecordsFrameReader {
             let partition = try reader.i32()
             let offset = Int64(bitPattern: try reader.u64())
             let timestamp = Int64(bitPattern: try reader.u64())
-            let keyLength = try reader.i32()
-            let valueLength = try reader.i32()
-            let headerCount = try reader.u16()
-            let key = try reader.bytes(length: keyLength)
-            let value = try reader.bytes(length: valueLength)
-            var headers: [(String, [UInt8]?)] = []
-            for _ in 0..<headerCount {
-                let name = try reader.string16()
-                headers.append((name, try reader.bytes(length: try reader.i32())))
-            }
+            let (key, value, headers) = try reader.keyValueHeaders()
             records.append(OutgoingRecord(topic: topics[topicIndex], partition: partition, offset: offset,
                                           timestamp: timestamp >= 0 ? timestamp : nil, key: key, value: value, headers: headers))
         }

@@ -82,7 +82,15 @@ public final class KafkaConsumer: Sendable {
     /// Commits the given next offsets, or (with nil) the stored ones, and waits for the
     /// broker. Works without group membership, for lag visibility.
     public func commit(_ nextOffsets: [TopicPartition: Int64]? = nil) async throws {
-        try await run { core in try core.commit(nextOffsets) }
+        try await run { core in try core.commit(nextOffsets, wait: true) }
+    }
+
+    /// Sends a commit and returns at once; its outcome is not reported. For offsets that are
+    /// only shown to Kafka's tools (the runtime's own checkpoint is the truth): a commit
+    /// that waited would hold up this consumer's fetching for a round trip to the group
+    /// coordinator.
+    public func commitInBackground(_ nextOffsets: [TopicPartition: Int64]) async throws {
+        try await run { core in try core.commit(nextOffsets, wait: false) }
     }
 
     /// The group's committed next offsets; nil for a partition with none.
@@ -360,14 +368,14 @@ final class ConsumerCore: @unchecked Sendable {
         }
     }
 
-    func commit(_ nextOffsets: [TopicPartition: Int64]?) throws(KafkaError) {
+    func commit(_ nextOffsets: [TopicPartition: Int64]?, wait: Bool) throws(KafkaError) {
         let list = nextOffsets.map { makePartitionList($0.map { ($0.key, $0.value) }) }
         defer { list.map { rd_kafka_topic_partition_list_destroy($0) } }
-        let err = rd_kafka_commit(client.handle, list, 0)
+        let err = rd_kafka_commit(client.handle, list, wait ? 0 : 1)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR || (err == RD_KAFKA_RESP_ERR__NO_OFFSET && nextOffsets == nil) else {
             throw KafkaError(err, "cannot commit offsets")
         }
-        if let list, let failed = partitionListEntries(list).first(where: { $0.err != RD_KAFKA_RESP_ERR_NO_ERROR }) {
+        if wait, let list, let failed = partitionListEntries(list).first(where: { $0.err != RD_KAFKA_RESP_ERR_NO_ERROR }) {
             throw KafkaError(failed.err, "cannot commit the offset of \(failed.tp)", topic: failed.tp.topic, partition: failed.tp.partition)
         }
     }

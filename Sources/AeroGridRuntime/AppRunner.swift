@@ -193,7 +193,7 @@ public final class AppRunner: Sendable {
         }
         var offsets: [TopicPartition: Int64] = [:]
         for (source, offset) in delta.offsets { offsets[TopicPartition(source.topic, source.partition)] = offset }
-        if !offsets.isEmpty { try? await consumer.commit(offsets) }
+        if !offsets.isEmpty { try? await consumer.commitInBackground(offsets) }
     }
 
     /// One process, from launch to its end: why it ended, or nil when it was asked to.
@@ -318,7 +318,16 @@ public final class AppRunner: Sendable {
             guard await session.credits.acquire() else { return }
             let batch = BatchSink(expectedRecords: spec.maxBatchRecords)
             while batch.count == 0 && !stopping && !session.hasEnded {
-                let events = try await consumer.poll(maxMessages: spec.maxBatchRecords, timeout: .milliseconds(20), into: batch)
+                // What is there now, at once; when nothing is, wait up to 20 ms for a first
+                // record and take what came with it. (Asked for a full batch with a wait,
+                // librdkafka would hold the batch back until it is full or the wait is over.)
+                var events = try await consumer.poll(maxMessages: spec.maxBatchRecords, timeout: .zero, into: batch)
+                if batch.count == 0 {
+                    events += try await consumer.poll(maxMessages: 1, timeout: .milliseconds(20), into: batch)
+                    if batch.count > 0 {
+                        events += try await consumer.poll(maxMessages: spec.maxBatchRecords - 1, timeout: .zero, into: batch)
+                    }
+                }
                 for case .error(let error) in events {
                     if error.code == .autoOffsetReset || error.code == .offsetOutOfRange {
                         throw RuntimeError("an offset went out of range while running (\(error)); the out-of-range policy applies on restart")

@@ -49,8 +49,10 @@ struct KafkaConsumerGroupTests {
             let consumingB = Task { try await Self.consume(b, name: "B", log: log, until: stopB) }
             #expect(await eventually(timeout: .seconds(40)) { !(log.value.holders["B"] ?? []).isEmpty }, "B receives partitions")
             #expect(await eventually(timeout: .seconds(10)) { log.value.delivered.values.reduce(0) { $0 + $1.count } > 0 })
-            let beforeLeave = log.value.holders
-            #expect((beforeLeave["A"] ?? []).union(beforeLeave["B"] ?? []) == partitions)
+            #expect(await eventually(timeout: .seconds(20)) {
+                let holders = log.value.holders
+                return (holders["A"] ?? []).union(holders["B"] ?? []) == partitions
+            }, "A and B together hold every partition")
 
             stopB.with { $0 = true }
             try await consumingB.value

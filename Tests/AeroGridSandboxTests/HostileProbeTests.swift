@@ -25,7 +25,9 @@ extension SandboxSuite {
         var testDescription: String { "\(behaviour). \(name) \(args.joined(separator: " "))" }
     }
 
-    static let abstractSocketName = "aerogrid-probe-\(getpid())"
+    /// One name per run of the suite. (A sandbox's init starts as a copy of this process and
+    /// holds every descriptor for a moment, so a closed listener can outlive its test.)
+    static let abstractSocketName = "aerogrid-probe-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
 
     static let probes: [HostileProbe] = [
         HostileProbe(behaviour: 1, name: "socket-inet", expected: "result=errno errno=EPERM"),
@@ -84,11 +86,12 @@ extension SandboxSuite {
             // What the host offers: a secret in the environment, a listener on the host's
             // abstract socket namespace, another process to spy on.
             setenv("AEROGRID_OPERATOR_TOKEN", "host-secret", 1)
-            let listener = try AbstractListener(name: SandboxSuite.abstractSocketName)
+            // Only the connect probe needs the listener: others need no name of their own.
+            let listener = probe.name == "abstract-unix-connect" ? try AbstractListener(name: SandboxSuite.abstractSocketName) : nil
             let other = try Process.run(URL(fileURLWithPath: "/bin/sleep"), arguments: ["30"])
             defer {
                 other.terminate()
-                listener.close()
+                listener?.close()
             }
             let echo = try EchoSandbox()
             #expect(echo.answers(), "the second sandbox answers before the probe")
@@ -114,7 +117,8 @@ final class AbstractListener: Sendable {
     let fd: Int32
 
     init(name: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        // Close-on-exec: processes other tests start meanwhile must not keep it open.
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let nameBytes = Array(name.utf8)
