@@ -61,15 +61,6 @@ public struct SandboxSpec: Sendable {
         self.inheritedIPCFD = inheritedIPCFD
         self.output = output
     }
-
-    /// A spec with the profile's quota defaults applied to anything not set.
-    public static func defaults(from profile: SeccompProfile, command: [String]) -> SandboxSpec {
-        let quotas = profile.quotaDefaults
-        return SandboxSpec(
-            command: command,
-            limits: CgroupLimits(memoryBytes: quotas.memoryBytes, cpus: quotas.cpus, pids: quotas.pids),
-            openFiles: quotas.openFiles ?? 256, tmpBytes: quotas.tmpBytes ?? 64 << 20)
-    }
 }
 
 /// How a sandboxed app ended.
