@@ -33,6 +33,10 @@ public final class AppRunner: Sendable {
     private let stopRequested = Atomic<Bool>(false)
     private let currentProcess = Mutex<SandboxedProcess?>(nil)
     private let currentConnection = Mutex<AppConnection?>(nil)
+    private let currentSession = Mutex<AppSession?>(nil)
+    /// One store write at a time: a checkpoint's delta taken, written (or put back) as a
+    /// whole before a reset may clear the state, and the other way round.
+    private let storeWrites = AsyncCredits(limit: 1)
     private let nextBatchID = Atomic<UInt64>(1)
     /// The partitions the app consumes, and the consumer reading them, once running.
     private let consumedPartitions = Mutex<[TopicPartition]>([])
@@ -64,6 +68,8 @@ public final class AppRunner: Sendable {
         stopRequested.store(true, ordering: .relaxed)
         statusState.withLock { $0.lifecycle.stop() }
         currentConnection.withLock { $0 }?.sendShutdown(reason: "app stopped")
+        // A pump waiting for the app to confirm a batch stops waiting.
+        currentSession.withLock { $0 }?.credits.finish()
     }
 
     private var stopping: Bool { stopRequested.load(ordering: .relaxed) }
@@ -142,6 +148,33 @@ public final class AppRunner: Sendable {
         }
     }
 
+    /// Records no frame can carry go to the dead-letter topic as they are read, with the
+    /// reason (kind `too-large`); their value only if it is small enough to produce.
+    private func deadLetterUnframeable(_ records: [(record: OutgoingRecord, reason: String)]) {
+        statusState.withLock { $0.failedRecords += records.count }
+        let producer = self.producer.withLock { $0 }
+        for (record, reason) in records {
+            logger.warning("record \(record.topic)/\(record.partition)@\(record.offset) cannot be delivered: \(reason)",
+                           metadata: ["aerogrid.dlq": "\(deadLetterTopic)"])
+            let headers = [
+                KafkaHeader("aerogrid.error.kind", Array("too-large".utf8)),
+                KafkaHeader("aerogrid.error.message", Array(reason.utf8)),
+                KafkaHeader("aerogrid.source.topic", Array(record.topic.utf8)),
+                KafkaHeader("aerogrid.source.partition", Array(String(record.partition).utf8)),
+                KafkaHeader("aerogrid.source.offset", Array(String(record.offset).utf8)),
+            ]
+            let value = (record.value?.count ?? 0) <= 512 << 10 ? record.value : nil
+            let (topic, logger) = (deadLetterTopic, self.logger)
+            Task {
+                do {
+                    try await producer?.enqueue(topic: topic, key: record.key, value: value, headers: headers)
+                } catch {
+                    logger.error("cannot write a dead letter to \(topic): \(error)")
+                }
+            }
+        }
+    }
+
     /// Sends each failed record to the dead-letter topic — its original key, value and
     /// headers, plus what went wrong — and logs it. The stream goes on.
     private func deadLetter(_ errors: [RecordError], frame: [UInt8]) {
@@ -181,6 +214,8 @@ public final class AppRunner: Sendable {
     /// Copies what changed since the last checkpoint to the store, in one transaction, and
     /// commits the same offsets to Kafka so its tools show the app's lag.
     func writeCheckpoint(consumer: KafkaConsumer) async {
+        _ = await storeWrites.acquire()
+        defer { storeWrites.release() }
         let delta = grids.takeCheckpointDelta()
         guard !delta.isEmpty else { return }
         do {
@@ -238,9 +273,11 @@ public final class AppRunner: Sendable {
             })
         currentProcess.withLock { $0 = process }
         currentConnection.withLock { $0 = connection }
+        currentSession.withLock { $0 = session }
         defer {
             currentProcess.withLock { $0 = nil }
             currentConnection.withLock { $0 = nil }
+            currentSession.withLock { $0 = nil }
         }
         let ended = Task { await process.wait() }
         // An app that sends nothing (not even a heartbeat) for this long is stuck.
@@ -313,10 +350,12 @@ public final class AppRunner: Sendable {
         consumedPartitions.withLock { $0 = partitions.keys.sorted() }
         statusState.withLock { $0.lifecycle.processRunning() }
         logger.info("running: \(partitions.count) partitions of \(hello.consumedTopics.joined(separator: ", "))")
+        // Records read but left for the next batch, which would have grown past the limit.
+        var carried: [OutgoingRecord] = []
 
         while !stopping {
-            guard await session.credits.acquire() else { return }
-            let batch = BatchSink(expectedRecords: spec.maxBatchRecords)
+            guard await session.credits.acquire() else { break }
+            let batch = BatchSink(expectedRecords: spec.maxBatchRecords, carried: carried)
             while batch.count == 0 && !stopping && !session.hasEnded {
                 // What is there now, at once; when nothing is, wait up to 20 ms for a first
                 // record and take what came with it. (Asked for a full batch with a wait,
@@ -335,7 +374,9 @@ public final class AppRunner: Sendable {
                     logger.warning("Kafka: \(error)")
                 }
             }
+            if !batch.unframeable.isEmpty { deadLetterUnframeable(batch.unframeable) }
             guard batch.count > 0 else { session.credits.release(); break }
+            carried = batch.overflow
             let id = nextBatchID.wrappingAdd(1, ordering: .relaxed).oldValue
             let frame = batch.frame(batchID: id)
             // Registered before it is sent, so its batch-done can never come first; taken
@@ -348,8 +389,11 @@ public final class AppRunner: Sendable {
             statusState.withLock { $0.deliveredRecords += batch.count; $0.batchesSent += 1 }
         }
         if stopping { connection.sendShutdown(reason: "app stopped") }
-        // Wait for the process to end (on shutdown, after confirming what it was sent).
-        while !session.hasEnded { try? await Task.sleep(for: .milliseconds(20)) }
+        // Wait for the process to end (on shutdown, after confirming what it was sent), but
+        // not for ever: an app that ignores shutdown, or no longer reads its socket, is
+        // killed once the grace period is over.
+        let deadline = ContinuousClock.now + spec.shutdownGrace
+        while !session.hasEnded && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
     }
 
     /// Where each partition starts: after the applied offset, or at the beginning for a
@@ -374,6 +418,8 @@ public final class AppRunner: Sendable {
                 throw RuntimeError("\(what) (policy: fail; reset the app, or run it with an out-of-range policy of earliest or latest)")
             case .resetToEarliest, .resetToLatest:
                 logger.warning("\(what): resetting the grids and reading from the \(spec.outOfRangePolicy.rawValue) offsets (policy)")
+                _ = await storeWrites.acquire()
+                defer { storeWrites.release() }
                 try await store.deleteCheckpoint(app: spec.storeKey)
                 grids.restore(GridCheckpoint(), epoch: try await store.nextEpoch(app: spec.storeKey))
                 statusState.withLock { $0.resets += 1 }

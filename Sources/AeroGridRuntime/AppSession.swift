@@ -28,6 +28,7 @@ final class AppSession: Sendable {
         var errors: [RecordError] = []
         var columns: [String: Set<String>] = [:]
         var produces: Set<String> = []
+        var streams = 1
     }
 
     private let state = Mutex(State())
@@ -79,8 +80,9 @@ final class AppSession: Sendable {
     /// What the supervisor accepted from hello: grid columns and produce topics.
     func accept(_ hello: Hello) {
         state.withLock { state in
-            state.columns = Dictionary(uniqueKeysWithValues: hello.grids.map { ($0.name, Set($0.columns)) })
+            state.columns = Dictionary(hello.grids.map { ($0.name, Set($0.columns)) }, uniquingKeysWith: { first, _ in first })
             state.produces = Set(hello.produces)
+            state.streams = max(1, hello.streams.count)
         }
     }
 
@@ -120,9 +122,16 @@ final class AppSession: Sendable {
                 return true
             }
             guard first else { throw ProtocolViolation("a second hello") }
+            let names = hello.grids.map(\.name)
+            guard Set(names).count == names.count else { throw ProtocolViolation("hello declares a grid twice") }
             resolveHello(hello)
         case .gridUpdate(let update):
             try state.withLock { state throws(ProtocolViolation) in
+                // At most one update per key per batch: no more than the quota's rows plus one per
+                // record and stream (deletes and new keys) — beyond that, the quota check at
+                // batch-done could never be reached without holding unbounded memory.
+                try Self.checkPending(state, adding: state.updates.count,
+                                      limit: limits.gridRows + Int(state.inFlight.first?.records ?? 0) * state.streams, what: "grid-updates")
                 guard let columns = state.columns[update.grid] else {
                     throw ProtocolViolation("a grid-update for undeclared grid '\(update.grid)'")
                 }
@@ -133,19 +142,34 @@ final class AppSession: Sendable {
             }
         case .produce(let request):
             try state.withLock { state throws(ProtocolViolation) in
+                // Up to 16 records produced per record read: a fan-out, not a flood.
+                try Self.checkPending(state, adding: state.produced.count, limit: 16 * Int(state.inFlight.first?.records ?? 0), what: "produce frames")
                 guard state.produces.contains(request.topic) else {
                     throw ProtocolViolation("a produce to '\(request.topic)', which hello did not declare")
                 }
                 state.produced.append(request)
             }
         case .error(let error):
-            state.withLock { $0.errors.append(error) }
+            try state.withLock { state throws(ProtocolViolation) in
+                // A record can fail in each stream that reads it.
+                try Self.checkPending(state, adding: state.errors.count, limit: Int(state.inFlight.first?.records ?? 0) * state.streams, what: "error frames")
+                state.errors.append(error)
+            }
         case .batchDone(let done):
             try confirm(done)
         case .log(let message):
             log.append(message.message, source: "app", level: Logger.Level(appLevel: message.level))
         case .heartbeat, .unknown:
             break
+        }
+    }
+
+    /// A batch's frames come only while it is outstanding, and no more of them than it can
+    /// have caused: what an app sends before batch-done is held in memory until then.
+    private static func checkPending(_ state: State, adding count: Int, limit: Int, what: String) throws(ProtocolViolation) {
+        guard !state.inFlight.isEmpty else { throw ProtocolViolation("\(what) with no batch outstanding") }
+        guard count < max(limit, 1) else {
+            throw ProtocolViolation("more \(what) than batch \(state.inFlight[0].id) can have caused (\(limit))")
         }
     }
 

@@ -21,6 +21,8 @@ public struct AppSpec: Sendable {
     public var maxBatchRecords: Int
     /// How long the app may send nothing (not even a heartbeat) before it is killed.
     public var heartbeatTimeout: Duration
+    /// How long a stopping app may take to confirm its batches and exit before it is killed.
+    public var shutdownGrace: Duration = .seconds(30)
     /// What to do when a checkpointed offset is no longer in its partition.
     public var outOfRangePolicy: OutOfRangePolicy
     /// Caps that keep one app from exhausting the supervisor.

@@ -45,7 +45,12 @@ public enum Sandbox {
         if let hierarchy = cgroups.hierarchy {
             let path = spec.cgroupPath.isEmpty ? ["sandbox-\(getpid())-\(unnamedSandboxes.add(1, ordering: .relaxed).newValue)"] : spec.cgroupPath
             let group = try hierarchy.group(path)
-            try group.setLimits(spec.limits)
+            do {
+                try group.setLimits(spec.limits)
+            } catch {
+                try? group.remove()
+                throw error
+            }
             cgroup = group
         } else {
             // Without cgroups, rlimits are all there is: address space for memory, and a
@@ -139,18 +144,32 @@ public enum Sandbox {
                         config.cgroup_procs_fds = procsBuffer.baseAddress
                         config.n_cgroup_procs_fds = Int32(procsBuffer.count)
                         config.cgroup_join_self = joinSelf ? 1 : 0
-                        return SpawnerThread.shared.run { sbx_spawn(&config, &child, &failure) }
+                        // errno is the spawner thread's: read it there.
+                        return SpawnerThread.shared.run {
+                            let result = sbx_spawn(&config, &child, &failure)
+                            if result != 0 && failure.err == 0 { failure.err = errno }
+                            return result
+                        }
                     }
                 }
             }
         }
         guard spawned == 0 else {
-            throw SandboxError(.launch, formatFailure(failure, code: errno))
+            throw SandboxError(.launch, formatFailure(failure, code: failure.err))
         }
         // From here the child holds its own copies of these descriptors.
         cleanup.closeChildSide()
         var setupFailure = sbx_failure()
-        if sbx_await_exec(&child, &setupFailure) == 1 {
+        let setup = sbx_await_exec(&child, &setupFailure)
+        if setup < 0 {
+            // The error pipe could not be read: the sandbox's state is unknown, so it goes.
+            _ = sbx_pidfd_send_signal(child.pidfd, SIGKILL)
+            var exit = sbx_exit()
+            _ = sbx_wait(&child, 0, &exit)
+            sbx_child_close(&child)
+            throw SandboxError(.launch, "lost contact with the sandbox while it started: \(errnoDescription(errno))")
+        }
+        if setup == 1 {
             var exit = sbx_exit()
             _ = sbx_wait(&child, 0, &exit)
             sbx_child_close(&child)

@@ -19,7 +19,12 @@ public final class SandboxedProcess: Sendable {
     public let cgroup: (any Cgroup)?
 
     /// A pidfd of the init: readable once the sandbox has ended, for monitors that poll.
+    /// This object's own copy, open until it is released: signals sent through it after the
+    /// sandbox has ended fail harmlessly instead of reaching whatever reused the number.
     public let pidfd: Int32
+    /// Set once the init is reaped: from then on `kill` leaves the cgroup path alone (the
+    /// app's next process may already use it).
+    private let reaped = Atomic<Bool>(false)
 
     private let child: Mutex<sbx_child>
     private let ended = Mutex<Termination?>(nil)
@@ -27,7 +32,7 @@ public final class SandboxedProcess: Sendable {
 
     init(child: sbx_child, cgroup: (any Cgroup)?, ipcSocket: Int32?, stdout: Int32?, stderr: Int32?, degradation: String?) {
         self.pid = child.pid
-        self.pidfd = child.pidfd
+        self.pidfd = fcntl(child.pidfd, F_DUPFD_CLOEXEC, 3)
         self.child = Mutex(child)
         self.cgroup = cgroup
         self.ipcSocket = ipcSocket
@@ -87,10 +92,15 @@ public final class SandboxedProcess: Sendable {
         return termination
     }
 
-    /// Kills everything in the sandbox now.
+    /// Kills everything in the sandbox now (nothing once it has ended).
     public func kill() {
+        guard !reaped.load(ordering: .acquiring) else { return }
         try? cgroup?.killAll()
         signal(SIGKILL)
+    }
+
+    deinit {
+        close(pidfd)
     }
 
     /// Kills the sandbox because it outlived its deadline: it ends as `.timeout`.
@@ -99,13 +109,22 @@ public final class SandboxedProcess: Sendable {
         kill()
     }
 
-    /// `wait` for callers that may block their thread (the launcher's own loop).
+    /// `wait` for callers that may block their thread (the launcher's own loop). Callers
+    /// at the same time wait for one reaping, not one each.
     public func waitUntilExit() -> Termination {
+        waiting.withLock { _ in reapOnce() }
+    }
+
+    /// Held for the whole reaping, so it happens once.
+    private let waiting = Mutex<Void>(())
+
+    private func reapOnce() -> Termination {
         if let known = ended.withLock({ $0 }) { return known }
         var exit = sbx_exit()
         var result: Int32 = -1
         var copy = child.withLock { $0 }
         repeat { result = sbx_wait(&copy, 0, &exit) } while result < 0 && errno == EINTR
+        reaped.store(true, ordering: .releasing)
         child.withLock { $0 = copy }
         let termination = classify(result == 0 ? exit : nil)
         // Whatever is left (a double-forked straggler outside the pid namespace cannot

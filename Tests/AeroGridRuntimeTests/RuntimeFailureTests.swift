@@ -227,3 +227,71 @@ func residentBytes() -> Int {
     let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
     return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
 }
+
+/// What a hostile app may send, and what it must not be able to do to the supervisor.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct HostileAppTests {
+    /// An app written against the raw protocol: `frames` is Python building the bytes to
+    /// send after its hello; it then reads until the socket closes.
+    func rawApp(hello: String, frames: String = "b''", afterwards: String = "") -> String {
+        """
+        import json, os, socket, struct, time
+        s = socket.socket(fileno=3)
+        def frame(t, payload):
+            return struct.pack('>IB', len(payload) + 1, t) + payload
+        s.sendall(frame(1, json.dumps(\(hello)).encode()))
+        s.sendall(\(frames))
+        \(afterwards)
+        while s.recv(65536):
+            pass
+        os._exit(0)
+        """
+    }
+
+    static let hello = #"{"protocol": "1.0", "sdk": "raw", "app": "raw", "topics": [{"name": "orders", "key_type": "str", "value_type": "str"}], "grids": [{"name": "g", "columns": ["c"]}, {"name": "g", "columns": ["d"]}], "streams": [{"name": "s", "topic": "orders"}], "produces": []}"#
+
+    @Test func aHelloDeclaringAGridTwiceIsAViolationNotACrash() async throws {
+        let kafka = try EmbeddedKafka(logger: runtimeLogger)
+        try kafka.createTopic("orders", partitions: 1)
+        let (store, path) = try makeStore()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let runner = AppRunner(spec: makeSpec(name: "raw", bundle: try makeBundle(name: "raw", code: rawApp(hello: Self.hello)), kafka: kafka), store: store, logger: runtimeLogger)
+        let stop = start(runner)
+        try await waitFor("the violation") { runner.status.lifecycle.lastCrash != nil }
+        try await stop()
+        #expect(runner.status.lifecycle.lastCrash == .protocolViolation("hello declares a grid twice"))
+    }
+
+    @Test func gridUpdatesWithNoBatchOutstandingAreAViolation() async throws {
+        let kafka = try EmbeddedKafka(logger: runtimeLogger)
+        try kafka.createTopic("orders", partitions: 1)
+        let (store, path) = try makeStore()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let hello = Self.hello.replacingOccurrences(of: #", {"name": "g", "columns": ["d"]}"#, with: "")
+        let flood = #"frame(2, json.dumps({"grid": "g", "key": "k", "row": {"c": 1}}).encode()) * 1000"#
+        let runner = AppRunner(spec: makeSpec(name: "raw", bundle: try makeBundle(name: "raw", code: rawApp(hello: hello, frames: flood)), kafka: kafka), store: store, logger: runtimeLogger)
+        let stop = start(runner)
+        try await waitFor("the violation") { runner.status.lifecycle.lastCrash != nil }
+        try await stop()
+        #expect(runner.status.lifecycle.lastCrash == .protocolViolation("grid-updates with no batch outstanding"))
+    }
+
+    @Test func anAppThatIgnoresShutdownIsKilledAfterTheGracePeriod() async throws {
+        let kafka = try EmbeddedKafka(logger: runtimeLogger)
+        try kafka.createTopic("orders", partitions: 1)
+        let (store, path) = try makeStore()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let hello = Self.hello.replacingOccurrences(of: #", {"name": "g", "columns": ["d"]}"#, with: "")
+        // Heartbeats for ever, and never reads: shutdown goes unanswered.
+        let stubborn = rawApp(hello: hello, afterwards: "while True:\n    s.sendall(frame(0x20, b''))\n    time.sleep(0.5)")
+        var spec = makeSpec(name: "raw", bundle: try makeBundle(name: "raw", code: stubborn), kafka: kafka)
+        spec.shutdownGrace = .seconds(2)
+        let runner = AppRunner(spec: spec, store: store, logger: runtimeLogger)
+        let stop = start(runner)
+        try await waitFor("running") { runner.status.lifecycle.state == .running }
+        let started = ContinuousClock.now
+        try await stop()
+        #expect(ContinuousClock.now - started < .seconds(12), "stop returned after the grace period and the kill")
+        #expect(runner.status.lifecycle.state == .stopped)
+    }
+}
