@@ -94,10 +94,12 @@ public final class GridState: Sendable {
                 if let row = update.row { rows += 1; bytes += Self.size(update.key, row) }
                 seen[update.grid, default: [:]][update.key] = .some(update.row)
             }
-            if rows > maxRows {
+            // A batch that shrinks grids already over a lowered quota still applies: only
+            // growth past the quota is refused.
+            if rows > maxRows && rows > state.totalRows {
                 return ([], "the grids would hold \(rows) rows; the quota is \(maxRows)")
             }
-            if bytes > maxBytes {
+            if bytes > maxBytes && bytes > state.totalBytes {
                 return ([], "the grids would hold about \(bytes) bytes; the quota is \(maxBytes)")
             }
             state.totalRows = rows

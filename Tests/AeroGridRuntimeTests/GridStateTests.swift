@@ -43,6 +43,17 @@ import Testing
         #expect(retry.offsets[SourcePartition(topic: "t", partition: 0)] == 3)
     }
 
+    @Test func aQuotaRefusesGrowthButLetsAGridOverALoweredQuotaShrink() {
+        let state = GridState()
+        let three = batch([("g", .int(1), ["c": .int(1)]), ("g", .int(2), ["c": .int(1)]), ("g", .int(3), ["c": .int(1)])], offsets: [], records: 3)
+        #expect(state.apply(three, maxRows: 3) == nil)
+        #expect(state.apply(batch([("g", .int(4), ["c": .int(1)])], offsets: [], records: 1), maxRows: 3)?.contains("the quota is 3") == true)
+        #expect(state.footprint.rows == 3, "the refused batch changed nothing")
+        // The quota is lowered to 1: deleting a row still applies.
+        #expect(state.apply(batch([("g", .int(1), nil)], offsets: [], records: 1), maxRows: 1) == nil)
+        #expect(state.footprint.rows == 2)
+    }
+
     @Test func watchersGetEachBatchsChangedRowsWithVersionAndEpoch() async {
         let state = GridState()
         state.restore(GridCheckpoint(), epoch: 4)
