@@ -175,7 +175,10 @@ final class AppSession: Sendable {
 
     /// Applies the oldest unconfirmed batch, with everything the app sent for it.
     private func confirm(_ done: BatchDone) throws(ProtocolViolation) {
-        let (batch, errors, produced, frame) = try state.withLock { state throws(ProtocolViolation) in
+        // Applied under the session's lock: once `end()` has returned, no batch of this
+        // process changes the grids, so the next process starts from settled offsets.
+        let (errors, produced, frame, over) = try state.withLock { state throws(ProtocolViolation) in
+            guard !state.ended else { throw ProtocolViolation("batch-done after the process ended") }
             guard let oldest = state.inFlight.first else {
                 throw ProtocolViolation("batch-done \(done.batchID) with no batch outstanding")
             }
@@ -198,9 +201,10 @@ final class AppSession: Sendable {
                 state.errors.removeAll()
                 state.produced.removeAll()
             }
-            return (batch, state.errors, state.produced, state.errors.isEmpty ? [] : oldest.frame)
+            let over = grids.apply(batch, maxRows: limits.gridRows, maxBytes: limits.gridBytes)
+            return (state.errors, state.produced, state.errors.isEmpty ? [] : oldest.frame, over)
         }
-        if let over = grids.apply(batch, maxRows: limits.gridRows, maxBytes: limits.gridBytes) {
+        if let over {
             // Not applied: the app stops with the numbers, and reading its frames ends here.
             onQuotaExceeded(over)
             throw ProtocolViolation("over its grid quota: \(over)")
