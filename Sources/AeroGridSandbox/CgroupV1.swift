@@ -80,6 +80,10 @@ struct CgroupV1Group: Cgroup {
             throttledPeriods: cpu["nr_throttled"] ?? 0)
     }
 
+    func oomKills() throws(SandboxError) -> UInt64 {
+        try SysFS.keyedValues(file("memory", "memory.oom_control"))["oom_kill"] ?? 0
+    }
+
     func processes() throws(SandboxError) -> [Int32] {
         // Every process joins every controller's group, so one listing is the truth.
         try SysFS.pids(file("pids", "cgroup.procs"))

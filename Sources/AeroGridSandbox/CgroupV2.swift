@@ -71,6 +71,10 @@ struct CgroupV2Group: Cgroup {
             throttledPeriods: cpu["nr_throttled"] ?? 0)
     }
 
+    func oomKills() throws(SandboxError) -> UInt64 {
+        try SysFS.keyedValues("\(path)/memory.events")["oom_kill"] ?? 0
+    }
+
     func processes() throws(SandboxError) -> [Int32] {
         try SysFS.pids("\(path)/cgroup.procs")
     }

@@ -66,6 +66,9 @@ public protocol Cgroup: Sendable {
     var selfJoinFiles: [String]? { get }
     func setLimits(_ limits: CgroupLimits) throws(SandboxError)
     func usage() throws(SandboxError) -> CgroupUsage
+    /// Processes the OOM killer killed in the group: one file, for telling an OOM kill
+    /// from another SIGKILL when a sandbox ends.
+    func oomKills() throws(SandboxError) -> UInt64
     /// The processes in the group now.
     func processes() throws(SandboxError) -> [Int32]
     /// Kills every process in the group, even ones that double-forked or ignore SIGTERM,

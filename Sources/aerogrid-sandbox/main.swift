@@ -147,7 +147,7 @@ func report(_ termination: Termination, usage: CgroupUsage?, to path: String?, d
 /// Waits for the sandbox on this thread, with no other threads: SIGTERM, SIGINT and SIGHUP
 /// (blocked, so they stay pending) are taken between polls of the init's pidfd and passed
 /// on to the sandbox; past the deadline the sandbox is killed and reported as a timeout.
-func monitor(_ process: SandboxedProcess, signals: sigset_t, timeoutSeconds: Double?) -> (Termination, CgroupUsage?) {
+func monitor(_ process: SandboxedProcess, signals: sigset_t, timeoutSeconds: Double?, readUsage: Bool) -> (Termination, CgroupUsage?) {
     let deadline = timeoutSeconds.map { now() + $0 }
     var usage: CgroupUsage?
     var pending = signals
@@ -161,10 +161,10 @@ func monitor(_ process: SandboxedProcess, signals: sigset_t, timeoutSeconds: Dou
             process.timeOut()
             break
         }
-        usage = process.usage() ?? usage
+        if readUsage { usage = process.usage() ?? usage }
     }
     // The cgroup is still there until the wait below: its last reading goes in the report.
-    usage = process.usage() ?? usage
+    if readUsage { usage = process.usage() ?? usage }
     return (process.waitUntilExit(), usage)
 }
 
@@ -215,7 +215,7 @@ case "run":
         spec.output = .inherit
         let process = try Sandbox.launch(spec)
         if let degradation = process.degradation { writeLine(2, "aerogrid-sandbox: warning: \(degradation)") }
-        let (termination, usage) = monitor(process, signals: blocked, timeoutSeconds: options.timeoutSeconds)
+        let (termination, usage) = monitor(process, signals: blocked, timeoutSeconds: options.timeoutSeconds, readUsage: options.report != nil)
         report(termination, usage: usage, to: options.report, degradation: process.degradation)
         exit(termination.shellStatus)
     } catch {

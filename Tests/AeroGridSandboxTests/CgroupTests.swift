@@ -53,6 +53,7 @@ import Testing
 
         let usage = try group.usage()
         #expect(usage == CgroupUsage(cpuNanoseconds: 2_500_000, memoryBytes: 1 << 20, pids: 3, oomKills: 1, throttledPeriods: 4))
+        #expect(try group.oomKills() == 1)
         try group.killAll()
         #expect(try read("\(leaf)/cgroup.kill") == "1")
     }
