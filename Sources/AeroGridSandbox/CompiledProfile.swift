@@ -50,7 +50,9 @@ public struct CompiledProfile: Sendable {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 1 << 17)
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_size > 0, info.st_size < 1 << 20 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: Int(info.st_size))
         let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         guard count > 0, let newline = buffer[0..<count].firstIndex(of: UInt8(ascii: "\n")) else { return nil }
         let fields = String(decoding: buffer[0..<newline], as: UTF8.self).split(separator: " ").map(String.init)

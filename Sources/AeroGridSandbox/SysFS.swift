@@ -10,7 +10,8 @@ enum SysFS {
         guard fd >= 0 else { throw SandboxError.system("cannot open \(path)", errno) }
         defer { close(fd) }
         var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
+        // cgroup and profile files are small: a small buffer, grown only when one is not.
+        var buffer = [UInt8](repeating: 0, count: 4096)
         while bytes.count < limit {
             let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if count < 0 {
@@ -19,6 +20,7 @@ enum SysFS {
             }
             if count == 0 { break }
             bytes += buffer[0..<count]
+            if count == buffer.count && buffer.count < 65536 { buffer = [UInt8](repeating: 0, count: 65536) }
         }
         return String(decoding: bytes, as: UTF8.self)
     }
