@@ -165,11 +165,18 @@ public final class KafkaConsumer: Sendable {
 final class ConsumerState: RDKafkaContext, @unchecked Sendable {
     /// The partitions held, each with the offset its next record must have (nil until known).
     var cursors: [TopicPartition: PartitionCursor] = [:] {
-        didSet { cursorsByHandle.removeAll() }
+        didSet {
+            cursorsByHandle.removeAll()
+            topicNames.removeAll()
+        }
     }
     /// The same cursors by librdkafka topic handle and partition: found per record without
     /// hashing the topic's name. Rebuilt whenever the assignment changes.
     var cursorsByHandle: [PartitionKey: PartitionCursor] = [:]
+    /// Topic names by librdkafka topic handle, so a batch does not build one per record.
+    /// Forgotten with the assignment too: a handle librdkafka freed may come back at the
+    /// same address for another topic.
+    var topicNames: [OpaquePointer: String] = [:]
     var pendingEvents: [KafkaConsumerEvent] = []
 
     var assignment: Set<TopicPartition> { Set(cursors.keys) }
@@ -231,8 +238,6 @@ final class ConsumerCore: @unchecked Sendable {
     let state: ConsumerState
     private let queue: OpaquePointer
     private(set) var closed = false
-    /// Topic names by librdkafka topic handle, so a batch does not build one per record.
-    private var topicNames: [OpaquePointer: String] = [:]
     private var messagePointers: [UnsafeMutablePointer<rd_kafka_message_t>?] = []
 
     init(client: RDKafkaClient, state: ConsumerState) {
@@ -426,9 +431,9 @@ final class ConsumerCore: @unchecked Sendable {
     }
 
     private func topicName(_ rkt: OpaquePointer) -> String {
-        if let name = topicNames[rkt] { return name }
+        if let name = state.topicNames[rkt] { return name }
         let name = String(cString: rd_kafka_topic_name(rkt))
-        topicNames[rkt] = name
+        state.topicNames[rkt] = name
         return name
     }
 
