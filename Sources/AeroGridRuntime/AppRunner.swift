@@ -21,7 +21,6 @@ public final class AppRunner: Sendable {
         public var deliveredRecords = 0
         public var batchesSent = 0
         public var checkpoints = 0
-        public var lag: Int64?
         public var failedRecords = 0
         /// Times the grids were reset by the out-of-range policy.
         public var resets = 0
