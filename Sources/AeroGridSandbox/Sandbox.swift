@@ -34,25 +34,15 @@ public enum Sandbox {
         let command = try HostCommand.resolve(name, path: hostPath)
         try SysFS.makeDirectories(rootDirectory)
 
-        // Resources first: the child joins its cgroup before it runs anything.
-        var cgroup: (any Cgroup)?
+        // The init builds its file system while the cgroup is made below; it joins the
+        // cgroup before it forks the app, so nothing of the app's runs outside it.
         var degradation: String?
         var rlimits: [sbx_rlimit] = [
             sbx_rlimit(resource: Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0),
             sbx_rlimit(resource: Int32(RLIMIT_NOFILE.rawValue), soft: UInt64(spec.openFiles), hard: UInt64(spec.openFiles)),
             sbx_rlimit(resource: Int32(RLIMIT_FSIZE.rawValue), soft: spec.maxFileBytes, hard: spec.maxFileBytes),
         ]
-        if let hierarchy = cgroups.hierarchy {
-            let path = spec.cgroupPath.isEmpty ? ["sandbox-\(getpid())-\(unnamedSandboxes.add(1, ordering: .relaxed).newValue)"] : spec.cgroupPath
-            let group = try hierarchy.group(path)
-            do {
-                try group.setLimits(spec.limits)
-            } catch {
-                try? group.remove()
-                throw error
-            }
-            cgroup = group
-        } else {
+        if cgroups.hierarchy == nil {
             // Without cgroups, rlimits are all there is: address space for memory, and a
             // process count that the kernel counts per host uid, not per sandbox.
             degradation = "running without cgroup limits (\(cgroups.summary)); memory and pids are capped by rlimits only, CPU is not capped"
@@ -63,16 +53,8 @@ public enum Sandbox {
                 rlimits.append(sbx_rlimit(resource: SBX_RLIMIT_NPROC, soft: UInt64(pids), hard: UInt64(pids)))
             }
         }
-        var cleanup = LaunchCleanup(cgroup: cgroup)
+        var cleanup = LaunchCleanup()
         defer { cleanup.run() }
-
-        let joinSelf = cgroup?.selfJoinFiles != nil
-        let procsFDs = try (cgroup?.selfJoinFiles ?? cgroup?.procsFiles ?? []).map { path throws(SandboxError) -> Int32 in
-            let fd = open(path, O_WRONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw SandboxError.system("cannot open \(path)", errno) }
-            cleanup.fds.append(fd)
-            return fd
-        }
 
         var ipcFD: Int32 = -1
         var ipcSocket: Int32?
@@ -114,43 +96,39 @@ public enum Sandbox {
         let argv = strings.array([command.executable] + spec.command.dropFirst())
         let envp = strings.array(spec.environment.map { "\($0.0)=\($0.1)" })
 
-        var child = sbx_child(pid: -1, pidfd: -1, errfd: -1, statusfd: -1)
+        var child = sbx_child(pid: -1, pidfd: -1, errfd: -1, statusfd: -1, cgroupfd: -1)
         var failure = sbx_failure()
         let spawned: Int32 = mounts.withUnsafeBufferPointer { mountBuffer in
             rlimits.withUnsafeBufferPointer { rlimitBuffer in
-                procsFDs.withUnsafeBufferPointer { procsBuffer in
-                    withOptionalBytes(spec.filter?.program) { bpf, bpfCount in
-                        var config = sbx_config()
-                        config.exec_path = UnsafePointer(argv[0])
-                        config.argv = UnsafePointer(argv)
-                        config.envp = UnsafePointer(envp)
-                        config.new_root = UnsafePointer(strings.string(rootDirectory))
-                        config.mounts = mountBuffer.baseAddress
-                        config.n_mounts = Int32(mountBuffer.count)
-                        config.workdir = UnsafePointer(strings.string("/app"))
-                        config.hostname = UnsafePointer(strings.string("aerogrid"))
-                        config.ipc_fd = ipcFD
-                        config.stdin_fd = -1
-                        config.stdout_fd = stdoutFD
-                        config.stderr_fd = stderrFD
-                        config.uid = 0
-                        config.gid = 0
-                        config.host_uid = spec.hostUID
-                        config.host_gid = spec.hostUID
-                        config.rlimits = rlimitBuffer.baseAddress
-                        config.n_rlimits = Int32(rlimitBuffer.count)
-                        config.bpf = bpf
-                        config.bpf_len = bpfCount
-                        config.cgroup_procs_fds = procsBuffer.baseAddress
-                        config.n_cgroup_procs_fds = Int32(procsBuffer.count)
-                        config.cgroup_join_self = joinSelf ? 1 : 0
-                        // errno is the spawner thread's: read it there.
-                        return SpawnerThread.shared.run {
-                            let result = sbx_spawn(&config, &child, &failure)
-                            if result != 0 && failure.err == 0 { failure.err = errno }
-                            return result
-                        }
+                withOptionalBytes(spec.filter?.program) { bpf, bpfCount in
+                    var config = sbx_config()
+                    config.exec_path = UnsafePointer(argv[0])
+                    config.argv = UnsafePointer(argv)
+                    config.envp = UnsafePointer(envp)
+                    config.new_root = UnsafePointer(strings.string(rootDirectory))
+                    config.mounts = mountBuffer.baseAddress
+                    config.n_mounts = Int32(mountBuffer.count)
+                    config.workdir = UnsafePointer(strings.string("/app"))
+                    config.hostname = UnsafePointer(strings.string("aerogrid"))
+                    config.ipc_fd = ipcFD
+                    config.stdin_fd = -1
+                    config.stdout_fd = stdoutFD
+                    config.stderr_fd = stderrFD
+                    config.uid = 0
+                    config.gid = 0
+                    config.host_uid = spec.hostUID
+                    config.host_gid = spec.hostUID
+                    config.rlimits = rlimitBuffer.baseAddress
+                    config.n_rlimits = Int32(rlimitBuffer.count)
+                    config.bpf = bpf
+                    config.bpf_len = bpfCount
+                    let spawn = {
+                        let result = sbx_spawn(&config, &child, &failure)
+                        // errno is the spawning thread's: read it there.
+                        if result != 0 && failure.err == 0 { failure.err = errno }
+                        return result
                     }
+                    return spec.spawnOnCallingThread ? spawn() : SpawnerThread.shared.run(spawn)
                 }
             }
         }
@@ -159,20 +137,17 @@ public enum Sandbox {
         }
         // From here the child holds its own copies of these descriptors.
         cleanup.closeChildSide()
+        cleanup.child = child
+        let cgroup = try makeCgroup(spec, for: &cleanup)
+        child = cleanup.child!
         var setupFailure = sbx_failure()
         let setup = sbx_await_exec(&child, &setupFailure)
+        cleanup.child = child
         if setup < 0 {
             // The error pipe could not be read: the sandbox's state is unknown, so it goes.
-            _ = sbx_pidfd_send_signal(child.pidfd, SIGKILL)
-            var exit = sbx_exit()
-            _ = sbx_wait(&child, 0, &exit)
-            sbx_child_close(&child)
             throw SandboxError(.launch, "lost contact with the sandbox while it started: \(errnoDescription(errno))")
         }
         if setup == 1 {
-            var exit = sbx_exit()
-            _ = sbx_wait(&child, 0, &exit)
-            sbx_child_close(&child)
             var message = formatFailure(setupFailure, code: setupFailure.err)
             // Name the mount, not only its index.
             let step = Int32(setupFailure.step)
@@ -186,6 +161,33 @@ public enum Sandbox {
         return SandboxedProcess(
             child: child, cgroup: cgroup, ipcSocket: ipcSocket, stdout: stdoutRead, stderr: stderrRead,
             degradation: degradation)
+    }
+
+    /// Makes the sandbox's cgroup with its limits and puts the waiting init in it (see
+    /// `sbx_place_in_cgroup`); without cgroups, only lets the init go on.
+    private static func makeCgroup(_ spec: SandboxSpec, for cleanup: inout LaunchCleanup) throws(SandboxError) -> (any Cgroup)? {
+        var group: (any Cgroup)?
+        var fds: [Int32] = []
+        if let hierarchy = cgroups.hierarchy {
+            let path = spec.cgroupPath.isEmpty ? ["sandbox-\(getpid())-\(unnamedSandboxes.add(1, ordering: .relaxed).newValue)"] : spec.cgroupPath
+            let made = try hierarchy.group(path)
+            group = made
+            cleanup.cgroup = made
+            try made.setLimits(spec.limits)
+            for path in made.selfJoinFiles ?? made.procsFiles {
+                let fd = open(path, O_WRONLY | O_CLOEXEC)
+                guard fd >= 0 else { throw SandboxError.system("cannot open \(path)", errno) }
+                cleanup.fds.append(fd)
+                fds.append(fd)
+            }
+        }
+        var failure = sbx_failure()
+        let joinSelf: Int32 = group?.selfJoinFiles != nil ? 1 : 0
+        let placed = sbx_place_in_cgroup(&cleanup.child!, fds, Int32(fds.count), joinSelf, &failure)
+        let code = errno
+        cleanup.closeChildSide()
+        guard placed == 0 else { throw SandboxError(.launch, formatFailure(failure, code: code)) }
+        return group
     }
 
     /// The sandbox's file system, in mount order: system directories, the command's own
@@ -249,16 +251,13 @@ private func withOptionalBytes<T>(_ bytes: [UInt8]?, _ body: (UnsafeRawPointer?,
 }
 
 /// What a launch must undo: the child's ends of descriptors always, and on failure our
-/// ends and the cgroup too.
+/// ends, the sandbox (killed and reaped) and its cgroup too.
 private struct LaunchCleanup {
     var cgroup: (any Cgroup)?
+    var child: sbx_child?
     var fds: [Int32] = []
     var failureOnlyFDs: [Int32] = []
     private var done = false
-
-    init(cgroup: (any Cgroup)?) {
-        self.cgroup = cgroup
-    }
 
     mutating func closeChildSide() {
         fds.forEach { close($0) }
@@ -273,6 +272,12 @@ private struct LaunchCleanup {
         closeChildSide()
         guard !done else { return }
         failureOnlyFDs.forEach { close($0) }
+        if var child {
+            _ = sbx_pidfd_send_signal(child.pidfd, SIGKILL)
+            var exit = sbx_exit()
+            _ = sbx_wait(&child, 0, &exit)
+            sbx_child_close(&child)
+        }
         if let cgroup {
             try? cgroup.killAll()
             try? cgroup.remove()

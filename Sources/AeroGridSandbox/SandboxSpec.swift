@@ -30,6 +30,10 @@ public struct SandboxSpec: Sendable {
     /// Pass an existing descriptor as fd 3 instead (the launcher's `--ipc-fd`).
     public var inheritedIPCFD: Int32?
     public var output: Output
+    /// Clone from the calling thread rather than the shared spawner thread. Only for a
+    /// caller whose calling thread outlives the sandbox (the launcher's main thread): the
+    /// init is killed when the thread that cloned it exits. Saves starting that thread.
+    public var spawnOnCallingThread = false
 
     public enum Output: Sendable, Equatable {
         /// stdout and stderr become pipes the caller reads (`SandboxedProcess.stdout`…).

@@ -19,6 +19,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,27 +39,52 @@ _Noreturn void sbx_child_fail(int report_fd, int step, int index, int err)
     } while (0)
 #define STEP(step, call) STEP_AT(step, -1, call)
 
-/* The parent writes one byte once the uid/gid maps and cgroups are in place.
+/* The parent writes one byte once the uid/gid maps are in place.
  * EOF means it died first (it may have died before PDEATHSIG was armed) —
  * which needs our own copy of the write end closed. */
 static int wait_for_parent(const struct sbx_ctx *c)
 {
     int sync_fd = c->sync_fd;
     char byte;
-    for (int i = 0; i < 3; i++) close(c->parent_fds[i]);
+    for (int i = 0; i < 4; i++) close(c->parent_fds[i]);
     ssize_t n;
     do n = read(sync_fd, &byte, 1); while (n < 0 && errno == EINTR);
     if (n != 1) _exit(SBX_EXIT_SETUP_FAILED); /* nobody left to report to */
     return close(sync_fd);
 }
 
-/* Writing "0" to a v1 `tasks` file moves the calling thread (the whole init:
- * it is single-threaded) without the global lock a cgroup.procs write takes. */
-static int join_own_cgroup(int tasks_fd)
+/* Waits for the parent to have made our cgroup (while we built the file
+ * system). It sends one byte, and v1 `tasks` fds when we are to join
+ * ourselves: writing "0" moves the calling thread (the whole init: it is
+ * single-threaded) without the global lock a cgroup.procs write takes.
+ * EOF means the parent gave up, and will kill us. */
+static int wait_for_cgroup(const struct sbx_ctx *c)
 {
+    char go;
+    struct iovec iov = { .iov_base = &go, .iov_len = 1 };
+    union { char buf[CMSG_SPACE(sizeof(int) * SBX_MAX_CGROUP_FDS)]; struct cmsghdr align; } control;
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+                          .msg_control = control.buf, .msg_controllen = sizeof control.buf };
     ssize_t n;
-    do n = write(tasks_fd, "0", 1); while (n < 0 && errno == EINTR);
-    return n == 1 ? 0 : -1;
+    do n = recvmsg(c->cgroup_fd, &msg, MSG_CMSG_CLOEXEC); while (n < 0 && errno == EINTR);
+    if (n != 1) { if (n == 0) errno = ECANCELED; return -1; }
+    close(c->cgroup_fd);
+    int failed = 0;
+    for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+        if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof fd);
+            ssize_t w;
+            do w = write(fd, "0", 1); while (w < 0 && errno == EINTR);
+            if (w != 1 && !failed) failed = errno ? errno : EIO;
+            close(fd);
+        }
+    }
+    if (msg.msg_flags & MSG_CTRUNC) failed = EMSGSIZE;
+    if (failed) { errno = failed; return -1; }
+    return 0;
 }
 
 /* Become the one mapped id: creating files in our own tmpfs needs a mapped
@@ -93,16 +119,10 @@ _Noreturn void sbx_child_main(const struct sbx_ctx *c)
     STEP(SBX_STEP_DUMPABLE,       prctl(PR_SET_DUMPABLE, 0, 0, 0, 0));
     STEP(SBX_STEP_SIGNALS,        sbx_reset_signal_dispositions());
     STEP(SBX_STEP_WAIT_PARENT,    wait_for_parent(c));
-    /* Into our cgroups ourselves (v1 `tasks`), before the cgroup namespace. */
-    if (cfg->cgroup_join_self)
-        for (int i = 0; i < cfg->n_cgroup_procs_fds; i++)
-            STEP_AT(SBX_STEP_CGROUP_JOIN, i, join_own_cgroup(cfg->cgroup_procs_fds[i]));
     /* Still as the parent's uid: host paths are searched with its rights. */
     int source = -1;
     STEP_AT(SBX_STEP_OPEN_SOURCE, source, sbx_open_mount_sources(c, &source));
     STEP(SBX_STEP_SETID,          become_sandbox_user(cfg));
-    /* Now that the parent has put us in our cgroup, it becomes our cgroup root. */
-    STEP(SBX_STEP_CGROUP_NS,      unshare(CLONE_NEWCGROUP));
     umask(022); /* not the parent's: mount points and the app's files */
     STEP(SBX_STEP_MOUNT_PRIVATE,  mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
     STEP(SBX_STEP_ROOT_TMPFS,     sbx_mount_root_tmpfs(cfg->new_root));
@@ -115,6 +135,10 @@ _Noreturn void sbx_child_main(const struct sbx_ctx *c)
     STEP(SBX_STEP_HOSTNAME,       sethostname(hostname, strlen(hostname)));
     /* A session of our own: the parent's terminal signals do not reach us. */
     STEP(SBX_STEP_SETSID,         setsid());
+    /* Nothing of the app's has run yet: into the cgroup, which then becomes
+     * our cgroup namespace's root. */
+    STEP(SBX_STEP_WAIT_CGROUP,    wait_for_cgroup(c));
+    STEP(SBX_STEP_CGROUP_NS,      unshare(CLONE_NEWCGROUP));
     /* Blocked before the fork so that no SIGCHLD or SIGTERM is lost. */
     STEP(SBX_STEP_SIGNALS,        sbx_init_block_signals());
     STEP(SBX_STEP_FORK,           app = sbx_raw_fork());

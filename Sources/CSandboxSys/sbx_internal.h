@@ -25,8 +25,9 @@ struct sbx_prepared_mount {
 struct sbx_ctx {
     const struct sbx_config *cfg;
     struct sbx_prepared_mount *mounts;
-    int parent_fds[3];    /* the parent's pipe ends: the child closes them first */
-    int sync_fd;          /* read end: one byte once maps and cgroups are written */
+    int parent_fds[4];    /* the parent's pipe ends: the child closes them first */
+    int sync_fd;          /* read end: one byte once the uid/gid maps are written */
+    int cgroup_fd;        /* socket: one byte (with `tasks` fds to join) once the cgroup is ready */
     int err_fd;           /* write end: struct sbx_failure records */
     int status_fd;        /* write end: the app's wait status, from the init */
     int null_fd;          /* /dev/null for stdio the parent did not give */

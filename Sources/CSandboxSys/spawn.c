@@ -1,6 +1,6 @@
 /*
  * The parent side: prepare everything the child will read, clone it into its
- * namespaces, put it in its cgroups, write its uid/gid maps, release it.
+ * namespaces, write its uid/gid maps, release it; later put it in its cgroups.
  * This runs in the parent and may allocate; the child (child.c) may not.
  */
 #ifndef _GNU_SOURCE
@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -79,8 +80,6 @@ static int validate(const struct sbx_config *cfg, struct sbx_failure *f)
         (cfg->n_mounts > 0 && cfg->mounts == NULL) ||
         cfg->n_rlimits < 0 || cfg->n_rlimits > SBX_MAX_RLIMITS ||
         (cfg->n_rlimits > 0 && cfg->rlimits == NULL) ||
-        cfg->n_cgroup_procs_fds < 0 || cfg->n_cgroup_procs_fds > SBX_MAX_CGROUP_FDS ||
-        (cfg->n_cgroup_procs_fds > 0 && cfg->cgroup_procs_fds == NULL) ||
         (cfg->bpf != NULL && cfg->bpf_len == 0))
         return fail_at(f, SBX_STEP_CONFIG, -1, EINVAL);
     /* Never host root: a process that breaks out must land on nobody. */
@@ -132,9 +131,9 @@ static int prepare(const struct sbx_config *cfg, struct sbx_ctx *c, struct sbx_f
     return 0;
 }
 
-/* All namespaces but the cgroup one, which the child enters once the parent
- * has moved it into its cgroup (a new cgroup namespace is rooted at the
- * cgroup its creator is in). A pidfd comes with it, race-free. */
+/* All namespaces but the cgroup one, which the child enters once it is in
+ * its cgroup (a new cgroup namespace is rooted at the cgroup its creator is
+ * in). A pidfd comes with it, race-free. */
 static pid_t clone_sandbox(int *pidfd)
 {
     uint64_t flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |
@@ -203,8 +202,9 @@ static void restore_thread_groups(struct saved_groups *g)
 int sbx_spawn(const struct sbx_config *cfg, struct sbx_child *child, struct sbx_failure *failure)
 {
     struct sbx_failure ignored;
-    struct sbx_ctx c = { .cfg = cfg, .sync_fd = -1, .err_fd = -1, .status_fd = -1, .null_fd = -1 };
+    struct sbx_ctx c = { .cfg = cfg, .sync_fd = -1, .cgroup_fd = -1, .err_fd = -1, .status_fd = -1, .null_fd = -1 };
     int sync_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 }, status_pipe[2] = { -1, -1 };
+    int cgroup_socket[2] = { -1, -1 };
     int pidfd = -1;
     pid_t pid = -1;
     char map[64];
@@ -212,19 +212,22 @@ int sbx_spawn(const struct sbx_config *cfg, struct sbx_child *child, struct sbx_
     if (failure == NULL) failure = &ignored;
     *failure = (struct sbx_failure){ 0, 0, -1, 0 };
     child->pid = -1;
-    child->pidfd = child->errfd = child->statusfd = -1;
+    child->pidfd = child->errfd = child->statusfd = child->cgroupfd = -1;
 
     if (validate(cfg, failure) < 0) return -1;
     if (prepare(cfg, &c, failure) < 0) goto fail;
     if (pipe2(sync_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0 ||
-        pipe2(status_pipe, O_CLOEXEC) < 0) {
+        pipe2(status_pipe, O_CLOEXEC) < 0 ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cgroup_socket) < 0) {
         fail_at(failure, SBX_STEP_PIPES, -1, errno);
         goto fail;
     }
     c.parent_fds[0] = sync_pipe[1];
     c.parent_fds[1] = err_pipe[0];
     c.parent_fds[2] = status_pipe[0];
+    c.parent_fds[3] = cgroup_socket[0];
     c.sync_fd = sync_pipe[0];
+    c.cgroup_fd = cgroup_socket[1];
     c.err_fd = err_pipe[1];
     c.status_fd = status_pipe[1];
 
@@ -244,18 +247,12 @@ int sbx_spawn(const struct sbx_config *cfg, struct sbx_child *child, struct sbx_
     close_fd(&sync_pipe[0]);
     close_fd(&err_pipe[1]);
     close_fd(&status_pipe[1]);
+    close_fd(&cgroup_socket[1]);
     if (pid < 0) {
         fail_at(failure, SBX_STEP_CLONE, -1, clone_err);
         goto fail;
     }
 
-    snprintf(map, sizeof map, "%d", (int)pid);
-    for (int i = 0; i < (cfg->cgroup_join_self ? 0 : cfg->n_cgroup_procs_fds); i++) {
-        if (write_text(cfg->cgroup_procs_fds[i], map) < 0) {
-            fail_at(failure, SBX_STEP_CGROUP_JOIN, i, errno);
-            goto fail;
-        }
-    }
     if (write_proc(pid, "setgroups", "deny") < 0) {
         fail_at(failure, SBX_STEP_SETGROUPS, -1, errno);
         goto fail;
@@ -281,6 +278,7 @@ int sbx_spawn(const struct sbx_config *cfg, struct sbx_child *child, struct sbx_
     child->pidfd = pidfd;
     child->errfd = err_pipe[0];
     child->statusfd = status_pipe[0];
+    child->cgroupfd = cgroup_socket[0];
     return 0;
 
 fail:;
@@ -296,9 +294,56 @@ fail:;
     close_fd(&err_pipe[1]);
     close_fd(&status_pipe[0]);
     close_fd(&status_pipe[1]);
+    close_fd(&cgroup_socket[0]);
+    close_fd(&cgroup_socket[1]);
     release_prepared(&c);
     errno = err;
     return -1;
+}
+
+int sbx_place_in_cgroup(struct sbx_child *child, const int *fds, int n, int join_self,
+                        struct sbx_failure *failure)
+{
+    struct sbx_failure ignored;
+    if (failure == NULL) failure = &ignored;
+    *failure = (struct sbx_failure){ 0, 0, -1, 0 };
+    if (n < 0 || n > SBX_MAX_CGROUP_FDS || (n > 0 && fds == NULL)) {
+        close_fd(&child->cgroupfd);
+        return fail_at(failure, SBX_STEP_CONFIG, -1, EINVAL);
+    }
+    if (!join_self) {
+        char pid[16];
+        snprintf(pid, sizeof pid, "%d", (int)child->pid);
+        for (int i = 0; i < n; i++) {
+            if (write_text(fds[i], pid) < 0) {
+                int err = errno;
+                close_fd(&child->cgroupfd);
+                return fail_at(failure, SBX_STEP_CGROUP_JOIN, i, err);
+            }
+        }
+    }
+    /* One byte says go; with join_self the `tasks` fds ride along. */
+    char go = 'x';
+    struct iovec iov = { .iov_base = &go, .iov_len = 1 };
+    union { char buf[CMSG_SPACE(sizeof(int) * SBX_MAX_CGROUP_FDS)]; struct cmsghdr align; } control;
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (join_self && n > 0) {
+        memset(&control, 0, sizeof control);
+        msg.msg_control = control.buf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
+        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+        memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * (size_t)n);
+    }
+    ssize_t sent;
+    do sent = sendmsg(child->cgroupfd, &msg, MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    int err = errno;
+    close_fd(&child->cgroupfd);
+    if (sent != 1) return fail_at(failure, SBX_STEP_CGROUP_SEND, -1, sent < 0 ? err : EIO);
+    return 0;
 }
 
 int sbx_await_exec(struct sbx_child *child, struct sbx_failure *failure)
@@ -354,6 +399,7 @@ int sbx_wait(struct sbx_child *child, int nonblock, struct sbx_exit *out)
 
 void sbx_child_close(struct sbx_child *child)
 {
+    close_fd(&child->cgroupfd);
     close_fd(&child->pidfd);
     close_fd(&child->errfd);
     close_fd(&child->statusfd);
@@ -362,20 +408,20 @@ void sbx_child_close(struct sbx_child *child)
 static const char *const step_names[SBX_STEP_COUNT] = {
     [SBX_STEP_NONE] = "none",
     [SBX_STEP_CONFIG] = "config",
-        [SBX_STEP_PIPES] = "pipes",
+    [SBX_STEP_PIPES] = "pipes",
     [SBX_STEP_CLONE] = "clone",
-    [SBX_STEP_CGROUP_JOIN] = "cgroup join",
     [SBX_STEP_SETGROUPS] = "setgroups deny",
     [SBX_STEP_UID_MAP] = "uid_map",
     [SBX_STEP_GID_MAP] = "gid_map",
     [SBX_STEP_RELEASE] = "release child",
+    [SBX_STEP_CGROUP_JOIN] = "cgroup join",
+    [SBX_STEP_CGROUP_SEND] = "hand over the cgroup",
     [SBX_STEP_PDEATHSIG] = "PR_SET_PDEATHSIG",
     [SBX_STEP_DUMPABLE] = "PR_SET_DUMPABLE",
     [SBX_STEP_SIGNALS] = "signals",
     [SBX_STEP_WAIT_PARENT] = "wait for parent",
     [SBX_STEP_OPEN_SOURCE] = "open mount source",
     [SBX_STEP_SETID] = "setresuid/setresgid",
-    [SBX_STEP_CGROUP_NS] = "unshare cgroup namespace",
     [SBX_STEP_MOUNT_PRIVATE] = "make mounts private",
     [SBX_STEP_ROOT_TMPFS] = "root tmpfs",
     [SBX_STEP_MOUNT] = "mount",
@@ -385,6 +431,8 @@ static const char *const step_names[SBX_STEP_COUNT] = {
     [SBX_STEP_CHDIR] = "chdir",
     [SBX_STEP_HOSTNAME] = "sethostname",
     [SBX_STEP_SETSID] = "setsid",
+    [SBX_STEP_WAIT_CGROUP] = "wait for cgroup",
+    [SBX_STEP_CGROUP_NS] = "unshare cgroup namespace",
     [SBX_STEP_FORK] = "fork app",
     [SBX_STEP_INIT_CAPS] = "init: drop capabilities",
     [SBX_STEP_INIT_NO_NEW_PRIVS] = "init: no_new_privs",

@@ -213,6 +213,7 @@ case "run":
         spec.cgroupPath = options.cgroup ?? ["sandbox-\(getpid())"]
         spec.hostUID = options.hostUID
         spec.output = .inherit
+        spec.spawnOnCallingThread = true  // this thread waits for the sandbox to the end
         let process = try Sandbox.launch(spec)
         if let degradation = process.degradation { writeLine(2, "aerogrid-sandbox: warning: \(degradation)") }
         let (termination, usage) = monitor(process, signals: blocked, timeoutSeconds: options.timeoutSeconds, readUsage: options.report != nil)

@@ -378,7 +378,6 @@ int main(int argc, char **argv)
         .host_uid = host_id, .host_gid = host_id,
         .rlimits = rl, .n_rlimits = n_rl,
         .bpf = bpf, .bpf_len = bpf_len,
-        .cgroup_procs_fds = cg.fds, .n_cgroup_procs_fds = cg.n,
     };
 
     /* Our own signals arrive on a signalfd and go to the sandbox's init. */
@@ -401,6 +400,13 @@ int main(int argc, char **argv)
     }
     double t_spawned = now_ms();
     if (ipc[1] >= 0) close(ipc[1]);
+    /* The cgroups were made before the spawn here: the parent writes the pid. */
+    if (sbx_place_in_cgroup(&child, cg.fds, cg.n, 0, &failure) < 0) {
+        fprintf(stderr, "sbx-run: %s\n", sbx_format_failure(&failure, &cfg, msg, sizeof msg));
+        sbx_pidfd_send_signal(child.pidfd, SIGKILL);
+        remove_cgroups(&cg);
+        return 124;
+    }
     int setup = sbx_await_exec(&child, &failure);
     double t_exec = now_ms();
     if (setup == 1)

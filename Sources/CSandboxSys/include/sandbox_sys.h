@@ -107,17 +107,6 @@ struct sbx_config {
     const void *bpf;
     size_t bpf_len;
 
-    /* Open fds of cgroup.procs files (one per v1 controller, or the single
-     * v2 one); the parent writes the child's pid into each before releasing it.
-     * With cgroup_join_self set they are v1 `tasks` files instead, and the
-     * child writes "0" (itself) into each as soon as it is released: moving
-     * the calling thread takes no global lock, where writing a pid to
-     * cgroup.procs waits for an RCU grace period (about 10 ms). The init is
-     * single-threaded then, so the thread is the process; the app forked
-     * later inherits the cgroups. */
-    const int *cgroup_procs_fds;
-    int n_cgroup_procs_fds;
-    int cgroup_join_self;
 };
 
 /* ---- spawning ------------------------------------------------------------ */
@@ -127,14 +116,14 @@ enum sbx_step {
     SBX_STEP_NONE = 0,
     /* parent */
     SBX_STEP_CONFIG, SBX_STEP_PIPES, SBX_STEP_CLONE,
-    SBX_STEP_CGROUP_JOIN, SBX_STEP_SETGROUPS, SBX_STEP_UID_MAP, SBX_STEP_GID_MAP,
-    SBX_STEP_RELEASE,
+    SBX_STEP_SETGROUPS, SBX_STEP_UID_MAP, SBX_STEP_GID_MAP,
+    SBX_STEP_RELEASE, SBX_STEP_CGROUP_JOIN, SBX_STEP_CGROUP_SEND,
     /* child, PID 1 */
     SBX_STEP_PDEATHSIG, SBX_STEP_DUMPABLE, SBX_STEP_SIGNALS, SBX_STEP_WAIT_PARENT,
-    SBX_STEP_OPEN_SOURCE, SBX_STEP_SETID, SBX_STEP_CGROUP_NS, SBX_STEP_MOUNT_PRIVATE, SBX_STEP_ROOT_TMPFS,
+    SBX_STEP_OPEN_SOURCE, SBX_STEP_SETID, SBX_STEP_MOUNT_PRIVATE, SBX_STEP_ROOT_TMPFS,
     SBX_STEP_MOUNT, SBX_STEP_PIVOT_ROOT, SBX_STEP_UMOUNT_OLD_ROOT,
     SBX_STEP_ROOT_READONLY, SBX_STEP_CHDIR, SBX_STEP_HOSTNAME, SBX_STEP_SETSID,
-    SBX_STEP_FORK,
+    SBX_STEP_WAIT_CGROUP, SBX_STEP_CGROUP_NS, SBX_STEP_FORK,
     /* init (PID 1 after the fork) */
     SBX_STEP_INIT_CAPS, SBX_STEP_INIT_NO_NEW_PRIVS,
     /* app (PID 2) */
@@ -158,14 +147,31 @@ struct sbx_child {
     int pidfd;      /* pidfd of the init: poll it, signal it, wait on it */
     int errfd;      /* setup failures; EOF once the app has exec'd */
     int statusfd;   /* the init writes the app's wait status here */
+    int cgroupfd;   /* until sbx_place_in_cgroup: the init waits on it before the fork */
 };
 
-/* Clones the sandbox and releases it once the maps and cgroups are written.
+/* Clones the sandbox and releases it once the uid/gid maps are written.
  * Returns 0 and fills *child, or -1 with *failure (a parent step) and errno.
+ * The init then builds its file system while the caller makes its cgroup, and
+ * waits for sbx_place_in_cgroup before it forks the app: nothing of the app's
+ * runs outside the cgroup, and the two setups overlap.
  * Call from one long-lived thread: PR_SET_PDEATHSIG fires when the *thread*
  * that cloned exits. Takes ownership of nothing; cfg may be freed after. */
 int sbx_spawn(const struct sbx_config *cfg, struct sbx_child *child,
               struct sbx_failure *failure);
+
+/* Puts the sandbox in its cgroup and lets the init go on; call it exactly once
+ * after sbx_spawn (with n = 0 when there is no cgroup). `fds` are open
+ * cgroup.procs files (one per v1 controller, or the single v2 one), into which
+ * this writes the init's pid; or, with join_self, v1 `tasks` files that are
+ * passed to the init (SCM_RIGHTS), which writes "0" into each: moving the
+ * calling thread takes no global lock, where writing a pid waits for an RCU
+ * grace period (about 10 ms). The init is single-threaded, so the thread is
+ * the process; the app forked after inherits the cgroups. The init then
+ * unshares its cgroup namespace, rooted there. Closes child->cgroupfd.
+ * 0, or -1 with *failure and errno (the caller kills the init). */
+int sbx_place_in_cgroup(struct sbx_child *child, const int *fds, int n, int join_self,
+                        struct sbx_failure *failure);
 
 /* Blocks until the app has exec'd (returns 0) or a step failed (returns 1,
  * *failure filled; the init then exits 125 and must still be waited for).
