@@ -22,6 +22,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // librdkafka (Debian: librdkafka-dev), including the embedded mock cluster header.
@@ -95,10 +100,29 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The control plane: REST API, tokens, bundles, the apps of every tenant.
+        .target(
+            name: "AeroGridServer",
+            dependencies: [
+                "AeroGridCore", "AeroGridKafka", "AeroGridRuntime", "AeroGridSandbox", "AeroGridStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            resources: [.copy("Resources/openapi.json")],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "aerogrid",
             dependencies: [
                 "AeroGridCore",
+                "AeroGridServer",
                 "AeroGridKafka",
                 "AeroGridRuntime",
                 "AeroGridSandbox",
@@ -124,6 +148,15 @@ let package = Package(
             dependencies: [
                 "AeroGridCore", "AeroGridIPC", "AeroGridKafka", "AeroGridRuntime", "AeroGridSandbox", "AeroGridStore",
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AeroGridServerTests",
+            dependencies: [
+                "AeroGridServer", "AeroGridStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: strictSettings
         ),

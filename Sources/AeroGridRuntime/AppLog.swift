@@ -87,6 +87,16 @@ public final class AppLog: Sendable {
         }
     }
 
+    /// The lines after the first `seen` ever written (those still kept), and the count to
+    /// pass next time: how a follower reads on without repeats.
+    public func lines(after seen: Int) -> (lines: [Line], seen: Int) {
+        state.withLock { state in
+            let ordered = Array(state.lines[state.next...] + state.lines[..<state.next])
+            let new = max(0, min(state.total - seen, ordered.count))
+            return (Array(ordered.suffix(new)), state.total)
+        }
+    }
+
     /// Lines written since the start, kept or not.
     public var totalLines: Int { state.withLock { $0.total } }
 

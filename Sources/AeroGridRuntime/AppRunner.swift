@@ -1,7 +1,7 @@
 public import AeroGridCore
 import AeroGridIPC
 public import AeroGridKafka
-import AeroGridSandbox
+public import AeroGridSandbox
 public import AeroGridStore
 import Foundation
 public import Logging
@@ -467,6 +467,11 @@ public final class AppRunner: Sendable {
         }
         thread.name = "aerogrid-app-\(stream)"
         thread.start()
+    }
+
+    /// The sandbox's cgroup reading (cpu, memory, pids) while a process runs.
+    public func usage() -> CgroupUsage? {
+        currentProcess.withLock { $0 }?.usage()
     }
 
     /// Records applied so far, and records not yet applied: per consumed partition its end

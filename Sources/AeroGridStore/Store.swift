@@ -6,7 +6,7 @@ import GRDB
 /// one file in the data directory. This part holds grid checkpoints; the control plane adds
 /// its tables through further migrations.
 public final class Store: Sendable {
-    private let database: DatabasePool
+    let database: DatabasePool
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     public init(path: String) throws {
@@ -38,6 +38,7 @@ public final class Store: Sendable {
                 CREATE TABLE app_epochs (app TEXT PRIMARY KEY NOT NULL, epoch INTEGER NOT NULL);
                 """)
         }
+        registerControlPlaneMigrations(&migrator)
         return migrator
     }
 

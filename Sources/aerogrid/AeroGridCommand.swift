@@ -9,7 +9,7 @@ struct AeroGridCommand: AsyncParsableCommand {
         commandName: "aerogrid",
         abstract: "Live data from Kafka into Excel: run tenants' Python apps and stream their grids.",
         version: AeroGridVersion.current,
-        subcommands: [VersionCommand.self, KafkaCommand.self, AppCommand.self]
+        subcommands: [VersionCommand.self, ServeCommand.self, DevCommand.self, KafkaCommand.self, AppCommand.self]
     )
 }
 

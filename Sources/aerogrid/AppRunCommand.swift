@@ -3,11 +3,11 @@ import AeroGridIPC
 import AeroGridKafka
 import AeroGridRuntime
 import AeroGridSandbox
+import AeroGridServer
 import AeroGridStore
 import ArgumentParser
 import Foundation
 import Logging
-import TOMLKit
 
 struct AppCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -60,7 +60,7 @@ struct AppCommand: AsyncParsableCommand {
 
         func run() async throws {
             let logger = global.makeLogger(label: "aerogrid.runtime")
-            let manifest = try AppManifest.load(directory: directory)
+            let manifest = try BundleManifest.load(directory: directory)
             let profilePath = try profile ?? InstallLayout.resource("sandbox-profiles/python.json")
             let sdkPath = try sdk ?? InstallLayout.resource("python")
             try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
@@ -131,40 +131,6 @@ func gridsLine(_ runner: AppRunner) -> String {
 func jsonLine(_ object: [String: Any]) -> String {
     let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
     return String(decoding: data, as: UTF8.self)
-}
-
-/// An app bundle's manifest, `app.toml`.
-struct AppManifest: Decodable {
-    var name: String
-    var entrypoint: String = "app.py"
-    var runtime: String = "python3.11"
-
-    static func load(directory: String) throws -> AppManifest {
-        let path = "\(directory)/app.toml"
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ValidationError("\(path) is missing: an app needs an app.toml with at least name = \"…\"")
-        }
-        let manifest: AppManifest
-        do {
-            manifest = try TOMLDecoder().decode(AppManifest.self, from: text)
-        } catch {
-            throw ValidationError("\(path) is not valid: \(error)")
-        }
-        _ = try ResourceName(manifest.name, kind: "app name")
-        guard FileManager.default.fileExists(atPath: "\(directory)/\(manifest.entrypoint)") else {
-            throw ValidationError("\(path) names entrypoint '\(manifest.entrypoint)', which is not in \(directory)")
-        }
-        return manifest
-    }
-
-    enum CodingKeys: String, CodingKey { case name, entrypoint, runtime }
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        name = try container.decode(String.self, forKey: .name)
-        entrypoint = try container.decodeIfPresent(String.self, forKey: .entrypoint) ?? "app.py"
-        runtime = try container.decodeIfPresent(String.self, forKey: .runtime) ?? "python3.11"
-    }
 }
 
 /// Files that ship with the platform (profiles, the Python SDK), found next to the binary:

@@ -1,0 +1,400 @@
+import AeroGridCore
+import AeroGridRuntime
+import AeroGridSandbox
+public import AeroGridStore
+import Foundation
+public import Hummingbird
+import Logging
+
+/// The REST API under `/api/v1` (see docs/api.md and Resources/openapi.json): tenants,
+/// tokens, apps and their logs and grids, the audit, health. Every tenant route acts only
+/// on the caller's tenant: another tenant's app is "not found", never "forbidden".
+public struct ControlPlaneAPI: Sendable {
+    let store: Store
+    let bundles: BundleStore
+    let supervisor: AppSupervisor
+    let readiness: @Sendable () async -> String?
+
+    /// `readiness` answers nil when ready, else what is not.
+    public init(store: Store, bundles: BundleStore, supervisor: AppSupervisor, readiness: @escaping @Sendable () async -> String?) {
+        self.store = store
+        self.bundles = bundles
+        self.supervisor = supervisor
+        self.readiness = readiness
+    }
+
+    public func makeRouter() -> Router<APIContext> {
+        let router = Router(context: APIContext.self)
+        router.add(middleware: ErrorMiddleware())
+        router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"]) }
+        router.get("readyz") { _, _ in
+            if let problem = await readiness() { throw APIError(.serviceUnavailable, "not_ready", problem) }
+            return JSONResponse.make(["status": "ready"])
+        }
+        router.get("api/v1/openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.bytes)))
+        }
+        let api = router.group("api/v1").add(middleware: AuthMiddleware(store: store))
+        addTenantRoutes(api)
+        addTokenRoutes(api)
+        addAppRoutes(api)
+        api.get("audit") { request, context in
+            let principal = try context.principal ?? { throw APIError.unauthorized("a bearer token is required") }()
+            let limit = try queryInt(request, "limit", default: 100, range: 1...1000)
+            let tenant: String?
+            switch principal.role {
+            case .operator: tenant = nil
+            case .admin: tenant = principal.tenant
+            default: throw APIError.forbidden("role \(principal.role.rawValue) may not read the audit log; it needs admin or operator")
+            }
+            let entries = try await store.auditEntries(tenant: tenant, limit: limit).map { entry -> [String: Any] in
+                ["id": entry.id, "time": JSONResponse.time(entry.time), "tenant": entry.tenant ?? NSNull(), "actor": entry.actor,
+                 "action": entry.action, "target": entry.target, "source": entry.source, "outcome": entry.outcome]
+            }
+            return JSONResponse.make(["entries": entries])
+        }
+        return router
+    }
+
+    // MARK: Tenants
+
+    private func addTenantRoutes(_ api: RouterGroup<APIContext>) {
+        api.post("tenants") { request, context in
+            let principal = try context.requireOperator()
+            let body = try await jsonObject(request, context: context)
+            let name = try validName(body["name"], kind: "tenant name")
+            let secret = TokenSecret.generate()
+            let token = Store.NewTokenRow(id: TokenSecret.newID(), tenant: name, name: "\(name)-admin", role: Role.admin.rawValue,
+                                          secretSHA256: TokenSecret.sha256Hex(secret))
+            do {
+                try await store.createTenant(name, firstToken: token)
+            } catch is StoreConflict {
+                throw APIError.conflict("tenant '\(name)' already exists")
+            }
+            try await audit(principal, tenant: name, "tenant.create", target: name, context)
+            let tenant = try await store.tenant(name)
+            return JSONResponse.make(
+                ["tenant": tenantJSON(tenant!), "admin_token": newTokenJSON(token, secret: secret)], status: .created)
+        }
+        api.get("tenants") { _, context in
+            _ = try context.requireOperator()
+            return JSONResponse.make(["tenants": try await store.tenants().map(tenantJSON)])
+        }
+        api.get("tenants/:tenant") { _, context in
+            _ = try context.requireOperator()
+            let name = try context.parameters.require("tenant")
+            guard let tenant = try await store.tenant(name) else { throw APIError.notFound("no tenant '\(name)'") }
+            return JSONResponse.make(tenantJSON(tenant))
+        }
+        api.delete("tenants/:tenant") { _, context in
+            let principal = try context.requireOperator()
+            let name = try context.parameters.require("tenant")
+            guard try await store.tenant(name) != nil else { throw APIError.notFound("no tenant '\(name)'") }
+            for app in try await store.apps(tenant: name) {
+                await supervisor.remove(tenant: name, name: app.name)
+            }
+            try await store.deleteTenant(name)
+            bundles.removeUnused(keeping: try await store.bundleDigestsInUse())
+            try await audit(principal, tenant: name, "tenant.delete", target: name, context)
+            return Response(status: .noContent)
+        }
+    }
+
+    // MARK: Tokens
+
+    private func addTokenRoutes(_ api: RouterGroup<APIContext>) {
+        api.post("tokens") { request, context in
+            let (tenant, principal) = try context.requireTenant(.admin)
+            let body = try await jsonObject(request, context: context)
+            guard let name = body["name"] as? String, (1...64).contains(name.count) else {
+                throw APIError.badRequest("\"name\" must be a string of 1 to 64 characters naming the token")
+            }
+            guard let roleText = body["role"] as? String, let role = Role(rawValue: roleText), role != .operator else {
+                throw APIError.badRequest("\"role\" must be one of admin, developer, viewer")
+            }
+            let secret = TokenSecret.generate()
+            let token = Store.NewTokenRow(id: TokenSecret.newID(), tenant: tenant, name: name, role: role.rawValue,
+                                          secretSHA256: TokenSecret.sha256Hex(secret))
+            try await store.createToken(token)
+            try await audit(principal, tenant: tenant, "token.create", target: token.id, context)
+            return JSONResponse.make(newTokenJSON(token, secret: secret), status: .created)
+        }
+        api.get("tokens") { _, context in
+            let (tenant, _) = try context.requireTenant(.admin)
+            return JSONResponse.make(["tokens": try await store.tokens(tenant: tenant).map(tokenJSON)])
+        }
+        api.delete("tokens/:id") { _, context in
+            let (tenant, principal) = try context.requireTenant(.admin)
+            let id = try context.parameters.require("id")
+            guard try await store.revokeToken(id: id, tenant: tenant) else { throw APIError.notFound("no token '\(id)' in this tenant") }
+            try await audit(principal, tenant: tenant, "token.revoke", target: id, context)
+            return Response(status: .noContent)
+        }
+    }
+
+    // MARK: Apps
+
+    private func addAppRoutes(_ api: RouterGroup<APIContext>) {
+        api.post("apps") { request, context in
+            let (tenant, principal) = try context.requireTenant(.developer)
+            var request = request
+            let body: ByteBuffer
+            do {
+                body = try await request.collectBody(upTo: context.maxUploadSize)
+            } catch {
+                throw APIError.tooLarge("the bundle is larger than \(bundles.limits.maxUploadBytes >> 20) MiB, the limit")
+            }
+            let stored: StoredBundle
+            do {
+                stored = try bundles.store(Data(buffer: body))
+            } catch let error as BundleRefused {
+                try await audit(principal, tenant: tenant, "app.deploy", target: "?", context, outcome: "refused: \(error.message)")
+                throw error.tooLarge ? APIError.tooLarge(error.message) : APIError.invalidBundle(error.message)
+            }
+            let manifest = stored.manifest
+            let (app, created) = try await store.deployApp(
+                tenant: tenant, name: manifest.name, bundleDigest: stored.digest, entrypoint: manifest.entrypoint, runtime: manifest.runtime)
+            // A running app moves to the new version at once.
+            if app.desiredState == "running" {
+                await supervisor.stop(tenant: tenant, name: app.name)
+                await supervisor.start(app)
+            }
+            bundles.removeUnused(keeping: try await store.bundleDigestsInUse())
+            try await audit(principal, tenant: tenant, "app.deploy", target: app.name, context, outcome: "ok: version \(app.version)")
+            return JSONResponse.make(await appJSON(app), status: created ? .created : .ok)
+        }
+        api.get("apps") { _, context in
+            let (tenant, _) = try context.requireTenant(.viewer)
+            var apps: [[String: Any]] = []
+            for app in try await store.apps(tenant: tenant) { apps.append(await appJSON(app)) }
+            return JSONResponse.make(["apps": apps])
+        }
+        api.get("apps/:app") { _, context in
+            let (tenant, _) = try context.requireTenant(.viewer)
+            return JSONResponse.make(await appJSON(try await app(tenant, context)))
+        }
+        api.post("apps/:app/start") { _, context in
+            let (tenant, principal) = try context.requireTenant(.developer)
+            let app = try await app(tenant, context)
+            try await store.setDesiredState(tenant: tenant, name: app.name, "running")
+            await supervisor.start(app)
+            try await audit(principal, tenant: tenant, "app.start", target: app.name, context)
+            return JSONResponse.make(await appJSON(try await self.app(tenant, context)))
+        }
+        api.post("apps/:app/stop") { _, context in
+            let (tenant, principal) = try context.requireTenant(.developer)
+            let app = try await app(tenant, context)
+            try await store.setDesiredState(tenant: tenant, name: app.name, "stopped")
+            await supervisor.stop(tenant: tenant, name: app.name)
+            try await audit(principal, tenant: tenant, "app.stop", target: app.name, context)
+            return JSONResponse.make(await appJSON(try await self.app(tenant, context)))
+        }
+        api.post("apps/:app/restart") { _, context in
+            let (tenant, principal) = try context.requireTenant(.developer)
+            let app = try await app(tenant, context)
+            try await store.setDesiredState(tenant: tenant, name: app.name, "running")
+            await supervisor.stop(tenant: tenant, name: app.name)
+            await supervisor.start(app)
+            try await audit(principal, tenant: tenant, "app.restart", target: app.name, context)
+            return JSONResponse.make(await appJSON(try await self.app(tenant, context)))
+        }
+        api.delete("apps/:app") { _, context in
+            let (tenant, principal) = try context.requireTenant(.developer)
+            let app = try await app(tenant, context)
+            await supervisor.remove(tenant: tenant, name: app.name)
+            try await store.deleteApp(tenant: tenant, name: app.name)
+            bundles.removeUnused(keeping: try await store.bundleDigestsInUse())
+            try await audit(principal, tenant: tenant, "app.delete", target: app.name, context)
+            return Response(status: .noContent)
+        }
+        api.get("apps/:app/logs") { request, context in
+            let (tenant, _) = try context.requireTenant(.viewer)
+            let app = try await app(tenant, context)
+            let tail = try queryInt(request, "tail", default: 100, range: 1...10_000)
+            let follow = try queryBool(request, "follow")
+            guard let log = await supervisor.runner(tenant: tenant, name: app.name)?.log else {
+                if follow { throw APIError.notFound("app '\(app.name)' has not run since the server started: no log to follow yet") }
+                return JSONResponse.make(["lines": [Any]()])
+            }
+            guard follow else { return JSONResponse.make(["lines": log.tail(tail).map(logLineJSON)]) }
+            let first = log.tail(tail)
+            let seen = log.totalLines
+            return Response(
+                status: .ok, headers: [.contentType: "application/x-ndjson"],
+                body: ResponseBody { writer in
+                    for line in first { try await writer.write(ndjson(logLineJSON(line))) }
+                    var seen = seen
+                    // Ends when the client goes away (the write throws) or the task is cancelled.
+                    while !Task.isCancelled {
+                        let (lines, total) = log.lines(after: seen)
+                        seen = total
+                        for line in lines { try await writer.write(ndjson(logLineJSON(line))) }
+                        try await Task.sleep(for: .milliseconds(250))
+                    }
+                    try await writer.finish(nil)
+                })
+        }
+        api.get("apps/:app/grids") { _, context in
+            let (tenant, _) = try context.requireTenant(.viewer)
+            let app = try await app(tenant, context)
+            let grids = try await gridSnapshots(app)
+            return JSONResponse.make(["grids": grids.keys.sorted().map { name -> [String: Any] in
+                let grid = grids[name]!
+                return ["name": name, "version": grid.version, "rows": grid.rows.count, "columns": grid.columns]
+            }])
+        }
+        api.get("apps/:app/grids/:grid") { request, context in
+            let (tenant, _) = try context.requireTenant(.viewer)
+            let app = try await app(tenant, context)
+            let name = try context.parameters.require("grid")
+            let format = request.uri.queryParameters["format"].map(String.init)
+            guard format == nil || format == "json" || format == "csv" else {
+                throw APIError.badRequest("format must be json or csv, not '\(format!)'")
+            }
+            let grids = try await gridSnapshots(app)
+            guard let grid = grids[name] else { throw APIError.notFound("app '\(app.name)' has no grid '\(name)'") }
+            let wantsCSV = format == "csv" || (format == nil && request.headers[.accept]?.contains("text/csv") == true)
+            if wantsCSV {
+                return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8"],
+                                body: ResponseBody(byteBuffer: ByteBuffer(string: grid.csv)))
+            }
+            var rows: [String: Any] = [:]
+            for (key, row) in grid.rows { rows[key.description] = row.mapValues(\.jsonValue) }
+            return JSONResponse.make(["name": name, "version": grid.version, "epoch": grid.epoch, "columns": grid.columns, "rows": rows])
+        }
+    }
+
+    // MARK: Helpers
+
+    private func app(_ tenant: String, _ context: APIContext) async throws -> AppRecord {
+        let name = try context.parameters.require("app")
+        guard let app = try await store.app(tenant: tenant, name: name) else { throw APIError.notFound("no app '\(name)'") }
+        return app
+    }
+
+    /// The app's grids: live from its runner, or from its last checkpoint when it has not
+    /// run since the server started.
+    private func gridSnapshots(_ app: AppRecord) async throws -> [String: GridSnapshotView] {
+        var views: [String: GridSnapshotView] = [:]
+        if let runner = await supervisor.runner(tenant: app.tenant, name: app.name) {
+            for name in runner.grids.gridNames {
+                guard let snapshot = runner.grids.snapshot(name) else { continue }
+                views[name] = GridSnapshotView(version: snapshot.grid.version, epoch: runner.grids.epoch, columns: snapshot.grid.columns, rows: snapshot.grid.rows)
+            }
+            return views
+        }
+        let checkpoint = try await store.loadCheckpoint(app: "\(app.tenant)/\(app.name)")
+        for (name, rows) in checkpoint.grids {
+            var columns: [String] = []
+            for row in rows.values { for column in row.keys where !columns.contains(column) { columns.append(column) } }
+            views[name] = GridSnapshotView(version: checkpoint.versions[name] ?? 0, epoch: checkpoint.epoch, columns: columns.sorted(), rows: rows)
+        }
+        return views
+    }
+
+    private func appJSON(_ app: AppRecord) async -> [String: Any] {
+        let view = await supervisor.view(app)
+        let state: String
+        if let status = view.status {
+            state = view.failure != nil ? "crashed" : status.lifecycle.state.name
+        } else {
+            state = "created"
+        }
+        let crash = view.status?.lifecycle.lastCrash
+        var usage: Any = NSNull()
+        if let reading = view.usage {
+            usage = ["cpu_seconds": Double(reading.cpuNanoseconds) / 1e9, "memory_bytes": reading.memoryBytes, "pids": reading.pids]
+        }
+        return [
+            "name": app.name, "version": app.version, "bundle_digest": app.bundleDigest, "entrypoint": app.entrypoint,
+            "runtime": app.runtime, "desired_state": app.desiredState, "state": state,
+            "crash_reason": crash.map(\.code) ?? NSNull(), "last_crash": view.failure ?? crash?.description ?? NSNull(),
+            "restarts": view.status?.lifecycle.restarts ?? 0, "records": view.records,
+            "lag": view.lag.map { $0 as Any } ?? NSNull(), "usage": usage,
+            "created_at": JSONResponse.time(app.createdAt), "updated_at": JSONResponse.time(app.updatedAt),
+        ]
+    }
+
+    private func audit(_ principal: Principal, tenant: String?, _ action: String, target: String, _ context: APIContext, outcome: String = "ok") async throws {
+        try await store.audit(tenant: tenant, actor: principal.tokenID, action: action, target: target, source: context.source, outcome: outcome)
+    }
+}
+
+/// A grid as the API shows it.
+struct GridSnapshotView {
+    let version: UInt64
+    let epoch: Int64
+    let columns: [String]
+    let rows: [GridKey: GridRow]
+
+    /// `key,<columns…>`, then one line per row in key order; RFC 4180 quoting.
+    var csv: String {
+        func field(_ text: String) -> String {
+            text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
+                ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
+        }
+        var lines = [(["key"] + columns).map(field).joined(separator: ",")]
+        for key in rows.keys.sorted() {
+            let row = rows[key]!
+            lines.append(([key.description] + columns.map { row[$0]?.description ?? "" }).map(field).joined(separator: ","))
+        }
+        return lines.joined(separator: "\r\n") + "\r\n"
+    }
+}
+
+private func tenantJSON(_ tenant: TenantRecord) -> [String: Any] {
+    ["name": tenant.name, "created_at": JSONResponse.time(tenant.createdAt), "apps": tenant.apps]
+}
+
+private func newTokenJSON(_ token: Store.NewTokenRow, secret: String) -> [String: Any] {
+    ["id": token.id, "name": token.name, "role": token.role, "tenant": token.tenant ?? NSNull(), "secret": secret,
+     "created_at": JSONResponse.time(Date())]
+}
+
+private func tokenJSON(_ token: TokenRecord) -> [String: Any] {
+    ["id": token.id, "name": token.name, "role": token.role, "tenant": token.tenant ?? NSNull(),
+     "created_at": JSONResponse.time(token.createdAt), "last_used_at": JSONResponse.time(token.lastUsedAt),
+     "revoked_at": JSONResponse.time(token.revokedAt)]
+}
+
+private func logLineJSON(_ line: AppLog.Line) -> [String: Any] {
+    ["time": JSONResponse.time(line.time), "source": line.source, "level": line.level, "message": line.text]
+}
+
+private func ndjson(_ object: [String: Any]) -> ByteBuffer {
+    var data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+    data.append(UInt8(ascii: "\n"))
+    return ByteBuffer(bytes: data)
+}
+
+private func jsonObject(_ request: Request, context: APIContext) async throws -> [String: Any] {
+    var request = request
+    let body = try await request.collectBody(upTo: 64 << 10)
+    guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] else {
+        throw APIError.badRequest("the body must be a JSON object")
+    }
+    return object
+}
+
+private func validName(_ value: Any?, kind: String) throws -> String {
+    guard let name = value as? String else { throw APIError.badRequest("\"name\" is required: the \(kind)") }
+    if let problem = ResourceName.problem(with: name) { throw APIError.badRequest("\(kind) '\(name)' is not valid: \(problem)") }
+    return name
+}
+
+private func queryInt(_ request: Request, _ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
+    guard let text = request.uri.queryParameters[Substring(name)] else { return value }
+    guard let number = Int(text), range.contains(number) else {
+        throw APIError.badRequest("\(name) must be an integer from \(range.lowerBound) to \(range.upperBound), not '\(text)'")
+    }
+    return number
+}
+
+private func queryBool(_ request: Request, _ name: String) throws -> Bool {
+    guard let text = request.uri.queryParameters[Substring(name)] else { return false }
+    switch text {
+    case "true", "1": return true
+    case "false", "0": return false
+    default: throw APIError.badRequest("\(name) must be true or false, not '\(text)'")
+    }
+}

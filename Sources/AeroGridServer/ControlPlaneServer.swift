@@ -1,0 +1,145 @@
+import AeroGridCore
+import AeroGridKafka
+import AeroGridSandbox
+public import AeroGridRuntime
+public import AeroGridStore
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import NIOSSL
+public import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The control-plane server: the store, the bundles, every tenant's apps and the HTTP(S)
+/// listeners, run together in one service group that SIGTERM and SIGINT stop in order
+/// (listeners first, then the apps, each with a last checkpoint).
+public struct ControlPlaneServer: Sendable {
+    public let configuration: ServerConfiguration
+    /// Files that ship with the platform: the default seccomp profile and the Python SDK.
+    public let defaultProfile: String
+    public let defaultSDK: String
+    public let logger: Logger
+    /// `aerogrid dev` resets an app whose checkpoint the in-memory cluster no longer has.
+    public var outOfRangePolicy: OutOfRangePolicy = .fail
+
+    public init(configuration: ServerConfiguration, defaultProfile: String, defaultSDK: String, logger: Logger) {
+        self.configuration = configuration
+        self.defaultProfile = defaultProfile
+        self.defaultSDK = defaultSDK
+        self.logger = logger
+    }
+
+    /// The operator token the first start creates, or `AEROGRID_OPERATOR_TOKEN`'s. Returns
+    /// the secret when one was just made (to be shown once), nil otherwise.
+    public static func bootstrapOperator(store: Store, fromEnvironment: String?) async throws -> String? {
+        if let given = fromEnvironment {
+            guard TokenSecret.isWellFormed(given) else {
+                throw AeroGridError(.invalidConfiguration, "AEROGRID_OPERATOR_TOKEN must be 32 to 256 characters of letters, digits, '_' and '-'")
+            }
+            let hash = TokenSecret.sha256Hex(given)
+            if try await store.authenticate(secretSHA256: hash) == nil {
+                try await store.createToken(Store.NewTokenRow(id: TokenSecret.newID(), tenant: nil, name: "operator (from the environment)",
+                                                              role: Role.operator.rawValue, secretSHA256: hash))
+            }
+            return nil
+        }
+        guard try await !store.hasOperatorToken() else { return nil }
+        let secret = TokenSecret.generate()
+        try await store.createToken(Store.NewTokenRow(id: TokenSecret.newID(), tenant: nil, name: "operator",
+                                                      role: Role.operator.rawValue, secretSHA256: TokenSecret.sha256Hex(secret)))
+        return secret
+    }
+
+    /// Runs until SIGTERM or SIGINT. `onListening` gets each listener's URL once bound.
+    public func run(store: Store, onListening: @escaping @Sendable (String) -> Void = { _ in }) async throws {
+        let data = configuration.dataDirectory
+        let bundles = try BundleStore(directory: "\(data)/bundles")
+        let profile = try CompiledProfile.load(path: configuration.profile ?? defaultProfile)
+        let quotas = profile.quotaDefaults
+        let limits = CgroupLimits(
+            memoryBytes: configuration.limits.memoryBytes ?? quotas.memoryBytes, cpus: configuration.limits.cpus ?? quotas.cpus,
+            pids: configuration.limits.pids ?? quotas.pids)
+        let kafka = KafkaConfiguration(bootstrapServers: configuration.kafkaBootstrap, properties: configuration.kafkaProperties)
+        var defaults = RuntimeDefaults(kafka: kafka, profile: profile, sdkPath: configuration.sdk ?? defaultSDK, limits: limits)
+        defaults.outOfRangePolicy = outOfRangePolicy
+        let supervisor = AppSupervisor(store: store, bundles: bundles, defaults: defaults, logger: logger)
+        // Every app that should run, runs: from its checkpoint.
+        for app in try await store.apps() where app.desiredState == "running" {
+            await supervisor.start(app)
+        }
+        let readiness = KafkaReadiness(configuration: kafka, logger: logger)
+        let api = ControlPlaneAPI(store: store, bundles: bundles, supervisor: supervisor) {
+            do { try await store.ping() } catch { return "the store does not answer: \(error)" }
+            return await readiness.problem()
+        }
+
+        var services: [any Service] = []
+        let listeners: [(ServerConfiguration.Listener, Bool)] =
+            [(configuration.listen, configuration.tls != nil)] + (configuration.httpListen.map { [($0, false)] } ?? [])
+        for (listener, secure) in listeners {
+            let server: HTTPServerBuilder
+            if secure, let tls = configuration.tls {
+                server = try .tls(.http1(), tlsConfiguration: try Self.tlsConfiguration(tls))
+            } else {
+                server = .http1()
+            }
+            let url = "\(secure ? "https" : "http")://\(listener.host):\(listener.port)"
+            services.append(Application(
+                router: api.makeRouter(), server: server,
+                configuration: ApplicationConfiguration(address: .hostname(listener.host, port: listener.port), serverName: "aerogrid"),
+                onServerRunning: { _ in onListening(url) }, logger: logger))
+        }
+        services.append(SupervisorService(supervisor: supervisor))
+        let group = ServiceGroup(configuration: .init(
+            services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+
+    static func tlsConfiguration(_ tls: ServerConfiguration.TLS) throws -> TLSConfiguration {
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(tls.certificate).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: tls.key, format: .pem)
+            return TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+        } catch {
+            throw AeroGridError(.invalidConfiguration, "cannot load the TLS certificate \(tls.certificate) and key \(tls.key): \(error)")
+        }
+    }
+}
+
+/// Stops every app, each with a last checkpoint, when the server shuts down.
+struct SupervisorService: Service {
+    let supervisor: AppSupervisor
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await supervisor.stopAll()
+    }
+}
+
+/// Whether Kafka answers, asked at most every few seconds (readiness probes are frequent).
+final class KafkaReadiness: Sendable {
+    private let configuration: KafkaConfiguration
+    private let logger: Logger
+    private let last = Mutex<(at: ContinuousClock.Instant, problem: String?)?>(nil)
+
+    init(configuration: KafkaConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    func problem() async -> String? {
+        if let last = last.withLock({ $0 }), ContinuousClock.now - last.at < .seconds(5) { return last.problem }
+        var problem: String?
+        do {
+            let admin = try KafkaAdmin(configuration: configuration, logger: logger)
+            _ = try await admin.listTopics(timeout: .seconds(2))
+        } catch {
+            problem = "Kafka at \(configuration.bootstrapServers) does not answer: \(error)"
+        }
+        last.withLock { $0 = (.now, problem) }
+        return problem
+    }
+}

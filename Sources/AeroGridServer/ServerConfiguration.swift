@@ -1,0 +1,115 @@
+public import AeroGridCore
+public import AeroGridSandbox
+import Foundation
+import TOMLKit
+
+/// `aerogrid.toml`: where the server keeps its state, where it listens, its Kafka and the
+/// sandbox defaults. Every field is checked when the file is read, with the field named.
+public struct ServerConfiguration: Sendable {
+    public struct Listener: Sendable, Equatable {
+        public var host: String
+        public var port: Int
+        public var description: String { "\(host):\(port)" }
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    public struct TLS: Sendable, Equatable {
+        public var certificate: String
+        public var key: String
+
+        public init(certificate: String, key: String) {
+            self.certificate = certificate
+            self.key = key
+        }
+    }
+
+    public var dataDirectory: String
+    /// HTTPS when `tls` is set, else HTTP.
+    public var listen: Listener
+    /// A second, plain-HTTP listener (for curl on the same host).
+    public var httpListen: Listener?
+    public var tls: TLS?
+    public var kafkaBootstrap: String
+    public var kafkaProperties: [String: String] = [:]
+    /// Seccomp profile with quota defaults, and the directory holding the Python SDK.
+    public var profile: String?
+    public var sdk: String?
+    public var limits = CgroupLimits()
+
+    public init(dataDirectory: String, listen: Listener, kafkaBootstrap: String) {
+        self.dataDirectory = dataDirectory
+        self.listen = listen
+        self.kafkaBootstrap = kafkaBootstrap
+    }
+
+    public static func load(path: String) throws(AeroGridError) -> ServerConfiguration {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw AeroGridError(.invalidConfiguration, "cannot read the configuration file \(path)")
+        }
+        return try parse(text, source: path, relativeTo: (path as NSString).deletingLastPathComponent)
+    }
+
+    /// Parses the file's text; relative paths in it are relative to `base`.
+    public static func parse(_ text: String, source: String, relativeTo base: String) throws(AeroGridError) -> ServerConfiguration {
+        func bad(_ message: String) -> AeroGridError { AeroGridError(.invalidConfiguration, "\(source): \(message)") }
+        let table: TOMLTable
+        do { table = try TOMLTable(string: text) } catch { throw bad("not valid TOML: \(error)") }
+        func absolute(_ path: String) -> String {
+            path.hasPrefix("/") || base.isEmpty ? path : "\(base)/\(path)"
+        }
+        func listener(_ key: String) throws(AeroGridError) -> Listener? {
+            guard let value = table[key] else { return nil }
+            guard let text = value.string, let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+                  (0...65535).contains(port) else {
+                throw bad("\(key) must be \"HOST:PORT\", e.g. \"0.0.0.0:8443\"")
+            }
+            return Listener(host: String(text[..<colon]), port: port)
+        }
+        for key in table.keys where !["data_dir", "listen", "http_listen", "tls", "kafka", "sandbox"].contains(key) {
+            throw bad("unknown key '\(key)' (known: data_dir, listen, http_listen, [tls], [kafka], [sandbox])")
+        }
+        guard let dataDirectory = table["data_dir"]?.string else { throw bad("data_dir = \"…\" is required (where the server keeps its state)") }
+        guard let listen = try listener("listen") else { throw bad("listen = \"HOST:PORT\" is required") }
+        guard let kafka = table["kafka"]?.table, let bootstrap = kafka["bootstrap"]?.string else {
+            throw bad("[kafka] bootstrap = \"host:port\" is required")
+        }
+        var configuration = ServerConfiguration(dataDirectory: absolute(dataDirectory), listen: listen, kafkaBootstrap: bootstrap)
+        configuration.httpListen = try listener("http_listen")
+        if let properties = kafka["properties"]?.table {
+            for (key, value) in properties {
+                guard let text = value.string ?? value.int.map(String.init) ?? value.bool.map(String.init) else {
+                    throw bad("[kafka.properties] \(key) must be a string, number or boolean")
+                }
+                configuration.kafkaProperties[key] = text
+            }
+        }
+        if let tls = table["tls"]?.table {
+            guard let certificate = tls["certificate"]?.string, let key = tls["key"]?.string else {
+                throw bad("[tls] needs certificate = \"cert.pem\" and key = \"key.pem\"")
+            }
+            configuration.tls = TLS(certificate: absolute(certificate), key: absolute(key))
+        }
+        if let sandbox = table["sandbox"]?.table {
+            configuration.profile = sandbox["profile"]?.string.map(absolute)
+            configuration.sdk = sandbox["sdk"]?.string.map(absolute)
+            if let memory = sandbox["memory"] {
+                guard let text = memory.string, let bytes = parseSize(text) else { throw bad("[sandbox] memory must be a size such as \"256M\"") }
+                configuration.limits.memoryBytes = bytes
+            }
+            if let cpu = sandbox["cpu"] {
+                guard let cores = cpu.double ?? cpu.int.map(Double.init), cores > 0 else { throw bad("[sandbox] cpu must be a number of cores such as 0.5") }
+                configuration.limits.cpus = cores
+            }
+            if let pids = sandbox["pids"] {
+                guard let count = pids.int, count > 0 else { throw bad("[sandbox] pids must be a positive integer") }
+                configuration.limits.pids = count
+            }
+            do { try configuration.limits.validate() } catch { throw bad("[sandbox] \(error.message)") }
+        }
+        return configuration
+    }
+}

@@ -1,0 +1,66 @@
+import Crypto
+public import AeroGridStore
+import Foundation
+
+/// What a token may do. `operator` runs the platform; the others act within one tenant,
+/// each role able to do everything the ones below it can.
+public enum Role: String, Sendable, CaseIterable, Comparable {
+    case `operator`, admin, developer, viewer
+
+    /// Tenant roles, by rank: viewer < developer < admin.
+    var rank: Int {
+        switch self {
+        case .viewer: 1
+        case .developer: 2
+        case .admin: 3
+        case .operator: 0
+        }
+    }
+
+    public static func < (lhs: Role, rhs: Role) -> Bool { lhs.rank < rhs.rank }
+
+    static let tenantRoles: [Role] = [.admin, .developer, .viewer]
+}
+
+/// Token secrets: 32 random bytes shown once as `agt_` + base64url; only their SHA-256 is
+/// stored, so a copy of the database grants nothing.
+enum TokenSecret {
+    static let prefix = "agt_"
+
+    static func generate() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return prefix + base64URL(bytes)
+    }
+
+    static func newID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return "tok_" + (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+    }
+
+    static func sha256Hex(_ secret: String) -> String {
+        SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Whether `text` looks like a token at all (so garbage is refused without a lookup).
+    static func isWellFormed(_ text: String) -> Bool {
+        text.count >= 32 && text.count <= 256 && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }
+    }
+
+    private static func base64URL(_ bytes: [UInt8]) -> String {
+        Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}
+
+/// A new token secret (`agt_…`), for callers that choose one before the server starts.
+public func newTokenSecret() -> String { TokenSecret.generate() }
+
+/// Creates a tenant with its first admin token and returns the token's secret.
+public func createTenant(_ name: String, in store: Store) async throws -> String {
+    let secret = TokenSecret.generate()
+    try await store.createTenant(name, firstToken: Store.NewTokenRow(
+        id: TokenSecret.newID(), tenant: name, name: "\(name)-admin", role: Role.admin.rawValue, secretSHA256: TokenSecret.sha256Hex(secret)))
+    return secret
+}

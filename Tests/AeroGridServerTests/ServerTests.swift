@@ -1,0 +1,99 @@
+import AeroGridKafka
+import AeroGridSandbox
+@testable import AeroGridServer
+import AeroGridStore
+import Foundation
+import Hummingbird
+import Logging
+import Testing
+
+private let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+@Suite struct OpenAPIRoutesTests {
+    /// Every served route is documented and every documented route is served.
+    @Test func servedRoutesAndTheDocumentMatchBothWays() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("aerogrid-routes-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try Store(path: "\(directory)/aerogrid.sqlite")
+        let bundles = try BundleStore(directory: "\(directory)/bundles")
+        let defaults = RuntimeDefaults(
+            kafka: KafkaConfiguration(bootstrapServers: "127.0.0.1:9"),
+            profile: try CompiledProfile.load(path: "\(repository)/sandbox-profiles/python.json"), sdkPath: "\(repository)/python")
+        let supervisor = AppSupervisor(store: store, bundles: bundles, defaults: defaults, logger: Logger(label: "test"))
+        let router = ControlPlaneAPI(store: store, bundles: bundles, supervisor: supervisor) { nil }.makeRouter()
+
+        let served = Set(router.routes.map { route in
+            let path = route.path.description.split(separator: "/").map { component in
+                component.hasPrefix(":") ? "{\(component.dropFirst())}" : String(component)
+            }.joined(separator: "/")
+            return "\(route.method.rawValue) /\(path)"
+        })
+        let document = try JSONSerialization.jsonObject(with: Data(OpenAPIDocument.bytes)) as! [String: Any]
+        let paths = document["paths"] as! [String: [String: Any]]
+        let documented = Set(paths.flatMap { path, operations in
+            operations.keys.filter { ["get", "post", "put", "patch", "delete"].contains($0) }.map { "\($0.uppercased()) \(path)" }
+        })
+        #expect(served.subtracting(documented).sorted() == [], "served but not in openapi.json")
+        #expect(documented.subtracting(served).sorted() == [], "in openapi.json but not served")
+        #expect(served.count > 15)
+    }
+}
+
+@Suite struct ConfigurationTests {
+    @Test func aMinimalFileParses() throws {
+        let configuration = try ServerConfiguration.parse("""
+            data_dir = "state"
+            listen = "0.0.0.0:8443"
+            [kafka]
+            bootstrap = "k1:9092"
+            [kafka.properties]
+            "fetch.wait.max.ms" = 10
+            [sandbox]
+            memory = "128M"
+            """, source: "aerogrid.toml", relativeTo: "/etc/aerogrid")
+        #expect(configuration.dataDirectory == "/etc/aerogrid/state")
+        #expect(configuration.listen == .init(host: "0.0.0.0", port: 8443))
+        #expect(configuration.kafkaProperties == ["fetch.wait.max.ms": "10"])
+        #expect(configuration.limits.memoryBytes == 128 << 20)
+    }
+
+    @Test(arguments: [
+        ("listen = \"x\"\ndata_dir = \"d\"\n[kafka]\nbootstrap = \"k\"", "listen must be"),
+        ("listen = \"a:1\"\n[kafka]\nbootstrap = \"k\"", "data_dir"),
+        ("listen = \"a:1\"\ndata_dir = \"d\"", "[kafka] bootstrap"),
+        ("listen = \"a:1\"\ndata_dir = \"d\"\nport = 3\n[kafka]\nbootstrap = \"k\"", "unknown key 'port'"),
+        ("listen = \"a:1\"\ndata_dir = \"d\"\n[kafka]\nbootstrap = \"k\"\n[sandbox]\nmemory = \"lots\"", "[sandbox] memory"),
+    ])
+    func mistakesAreNamed(text: String, expected: String) {
+        #expect { try ServerConfiguration.parse(text, source: "aerogrid.toml", relativeTo: "") } throws: { error in
+            "\(error)".contains(expected)
+        }
+    }
+}
+
+@Suite struct ManifestAndTokenTests {
+    @Test func manifestRules() throws {
+        #expect(try BundleManifest.parse("name = \"ordersapp\"") == BundleManifest(name: "ordersapp", entrypoint: "app.py", runtime: "python3.11"))
+        for (text, expected) in [
+            ("entrypoint = \"a.py\"", "needs name"),
+            ("name = \"Orders\"", "not valid"),
+            ("name = \"a\"\nruntime = \"ruby\"", "unknown runtime 'ruby'"),
+            ("name = \"a\"\nentrypoint = \"../x.py\"", "relative path inside the bundle"),
+            ("name = [", "not valid TOML"),
+        ] {
+            #expect { try BundleManifest.parse(text) } throws: { error in "\(error)".contains(expected) }
+        }
+    }
+
+    @Test func tokensAreRandomAndOnlyTheirHashIsKept() {
+        let first = TokenSecret.generate()
+        let second = TokenSecret.generate()
+        #expect(first != second)
+        #expect(first.hasPrefix("agt_") && first.count == 47)
+        #expect(TokenSecret.isWellFormed(first))
+        #expect(!TokenSecret.isWellFormed("short"))
+        #expect(TokenSecret.sha256Hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(Role.viewer < Role.developer && Role.developer < Role.admin)
+    }
+}
