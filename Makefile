@@ -8,7 +8,7 @@ AEROGRID := .build/debug/aerogrid
 .PHONY: dev test deps build test-swift test-sandbox-c test-integration test-python bench bench-runtime bench-sandbox clean
 
 dev: build
-	$(AEROGRID) kafka up --topic orders:8
+	$(AEROGRID) dev
 
 test: build test-swift test-sandbox-c test-integration test-python
 

@@ -5,6 +5,7 @@ public import AeroGridStore
 import Foundation
 public import Hummingbird
 import Logging
+import ServiceLifecycle
 
 /// The REST API under `/api/v1` (see docs/api.md and Resources/openapi.json): tenants,
 /// tokens, apps and their logs and grids, the audit, health. Every tenant route acts only
@@ -224,8 +225,8 @@ public struct ControlPlaneAPI: Sendable {
                 body: ResponseBody { writer in
                     for line in first { try await writer.write(ndjson(logLineJSON(line))) }
                     var seen = seen
-                    // Ends when the client goes away (the write throws) or the task is cancelled.
-                    while !Task.isCancelled {
+                    // Ends when the client goes away (the write throws) or the server stops.
+                    while !Task.isCancelled && !Task.isShuttingDownGracefully {
                         let (lines, total) = log.lines(after: seen)
                         seen = total
                         for line in lines { try await writer.write(ndjson(logLineJSON(line))) }

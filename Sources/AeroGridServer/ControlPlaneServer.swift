@@ -14,7 +14,7 @@ import Synchronization
 
 /// The control-plane server: the store, the bundles, every tenant's apps and the HTTP(S)
 /// listeners, run together in one service group that SIGTERM and SIGINT stop in order
-/// (listeners first, then the apps, each with a last checkpoint).
+/// (the listeners first, then the apps, each with a last checkpoint).
 public struct ControlPlaneServer: Sendable {
     public let configuration: ServerConfiguration
     /// Files that ship with the platform: the default seccomp profile and the Python SDK.
@@ -75,7 +75,8 @@ public struct ControlPlaneServer: Sendable {
             return await readiness.problem()
         }
 
-        var services: [any Service] = []
+        // Shut down in reverse: the listeners first, then the apps.
+        var services: [any Service] = [SupervisorService(supervisor: supervisor)]
         let listeners: [(ServerConfiguration.Listener, Bool)] =
             [(configuration.listen, configuration.tls != nil)] + (configuration.httpListen.map { [($0, false)] } ?? [])
         for (listener, secure) in listeners {
@@ -91,7 +92,6 @@ public struct ControlPlaneServer: Sendable {
                 configuration: ApplicationConfiguration(address: .hostname(listener.host, port: listener.port), serverName: "aerogrid"),
                 onServerRunning: { _ in onListening(url) }, logger: logger))
         }
-        services.append(SupervisorService(supervisor: supervisor))
         let group = ServiceGroup(configuration: .init(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

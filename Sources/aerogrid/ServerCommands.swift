@@ -38,6 +38,9 @@ func runServer(_ configuration: ServerConfiguration, logger: Logger, operatorTok
     // The sandboxed apps (another uid) read their bundles below it.
     chmod(data, 0o755)
     let store = try Store(path: "\(data)/aerogrid.sqlite")
+    // Token hashes and the audit: the owner's only (SQLite gives its -wal and -shm files
+    // the same mode).
+    chmod("\(data)/aerogrid.sqlite", 0o600)
     if let secret = try await ControlPlaneServer.bootstrapOperator(store: store, fromEnvironment: operatorToken) {
         printLine("operator token: \(secret)")
         printLine("(shown once: keep it; it creates tenants)")
