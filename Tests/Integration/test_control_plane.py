@@ -24,6 +24,7 @@ import subprocess
 import threading
 import time
 import zipfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -194,8 +195,6 @@ def test_tenants_and_tokens(cp):
     assert tenant.admin_token["id"].startswith("tok_") and len(tenant.admin_token["id"]) == 20, tenant.admin_token
 
     expect(op.post("/api/v1/tenants", json_body={"name": tenant.name}), 409, "conflict")
-    for bad in ["Upper", "1digit-first", "-dash", "a" * 41, "under_score", "", "sp ace"]:
-        expect(op.post("/api/v1/tenants", json_body={"name": bad}), 400, "bad_request")
     expect(op.post("/api/v1/tenants", body=b"{not json", content_type="application/json"), 400, "bad_request")
     expect(op.post("/api/v1/tenants", json_body={}), 400, "bad_request")
 
@@ -234,6 +233,18 @@ def test_tenants_and_tokens(cp):
     revoked = next(t for t in tokens if t["id"] == viewer_token["id"])
     assert revoked["revoked_at"] is not None, revoked
     expect(developer.get("/api/v1/apps"), 200)  # the others still work
+
+
+@pytest.mark.parametrize("name", ["Upper", "1digit-first", "-dash", "a" * 41, "under_score", "", "sp ace", "dot.ted",
+                                  "trailing\n"])
+def test_a_bad_tenant_name_is_400(cp, name):
+    """Tenant names: a lowercase letter, then lowercase letters, digits and '-'; 1 to 40
+    (the OpenAPI document's pattern). Nothing is created."""
+    op = cp.server.operator
+    before = sorted(t["name"] for t in expect(op.get("/api/v1/tenants"), 200).json()["tenants"])
+    answer = expect(op.post("/api/v1/tenants", json_body={"name": name}), 400, "bad_request")
+    assert "name" in answer.error["message"], answer
+    assert sorted(t["name"] for t in expect(op.get("/api/v1/tenants"), 200).json()["tenants"]) == before
 
 
 def test_deleting_a_tenant_stops_its_apps_and_revokes_its_tokens(cp):
@@ -500,6 +511,10 @@ BAD_BUNDLES = {
                          422, "invalid_bundle", ("app.toml",), None),
     "invalid-app-name": (lambda: zip_entries([(regular("app.toml"), manifest("Bad_Name")), (regular("app.py"), b"")]),
                          422, "invalid_bundle", ("app.toml",), "Bad_Name"),
+    "app-name-with-underscore": (lambda: zip_entries([(regular("app.toml"), manifest("under_score")), (regular("app.py"), b"")]),
+                                 422, "invalid_bundle", ("app.toml",), "under_score"),
+    "app-name-over-40": (lambda: zip_entries([(regular("app.toml"), manifest("a" * 41)), (regular("app.py"), b"")]),
+                         422, "invalid_bundle", ("app.toml",), "a" * 41),
     "missing-entrypoint": (lambda: zip_entries([(regular("app.toml"), manifest("bad-entry", entrypoint="main.py")),
                                                 (regular("app.py"), b"")]),
                            422, "invalid_bundle", ("entrypoint",), "main.py"),
@@ -699,9 +714,9 @@ def test_another_tenants_app_is_not_found(world):
             assert (nothing.status, nothing.error["code"]) == (404, "not_found"), nothing
             assert a.name not in answer.text, f"{who}: the 404 names the other tenant: {answer!r}"
         assert app_names(client) == [], f"{who} sees apps of another tenant"
-        # Another tenant's token is not found either: not revoked.
-        answer = client.delete(f"/api/v1/tokens/{a.developer_token['id']}")
-        assert answer.status == 404 and answer.error["code"] == "not_found", f"{who}: {answer!r}"
+    # Another tenant's token is not found either: not revoked.
+    answer = b.admin.delete(f"/api/v1/tokens/{a.developer_token['id']}")
+    assert answer.status == 404 and answer.error["code"] == "not_found", f"B's admin: {answer!r}"
     entries = audit(b.admin)
     assert all(entry["tenant"] == b.name for entry in entries), f"B's audit shows other tenants: {entries[:5]}"
     assert_unchanged(world, before)
@@ -830,32 +845,77 @@ schemathesis.openapi.media_type("application/zip", st.one_of(st.binary(max_size=
 """
 
 
-def test_schemathesis_finds_no_server_error(cp, workdir):
-    """Generated requests against every documented route, as a scratch tenant's admin and
-    (on the operator's routes) as the operator: no answer is a 5xx."""
+# Half the app and grid names are those of the deployed app, so the app routes reach an app
+# (start, stop, restart, logs, grids) rather than only 404s; logs are not followed (a
+# stream would only end with the request's timeout).
+SCHEMATHESIS_CONFIG = f"""
+[dictionaries.apps]
+values = ["{APP}"]
+
+[dictionaries.grids]
+values = ["{GRID}"]
+
+[parameters]
+"path.app" = {{ dictionary = "apps", probability = 0.5 }}
+"path.grid" = {{ dictionary = "grids", probability = 0.5 }}
+"query.follow" = "false"
+"""
+
+
+def schemathesis_runs(server: Server, admin_token: str) -> list:
+    """(who, token, filter options): the admin on every route but the deletes, then on the
+    deletes alone (schemathesis takes ids from earlier answers, its own token's among them:
+    revoked, every later request would be a 401; the app deleted, every later one a 404),
+    then the operator on the operator's routes (where it may delete the tenant it found)."""
+    return [("admin", admin_token, ["--exclude-operation-id", "revokeToken", "--exclude-operation-id", "deleteApp"]),
+            ("admin-deletes", admin_token, ["--include-operation-id", "deleteApp", "--include-operation-id", "revokeToken"]),
+            ("operator", server.operator_token, ["--include-path-regex", "^/api/v1/(tenants|audit)"])]
+
+
+def run_schemathesis(server: Server, directory: Path, who: str, token: str, options: list, checks: str) -> tuple:
+    """Runs schemathesis 4 against the server's document; returns (exit status, output)."""
+    hooks = directory / "schemathesis_hooks.py"
+    hooks.write_text(SCHEMATHESIS_HOOKS)
+    config = directory / "schemathesis.toml"
+    config.write_text(SCHEMATHESIS_CONFIG)
+    argv = ["schemathesis", "--config-file", str(config), "run", f"http://{server.host}:{server.port}/api/v1/openapi.json",
+            "--header", f"Authorization: Bearer {token}", "--checks", checks,
+            "--phases", "examples,coverage,fuzzing", "--max-examples", "30", "--workers", "1", "--request-timeout", "10",
+            "--seed", "7", "--generation-database", "none", "--no-color", "--suppress-health-check", "all", *options]
+    began = time.monotonic()
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=150, cwd=directory,
+                            env=dict(os.environ, SCHEMATHESIS_HOOKS=str(hooks)))
+    output = result.stdout + result.stderr
+    (directory / f"schemathesis-{who}.txt").write_text(output)
+    summary = [line.strip() for line in result.stdout.splitlines() if " generated" in line][-1:]
+    log(f"schemathesis ({who}): exit {result.returncode} in {time.monotonic() - began:.1f} s; {summary}")
+    return result.returncode, output
+
+
+@pytest.fixture
+def fuzz_server(cp, testdir):
+    """A server of its own, on the module's Kafka: what schemathesis creates and deletes
+    touches no other test."""
     if shutil.which("schemathesis") is None:
         pytest.skip("schemathesis is not installed (pip install schemathesis)")
     version = subprocess.run(["schemathesis", "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
     if not version.split()[-1].startswith("4."):
         pytest.skip(f"the command line used here is schemathesis 4's; this is {version}")
-    hooks = workdir / "schemathesis_hooks.py"
-    hooks.write_text(SCHEMATHESIS_HOOKS)
-    tenant = create_tenant(cp, "fuzz")
-    base = f"http://{cp.server.host}:{cp.server.port}"
-    runs = [("admin", tenant.admin_token["secret"], []),
-            ("operator", cp.server.operator_token, ["--include-path-regex", "^/api/v1/(tenants|audit)"])]
-    for who, token, extra in runs:
-        report = workdir / f"schemathesis-{who}.txt"
-        argv = ["schemathesis", "run", f"{base}/api/v1/openapi.json", "--header", f"Authorization: Bearer {token}",
-                "--checks", "not_a_server_error", "--phases", "examples,coverage,fuzzing", "--max-examples", "30",
-                "--workers", "1", "--request-timeout", "10", "--seed", "7", "--generation-database", "none",
-                "--no-color", "--suppress-health-check", "all", *extra]
-        began = time.monotonic()
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=150, cwd=workdir,
-                                env=dict(os.environ, SCHEMATHESIS_HOOKS=str(hooks)))
-        report.write_text(result.stdout + result.stderr)
-        summary = [line for line in result.stdout.splitlines() if " generated" in line or "====" in line][-2:]
-        log(f"schemathesis ({version}, {who}): exit {result.returncode} in {time.monotonic() - began:.1f} s; {summary}")
-        assert result.returncode == 0, f"schemathesis as {who} found failures (full output in {report}):\n" + \
-            result.stdout[-6000:] + result.stderr[-2000:]
-    expect(cp.server.client().get("/healthz"), 200)
+    server = Server(testdir, cp.cluster.bootstrap, name="fuzz", operator_token=new_operator_token())
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_schemathesis_finds_no_server_error(fuzz_server, testdir):
+    """Generated requests against every documented route, as a tenant's admin and (on the
+    operator's routes) as the operator: no answer is a 5xx."""
+    tenant = create_tenant(SimpleNamespace(server=fuzz_server), "fuzz")
+    expect(tenant.admin.deploy(zip_directory(ORDERSAPP)), 201)
+    for who, token, options in schemathesis_runs(fuzz_server, tenant.admin_token["secret"]):
+        status, output = run_schemathesis(fuzz_server, testdir, who, token, options, "not_a_server_error")
+        assert status == 0, f"schemathesis as {who} found failures (all of it in {testdir}/schemathesis-{who}.txt):\n" \
+            + output[-8000:]
+        assert "401 Unauthorized (" not in output, f"the token stopped working during the run:\n{output[-4000:]}"
+    expect(fuzz_server.client().get("/healthz"), 200)
