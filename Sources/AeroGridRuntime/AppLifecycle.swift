@@ -14,6 +14,8 @@ public enum CrashReason: Sendable, Equatable, CustomStringConvertible {
     case startup(String)
     /// Went over one of its quotas (grid rows or bytes); the detail has the numbers.
     case quota(String)
+    /// Asked for a topic outside its tenant's topic ACL; the detail names the topic and the rules.
+    case topicRefused(String)
 
     public var description: String {
         switch self {
@@ -25,11 +27,12 @@ public enum CrashReason: Sendable, Equatable, CustomStringConvertible {
         case .heartbeatTimeout: "stopped answering (heartbeat timeout)"
         case .startup(let detail): "could not start: \(detail)"
         case .quota(let detail): "over its quota: \(detail)"
+        case .topicRefused(let detail): "refused: \(detail)"
         }
     }
 
     /// A short machine-readable name: `exit`, `signal`, `oom`, `seccomp`, `protocol`,
-    /// `heartbeat`, `startup`.
+    /// `heartbeat`, `startup`, `quota`, `acl`.
     public var code: String {
         switch self {
         case .exit: "exit"
@@ -40,6 +43,7 @@ public enum CrashReason: Sendable, Equatable, CustomStringConvertible {
         case .heartbeatTimeout: "heartbeat"
         case .startup: "startup"
         case .quota: "quota"
+        case .topicRefused: "acl"
         }
     }
 }

@@ -24,6 +24,8 @@ public final class AppRunner: Sendable {
         public var failedRecords = 0
         /// Times the grids were reset by the out-of-range policy.
         public var resets = 0
+        /// Processes the kernel's OOM killer ended.
+        public var oomKills = 0
     }
 
     private let store: Store
@@ -31,6 +33,10 @@ public final class AppRunner: Sendable {
     private let statusState = Mutex(Status())
     private let stopRequested = Atomic<Bool>(false)
     private let currentProcess = Mutex<SandboxedProcess?>(nil)
+    /// Batch latencies (sent to applied) not yet taken by `takeBatchLatencies`, bounded.
+    private let batchLatencies = Mutex<[Duration]>([])
+    /// The cgroup limits: the spec's, until an operator changes them while the app runs.
+    private let limits: Mutex<CgroupLimits>
     private let currentConnection = Mutex<AppConnection?>(nil)
     private let currentSession = Mutex<AppSession?>(nil)
     /// One store write at a time: a checkpoint's delta taken, written (or put back) as a
@@ -52,6 +58,7 @@ public final class AppRunner: Sendable {
     public init(spec: AppSpec, store: Store, logger: Logger) {
         self.spec = spec
         self.store = store
+        limits = Mutex(spec.limits)
         var logger = logger
         logger[metadataKey: "aerogrid.tenant"] = "\(spec.tenant)"
         logger[metadataKey: "aerogrid.app"] = "\(spec.name)"
@@ -116,6 +123,7 @@ public final class AppRunner: Sendable {
                 reason = .startup("\(error)")
             }
             let uptime = ContinuousClock.now - started
+            if reason == .oom { statusState.withLock { $0.oomKills += 1 } }
             guard let delay = statusState.withLock({ $0.lifecycle.processEnded(stopping ? nil : reason, uptime: uptime) }) else { break }
             logger.warning("the app \(reason.map { "\($0)" } ?? "ended"): starting it again in \(delay)",
                            metadata: ["aerogrid.crash": "\(reason?.code ?? "exit")"])
@@ -239,10 +247,13 @@ public final class AppRunner: Sendable {
             onRecordErrors: { [self] errors, frame in deadLetter(errors, frame: frame) },
             onProduce: { [self] requests in
                 logger.debug("dropping \(requests.count) produce requests: producing from apps is not enabled")
+            },
+            onBatchApplied: { [self] latency in
+                batchLatencies.withLock { if $0.count < 10_000 { $0.append(latency) } }
             })
         var sandbox = SandboxSpec(command: spec.command)
         sandbox.filter = spec.profile.filter
-        sandbox.limits = spec.limits
+        sandbox.limits = limits.withLock { $0 }
         sandbox.openFiles = spec.profile.quotaDefaults.openFiles ?? 256
         sandbox.tmpBytes = spec.profile.quotaDefaults.tmpBytes ?? 64 << 20
         sandbox.readOnlyPaths = [spec.sdkPath]
@@ -295,6 +306,9 @@ public final class AppRunner: Sendable {
 
         do {
             try await serve(session: session, connection: connection, consumer: consumer)
+        } catch let refused as TopicRefused {
+            killReason.withLock { $0 = $0 ?? .topicRefused(refused.message) }
+            process.kill()
         } catch {
             killReason.withLock { $0 = $0 ?? .startup("\(error)") }
             process.kill()
@@ -325,6 +339,12 @@ public final class AppRunner: Sendable {
         guard hello.protocolVersion.split(separator: ".").first == "\(IPCLimits.protocolMajor)" else {
             connection.sendShutdown(reason: "protocol \(hello.protocolVersion) is not supported (this supervisor speaks \(IPCLimits.protocolVersion))")
             throw RuntimeError("the app speaks protocol \(hello.protocolVersion); this supervisor speaks \(IPCLimits.protocolVersion)")
+        }
+        for topic in hello.consumedTopics {
+            if let refusal = spec.topicPolicy?(topic) {
+                connection.sendShutdown(reason: refusal)
+                throw TopicRefused(message: refusal)
+            }
         }
         let metadata = try await consumer.metadata()
         var consumed: [TopicPartition] = []
@@ -469,6 +489,24 @@ public final class AppRunner: Sendable {
         thread.start()
     }
 
+    /// New cgroup limits: applied to the running process's cgroup at once (no restart), and
+    /// to every process started after.
+    public func updateLimits(_ new: CgroupLimits) throws(SandboxError) {
+        try new.validate()
+        limits.withLock { $0 = new }
+        try currentProcess.withLock { $0 }?.updateLimits(new)
+    }
+
+    public var currentLimits: CgroupLimits { limits.withLock { $0 } }
+
+    /// The batch latencies measured since the last call (for a metrics histogram).
+    public func takeBatchLatencies() -> [Duration] {
+        batchLatencies.withLock { latencies in
+            defer { latencies.removeAll(keepingCapacity: true) }
+            return latencies
+        }
+    }
+
     /// The sandbox's cgroup reading (cpu, memory, pids) while a process runs.
     public func usage() -> CgroupUsage? {
         currentProcess.withLock { $0 }?.usage()
@@ -490,6 +528,11 @@ public final class AppRunner: Sendable {
         }
         return (appliedRecords, lag)
     }
+}
+
+/// The app asked for a topic its tenant may not read.
+struct TopicRefused: Error {
+    let message: String
 }
 
 public struct RuntimeError: Error, Sendable, CustomStringConvertible {

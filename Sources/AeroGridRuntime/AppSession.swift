@@ -16,6 +16,8 @@ final class AppSession: Sendable {
         let offsets: [SourcePartition: Int64]
         /// The frame as sent: the records, for the dead-letter topic if the app fails on some.
         let frame: [UInt8]
+        /// When it was registered (just before it was sent): its latency ends when it is applied.
+        var sent = ContinuousClock.now
     }
 
     private struct State {
@@ -40,10 +42,14 @@ final class AppSession: Sendable {
     /// Records the app failed on, and records it asked to produce, once their batch is done.
     private let onRecordErrors: @Sendable ([RecordError], [UInt8]) -> Void
     private let onProduce: @Sendable ([ProduceRequest]) -> Void
+    /// Each batch's time from sent to applied.
+    private let onBatchApplied: @Sendable (Duration) -> Void
 
     init(grids: GridState, log: AppLog, limits: AppLimits, onQuotaExceeded: @escaping @Sendable (String) -> Void,
          onRecordErrors: @escaping @Sendable ([RecordError], [UInt8]) -> Void,
-         onProduce: @escaping @Sendable ([ProduceRequest]) -> Void) {
+         onProduce: @escaping @Sendable ([ProduceRequest]) -> Void,
+         onBatchApplied: @escaping @Sendable (Duration) -> Void = { _ in }) {
+        self.onBatchApplied = onBatchApplied
         self.grids = grids
         self.log = log
         self.limits = limits
@@ -177,7 +183,7 @@ final class AppSession: Sendable {
     private func confirm(_ done: BatchDone) throws(ProtocolViolation) {
         // Applied under the session's lock: once `end()` has returned, no batch of this
         // process changes the grids, so the next process starts from settled offsets.
-        let (errors, produced, frame, over) = try state.withLock { state throws(ProtocolViolation) in
+        let (errors, produced, frame, over, sent) = try state.withLock { state throws(ProtocolViolation) in
             guard !state.ended else { throw ProtocolViolation("batch-done after the process ended") }
             guard let oldest = state.inFlight.first else {
                 throw ProtocolViolation("batch-done \(done.batchID) with no batch outstanding")
@@ -202,13 +208,14 @@ final class AppSession: Sendable {
                 state.produced.removeAll()
             }
             let over = grids.apply(batch, maxRows: limits.gridRows, maxBytes: limits.gridBytes)
-            return (state.errors, state.produced, state.errors.isEmpty ? [] : oldest.frame, over)
+            return (state.errors, state.produced, state.errors.isEmpty ? [] : oldest.frame, over, oldest.sent)
         }
         if let over {
             // Not applied: the app stops with the numbers, and reading its frames ends here.
             onQuotaExceeded(over)
             throw ProtocolViolation("over its grid quota: \(over)")
         }
+        onBatchApplied(ContinuousClock.now - sent)
         if !errors.isEmpty { onRecordErrors(errors, frame) }
         if !produced.isEmpty { onProduce(produced) }
         credits.release()

@@ -60,6 +60,11 @@ public struct AppSpec: Sendable {
     /// speaks docs/ipc.md on fd 3 (its directory is mounted read-only).
     public var nativeCommand: [String]?
 
+    /// Says why the app may not consume a topic (nil: it may). The app's hello is checked
+    /// against it before anything is read; a refusal ends the process with crash reason
+    /// `acl`. Nil: every topic.
+    public var topicPolicy: (@Sendable (String) -> String?)?
+
     /// The command that runs the app inside the sandbox (docs/ipc.md, "Launching").
     var command: [String] {
         if let nativeCommand { return nativeCommand }

@@ -19,6 +19,7 @@ public struct APIError: HTTPResponseError, Sendable {
     static func notFound(_ message: String) -> APIError { APIError(.notFound, "not_found", message) }
     static func conflict(_ message: String) -> APIError { APIError(.conflict, "conflict", message) }
     static func tooLarge(_ message: String) -> APIError { APIError(.contentTooLarge, "too_large", message) }
+    static func overQuota(_ message: String) -> APIError { APIError(.forbidden, "over_quota", message) }
     static func invalidBundle(_ message: String) -> APIError { APIError(.unprocessableContent, "invalid_bundle", message) }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {

@@ -31,6 +31,8 @@ public struct AppView: Sendable {
     public let records: Int
     public let lag: Int64?
     public let usage: CgroupUsage?
+    /// The limits the running app's cgroup has now.
+    public let limits: CgroupLimits?
     /// Why the runner itself gave up (Kafka refused its settings, say), if it did.
     public let failure: String?
 }
@@ -44,6 +46,7 @@ public actor AppSupervisor {
         let bundleDigest: String
         var task: Task<Void, Never>?
         var failure: String?
+        var failedAt: ContinuousClock.Instant?
     }
 
     private let store: Store
@@ -62,14 +65,17 @@ public actor AppSupervisor {
     private static func key(_ tenant: String, _ name: String) -> String { "\(tenant)/\(name)" }
 
     /// Starts the app's runner on its current bundle (a no-op when it already runs it).
-    public func start(_ app: AppRecord) {
+    public func start(_ app: AppRecord, plan: AppPlan) {
         let key = Self.key(app.tenant, app.name)
         if let entry = entries[key], entry.task != nil, entry.bundleDigest == app.bundleDigest { return }
         var spec = AppSpec(
             tenant: app.tenant, name: app.name, bundle: bundles.path(digest: app.bundleDigest), entrypoint: app.entrypoint,
-            sdkPath: defaults.sdkPath, profile: defaults.profile, limits: defaults.limits, kafka: defaults.kafka,
+            sdkPath: defaults.sdkPath, profile: defaults.profile, limits: plan.quota.cgroupLimits, kafka: defaults.kafka,
             checkpointInterval: defaults.checkpointInterval, outOfRangePolicy: defaults.outOfRangePolicy)
         spec.shutdownGrace = .seconds(10)
+        spec.appLimits.gridRows = plan.quota.gridRows
+        let topics = plan.topics
+        spec.topicPolicy = { [tenant = app.tenant] topic in topics.refusal(topic, tenant: tenant) }
         let runner = AppRunner(spec: spec, store: store, logger: logger)
         let task = Task { [logger] in
             do {
@@ -79,12 +85,42 @@ public actor AppSupervisor {
                 await self.runnerFailed(key, runner: runner, error: "\(error)")
             }
         }
-        entries[key] = Entry(runner: runner, bundleDigest: app.bundleDigest, task: task)
+        entries[key] = Entry(runner: runner, bundleDigest: app.bundleDigest, task: task, failedAt: nil)
+    }
+
+    /// Drives the runners toward the stored desired states: starts what should run and
+    /// does not (a runner that gave up is tried again after a minute), stops what should
+    /// not, forgets what was deleted.
+    public func reconcile(store: Store, planner: AppPlanner) async {
+        guard let apps = try? await store.apps() else { return }
+        let known = Set(apps.map { Self.key($0.tenant, $0.name) })
+        for key in entries.keys where !known.contains(key) {
+            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+            await remove(tenant: parts[0], name: parts[1])
+        }
+        for app in apps {
+            let entry = entries[Self.key(app.tenant, app.name)]
+            if app.desiredState == "running" {
+                guard entry?.task == nil else { continue }
+                if let failedAt = entry?.failedAt, ContinuousClock.now - failedAt < .seconds(60) { continue }
+                guard let plan = try? await planner.plan(app) else { continue }
+                logger.info("starting app \(app.tenant)/\(app.name): it should run and does not")
+                start(app, plan: plan)
+            } else if entry?.task != nil {
+                await stop(tenant: app.tenant, name: app.name)
+            }
+        }
+    }
+
+    /// Applies new cgroup limits to a running app at once.
+    public func updateLimits(tenant: String, name: String, _ limits: CgroupLimits) throws(SandboxError) {
+        try entries[Self.key(tenant, name)]?.runner.updateLimits(limits)
     }
 
     private func runnerFailed(_ key: String, runner: AppRunner, error: String) {
         guard entries[key]?.runner === runner else { return }
         entries[key]?.failure = error
+        entries[key]?.failedAt = .now
         entries[key]?.task = nil
     }
 
@@ -117,14 +153,22 @@ public actor AppSupervisor {
 
     public var runningCount: Int { entries.values.filter { $0.task != nil }.count }
 
+    /// Every runner, keyed "tenant/app" (for metrics).
+    public var runners: [(tenant: String, name: String, runner: AppRunner, running: Bool)] {
+        entries.keys.sorted().map { key in
+            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+            return (parts[0], parts[1], entries[key]!.runner, entries[key]!.task != nil)
+        }
+    }
+
     public func view(_ record: AppRecord) async -> AppView {
         guard let entry = entries[Self.key(record.tenant, record.name)] else {
-            return AppView(record: record, status: nil, records: 0, lag: nil, usage: nil, failure: nil)
+            return AppView(record: record, status: nil, records: 0, lag: nil, usage: nil, limits: nil, failure: nil)
         }
         let progress = await entry.runner.progress()
         return AppView(
             record: record, status: entry.runner.status, records: progress.appliedRecords,
             lag: entry.task == nil ? nil : progress.lag, usage: entry.task == nil ? nil : entry.runner.usage(),
-            failure: entry.failure)
+            limits: entry.task == nil ? nil : entry.runner.currentLimits, failure: entry.failure)
     }
 }

@@ -14,19 +14,25 @@ public struct ControlPlaneAPI: Sendable {
     let store: Store
     let bundles: BundleStore
     let supervisor: AppSupervisor
+    let planner: AppPlanner
+    let metrics: ServerMetrics
     let readiness: @Sendable () async -> String?
 
     /// `readiness` answers nil when ready, else what is not.
-    public init(store: Store, bundles: BundleStore, supervisor: AppSupervisor, readiness: @escaping @Sendable () async -> String?) {
+    public init(store: Store, bundles: BundleStore, supervisor: AppSupervisor, planner: AppPlanner, metrics: ServerMetrics,
+                readiness: @escaping @Sendable () async -> String?) {
         self.store = store
         self.bundles = bundles
         self.supervisor = supervisor
+        self.planner = planner
+        self.metrics = metrics
         self.readiness = readiness
     }
 
     public func makeRouter() -> Router<APIContext> {
         let router = Router(context: APIContext.self)
         router.add(middleware: ErrorMiddleware())
+        router.add(middleware: RequestCountingMiddleware(metrics: metrics))
         router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"]) }
         router.get("readyz") { _, _ in
             if let problem = await readiness() { throw APIError(.serviceUnavailable, "not_ready", problem) }
@@ -35,8 +41,15 @@ public struct ControlPlaneAPI: Sendable {
         router.get("api/v1/openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.bytes)))
         }
+        router.group("metrics").add(middleware: AuthMiddleware(store: store)).get { _, context in
+            _ = try context.requireOperator()
+            let text = await metrics.scrape(supervisor)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
+        }
         let api = router.group("api/v1").add(middleware: AuthMiddleware(store: store))
         addTenantRoutes(api)
+        addQuotaRoutes(api)
         addTokenRoutes(api)
         addAppRoutes(api)
         api.get("audit") { request, context in
@@ -64,11 +77,12 @@ public struct ControlPlaneAPI: Sendable {
             let principal = try context.requireOperator()
             let body = try await jsonObject(request, context: context)
             let name = try validName(body["name"], kind: "tenant name")
+            let topics = try body["topics"].map { try TopicACL.validated($0) }
             let secret = TokenSecret.generate()
             let token = Store.NewTokenRow(id: TokenSecret.newID(), tenant: name, name: "\(name)-admin", role: Role.admin.rawValue,
                                           secretSHA256: TokenSecret.sha256Hex(secret))
             do {
-                try await store.createTenant(name, firstToken: token)
+                try await store.createTenant(name, firstToken: token, topics: topics?.json)
             } catch is StoreConflict {
                 throw APIError.conflict("tenant '\(name)' already exists")
             }
@@ -99,6 +113,75 @@ public struct ControlPlaneAPI: Sendable {
             try await audit(principal, tenant: name, "tenant.delete", target: name, context)
             return Response(status: .noContent)
         }
+    }
+
+    // MARK: Quotas and topic ACLs (operator)
+
+    private func addQuotaRoutes(_ api: RouterGroup<APIContext>) {
+        api.get("tenants/:tenant/quota") { _, context in
+            _ = try context.requireOperator()
+            return JSONResponse.make(try await tenantQuotaJSON(try context.parameters.require("tenant")))
+        }
+        api.put("tenants/:tenant/quota") { request, context in
+            let principal = try context.requireOperator()
+            let name = try context.parameters.require("tenant")
+            let tenant = try await planner.tenant(name)
+            let merged = try QuotaJSON.merge(try await jsonObject(request, context: context), into: tenant.quota, keys: QuotaJSON.tenantKeys)
+            try await store.setTenantQuota(name, json: merged)
+            try await audit(principal, tenant: name, "quota.set", target: name, context, outcome: "ok: \(merged)")
+            return JSONResponse.make(try await tenantQuotaJSON(name))
+        }
+        api.get("tenants/:tenant/apps/:app/quota") { _, context in
+            _ = try context.requireOperator()
+            let app = try await app(try context.parameters.require("tenant"), context)
+            return JSONResponse.make(appQuotaJSON(planner.appQuota(app)))
+        }
+        api.put("tenants/:tenant/apps/:app/quota") { request, context in
+            let principal = try context.requireOperator()
+            let tenant = try context.parameters.require("tenant")
+            var app = try await app(tenant, context)
+            let merged = try QuotaJSON.merge(try await jsonObject(request, context: context), into: app.quota, keys: QuotaJSON.appKeys)
+            let quota = QuotaJSON.app(merged, defaults: planner.appDefaults)
+            try await planner.check(quota, tenant: tenant)
+            if app.desiredState == "running" { try await planner.admit(app, quota: quota) }
+            try await store.setAppQuota(tenant: tenant, name: app.name, json: merged)
+            app.quota = merged
+            // A running app gets its new cgroup limits now; grid rows count from its next start.
+            do {
+                try await supervisor.updateLimits(tenant: tenant, name: app.name, quota.cgroupLimits)
+            } catch let error as SandboxError {
+                throw APIError(.internalServerError, "internal", "the quota is stored but the running app's cgroup refused it: \(error.message)")
+            }
+            try await audit(principal, tenant: tenant, "quota.set", target: app.name, context, outcome: "ok: \(merged)")
+            return JSONResponse.make(appQuotaJSON(quota))
+        }
+        api.get("tenants/:tenant/acl") { _, context in
+            _ = try context.requireOperator()
+            let name = try context.parameters.require("tenant")
+            let tenant = try await planner.tenant(name)
+            return JSONResponse.make(["topics": TopicACL.stored(tenant.topics, tenant: name).rules])
+        }
+        api.put("tenants/:tenant/acl") { request, context in
+            let principal = try context.requireOperator()
+            let name = try context.parameters.require("tenant")
+            _ = try await planner.tenant(name)
+            let acl = try TopicACL.validated(try await jsonObject(request, context: context)["topics"])
+            try await store.setTenantTopics(name, json: acl.json)
+            try await audit(principal, tenant: name, "acl.set", target: name, context, outcome: "ok: \(acl.rules.joined(separator: " "))")
+            return JSONResponse.make(["topics": acl.rules])
+        }
+        api.get("quota") { _, context in
+            let (tenant, _) = try context.requireTenant(.viewer)
+            let record = try await planner.tenant(tenant)
+            return JSONResponse.make(["quota": try await tenantQuotaJSON(tenant), "topics": TopicACL.stored(record.topics, tenant: tenant).rules])
+        }
+    }
+
+    private func tenantQuotaJSON(_ tenant: String) async throws -> [String: Any] {
+        let quota = try await planner.tenantQuota(tenant)
+        let used = try await planner.used(tenant: tenant)
+        return ["max_apps": quota.maxApps, "memory_bytes": quota.memoryBytes, "cpus": quota.cpus, "max_connections": quota.maxConnections,
+                "used": ["apps": used.apps, "running_apps": used.running, "memory_bytes": used.memoryBytes, "cpus": used.cpus]]
     }
 
     // MARK: Tokens
@@ -153,12 +236,21 @@ public struct ControlPlaneAPI: Sendable {
                 throw error.tooLarge ? APIError.tooLarge(error.message) : APIError.invalidBundle(error.message)
             }
             let manifest = stored.manifest
+            if try await store.app(tenant: tenant, name: manifest.name) == nil {
+                let quota = try await planner.tenantQuota(tenant)
+                let count = try await store.apps(tenant: tenant).count
+                guard count < quota.maxApps else {
+                    bundles.removeUnused(keeping: try await store.bundleDigestsInUse())
+                    throw APIError.overQuota("tenant \(tenant) has \(count) apps, its quota (max_apps \(quota.maxApps)); delete one first")
+                }
+            }
             let (app, created) = try await store.deployApp(
                 tenant: tenant, name: manifest.name, bundleDigest: stored.digest, entrypoint: manifest.entrypoint, runtime: manifest.runtime)
             // A running app moves to the new version at once.
             if app.desiredState == "running" {
+                let plan = try await planner.plan(app)
                 await supervisor.stop(tenant: tenant, name: app.name)
-                await supervisor.start(app)
+                await supervisor.start(app, plan: plan)
             }
             bundles.removeUnused(keeping: try await store.bundleDigestsInUse())
             try await audit(principal, tenant: tenant, "app.deploy", target: app.name, context, outcome: "ok: version \(app.version)")
@@ -177,8 +269,10 @@ public struct ControlPlaneAPI: Sendable {
         api.post("apps/:app/start") { _, context in
             let (tenant, principal) = try context.requireTenant(.developer)
             let app = try await app(tenant, context)
+            let plan = try await planner.plan(app)
+            try await planner.admit(app, quota: plan.quota)
             try await store.setDesiredState(tenant: tenant, name: app.name, "running")
-            await supervisor.start(app)
+            await supervisor.start(app, plan: plan)
             try await audit(principal, tenant: tenant, "app.start", target: app.name, context)
             return JSONResponse.make(await appJSON(try await self.app(tenant, context)))
         }
@@ -193,9 +287,11 @@ public struct ControlPlaneAPI: Sendable {
         api.post("apps/:app/restart") { _, context in
             let (tenant, principal) = try context.requireTenant(.developer)
             let app = try await app(tenant, context)
+            let plan = try await planner.plan(app)
+            try await planner.admit(app, quota: plan.quota)
             try await store.setDesiredState(tenant: tenant, name: app.name, "running")
             await supervisor.stop(tenant: tenant, name: app.name)
-            await supervisor.start(app)
+            await supervisor.start(app, plan: plan)
             try await audit(principal, tenant: tenant, "app.restart", target: app.name, context)
             return JSONResponse.make(await appJSON(try await self.app(tenant, context)))
         }
@@ -280,17 +376,24 @@ public struct ControlPlaneAPI: Sendable {
         if let runner = await supervisor.runner(tenant: app.tenant, name: app.name) {
             for name in runner.grids.gridNames {
                 guard let snapshot = runner.grids.snapshot(name) else { continue }
-                views[name] = GridSnapshotView(version: snapshot.grid.version, epoch: runner.grids.epoch, columns: snapshot.grid.columns, rows: snapshot.grid.rows)
+                // Restored from a checkpoint and not yet declared by the app's hello: the
+                // columns are those the rows have.
+                let columns = snapshot.grid.columns.isEmpty ? Self.columns(of: snapshot.grid.rows) : snapshot.grid.columns
+                views[name] = GridSnapshotView(version: snapshot.grid.version, epoch: runner.grids.epoch, columns: columns, rows: snapshot.grid.rows)
             }
             return views
         }
         let checkpoint = try await store.loadCheckpoint(app: "\(app.tenant)/\(app.name)")
         for (name, rows) in checkpoint.grids {
-            var columns: [String] = []
-            for row in rows.values { for column in row.keys where !columns.contains(column) { columns.append(column) } }
-            views[name] = GridSnapshotView(version: checkpoint.versions[name] ?? 0, epoch: checkpoint.epoch, columns: columns.sorted(), rows: rows)
+            views[name] = GridSnapshotView(version: checkpoint.versions[name] ?? 0, epoch: checkpoint.epoch, columns: Self.columns(of: rows), rows: rows)
         }
         return views
+    }
+
+    private static func columns(of rows: [GridKey: GridRow]) -> [String] {
+        var columns = Set<String>()
+        for row in rows.values { columns.formUnion(row.keys) }
+        return columns.sorted()
     }
 
     private func appJSON(_ app: AppRecord) async -> [String: Any] {
@@ -306,7 +409,9 @@ public struct ControlPlaneAPI: Sendable {
         if let reading = view.usage {
             usage = ["cpu_seconds": Double(reading.cpuNanoseconds) / 1e9, "memory_bytes": reading.memoryBytes, "pids": reading.pids]
         }
+        let quota = planner.appQuota(app)
         return [
+            "quota": ["memory_bytes": quota.memoryBytes, "cpus": quota.cpus, "pids": quota.pids, "grid_rows": quota.gridRows],
             "name": app.name, "version": app.version, "bundle_digest": app.bundleDigest, "entrypoint": app.entrypoint,
             "runtime": app.runtime, "desired_state": app.desiredState, "state": state,
             "crash_reason": crash.map(\.code) ?? NSNull(), "last_crash": view.failure ?? crash?.description ?? NSNull(),
@@ -341,6 +446,10 @@ struct GridSnapshotView {
         }
         return lines.joined(separator: "\r\n") + "\r\n"
     }
+}
+
+private func appQuotaJSON(_ quota: AppQuota) -> [String: Any] {
+    ["memory_bytes": quota.memoryBytes, "cpus": quota.cpus, "pids": quota.pids, "grid_rows": quota.gridRows]
 }
 
 private func tenantJSON(_ tenant: TenantRecord) -> [String: Any] {

@@ -65,18 +65,18 @@ public struct ControlPlaneServer: Sendable {
         var defaults = RuntimeDefaults(kafka: kafka, profile: profile, sdkPath: configuration.sdk ?? defaultSDK, limits: limits)
         defaults.outOfRangePolicy = outOfRangePolicy
         let supervisor = AppSupervisor(store: store, bundles: bundles, defaults: defaults, logger: logger)
+        let planner = AppPlanner(store: store, appDefaults: AppQuota(
+            memoryBytes: limits.memoryBytes ?? 256 << 20, cpus: limits.cpus ?? 1, pids: limits.pids ?? 64, gridRows: AppLimits().gridRows))
         // Every app that should run, runs: from its checkpoint.
-        for app in try await store.apps() where app.desiredState == "running" {
-            await supervisor.start(app)
-        }
+        await supervisor.reconcile(store: store, planner: planner)
         let readiness = KafkaReadiness(configuration: kafka, logger: logger)
-        let api = ControlPlaneAPI(store: store, bundles: bundles, supervisor: supervisor) {
+        let api = ControlPlaneAPI(store: store, bundles: bundles, supervisor: supervisor, planner: planner, metrics: ServerMetrics()) {
             do { try await store.ping() } catch { return "the store does not answer: \(error)" }
             return await readiness.problem()
         }
 
         // Shut down in reverse: the listeners first, then the apps.
-        var services: [any Service] = [SupervisorService(supervisor: supervisor)]
+        var services: [any Service] = [SupervisorService(supervisor: supervisor, store: store, planner: planner)]
         let listeners: [(ServerConfiguration.Listener, Bool)] =
             [(configuration.listen, configuration.tls != nil)] + (configuration.httpListen.map { [($0, false)] } ?? [])
         for (listener, secure) in listeners {
@@ -109,12 +109,21 @@ public struct ControlPlaneServer: Sendable {
     }
 }
 
-/// Stops every app, each with a last checkpoint, when the server shuts down.
+/// The reconcile loop: every few seconds the runners are driven toward the stored
+/// desired states (what the API changes is applied at once; this catches the rest). At
+/// shutdown it stops every app, each with a last checkpoint.
 struct SupervisorService: Service {
     let supervisor: AppSupervisor
+    let store: Store
+    let planner: AppPlanner
 
     func run() async throws {
-        try? await gracefulShutdown()
+        try? await cancelWhenGracefulShutdown {
+            while true {
+                try await Task.sleep(for: .seconds(5))
+                await supervisor.reconcile(store: store, planner: planner)
+            }
+        }
         await supervisor.stopAll()
     }
 }

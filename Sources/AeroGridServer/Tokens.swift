@@ -57,10 +57,12 @@ enum TokenSecret {
 /// A new token secret (`agt_…`), for callers that choose one before the server starts.
 public func newTokenSecret() -> String { TokenSecret.generate() }
 
-/// Creates a tenant with its first admin token and returns the token's secret.
-public func createTenant(_ name: String, in store: Store) async throws -> String {
+/// Creates a tenant with its first admin token and returns the token's secret. `topics`
+/// is its topic ACL (nil: the default, its own prefix).
+public func createTenant(_ name: String, topics: [String]? = nil, in store: Store) async throws -> String {
     let secret = TokenSecret.generate()
     try await store.createTenant(name, firstToken: Store.NewTokenRow(
-        id: TokenSecret.newID(), tenant: name, name: "\(name)-admin", role: Role.admin.rawValue, secretSHA256: TokenSecret.sha256Hex(secret)))
+        id: TokenSecret.newID(), tenant: name, name: "\(name)-admin", role: Role.admin.rawValue, secretSHA256: TokenSecret.sha256Hex(secret)),
+        topics: topics.map { TopicACL(rules: $0).json })
     return secret
 }

@@ -25,12 +25,25 @@ func registerControlPlaneMigrations(_ migrator: inout DatabaseMigrator) {
             CREATE INDEX audit_by_tenant ON audit (tenant, id);
             """)
     }
+    migrator.registerMigration("v3-quotas-and-acls") { db in
+        // JSON objects of the values set (absent: the server's default), and the topic ACL
+        // as a JSON array of rules (NULL: the default, the tenant's own prefix).
+        try db.execute(sql: """
+            ALTER TABLE tenants ADD COLUMN quota TEXT NOT NULL DEFAULT '{}';
+            ALTER TABLE tenants ADD COLUMN topics TEXT;
+            ALTER TABLE apps ADD COLUMN quota TEXT NOT NULL DEFAULT '{}';
+            """)
+    }
 }
 
 public struct TenantRecord: Sendable, Equatable {
     public let name: String
     public let createdAt: Date
     public let apps: Int
+    /// The quota values set for it, a JSON object (`{}`: the defaults).
+    public let quota: String
+    /// Its topic ACL, a JSON array of rules; nil: the default.
+    public let topics: String?
 }
 
 public struct TokenRecord: Sendable, Equatable {
@@ -62,10 +75,13 @@ public struct AppRecord: Sendable, Equatable {
     public var runtime: String
     /// `running` or `stopped`: what the supervisor drives the app toward.
     public var desiredState: String
+    /// The app's own quota settings, a JSON object (`{}`: the defaults).
+    public var quota: String
     public let createdAt: Date
     public var updatedAt: Date
 
     init(row: Row) {
+        quota = row["quota"]
         tenant = row["tenant"]
         name = row["name"]
         version = row["version"]
@@ -95,10 +111,11 @@ public struct StoreConflict: Error, Sendable {}
 extension Store {
     // MARK: Tenants
 
-    public func createTenant(_ name: String, firstToken: NewTokenRow) async throws {
+    public func createTenant(_ name: String, firstToken: NewTokenRow, topics: String? = nil) async throws {
         try await database.write { db in
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM tenants WHERE name = ?", arguments: [name]) == true { throw StoreConflict() }
-            try db.execute(sql: "INSERT INTO tenants (name, created_at) VALUES (?, ?)", arguments: [name, Date().timeIntervalSince1970])
+            try db.execute(sql: "INSERT INTO tenants (name, created_at, topics) VALUES (?, ?, ?)",
+                           arguments: [name, Date().timeIntervalSince1970, topics])
             try insertToken(db, firstToken)
         }
     }
@@ -106,14 +123,36 @@ extension Store {
     public func tenants() async throws -> [TenantRecord] {
         try await database.read { db in
             try Row.fetchAll(db, sql: """
-                SELECT t.name, t.created_at, (SELECT COUNT(*) FROM apps a WHERE a.tenant = t.name) AS apps
+                SELECT t.name, t.created_at, t.quota, t.topics, (SELECT COUNT(*) FROM apps a WHERE a.tenant = t.name) AS apps
                 FROM tenants t ORDER BY t.name
-                """).map { TenantRecord(name: $0["name"], createdAt: Date(timeIntervalSince1970: $0["created_at"]), apps: $0["apps"]) }
+                """).map {
+                    TenantRecord(name: $0["name"], createdAt: Date(timeIntervalSince1970: $0["created_at"]), apps: $0["apps"],
+                                 quota: $0["quota"], topics: $0["topics"])
+                }
         }
     }
 
     public func tenant(_ name: String) async throws -> TenantRecord? {
         try await tenants().first { $0.name == name }
+    }
+
+    public func setTenantQuota(_ name: String, json: String) async throws {
+        try await database.write { db in
+            try db.execute(sql: "UPDATE tenants SET quota = ? WHERE name = ?", arguments: [json, name])
+        }
+    }
+
+    public func setTenantTopics(_ name: String, json: String) async throws {
+        try await database.write { db in
+            try db.execute(sql: "UPDATE tenants SET topics = ? WHERE name = ?", arguments: [json, name])
+        }
+    }
+
+    public func setAppQuota(tenant: String, name: String, json: String) async throws {
+        try await database.write { db in
+            try db.execute(sql: "UPDATE apps SET quota = ?, updated_at = ? WHERE tenant = ? AND name = ?",
+                           arguments: [json, Date().timeIntervalSince1970, tenant, name])
+        }
     }
 
     /// Removes the tenant with its tokens and apps (their checkpoints included).

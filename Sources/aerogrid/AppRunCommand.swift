@@ -13,7 +13,8 @@ struct AppCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "app",
         abstract: "Apps: Python bundles that turn Kafka records into grids.",
-        subcommands: [Run.self]
+        subcommands: [AppDeploy.self, AppList.self, AppStatusCommand.self, AppStart.self, AppStop.self, AppRestart.self,
+                      AppDelete.self, AppLogs.self, Run.self]
     )
 
     struct Run: AsyncParsableCommand {

@@ -37,10 +37,16 @@ func runServer(_ configuration: ServerConfiguration, logger: Logger, operatorTok
     try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
     // The sandboxed apps (another uid) read their bundles below it.
     chmod(data, 0o755)
-    let store = try Store(path: "\(data)/aerogrid.sqlite")
-    // Token hashes and the audit: the owner's only (SQLite gives its -wal and -shm files
-    // the same mode).
-    chmod("\(data)/aerogrid.sqlite", 0o600)
+    // Token hashes and the audit: the owner's only. Made 0600 before SQLite opens it, which
+    // gives its -wal and -shm files the same mode.
+    let database = "\(data)/aerogrid.sqlite"
+    for path in [database, database + "-wal", database + "-shm"] where FileManager.default.fileExists(atPath: path) {
+        chmod(path, 0o600)
+    }
+    if !FileManager.default.fileExists(atPath: database) {
+        FileManager.default.createFile(atPath: database, contents: nil, attributes: [.posixPermissions: 0o600])
+    }
+    let store = try Store(path: database)
     if let secret = try await ControlPlaneServer.bootstrapOperator(store: store, fromEnvironment: operatorToken) {
         printLine("operator token: \(secret)")
         printLine("(shown once: keep it; it creates tenants)")
@@ -100,7 +106,7 @@ struct DevCommand: AsyncParsableCommand {
         try await runServer(configuration, logger: logger, operatorToken: operatorToken, outOfRangePolicy: .resetToEarliest) { store in
             if try await store.tenant("demo") == nil || tokens.values["demo-admin"] == nil {
                 if try await store.tenant("demo") != nil { try await store.deleteTenant("demo") }
-                tokens.values["demo-admin"] = try await AeroGridServer.createTenant("demo", in: store)
+                tokens.values["demo-admin"] = try await AeroGridServer.createTenant("demo", topics: ["orders", "demo.*"], in: store)
                 try tokens.save()
             }
             printLine("AeroGrid dev platform")

@@ -1,0 +1,68 @@
+import AeroGridCore
+public import AeroGridStore
+import Foundation
+
+/// Decides how an app runs (its quota, its tenant's topic ACL) and whether it may start:
+/// the apps a tenant runs together stay within the tenant's memory and CPU.
+public struct AppPlanner: Sendable {
+    let store: Store
+    /// An app's quota where nothing is set: the sandbox profile's defaults.
+    let appDefaults: AppQuota
+
+    public init(store: Store, appDefaults: AppQuota) {
+        self.store = store
+        self.appDefaults = appDefaults
+    }
+
+    func tenant(_ name: String) async throws -> TenantRecord {
+        guard let tenant = try await store.tenant(name) else { throw APIError.notFound("no tenant '\(name)'") }
+        return tenant
+    }
+
+    func tenantQuota(_ name: String) async throws -> TenantQuota {
+        QuotaJSON.tenant(try await tenant(name).quota)
+    }
+
+    func appQuota(_ app: AppRecord) -> AppQuota {
+        QuotaJSON.app(app.quota, defaults: appDefaults)
+    }
+
+    public func plan(_ app: AppRecord) async throws -> AppPlan {
+        let tenant = try await tenant(app.tenant)
+        return AppPlan(quota: appQuota(app), topics: TopicACL.stored(tenant.topics, tenant: app.tenant))
+    }
+
+    /// What the tenant's apps that should run use, leaving out `except`.
+    func used(tenant: String, except: String? = nil) async throws -> (apps: Int, running: Int, memoryBytes: UInt64, cpus: Double) {
+        let apps = try await store.apps(tenant: tenant)
+        let running = apps.filter { $0.desiredState == "running" && $0.name != except }
+        return (apps.count, running.count,
+                running.reduce(0) { $0 + appQuota($1).memoryBytes }, running.reduce(0) { $0 + appQuota($1).cpus })
+    }
+
+    /// Refuses, with the numbers, a start that would take the tenant over its memory or CPU.
+    func admit(_ app: AppRecord, quota: AppQuota) async throws {
+        let limits = try await tenantQuota(app.tenant)
+        let used = try await used(tenant: app.tenant, except: app.name)
+        if used.memoryBytes + quota.memoryBytes > limits.memoryBytes {
+            throw APIError.overQuota(
+                "app '\(app.name)' needs \(quota.memoryBytes.mebibytes) of memory; tenant \(app.tenant) may use \(limits.memoryBytes.mebibytes) "
+                    + "and its \(used.running) running apps use \(used.memoryBytes.mebibytes) (\((limits.memoryBytes - min(used.memoryBytes, limits.memoryBytes)).mebibytes) left)")
+        }
+        if used.cpus + quota.cpus > limits.cpus + 1e-9 {
+            throw APIError.overQuota(
+                "app '\(app.name)' needs \(quota.cpus) CPUs; tenant \(app.tenant) may use \(limits.cpus) and its \(used.running) running apps use \(used.cpus)")
+        }
+    }
+
+    /// Refuses an app quota larger than its tenant's whole quota.
+    func check(_ quota: AppQuota, tenant: String) async throws {
+        let limits = try await tenantQuota(tenant)
+        if quota.memoryBytes > limits.memoryBytes {
+            throw APIError.overQuota("memory_bytes \(quota.memoryBytes) is more than tenant \(tenant)'s whole quota, \(limits.memoryBytes)")
+        }
+        if quota.cpus > limits.cpus {
+            throw APIError.overQuota("cpus \(quota.cpus) is more than tenant \(tenant)'s whole quota, \(limits.cpus)")
+        }
+    }
+}

@@ -1,0 +1,92 @@
+import AeroGridRuntime
+import Hummingbird
+import Prometheus
+import Synchronization
+
+/// `/metrics`: the Prometheus text format, from swift-prometheus. The apps' numbers are
+/// read from their runners when scraped: per app records (total and per second), lag,
+/// batch latency, restarts, OOM kills, cpu, memory and pids; per server the HTTP requests.
+public final class ServerMetrics: Sendable {
+    private let registry = PrometheusCollectorRegistry()
+    /// Per app: what the runner's counters were at the last scrape, and when.
+    private let last = Mutex<[String: (records: Int, restarts: Int, oomKills: Int, at: ContinuousClock.Instant)]>([:])
+    private let requestsInFlight: Gauge
+
+    public init() {
+        requestsInFlight = registry.makeGauge(name: "aerogrid_http_requests_in_flight", help: "HTTP requests being answered")
+    }
+
+    func requestStarted() { requestsInFlight.increment() }
+
+    func requestEnded(method: String, status: Int) {
+        requestsInFlight.decrement()
+        registry.makeCounter(name: "aerogrid_http_requests_total", labels: [("method", method), ("status", String(status))],
+                             help: "HTTP requests answered").increment()
+    }
+
+    func scrape(_ supervisor: AppSupervisor) async -> [UInt8] {
+        var running = 0
+        for (tenant, name, runner, isRunning) in await supervisor.runners {
+            let labels = [("tenant", tenant), ("app", name)]
+            let status = runner.status
+            let progress = await runner.progress()
+            let now = ContinuousClock.now
+            let previous = last.withLock { table in
+                defer { table["\(tenant)/\(name)"] = (status.deliveredRecords, status.lifecycle.restarts, status.oomKills, now) }
+                return table["\(tenant)/\(name)"]
+            }
+            // A new runner (after a delete and deploy) starts its counters from zero.
+            func delta(_ current: Int, _ before: Int?) -> Int64 { Int64(current >= (before ?? 0) ? current - (before ?? 0) : current) }
+            registry.makeCounter(name: "aerogrid_app_records_total", labels: labels, help: "Records delivered to the app")
+                .increment(by: delta(status.deliveredRecords, previous?.records))
+            registry.makeCounter(name: "aerogrid_app_restarts_total", labels: labels, help: "Times the app's process was started again after a crash")
+                .increment(by: delta(status.lifecycle.restarts, previous?.restarts))
+            registry.makeCounter(name: "aerogrid_app_oom_kills_total", labels: labels, help: "App processes ended by the OOM killer")
+                .increment(by: delta(status.oomKills, previous?.oomKills))
+            let seconds = previous.map { Double((now - $0.at).components.seconds) + Double((now - $0.at).components.attoseconds) / 1e18 } ?? 0
+            let rate = seconds > 0 ? Double(delta(status.deliveredRecords, previous?.records)) / seconds : 0
+            registry.makeGauge(name: "aerogrid_app_records_per_second", labels: labels, help: "Records delivered per second since the last scrape")
+                .set(rate)
+            registry.makeGauge(name: "aerogrid_app_running", labels: labels, help: "1 while the app should run and its runner runs")
+                .set(isRunning ? 1.0 : 0.0)
+            registry.makeGauge(name: "aerogrid_app_lag_records", labels: labels, help: "Records in Kafka not yet applied to the grids")
+                .set(Double(progress.lag ?? 0))
+            let usage = isRunning ? runner.usage() : nil
+            registry.makeGauge(name: "aerogrid_app_cpu_seconds", labels: labels, help: "CPU time used by the app's current process")
+                .set(Double(usage?.cpuNanoseconds ?? 0) / 1e9)
+            registry.makeGauge(name: "aerogrid_app_memory_bytes", labels: labels, help: "Memory used by the app's sandbox")
+                .set(Double(usage?.memoryBytes ?? 0))
+            registry.makeGauge(name: "aerogrid_app_pids", labels: labels, help: "Processes and threads in the app's sandbox")
+                .set(Double(usage?.pids ?? 0))
+            let histogram = registry.makeDurationHistogram(
+                name: "aerogrid_app_batch_latency_seconds", labels: labels,
+                buckets: [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+                          .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)],
+                help: "Time from a batch sent to the app to its grid changes applied")
+            for latency in runner.takeBatchLatencies() { histogram.record(latency) }
+            if isRunning { running += 1 }
+        }
+        registry.makeGauge(name: "aerogrid_apps_running", help: "Apps whose runner runs").set(Double(running))
+        return registry.emitToBuffer()
+    }
+}
+
+/// Counts requests for the metrics (in flight, and answered by method and status).
+struct RequestCountingMiddleware<Context: RequestContext>: RouterMiddleware {
+    let metrics: ServerMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        metrics.requestStarted()
+        do {
+            let response = try await next(request, context)
+            metrics.requestEnded(method: request.method.rawValue, status: response.status.code)
+            return response
+        } catch let error as any HTTPResponseError {
+            metrics.requestEnded(method: request.method.rawValue, status: error.status.code)
+            throw error
+        } catch {
+            metrics.requestEnded(method: request.method.rawValue, status: 500)
+            throw error
+        }
+    }
+}
