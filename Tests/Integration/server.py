@@ -315,11 +315,27 @@ def poll(fetch, predicate, timeout: float, what: str, interval: float = 0.2):
 
 
 def wait_state(client: Client, app: str, states, timeout: float = 60.0) -> dict:
-    """Polls GET /apps/{app} until its state is one of `states`; returns the App."""
+    """Polls GET /apps/{app} until its state is one of `states`; returns the App. An app
+    that crashes meanwhile (the apps of these tests never should) fails the wait at once."""
     states = {states} if isinstance(states, str) else set(states)
-    answer = poll(lambda: client.app(app), lambda r: r.status == 200 and r.json().get("state") in states,
-                  timeout, f"app {app} in state {sorted(states)}")
-    return answer.json()
+
+    def reached(answer: Response) -> bool:
+        if answer.status != 200:
+            return False
+        found = answer.json()
+        if found.get("state") in states:
+            return True
+        if failed(found):
+            raise AssertionError(f"app {app} failed while waiting for {sorted(states)}: {found}")
+        return False
+
+    return poll(lambda: client.app(app), reached, timeout, f"app {app} in state {sorted(states)}").json()
+
+
+def failed(app: dict) -> bool:
+    """An app that should run but crashed, backs off, or stopped by itself."""
+    state = app.get("state")
+    return state in ("crashed", "backoff") or (state == "stopped" and app.get("desired_state") == "running")
 
 
 # --------------------------------------------------------------------------------------------

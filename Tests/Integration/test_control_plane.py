@@ -29,8 +29,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import AEROGRID, ORDERSAPP, KafkaCluster, Orders, log, produce
-from server import (OPENAPI, Client, Server, digest, expect, new_operator_token, poll, regular, tree,
+from harness import AEROGRID, ORDERSAPP, TOPIC, KafkaCluster, Orders, log, produce
+from server import (OPENAPI, Client, Response, Server, failed, digest, expect, new_operator_token, poll, regular, tree,
                     wait_state, zip_directory, zip_entries)
 
 APP = "ordersapp"
@@ -74,10 +74,12 @@ def tenant_name(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
 
 
-def create_tenant(cp, prefix: str) -> SimpleNamespace:
-    """A new tenant: its name, its admin client and the admin's NewToken."""
+def create_tenant(cp, prefix: str, orders: bool = True) -> SimpleNamespace:
+    """A new tenant: its name, its admin client and the admin's NewToken. With `orders`, its
+    topic ACL lets its apps read the orders topic (besides its own `<tenant>.*` topics)."""
     name = tenant_name(prefix)
-    created = expect(cp.server.operator.post("/api/v1/tenants", json_body={"name": name}), 201).json()
+    body = {"name": name, "topics": [TOPIC, f"{name}.*"]} if orders else {"name": name}
+    created = expect(cp.server.operator.post("/api/v1/tenants", json_body=body), 201).json()
     assert created["tenant"]["name"] == name and created["tenant"]["apps"] == 0, created
     token = created["admin_token"]
     assert token["role"] == "admin" and token["tenant"] == name, created
@@ -95,7 +97,16 @@ def wait_grid(client: Client, app: str, expected: dict, timeout: float = 60.0) -
     """Polls the grid until its rows equal `expected`; returns the Grid."""
     def fetch():
         return client.grid(app, GRID)
-    answer = poll(fetch, lambda r: r.status == 200 and r.json().get("rows") == expected, timeout,
+
+    def done(answer: Response) -> bool:
+        if answer.status == 200 and answer.json().get("rows") == expected:
+            return True
+        state = client.app(app)
+        if state.status == 200 and failed(state.json()):
+            raise AssertionError(f"app {app} failed while waiting for its grid: {state.json()}")
+        return False
+
+    answer = poll(fetch, done, timeout,
                   f"grid {app}/{GRID} to equal the sums of the {sum(v['units_sold'] for v in expected.values())} units produced")
     return answer.json()
 
