@@ -266,6 +266,8 @@ def test_deleting_a_tenant_stops_its_apps_and_revokes_its_tokens(cp):
     expect(developer.action(APP, "start"), 200)
     wait_state(developer, APP, "running")
     expect(op.get(f"/api/v1/tenants/{tenant.name}"), 200)
+    sandboxed = tenant_processes(tenant.name)
+    log(f"tenant delete: {len(sandboxed)} processes in the tenant's cgroups before")
 
     expect(op.delete(f"/api/v1/tenants/{tenant.name}"), 204)
     expect(op.get(f"/api/v1/tenants/{tenant.name}"), 404, "not_found")
@@ -276,6 +278,30 @@ def test_deleting_a_tenant_stops_its_apps_and_revokes_its_tokens(cp):
     kept = [e for e in audit(op) if e["tenant"] == tenant.name]
     assert kept, "the deleted tenant's audit entries are gone; docs/api.md: the audit stays"
     expect(cp.server.client().get("/healthz"), 200)
+    if sandboxed:  # the app's processes are gone (where its cgroup could be found at all)
+        poll(lambda: tenant_processes(tenant.name), lambda found: not found, 15, "the deleted tenant's processes to end")
+
+    # A new tenant of the same name starts empty: the apps were removed, not hidden.
+    again = expect(op.post("/api/v1/tenants", json_body={"name": tenant.name}), 201).json()
+    fresh = cp.server.client(again["admin_token"]["secret"])
+    assert app_names(fresh) == [], "a tenant made again under a deleted one's name sees its apps"
+    assert [t["id"] for t in expect(fresh.get("/api/v1/tokens"), 200).json()["tokens"]] == [again["admin_token"]["id"]]
+    expect(fresh.app(APP), 404, "not_found")
+
+
+def tenant_processes(tenant: str) -> list:
+    """Pids whose cgroup path has the tenant's directory (the supervisor's layout:
+    aerogrid/<tenant>/<app>)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if f"/aerogrid/{tenant}/" in (entry / "cgroup").read_text():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -578,6 +604,56 @@ def test_bad_bundle_is_refused(cp, bundle_tenant, case):
     assert after == before, f"the refused upload left something on disk: {sorted(set(map(str, after.items())) - set(map(str, before.items())))}"
 
 
+def test_a_bundle_with_directories_is_accepted(cp, bundle_tenant):
+    """Directory entries, nested files and an entry point below the root are fine; the
+    bundle is unpacked read-only, directories included."""
+    developer = bundle_tenant.developer
+    directory_entry = regular("src/", stat.S_IFDIR | 0o755)
+    directory_entry.external_attr |= 0x10  # MS-DOS directory bit, as zip tools write it
+    bundle = zip_entries([(regular("app.toml"), manifest("nested-app", entrypoint="src/main.py")),
+                          (directory_entry, b""), (regular("src/main.py"), (ORDERSAPP / "app.py").read_bytes()),
+                          (regular("src/lib/helpers.py"), b"X = 1\n")])
+    app = check_app(expect(developer.deploy(bundle), 201).json())
+    assert app["entrypoint"] == "src/main.py", app
+    root = cp.server.data_dir / "bundles" / digest(bundle)
+    assert (root / "src" / "lib" / "helpers.py").read_bytes() == b"X = 1\n"
+    for path in [root / "src", root / "src" / "lib", root / "src" / "main.py"]:
+        assert path.stat().st_mode & 0o222 == 0, f"{path} is writable ({oct(path.stat().st_mode)})"
+    expect(developer.delete("/api/v1/apps/nested-app"), 204)
+
+
+@pytest.mark.parametrize("same", [True, False], ids=["same-bytes", "different-bytes"])
+def test_concurrent_deploys(cp, same):
+    """Six tenants upload a bundle at once (the same bytes, or each its own): each gets its
+    app, and every app's bundle is on disk under its digest — one upload's clean-up never
+    takes another's fresh bundle — with nothing half-written left."""
+    tenants = [create_tenant(cp, f"many{n}", orders=False) for n in range(6)]
+    developers = [create_token(tenant.admin, "developer")[0] for tenant in tenants]
+    shared = secrets.token_hex(8)
+    bundles = [zip_directory(ORDERSAPP, comment=(shared if same else secrets.token_hex(8)).encode()) for _ in developers]
+    answers: list = [None] * len(developers)
+    barrier = threading.Barrier(len(developers))
+
+    def deploy(index: int) -> None:
+        barrier.wait(10)
+        answers[index] = developers[index].deploy(bundles[index])
+
+    threads = [threading.Thread(target=deploy, args=(n,)) for n in range(len(developers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for answer, bundle in zip(answers, bundles):
+        assert answer is not None and answer.status == 201, answer
+        assert digest(bundle) in answer.json()["bundle_digest"], answer
+    names = sorted(p.name for p in (cp.server.data_dir / "bundles").iterdir())
+    missing = sorted({digest(bundle) for bundle in bundles} - set(names))
+    assert not missing, f"deployed apps whose bundle directory is gone: {missing}"
+    assert not [name for name in names if name.startswith(".")], f"half-written bundles left: {names}"
+    for developer in developers:
+        expect(developer.delete(f"/api/v1/apps/{APP}"), 204)
+
+
 def test_a_refused_bundle_does_not_change_the_deployed_app(cp, bundle_tenant):
     """A bad new version of an existing app is refused; the app keeps its version."""
     developer = bundle_tenant.developer
@@ -801,29 +877,41 @@ def test_first_start_prints_the_operator_token_once(cp, workdir):
 
 
 def test_sigterm_stops_the_server_with_its_apps(cp, workdir):
-    """A server with a running app stops cleanly on SIGTERM (exit 0); started again on the
-    same data directory it still has the tenant, its token and the app."""
+    """A server with a running app and a followed log stops cleanly on SIGTERM: exit 0, the
+    follow stream ends. Started again on the same data directory it has the tenant, its
+    token and the app, which runs again from its checkpoint: more orders, exact sums."""
     directory = workdir / "sigterm"
     directory.mkdir(mode=0o755)
     produce(cp.cluster, cp.orders, 500)
     token = new_operator_token()
     server = Server(directory, cp.cluster.bootstrap, name="sigterm", operator_token=token)
+    follower = None
     try:
         tenant = create_tenant(SimpleNamespace(server=server), "term")
         developer, _ = create_token(tenant.admin, "developer")
         expect(developer.deploy(zip_directory(ORDERSAPP)), 201)
         expect(developer.action(APP, "start"), 200)
         wait_grid(developer, APP, cp.orders.expected_units())
+        follower = LogFollower(developer, APP)
+        follower.start()
+        follower.headers_seen.wait(5)
     finally:
         began = time.monotonic()
         status = server.stop(timeout=45)
     log(f"sigterm: exited with {status} in {time.monotonic() - began:.2f} s")
     assert status == 0, f"exit status {status} after SIGTERM; stderr:\n{server.stderr_tail()}"
+    follower.join(10)
+    assert not follower.is_alive(), "the followed log did not end when the server stopped"
+    follower.close()
 
+    produce(cp.cluster, cp.orders, 500)
     again = Server(directory, cp.cluster.bootstrap, name="sigterm-again", operator_token=token)
     try:
-        app = check_app(expect(again.client(developer.token).app(APP), 200).json())
-        log(f"sigterm: after the restart the app is {app['state']} (desired {app['desired_state']})")
+        client = again.client(developer.token)
+        app = check_app(expect(client.app(APP), 200).json())
+        assert app["desired_state"] == "running", app
+        wait_grid(client, APP, cp.orders.expected_units())
+        log(f"sigterm: after the restart the app runs on, exact ({wait_state(client, APP, 'running')['state']})")
     finally:
         assert again.stop(timeout=45) == 0
 
