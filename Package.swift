@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
@@ -101,12 +102,19 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Grid changes to many clients: snapshot then conflated deltas per subscription.
+        .target(
+            name: "AeroGridFanout",
+            dependencies: ["AeroGridCore", "AeroGridRuntime"],
+            swiftSettings: strictSettings
+        ),
         // The control plane: REST API, tokens, bundles, the apps of every tenant.
         .target(
             name: "AeroGridServer",
             dependencies: [
-                "AeroGridCore", "AeroGridKafka", "AeroGridRuntime", "AeroGridSandbox", "AeroGridStore",
+                "AeroGridCore", "AeroGridFanout", "AeroGridKafka", "AeroGridRuntime", "AeroGridSandbox", "AeroGridStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -30,6 +30,9 @@ public final class GridState: Sendable {
         public let version: UInt64
         public let epoch: Int64
         public let rows: [(GridKey, GridRow?)]
+        /// Per row, in the same order: the columns whose value changed, or nil when the
+        /// whole row is new or deleted.
+        public let changedColumns: [[String]?]
     }
 
     private struct State {
@@ -106,7 +109,13 @@ public final class GridState: Sendable {
             state.totalBytes = bytes
 
             var touched: [String: [(GridKey, GridRow?)]] = [:]
+            var changedColumns: [String: [[String]?]] = [:]
+            let watched = !state.listeners.isEmpty
             for update in batch.updates {
+                if watched {
+                    let previous = state.grids[update.grid]?.rows[update.key]
+                    changedColumns[update.grid, default: []].append(Self.changedColumns(from: previous, to: update.row))
+                }
                 if let row = update.row {
                     state.grids[update.grid, default: Grid(columns: [], rows: [:], version: 0)].rows[update.key] = row
                 } else {
@@ -126,7 +135,8 @@ public final class GridState: Sendable {
             state.appliedRecords += batch.records
             guard !state.listeners.isEmpty else { return ([], nil) }
             return (touched.map { grid, rows in
-                Change(grid: grid, version: state.grids[grid]?.version ?? 0, epoch: state.epoch, rows: rows)
+                Change(grid: grid, version: state.grids[grid]?.version ?? 0, epoch: state.epoch, rows: rows,
+                       changedColumns: changedColumns[grid] ?? [])
             }, nil)
         }
         if !result.changes.isEmpty {
@@ -134,6 +144,24 @@ public final class GridState: Sendable {
             for listener in listeners { for change in result.changes { listener.yield(change) } }
         }
         return result.over
+    }
+
+    /// The columns that differ between two versions of a row; nil when the row is new or gone.
+    static func changedColumns(from old: GridRow?, to new: GridRow?) -> [String]? {
+        guard let old, let new else { return nil }
+        var changed: [String] = []
+        for (column, value) in new where old[column] != value { changed.append(column) }
+        for column in old.keys where new[column] == nil { changed.append(column) }
+        return changed
+    }
+
+    /// The current rows of `keys` in `grid` (nil for a key with no row), with the grid's
+    /// version and epoch, read together.
+    public func rows(_ grid: String, keys: some Sequence<GridKey>) -> (rows: [(GridKey, GridRow?)], version: UInt64, epoch: Int64) {
+        state.withLock { state in
+            let stored = state.grids[grid]
+            return (keys.map { ($0, stored?.rows[$0]) }, stored?.version ?? 0, state.epoch)
+        }
     }
 
     /// A row's approximate size: its key, column names and values as text.

@@ -5,6 +5,7 @@ public import AeroGridSandbox
 public import AeroGridStore
 import Foundation
 public import Logging
+import Synchronization
 
 /// What every app of this server runs with, unless its record says otherwise.
 public struct RuntimeDefaults: Sendable {
@@ -54,6 +55,8 @@ public actor AppSupervisor {
     private let defaults: RuntimeDefaults
     private let logger: Logger
     private var entries: [String: Entry] = [:]
+    /// Each app's current grids, readable without waiting for the actor (the stream's feeds).
+    public nonisolated let grids = GridRegistry()
 
     public init(store: Store, bundles: BundleStore, defaults: RuntimeDefaults, logger: Logger) {
         self.store = store
@@ -82,10 +85,11 @@ public actor AppSupervisor {
                 try await runner.run()
             } catch {
                 logger.error("app \(key) stopped on an error: \(error)")
-                await self.runnerFailed(key, runner: runner, error: "\(error)")
+                self.runnerFailed(key, runner: runner, error: "\(error)")
             }
         }
         entries[key] = Entry(runner: runner, bundleDigest: app.bundleDigest, task: task, failedAt: nil)
+        grids.set(key, runner.grids)
     }
 
     /// Drives the runners toward the stored desired states: starts what should run and
@@ -137,6 +141,7 @@ public actor AppSupervisor {
     public func remove(tenant: String, name: String) async {
         await stop(tenant: tenant, name: name)
         entries[Self.key(tenant, name)] = nil
+        grids.set(Self.key(tenant, name), nil)
     }
 
     /// Stops every app (the server is shutting down); their desired state stays.
@@ -171,4 +176,13 @@ public actor AppSupervisor {
             lag: entry.task == nil ? nil : progress.lag, usage: entry.task == nil ? nil : entry.runner.usage(),
             limits: entry.task == nil ? nil : entry.runner.currentLimits, failure: entry.failure)
     }
+}
+
+/// The grids of every app that has a runner, by "tenant/app".
+public final class GridRegistry: Sendable {
+    private let table = Mutex<[String: GridState]>([:])
+
+    func set(_ key: String, _ grids: GridState?) { table.withLock { $0[key] = grids } }
+
+    public func grids(tenant: String, app: String) -> GridState? { table.withLock { $0["\(tenant)/\(app)"] } }
 }

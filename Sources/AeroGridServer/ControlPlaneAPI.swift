@@ -16,11 +16,14 @@ public struct ControlPlaneAPI: Sendable {
     let supervisor: AppSupervisor
     let planner: AppPlanner
     let metrics: ServerMetrics
+    let stream: @Sendable () -> (connections: Int, subscriptions: Int, blocked: Int)
     let readiness: @Sendable () async -> String?
 
     /// `readiness` answers nil when ready, else what is not.
     public init(store: Store, bundles: BundleStore, supervisor: AppSupervisor, planner: AppPlanner, metrics: ServerMetrics,
+                stream: @escaping @Sendable () -> (connections: Int, subscriptions: Int, blocked: Int) = { (0, 0, 0) },
                 readiness: @escaping @Sendable () async -> String?) {
+        self.stream = stream
         self.store = store
         self.bundles = bundles
         self.supervisor = supervisor
@@ -43,7 +46,7 @@ public struct ControlPlaneAPI: Sendable {
         }
         router.group("metrics").add(middleware: AuthMiddleware(store: store)).get { _, context in
             _ = try context.requireOperator()
-            let text = await metrics.scrape(supervisor)
+            let text = await metrics.scrape(supervisor, stream: stream())
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
         }
@@ -396,7 +399,7 @@ public struct ControlPlaneAPI: Sendable {
         return columns.sorted()
     }
 
-    private func appJSON(_ app: AppRecord) async -> [String: Any] {
+    func appJSON(_ app: AppRecord) async -> [String: Any] {
         let view = await supervisor.view(app)
         let state: String
         if let status = view.status {

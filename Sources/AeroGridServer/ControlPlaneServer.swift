@@ -7,6 +7,8 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
+import HummingbirdWebSocket
+import AeroGridFanout
 import NIOSSL
 public import Logging
 import ServiceLifecycle
@@ -70,21 +72,34 @@ public struct ControlPlaneServer: Sendable {
         // Every app that should run, runs: from its checkpoint.
         await supervisor.reconcile(store: store, planner: planner)
         let readiness = KafkaReadiness(configuration: kafka, logger: logger)
-        let api = ControlPlaneAPI(store: store, bundles: bundles, supervisor: supervisor, planner: planner, metrics: ServerMetrics()) {
+        let registry = supervisor.grids
+        let hub = FanoutHub { tenant, app in registry.grids(tenant: tenant, app: app) }
+        let gatewayBox = Mutex<StreamGateway?>(nil)
+        let api = ControlPlaneAPI(
+            store: store, bundles: bundles, supervisor: supervisor, planner: planner, metrics: ServerMetrics(),
+            stream: { gatewayBox.withLock { $0 }?.stats ?? (0, 0, 0) }
+        ) {
             do { try await store.ping() } catch { return "the store does not answer: \(error)" }
             return await readiness.problem()
         }
+        let watcher = AppWatcher(store: store, hub: hub) { app in await api.appJSON(app) }
+        let gateway = StreamGateway(store: store, hub: hub, watcher: watcher, planner: planner, logger: logger)
+        gatewayBox.withLock { $0 = gateway }
 
         // Shut down in reverse: the listeners first, then the apps.
-        var services: [any Service] = [SupervisorService(supervisor: supervisor, store: store, planner: planner)]
+        var services: [any Service] = [SupervisorService(supervisor: supervisor, store: store, planner: planner, watcher: watcher)]
         let listeners: [(ServerConfiguration.Listener, Bool)] =
             [(configuration.listen, configuration.tls != nil)] + (configuration.httpListen.map { [($0, false)] } ?? [])
         for (listener, secure) in listeners {
+            // HTTP/1 with the stream's WebSocket upgrade, in TLS when configured.
+            let http = HTTPServerBuilder.http1WebSocketUpgrade(configuration: gateway.upgradeConfiguration) { request, channel, _ in
+                gateway.shouldUpgrade(request, channel: channel)
+            }
             let server: HTTPServerBuilder
             if secure, let tls = configuration.tls {
-                server = try .tls(.http1(), tlsConfiguration: try Self.tlsConfiguration(tls))
+                server = try .tls(http, tlsConfiguration: try Self.tlsConfiguration(tls))
             } else {
-                server = .http1()
+                server = http
             }
             let url = "\(secure ? "https" : "http")://\(listener.host):\(listener.port)"
             services.append(Application(
@@ -116,14 +131,17 @@ struct SupervisorService: Service {
     let supervisor: AppSupervisor
     let store: Store
     let planner: AppPlanner
+    let watcher: AppWatcher
 
     func run() async throws {
+        let watching = Task { await watcher.run() }
         try? await cancelWhenGracefulShutdown {
             while true {
                 try await Task.sleep(for: .seconds(5))
                 await supervisor.reconcile(store: store, planner: planner)
             }
         }
+        watching.cancel()
         await supervisor.stopAll()
     }
 }

@@ -5,7 +5,8 @@ import Synchronization
 
 /// `/metrics`: the Prometheus text format, from swift-prometheus. The apps' numbers are
 /// read from their runners when scraped: per app records (total and per second), lag,
-/// batch latency, restarts, OOM kills, cpu, memory and pids; per server the HTTP requests.
+/// batch latency, restarts, OOM kills, cpu, memory and pids; per server the HTTP requests,
+/// the stream's connections, subscriptions and clients that do not read.
 public final class ServerMetrics: Sendable {
     private let registry = PrometheusCollectorRegistry()
     /// Per app: what the runner's counters were at the last scrape, and when.
@@ -24,7 +25,11 @@ public final class ServerMetrics: Sendable {
                              help: "HTTP requests answered").increment()
     }
 
-    func scrape(_ supervisor: AppSupervisor) async -> [UInt8] {
+    func scrape(_ supervisor: AppSupervisor, stream: (connections: Int, subscriptions: Int, blocked: Int)) async -> [UInt8] {
+        registry.makeGauge(name: "aerogrid_stream_connections", help: "Open stream (WebSocket) connections").set(Double(stream.connections))
+        registry.makeGauge(name: "aerogrid_stream_subscriptions", help: "Grid subscriptions on the stream").set(Double(stream.subscriptions))
+        registry.makeGauge(name: "aerogrid_stream_connections_not_writable", help: "Stream connections whose client has not read for 5 s or more")
+            .set(Double(stream.blocked))
         var running = 0
         for (tenant, name, runner, isRunning) in await supervisor.runners {
             let labels = [("tenant", tenant), ("app", name)]

@@ -1,0 +1,235 @@
+public import AeroGridCore
+public import AeroGridRuntime
+import Synchronization
+
+/// What a client asks to watch: one grid of one app, optionally only some keys and some
+/// columns, at most `maxRate` messages a second.
+public struct SubscriptionFilter: Sendable, Hashable {
+    public var keys: Set<GridKey>?
+    /// Kept in the client's order: the order of the cells in each message.
+    public var columns: [String]?
+
+    public init(keys: Set<GridKey>? = nil, columns: [String]? = nil) {
+        self.keys = keys
+        self.columns = columns
+    }
+}
+
+/// One grid as clients see it: its current source (the app's `GridState`, replaced when the
+/// app's runner is), its version and epoch, and a bounded log of which cells changed at
+/// which version. Subscriptions keep only a version cursor into it, never a queue: a slow
+/// client costs nothing while it is slow, and reads the latest values when it drains.
+public final class GridFeed: Sendable {
+    public let app: String
+    public let grid: String
+
+    struct LogEntry {
+        let version: UInt64
+        let key: GridKey
+        /// Changed columns; nil when the whole row is new or deleted.
+        let columns: [String]?
+    }
+
+    struct State {
+        var source: GridState?
+        var epoch: Int64 = 0
+        var version: UInt64 = 0
+        var rowCount = 0
+        var log: [LogEntry] = []
+        /// Versions after this one are all in the log; a cursor before it needs a snapshot.
+        var logBase: UInt64 = 0
+        var listener: Task<Void, Never>?
+        var groups: [GroupKey: TickGroup] = [:]
+    }
+
+    struct GroupKey: Hashable {
+        let rate: Int
+        let filter: SubscriptionFilter
+    }
+
+    /// The log keeps at most this many cell-row changes; older cursors get a snapshot.
+    static let logCapacity = 50_000
+
+    let state = Mutex(State())
+
+    init(app: String, grid: String) {
+        self.app = app
+        self.grid = grid
+    }
+
+    /// Follows `source` (nil: the app has no runner now). A new source is a new epoch or a
+    /// restart: every subscriber takes a fresh snapshot.
+    func attach(_ source: GridState?) {
+        let members: [Subscription] = state.withLock { state in
+            if state.source === source { return [] }
+            state.listener?.cancel()
+            state.listener = nil
+            state.source = source
+            state.log.removeAll()
+            if let source, let snapshot = source.snapshot(grid) {
+                state.version = snapshot.grid.version
+                state.epoch = snapshot.epoch
+                state.rowCount = snapshot.grid.rows.count
+            } else {
+                state.epoch = source?.epoch ?? state.epoch
+            }
+            state.logBase = state.version
+            if let source {
+                let changes = source.changes()
+                state.listener = Task { [weak self] in
+                    for await change in changes { self?.record(change) }
+                }
+            }
+            return state.groups.values.flatMap { $0.members.withLock { Array($0.values) } }
+        }
+        for member in members { member.needResync() }
+    }
+
+    private func record(_ change: GridState.Change) {
+        guard change.grid == grid else { return }
+        state.withLock { state in
+            guard change.epoch == state.epoch || state.log.isEmpty else { return }
+            for (index, (key, _)) in change.rows.enumerated() {
+                let columns = index < change.changedColumns.count ? change.changedColumns[index] : nil
+                state.log.append(LogEntry(version: change.version, key: key, columns: columns))
+            }
+            state.version = change.version
+            state.epoch = change.epoch
+            if state.log.count > 2 * Self.logCapacity {
+                let dropped = state.log.count - Self.logCapacity
+                state.logBase = state.log[dropped - 1].version
+                state.log.removeFirst(dropped)
+            }
+        }
+    }
+
+    var current: (version: UInt64, epoch: Int64, source: GridState?) {
+        state.withLock { ($0.version, $0.epoch, $0.source) }
+    }
+
+    /// The cells changed after `from` up to `to`, merged per key (nil columns: the whole
+    /// row), or nil when the log no longer reaches back that far.
+    func changes(after from: UInt64, upTo to: UInt64, filter: SubscriptionFilter) -> [GridKey: Set<String>?]? {
+        state.withLock { state in
+            guard from >= state.logBase else { return nil }
+            var merged: [GridKey: Set<String>?] = [:]
+            // Entries are in version order: find the first after `from`.
+            var low = 0, high = state.log.count
+            while low < high {
+                let middle = (low + high) / 2
+                if state.log[middle].version <= from { low = middle + 1 } else { high = middle }
+            }
+            for entry in state.log[low...] {
+                if entry.version > to { break }
+                if let keys = filter.keys, !keys.contains(entry.key) { continue }
+                if let columns = entry.columns, case .some(.some(var known)) = merged[entry.key] {
+                    known.formUnion(columns)
+                    merged[entry.key] = .some(known)
+                } else if let columns = entry.columns, merged[entry.key] == nil {
+                    merged[entry.key] = .some(Set(columns))
+                } else {
+                    merged[entry.key] = .some(nil)
+                }
+            }
+            return merged
+        }
+    }
+
+    // MARK: Members and their ticks
+
+    func add(_ subscription: Subscription) {
+        let key = GroupKey(rate: subscription.rate, filter: subscription.filter)
+        let group = state.withLock { state in
+            if let group = state.groups[key] { return group }
+            let group = TickGroup(feed: self, rate: key.rate, filter: key.filter, startVersion: state.version)
+            state.groups[key] = group
+            return group
+        }
+        group.add(subscription)
+    }
+
+    /// Removes the subscription; true when the feed has no members left.
+    func remove(_ subscription: Subscription) -> Bool {
+        let key = GroupKey(rate: subscription.rate, filter: subscription.filter)
+        return state.withLock { state in
+            if let group = state.groups[key], group.remove(subscription) {
+                group.stop()
+                state.groups[key] = nil
+            }
+            if state.groups.isEmpty {
+                state.listener?.cancel()
+                state.listener = nil
+                return true
+            }
+            return false
+        }
+    }
+
+    var memberCount: Int {
+        state.withLock { $0.groups.values.reduce(0) { $0 + $1.members.withLock { $0.count } } }
+    }
+}
+
+/// The subscriptions of one feed with the same rate and filter: one tick builds one message
+/// body for all of them that are caught up.
+final class TickGroup: Sendable {
+    unowned let feed: GridFeed
+    let rate: Int
+    let filter: SubscriptionFilter
+    let members = Mutex<[ObjectIdentifier: Subscription]>([:])
+    /// The version the last tick sent up to.
+    private let lastVersion: Mutex<UInt64>
+    private let ticker = Mutex<Task<Void, Never>?>(nil)
+
+    init(feed: GridFeed, rate: Int, filter: SubscriptionFilter, startVersion: UInt64) {
+        self.feed = feed
+        self.rate = rate
+        self.filter = filter
+        lastVersion = Mutex(startVersion)
+        let interval = Duration.nanoseconds(1_000_000_000 / Int64(max(1, rate)))
+        ticker.withLock {
+            $0 = Task { [weak self] in
+                var next = ContinuousClock.now + interval
+                while !Task.isCancelled {
+                    try? await Task.sleep(until: next)
+                    next = max(next + interval, .now)
+                    self?.tick()
+                }
+            }
+        }
+    }
+
+    func stop() { ticker.withLock { $0?.cancel() } }
+
+    func add(_ subscription: Subscription) {
+        subscription.joined(group: self, at: lastVersion.withLock { $0 })
+        members.withLock { $0[ObjectIdentifier(subscription)] = subscription }
+    }
+
+    /// True when the group is empty now.
+    func remove(_ subscription: Subscription) -> Bool {
+        members.withLock { members in
+            members[ObjectIdentifier(subscription)] = nil
+            return members.isEmpty
+        }
+    }
+
+    var version: UInt64 { lastVersion.withLock { $0 } }
+
+    private func tick() {
+        let (to, epoch, source) = feed.current
+        let from = lastVersion.withLock { $0 }
+        guard to != from, let source else { return }
+        let offer: Subscription.Offer
+        if let changes = feed.changes(after: from, upTo: to, filter: filter) {
+            offer = changes.isEmpty
+                ? .nothing
+                : .body(Messages.deltaBody(feed: feed, source: source, changes: changes, filter: filter, epoch: epoch, version: to))
+        } else {
+            offer = .resync  // the log no longer reaches back
+        }
+        lastVersion.withLock { $0 = to }
+        let current = members.withLock { Array($0.values) }
+        for member in current { member.offer(offer, from: from, to: to) }
+    }
+}

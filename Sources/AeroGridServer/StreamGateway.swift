@@ -1,0 +1,278 @@
+import AeroGridCore
+public import AeroGridFanout
+import AeroGridRuntime
+import AeroGridStore
+import Foundation
+import HTTPTypes
+import HummingbirdWebSocket
+public import Logging
+import NIOCore
+import NIOWebSocket
+import Synchronization
+
+/// `/api/v1/stream`: the WebSocket every client (the Excel add-in, the console, scripts)
+/// uses to watch grids and apps. JSON messages per docs/protocol.md. One connection
+/// multiplexes many subscriptions; errors are per subscription and never close it.
+public final class StreamGateway: Sendable {
+    let store: Store
+    let hub: FanoutHub
+    let watcher: AppWatcher
+    let planner: AppPlanner
+    let logger: Logger
+    private let connections = Mutex<[String: Int]>([:])
+    private let open = Mutex<[ObjectIdentifier: StreamConnection]>([:])
+
+    /// A client message larger than this is refused (the connection stays).
+    static let maxMessageBytes = 64 << 10
+    /// Subscriptions one connection may hold.
+    static let maxSubscriptions = 100
+    /// Frames above this close the connection (the transport's own limit).
+    static let maxFrameBytes = 1 << 20
+
+    init(store: Store, hub: FanoutHub, watcher: AppWatcher, planner: AppPlanner, logger: Logger) {
+        self.store = store
+        self.hub = hub
+        self.watcher = watcher
+        self.planner = planner
+        self.logger = logger
+    }
+
+    /// The server's HTTP/1 channel with the WebSocket upgrade on the stream's path.
+    var upgradeConfiguration: HTTP1WebSocketUpgradeChannel.Configuration {
+        .init(ws: WebSocketServerConfiguration(maxFrameSize: Self.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(30))))
+    }
+
+    func shouldUpgrade(_ request: HTTPRequest, channel: any Channel) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
+        let path = request.path?.split(separator: "?", maxSplits: 1).first.map(String.init)
+        guard path == "/api/v1/stream" else { return .dontUpgrade }
+        let header = request.headerFields[.authorization]
+        let remote = channel.remoteAddress?.ipAddress ?? "unknown"
+        return .upgrade([:]) { [self] inbound, outbound, _ in
+            await serve(inbound: inbound, outbound: outbound, authorization: header, remote: remote)
+        }
+    }
+
+    var stats: (connections: Int, subscriptions: Int, blocked: Int) {
+        let all = open.withLock { Array($0.values) }
+        return (all.count, hub.subscriptionCount, all.filter { ($0.blockedFor ?? .zero) > .seconds(5) }.count)
+    }
+
+    // MARK: One connection
+
+    private func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, authorization: String?, remote: String) async {
+        var frames = inbound.makeAsyncIterator()
+        let reply: @Sendable ([UInt8]) async throws -> Void = { message in
+            try await outbound.withTextMessageWriter { writer in
+                var start = 0
+                while start < message.count {
+                    let end = min(start + Self.maxFrameBytes / 2, message.count)
+                    try await writer(ByteBuffer(bytes: message[start..<end]))
+                    start = end
+                }
+            }
+        }
+        // Who: the Authorization header, or a first `auth` message (browsers cannot set headers).
+        var principal: Principal?
+        do {
+            if let authorization {
+                principal = try await authenticate(bearer: authorization)
+            } else {
+                guard let first = try await nextMessage(&frames) else { return }
+                guard case .message(let bytes) = first,
+                      let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+                      object["op"] as? String == "auth", let token = object["token"] as? String else {
+                    try? await reply(Messages.error(id: nil, code: "unauthorized", message: "the first message must be {\"op\":\"auth\",\"token\":\"agt_…\"}"))
+                    try? await outbound.close(.policyViolation, reason: "not authenticated")
+                    return
+                }
+                principal = try await authenticate(bearer: "Bearer \(token)")
+            }
+        } catch {
+            try? await reply(Messages.error(id: nil, code: "unauthorized", message: (error as? APIError)?.message ?? "the token is not valid"))
+            try? await outbound.close(.policyViolation, reason: "not authenticated")
+            return
+        }
+        guard let principal, let tenant = principal.tenant else {
+            try? await reply(Messages.error(id: nil, code: "forbidden", message: "the stream acts within a tenant; use a tenant token, not an operator token"))
+            try? await outbound.close(.policyViolation, reason: "no tenant")
+            return
+        }
+        // Connections per tenant, from its quota.
+        let limit = (try? await planner.tenantQuota(tenant).maxConnections) ?? TenantQuota.defaults.maxConnections
+        let admitted = connections.withLock { counts in
+            guard counts[tenant, default: 0] < limit else { return false }
+            counts[tenant, default: 0] += 1
+            return true
+        }
+        guard admitted else {
+            try? await reply(Messages.error(id: nil, code: "over_quota", message: "tenant \(tenant) has \(limit) stream connections open, its quota (max_connections)"))
+            try? await outbound.close(.policyViolation, reason: "over quota")
+            return
+        }
+        let connection = StreamConnection(tenant: tenant, send: reply)
+        open.withLock { $0[ObjectIdentifier(connection)] = connection }
+        defer {
+            hub.disconnect(connection)
+            watcher.unwatch(connection)
+            open.withLock { $0[ObjectIdentifier(connection)] = nil }
+            connections.withLock { $0[tenant, default: 1] -= 1 }
+        }
+        connection.enqueue(Self.ready(tenant: tenant, role: principal.role.rawValue))
+        let writer = Task { await connection.run() }
+        defer { writer.cancel() }
+        do {
+            while let message = try await nextMessage(&frames) {
+                switch message {
+                case .message(let bytes): await handle(bytes, on: connection)
+                case .tooLarge(let size):
+                    connection.enqueue(Messages.error(id: nil, code: "bad_request", message: "a message of \(size)+ bytes; the limit is \(Self.maxMessageBytes)"))
+                }
+            }
+        } catch {
+            logger.debug("stream from \(remote) ended: \(error)")
+        }
+        connection.finish()
+    }
+
+    private enum Incoming {
+        case message([UInt8])
+        case tooLarge(Int)
+    }
+
+    /// The next whole message; one over the size limit is read to its end and reported.
+    private func nextMessage(_ frames: inout WebSocketInboundStream.AsyncIterator) async throws -> Incoming? {
+        var bytes: [UInt8] = []
+        var size = 0
+        while let frame = try await frames.next() {
+            size += frame.data.readableBytes
+            if size <= Self.maxMessageBytes { bytes += frame.data.readableBytesView }
+            guard frame.fin else { continue }
+            return size > Self.maxMessageBytes ? .tooLarge(size) : .message(bytes)
+        }
+        return nil
+    }
+
+    private func authenticate(bearer header: String) async throws -> Principal {
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer", TokenSecret.isWellFormed(String(parts[1])),
+              let token = try await store.authenticate(secretSHA256: TokenSecret.sha256Hex(String(parts[1]))),
+              let role = Role(rawValue: token.role) else {
+            throw APIError.unauthorized("the token is not valid (unknown or revoked)")
+        }
+        return Principal(tokenID: token.id, role: role, tenant: token.tenant)
+    }
+
+    // MARK: Operations
+
+    private func handle(_ bytes: [UInt8], on connection: StreamConnection) async {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            return connection.enqueue(Messages.error(id: nil, code: "bad_request", message: "a message must be a JSON object with an \"op\""))
+        }
+        let id = object["id"].map { ($0 as? String) ?? "\($0)" }
+        switch object["op"] as? String {
+        case "subscribe": await subscribe(object, id: id, on: connection)
+        case "unsubscribe":
+            guard let id else { return connection.enqueue(Messages.error(id: nil, code: "bad_request", message: "unsubscribe needs the subscription's \"id\"")) }
+            if hub.unsubscribe(connection, id: id) {
+                connection.enqueue(Self.simple(type: "unsubscribed", id: id))
+            } else {
+                connection.enqueue(Messages.error(id: id, code: "not_found", message: "no subscription '\(id)' on this connection"))
+            }
+        case "watch_apps":
+            await watcher.watch(connection)
+        case "ping":
+            connection.enqueue(Self.simple(type: "pong", id: id))
+        case "auth":
+            connection.enqueue(Messages.error(id: id, code: "bad_request", message: "already authenticated"))
+        case let op?:
+            connection.enqueue(Messages.error(id: id, code: "bad_request", message: "unknown op '\(op)' (known: subscribe, unsubscribe, watch_apps, ping)"))
+        case nil:
+            connection.enqueue(Messages.error(id: id, code: "bad_request", message: "a message needs an \"op\""))
+        }
+    }
+
+    private func subscribe(_ object: [String: Any], id: String?, on connection: StreamConnection) async {
+        guard let id, !id.isEmpty, id.count <= 64 else {
+            return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "subscribe needs an \"id\" of 1 to 64 characters, chosen by the client"))
+        }
+        guard let app = object["app"] as? String, let grid = object["grid"] as? String else {
+            return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "subscribe needs \"app\" and \"grid\""))
+        }
+        var filter = SubscriptionFilter()
+        if let keys = object["keys"] {
+            guard let list = keys as? [Any], list.count <= 10_000 else {
+                return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "\"keys\" must be a list of up to 10,000 strings or integers"))
+            }
+            var set = Set<GridKey>()
+            for key in list {
+                if let text = key as? String { set.insert(.string(text)) }
+                else if let number = key as? NSNumber, let exact = Int64(exactly: number.doubleValue) { set.insert(.int(exact)) }
+                else { return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "a key must be a string or an integer")) }
+            }
+            filter.keys = set
+        }
+        if let columns = object["columns"] {
+            guard let list = columns as? [String], list.count <= 1000 else {
+                return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "\"columns\" must be a list of column names"))
+            }
+            filter.columns = list
+        }
+        var rate = FanoutHub.defaultRate
+        if let asked = object["max_rate"] {
+            guard let number = asked as? Int, number >= 1 else {
+                return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "\"max_rate\" must be a whole number of messages a second, 1 to \(FanoutHub.maxRate)"))
+            }
+            rate = min(number, FanoutHub.maxRate)
+        }
+        guard connection.subscriptionCount < Self.maxSubscriptions else {
+            return connection.enqueue(Messages.error(id: id, code: "over_quota", message: "a connection may hold \(Self.maxSubscriptions) subscriptions"))
+        }
+        guard (try? await store.app(tenant: connection.tenant, name: app)) != nil else {
+            return connection.enqueue(Messages.error(id: id, code: "not_found", message: "no app '\(app)'"))
+        }
+        do {
+            connection.enqueue(Self.subscribed(id: id, app: app, grid: grid, rate: rate))
+            try hub.subscribe(connection, id: id, app: app, grid: grid, filter: filter, rate: rate)
+        } catch {
+            connection.enqueue(Messages.error(id: id, code: "bad_request", message: "subscription '\(id)' already exists on this connection"))
+        }
+    }
+
+    // MARK: Small messages
+
+    static func ready(tenant: String, role: String) -> [UInt8] {
+        var json = JSONWriter()
+        json.raw("{\"type\":\"ready\",\"tenant\":")
+        json.string(tenant)
+        json.raw(",\"role\":")
+        json.string(role)
+        json.raw(",\"protocol\":1}")
+        return json.bytes
+    }
+
+    static func simple(type: String, id: String?) -> [UInt8] {
+        var json = JSONWriter()
+        json.raw("{\"type\":")
+        json.string(type)
+        if let id {
+            json.raw(",\"id\":")
+            json.string(id)
+        }
+        json.raw("}")
+        return json.bytes
+    }
+
+    static func subscribed(id: String, app: String, grid: String, rate: Int) -> [UInt8] {
+        var json = JSONWriter()
+        json.raw("{\"type\":\"subscribed\",\"id\":")
+        json.string(id)
+        json.raw(",\"app\":")
+        json.string(app)
+        json.raw(",\"grid\":")
+        json.string(grid)
+        json.raw(",\"max_rate\":")
+        json.number(Int64(rate))
+        json.raw("}")
+        return json.bytes
+    }
+}
