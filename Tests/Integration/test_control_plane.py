@@ -37,9 +37,9 @@ APP = "ordersapp"
 GRID = "product_sum"
 WAVE = 2_000
 STATES = {"created", "starting", "running", "stopping", "stopped", "crashed", "backoff"}
-CRASH_REASONS = {None, "exit", "signal", "oom", "seccomp", "protocol", "heartbeat"}
+CRASH_REASONS = {None, "exit", "signal", "oom", "seccomp", "protocol", "heartbeat", "startup", "quota", "acl"}
 APP_FIELDS = {"name", "version", "bundle_digest", "entrypoint", "runtime", "desired_state", "state", "crash_reason",
-              "last_crash", "restarts", "records", "lag", "usage", "created_at", "updated_at"}
+              "last_crash", "restarts", "records", "lag", "usage", "quota", "created_at", "updated_at"}
 TOKEN_FIELDS = {"id", "name", "role", "tenant", "created_at", "last_used_at", "revoked_at"}
 
 
@@ -120,6 +120,7 @@ def check_app(app: dict) -> dict:
     assert isinstance(app["version"], int) and app["version"] >= 1, app
     if app["usage"] is not None:
         assert {"cpu_seconds", "memory_bytes", "pids"} <= set(app["usage"]), app
+    assert set(app["quota"]) == {"memory_bytes", "cpus", "pids", "grid_rows"}, app
     return app
 
 
@@ -157,10 +158,15 @@ def test_every_documented_route_is_served(cp):
     route is 403 (not an unknown route's 404 or 405), an operator route answers."""
     document = json.loads(OPENAPI.read_text())
     scratch = create_tenant(cp, "routes")
+    developer, _ = create_token(scratch.admin, "developer")
+    expect(developer.deploy(zip_directory(ORDERSAPP)), 201)  # for the app's quota routes
     values = {"tenant": scratch.name, "id": scratch.admin_token["id"], "app": APP, "grid": GRID}
-    order = {"get": 0, "post": 1, "delete": 2}
+    bodies = {"createTenant": {"name": tenant_name("route")}, "createToken": {"name": "x", "role": "viewer"},
+              "setTenantQuota": {"max_apps": 20}, "setAppQuota": {"pids": 64}, "setTenantACL": {"topics": [TOPIC]}}
+    order = {"get": 0, "put": 1, "post": 2, "delete": 3}
     operations = sorted(((path, method) for path, item in document["paths"].items() for method in item
                          if method in order), key=lambda op: (order[op[1]], op[0]))
+    assert {method for _, method in operations} == set(order), "the document has methods this test does not try"
     for path, method in operations:
         operation = document["paths"][path][method]
         concrete = path.format(**values)
@@ -172,9 +178,9 @@ def test_every_documented_route_is_served(cp):
             if "application/zip" in content:
                 options = {"body": zip_directory(ORDERSAPP), "content_type": "application/zip"}
             else:
-                options = {"json_body": {"name": tenant_name("route")} if "tenants" in path else {"name": "x", "role": "viewer"}}
+                options = {"json_body": bodies[operation["operationId"]]}
         answer = client.request(method.upper(), concrete, **options)
-        operator_route = path.startswith("/api/v1/tenants") or path == "/api/v1/audit"
+        operator_route = path.startswith("/api/v1/tenants") or path in ("/api/v1/audit", "/metrics")
         if public:
             assert answer.status == 200, answer
         elif operator_route:
@@ -182,6 +188,8 @@ def test_every_documented_route_is_served(cp):
         else:
             assert answer.status == 403 and answer.error["code"] == "forbidden", f"the operator on {method.upper()} {path}: {answer!r}"
         assert str(answer.status) in operation["responses"], f"{method.upper()} {path} answered {answer.status}, not documented"
+        if answer.status == 200 and "text/plain" in operation["responses"]["200"].get("content", {}):
+            assert answer.content_type.startswith("text/plain"), f"{method.upper()} {path}: {answer.content_type}"
 
 
 def test_undocumented_routes_are_refused(cp):
@@ -548,10 +556,12 @@ BAD_BUNDLES = {
                          422, "invalid_bundle", ("app.toml",), None),
     "invalid-app-name": (lambda: zip_entries([(regular("app.toml"), manifest("Bad_Name")), (regular("app.py"), b"")]),
                          422, "invalid_bundle", ("app.toml",), "Bad_Name"),
-    "app-name-with-underscore": (lambda: zip_entries([(regular("app.toml"), manifest("under_score")), (regular("app.py"), b"")]),
-                                 422, "invalid_bundle", ("app.toml",), "under_score"),
-    "app-name-over-40": (lambda: zip_entries([(regular("app.toml"), manifest("a" * 41)), (regular("app.py"), b"")]),
-                         422, "invalid_bundle", ("app.toml",), "a" * 41),
+    "app-name-over-63": (lambda: zip_entries([(regular("app.toml"), manifest("a" * 64)), (regular("app.py"), b"")]),
+                         422, "invalid_bundle", ("app.toml",), "a" * 64),
+    "app-name-starting-with-dash": (lambda: zip_entries([(regular("app.toml"), manifest("-app")), (regular("app.py"), b"")]),
+                                    422, "invalid_bundle", ("app.toml",), "-app"),
+    "app-name-with-a-dot": (lambda: zip_entries([(regular("app.toml"), manifest("my.app")), (regular("app.py"), b"")]),
+                            422, "invalid_bundle", ("app.toml",), "my.app"),
     "missing-entrypoint": (lambda: zip_entries([(regular("app.toml"), manifest("bad-entry", entrypoint="main.py")),
                                                 (regular("app.py"), b"")]),
                            422, "invalid_bundle", ("entrypoint",), "main.py"),
@@ -727,6 +737,10 @@ def attempts(world, app: str = APP) -> list:
         ("GET", "/api/v1/tenants", {}),
         ("POST", "/api/v1/tenants", {"json_body": {"name": tenant_name("intruder")}}),
         ("DELETE", f"/api/v1/tenants/{world.a.name}", {}),
+        ("PUT", f"/api/v1/tenants/{world.a.name}/acl", {"json_body": {"topics": ["*"]}}),
+        ("PUT", f"/api/v1/tenants/{world.a.name}/quota", {"json_body": {"max_apps": 1000}}),
+        ("GET", "/api/v1/quota", {}),
+        ("GET", "/metrics", {}),
     ]
 
 
@@ -771,7 +785,7 @@ def test_viewer_and_developer_may_not_exceed_their_role(world):
     expect(a.viewer.get(f"/api/v1/apps/{APP}/logs"), 200)
     expect(a.viewer.get(f"/api/v1/apps/{APP}/grids"), 200)
     for method, path, options in attempts(world):
-        viewer_may = method == "GET" and path.startswith("/api/v1/apps")
+        viewer_may = method == "GET" and (path.startswith("/api/v1/apps") or path == "/api/v1/quota")
         if viewer_may:
             continue
         answer = a.viewer.request(method, path, **options)
@@ -822,25 +836,43 @@ def test_the_same_app_name_in_another_tenant_is_another_app(world):
     assert expect(a.viewer.app(APP), 200).json()["state"] == "running"
 
 
+def limits(world) -> dict:
+    """Tenant A's quota, its app's quota and its topic ACL, as the operator reads them."""
+    a, op = world.a, world.op
+    quota = expect(op.get(f"/api/v1/tenants/{a.name}/quota"), 200).json()
+    return {"tenant": {key: quota[key] for key in ("max_apps", "memory_bytes", "cpus", "max_connections")},
+            "app": expect(op.get(f"/api/v1/tenants/{a.name}/apps/{APP}/quota"), 200).json(),
+            "acl": expect(op.get(f"/api/v1/tenants/{a.name}/acl"), 200).json()}
+
+
 def test_tenant_tokens_may_not_use_operator_routes(world):
+    """Not even on their own tenant: no tenant token widens its topic ACL or its quotas."""
     a, b = world.a, world.b
-    before = snapshot(world)
+    before, limits_before = snapshot(world), limits(world)
     for client, who in [(a.admin, "admin"), (a.developer, "developer"), (a.viewer, "viewer")]:
         for method, path, options in [("GET", "/api/v1/tenants", {}),
                                       ("POST", "/api/v1/tenants", {"json_body": {"name": tenant_name("x")}}),
                                       ("GET", f"/api/v1/tenants/{a.name}", {}),
                                       ("DELETE", f"/api/v1/tenants/{b.name}", {}),
-                                      ("DELETE", f"/api/v1/tenants/{a.name}", {})]:
+                                      ("DELETE", f"/api/v1/tenants/{a.name}", {}),
+                                      ("PUT", f"/api/v1/tenants/{a.name}/acl", {"json_body": {"topics": ["*"]}}),
+                                      ("PUT", f"/api/v1/tenants/{a.name}/quota", {"json_body": {"max_apps": 1000, "cpus": 64}}),
+                                      ("PUT", f"/api/v1/tenants/{a.name}/apps/{APP}/quota", {"json_body": {"memory_bytes": 1 << 34}}),
+                                      ("GET", f"/api/v1/tenants/{a.name}/acl", {}),
+                                      ("GET", "/metrics", {})]:
             answer = client.request(method, path, **options)
             assert answer.status == 403 and answer.error["code"] == "forbidden", f"{who}: {answer!r}"
     assert_unchanged(world, before)
+    assert limits(world) == limits_before
+    own = expect(a.viewer.get("/api/v1/quota"), 200).json()  # what a tenant may read of its limits
+    assert own["topics"] == limits_before["acl"]["topics"], own
 
 
 def test_the_operator_token_may_not_use_tenant_routes(world):
     a, op = world.a, world.op
     before = snapshot(world)
     for method, path, options in attempts(world):
-        if path.startswith("/api/v1/tenants") or path.startswith("/api/v1/audit"):
+        if path.startswith("/api/v1/tenants") or path in ("/api/v1/audit", "/metrics"):
             continue
         answer = op.request(method, path, **options)
         assert answer.status == 403 and answer.error["code"] == "forbidden", f"operator: {answer!r}"
@@ -968,7 +1000,7 @@ def schemathesis_runs(server: Server, admin_token: str) -> list:
     then the operator on the operator's routes (where it may delete the tenant it found)."""
     return [("admin", admin_token, ["--exclude-operation-id", "revokeToken", "--exclude-operation-id", "deleteApp"]),
             ("admin-deletes", admin_token, ["--include-operation-id", "deleteApp", "--include-operation-id", "revokeToken"]),
-            ("operator", server.operator_token, ["--include-path-regex", "^/api/v1/(tenants|audit)"])]
+            ("operator", server.operator_token, ["--include-path-regex", "^/(api/v1/(tenants|audit)|metrics)"])]
 
 
 def run_schemathesis(server: Server, directory: Path, who: str, token: str, options: list, checks: str) -> tuple:
