@@ -358,7 +358,7 @@ struct AppLogs: AsyncParsableCommand {
 }
 
 struct GridCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "grid", abstract: "Grids of the tenant's apps.", subcommands: [Get.self])
+    static let configuration = CommandConfiguration(commandName: "grid", abstract: "Grids of the tenant's apps.", subcommands: [Get.self, GridWatch.self])
 
     struct Get: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print a grid: a table, --csv or --json.")
