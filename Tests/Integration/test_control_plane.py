@@ -29,7 +29,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import AEROGRID, ORDERSAPP, TOPIC, KafkaCluster, Orders, log, produce
+from harness import AEROGRID, ORDERSAPP, PRODUCTS, TOPIC, KafkaCluster, Orders, log, produce
 from server import (OPENAPI, Client, Response, Server, failed, digest, expect, new_operator_token, poll, regular, tree,
                     wait_state, zip_directory, zip_entries)
 
@@ -38,6 +38,8 @@ GRID = "product_sum"
 WAVE = 2_000
 STATES = {"created", "starting", "running", "stopping", "stopped", "crashed", "backoff"}
 CRASH_REASONS = {None, "exit", "signal", "oom", "seccomp", "protocol", "heartbeat", "startup", "quota", "acl"}
+# Grid keys a CSV writer must quote: a comma, a double quote, a line break.
+TRICKY_PRODUCTS = ["Comma, Inc.", 'The "Quoted" One', "Line\nBreak"]
 APP_FIELDS = {"name", "version", "bundle_digest", "entrypoint", "runtime", "desired_state", "state", "crash_reason",
               "last_crash", "restarts", "records", "lag", "usage", "quota", "created_at", "updated_at"}
 TOKEN_FIELDS = {"id", "name", "role", "tenant", "created_at", "last_used_at", "revoked_at"}
@@ -432,13 +434,24 @@ def test_app_lifecycle(cp):
     log(f"lifecycle: {len(lines)} log lines, the last {lines[-1]}")
     assert len(expect(viewer.get(f"/api/v1/apps/{APP}/logs", query={"tail": 1}), 200).json()["lines"]) == 1
 
-    # More orders while stopped; started again it resumes from its checkpoint: exact sums.
-    produce(cluster, orders, WAVE)
+    # More orders while stopped, some with keys CSV must quote; started again it resumes
+    # from its checkpoint: exact sums.
+    produce(cluster, orders, WAVE, PRODUCTS + TRICKY_PRODUCTS)
     expect(developer.action(APP, "start"), 200)
     wait_grid(viewer, APP, orders.expected_units())
     time.sleep(1.5)  # anything re-applied would show by now
     assert expect(viewer.grid(APP, GRID), 200).json()["rows"] == orders.expected_units(), "records were applied twice"
     log(f"lifecycle: resumed and exact; the App now {check_app(wait_state(viewer, APP, 'running'))}")
+    header, rows = csv_rows(expect(viewer.grid(APP, GRID, query={"format": "csv"}), 200).text)
+    assert rows == orders.expected_units(), \
+        f"CSV keys not quoted? {sorted(set(rows) ^ set(orders.expected_units()))}"
+
+    # Restart: running again, still exact.
+    restarted = check_app(expect(developer.action(APP, "restart"), 200).json())
+    assert restarted["desired_state"] == "running", restarted
+    wait_state(viewer, APP, "running")
+    produce(cluster, orders, WAVE // 4)
+    wait_grid(viewer, APP, orders.expected_units())
 
     # A new version: 200, version 2, the running app restarts on it.
     bundle2 = zip_directory(ORDERSAPP, comment=b"version 2")
@@ -466,6 +479,15 @@ def test_app_lifecycle(cp):
     expect(developer.action(APP, "start"), 404, "not_found")
     assert app_names(viewer) == []
     assert expect(op.get(f"/api/v1/tenants/{tenant.name}"), 200).json()["apps"] == 0
+
+    # Deployed again it is a new app with no state: version 1, no grids; started, it reads
+    # the topic from the beginning (were its offsets kept, the grid would lack the orders).
+    again = check_app(expect(developer.deploy(bundle), 201).json())
+    assert again["version"] == 1 and again["records"] == 0, again
+    assert expect(viewer.get(f"/api/v1/apps/{APP}/grids"), 200).json()["grids"] == [], "a deleted app's grids came back"
+    expect(developer.action(APP, "start"), 200)
+    wait_grid(viewer, APP, orders.expected_units())
+    expect(developer.delete(f"/api/v1/apps/{APP}"), 204)
 
 
 # --------------------------------------------------------------------------------------------
