@@ -30,7 +30,7 @@ from types import SimpleNamespace
 import pytest
 
 from harness import AEROGRID, ORDERSAPP, PRODUCTS, TOPIC, KafkaCluster, Orders, log, produce
-from server import (OPENAPI, Client, Response, Server, failed, digest, expect, new_operator_token, poll, regular, tree,
+from server import (OPENAPI, Client, Response, Server, digest, expect, failed, free_port, new_operator_token, poll, regular, tree,
                     wait_state, zip_directory, zip_entries)
 
 APP = "ordersapp"
@@ -141,6 +141,18 @@ def audit(client: Client, limit: int = 1000) -> list:
 def test_health_and_readiness(cp):
     assert expect(cp.server.client().get("/healthz"), 200).json() == {"status": "ok"}
     assert expect(cp.server.client().get("/readyz"), 200).json() == {"status": "ready"}
+
+
+def test_not_ready_without_kafka(cp, testdir):
+    """A server whose Kafka does not answer serves (/healthz 200) but is not ready: /readyz
+    503 not_ready, saying what is missing."""
+    server = Server(testdir, f"127.0.0.1:{free_port()}", name="no-kafka", operator_token=new_operator_token())
+    try:
+        assert expect(server.client().get("/healthz"), 200).json() == {"status": "ok"}
+        answer = expect(server.client().get("/readyz", timeout=15), 503, "not_ready")
+        log(f"no kafka: /readyz says {answer.error['message']!r}")
+    finally:
+        assert server.stop(timeout=30) == 0
 
 
 def test_served_openapi_is_the_repository_file(cp):
@@ -487,6 +499,43 @@ def test_app_lifecycle(cp):
     assert expect(viewer.get(f"/api/v1/apps/{APP}/grids"), 200).json()["grids"] == [], "a deleted app's grids came back"
     expect(developer.action(APP, "start"), 200)
     wait_grid(viewer, APP, orders.expected_units())
+    expect(developer.delete(f"/api/v1/apps/{APP}"), 204)
+
+
+def test_concurrent_starts_and_stops_converge(cp):
+    """Starts and stops of one app at once, in rounds: every request answers 200, the app
+    ends in the state its desired state says, and once running its grid is exact (no batch
+    applied twice across the churn)."""
+    tenant = create_tenant(cp, "churn")
+    developer, _ = create_token(tenant.admin, "developer")
+    expect(developer.deploy(zip_directory(ORDERSAPP)), 201)
+    if cp.orders.count == 0:
+        produce(cp.cluster, cp.orders, WAVE)
+    rounds = [["start", "stop"] * 4, ["stop", "start"] * 4, ["start"] * 3 + ["stop"] * 3]
+    for actions in rounds:
+        barrier = threading.Barrier(len(actions))
+        answers: list = [None] * len(actions)
+
+        def act(index: int) -> None:
+            barrier.wait(10)
+            answers[index] = developer.action(APP, actions[index])
+
+        threads = [threading.Thread(target=act, args=(n,)) for n in range(len(actions))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        for answer in answers:
+            assert answer is not None and answer.status == 200, answer
+
+        def settled(answer: Response) -> bool:
+            app = answer.json()
+            return (app["desired_state"], app["state"]) in {("running", "running"), ("stopped", "stopped")}
+
+        app = poll(lambda: developer.app(APP), settled, 30, f"the app to settle after {actions}", interval=0.25).json()
+        log(f"churn: {actions} -> desired {app['desired_state']}, state {app['state']}")
+    expect(developer.action(APP, "start"), 200)
+    wait_grid(developer, APP, cp.orders.expected_units())
     expect(developer.delete(f"/api/v1/apps/{APP}"), 204)
 
 
