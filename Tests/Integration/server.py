@@ -185,18 +185,26 @@ class Server(Managed):
 
     def __init__(self, directory: Path, bootstrap: str, *, name: str = "server",
                  operator_token: "str | None" = None, data_dir: "Path | None" = None,
-                 kafka_properties: "dict | None" = None, wait: bool = True) -> None:
+                 kafka_properties: "dict | None" = None, wait: bool = True, tls: "tuple | None" = None) -> None:
+        """With `tls` (certificate, key), `listen` is HTTPS on `tls_port` and `http_listen` a
+        plain-HTTP listener on `port`, the one the helpers (client, waits) use."""
         self.directory = directory
         self.data_dir = data_dir or directory / "data"
         self.tmp_dir = directory / "tmp"  # the server's TMPDIR: a refused upload leaves nothing here either
         self.tmp_dir.mkdir(mode=0o755, exist_ok=True)
         self.port = free_port()
         self.host = "127.0.0.1"
+        self.tls_port = free_port() if tls is not None else None
         self.operator_token = operator_token
         self.config_path = directory / f"{name}.toml"
         properties = {"fetch.wait.max.ms": "10", **(kafka_properties or {})}
-        lines = [f'data_dir = "{self.data_dir}"', f'listen = "{self.host}:{self.port}"', "", "[kafka]",
-                 f'bootstrap = "{bootstrap}"', "", "[kafka.properties]"]
+        lines = [f'data_dir = "{self.data_dir}"']
+        if tls is not None:
+            lines += [f'listen = "{self.host}:{self.tls_port}"', f'http_listen = "{self.host}:{self.port}"', "", "[tls]",
+                      f'certificate = "{tls[0]}"', f'key = "{tls[1]}"']
+        else:
+            lines += [f'listen = "{self.host}:{self.port}"']
+        lines += ["", "[kafka]", f'bootstrap = "{bootstrap}"', "", "[kafka.properties]"]
         lines += [f'"{key}" = "{value}"' for key, value in properties.items()]
         self.config_path.write_text("\n".join(lines) + "\n")
         env = {k: v for k, v in os.environ.items() if k != "AEROGRID_OPERATOR_TOKEN"}
@@ -279,7 +287,8 @@ class Server(Managed):
             if last.status == 200:
                 return
             time.sleep(0.1)
-        raise ProcessError(f"{self.name}: /readyz not 200 within {timeout} s (last: {last!r}); stderr:\n{self.stderr_tail()}")
+        raise ProcessError(f"{self.name}: /readyz not 200 within {timeout} s (last: {last!r}); "
+                           f"stderr:\n{self.stderr_tail()}")
 
     def stop(self, timeout: float = 60.0) -> int:
         """SIGTERM and a clean exit within `timeout`; returns the exit status."""

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import csv
 import functools
+import http.client
 import io
 import json
 import os
 import secrets
 import shutil
+import ssl
 import stat
 import struct
 import subprocess
@@ -30,8 +32,8 @@ from types import SimpleNamespace
 import pytest
 
 from harness import AEROGRID, ORDERSAPP, PRODUCTS, TOPIC, KafkaCluster, Orders, log, produce
-from server import (OPENAPI, Client, Response, Server, digest, expect, failed, free_port, new_operator_token, poll, regular, tree,
-                    wait_state, zip_directory, zip_entries)
+from server import (OPENAPI, Client, Response, Server, digest, expect, failed, free_port, new_operator_token, poll, regular,
+                    tree, wait_state, zip_directory, zip_entries)
 
 APP = "ordersapp"
 GRID = "product_sum"
@@ -109,7 +111,7 @@ def wait_grid(client: Client, app: str, expected: dict, timeout: float = 60.0) -
         return False
 
     answer = poll(fetch, done, timeout,
-                  f"grid {app}/{GRID} to equal the sums of the {sum(v['units_sold'] for v in expected.values())} units produced")
+                  f"grid {app}/{GRID} to equal the sums of {sum(v['units_sold'] for v in expected.values())} units")
     return answer.json()
 
 
@@ -200,8 +202,10 @@ def test_every_documented_route_is_served(cp):
         elif operator_route:
             assert answer.status in (200, 201, 204), f"the operator's {method.upper()} {path}: {answer!r}"
         else:
-            assert answer.status == 403 and answer.error["code"] == "forbidden", f"the operator on {method.upper()} {path}: {answer!r}"
-        assert str(answer.status) in operation["responses"], f"{method.upper()} {path} answered {answer.status}, not documented"
+            assert answer.status == 403 and answer.error["code"] == "forbidden", \
+                f"the operator on {method.upper()} {path}: {answer!r}"
+        assert str(answer.status) in operation["responses"], \
+            f"{method.upper()} {path} answered {answer.status}, not documented"
         if answer.status == 200 and "text/plain" in operation["responses"]["200"].get("content", {}):
             assert answer.content_type.startswith("text/plain"), f"{method.upper()} {path}: {answer.content_type}"
 
@@ -391,11 +395,13 @@ def test_app_lifecycle(cp):
     assert app["name"] == APP and app["version"] == 1 and app["state"] in {"created", "stopped"}, app
     assert app["entrypoint"] == "app.py" and app["runtime"] == "python3.11", app
     assert app["lag"] is None and app["usage"] is None, f"lag and usage must be null while the app does not run: {app}"
-    assert digest(bundle) in app["bundle_digest"], f"bundle_digest {app['bundle_digest']} is not the zip's SHA-256 {digest(bundle)}"
+    assert digest(bundle) in app["bundle_digest"], \
+        f"bundle_digest {app['bundle_digest']} is not the zip's SHA-256 {digest(bundle)}"
     unpacked = server.data_dir / "bundles" / digest(bundle)
     assert (unpacked / "app.toml").read_bytes() == (ORDERSAPP / "app.toml").read_bytes()
     for path in [unpacked / "app.toml", unpacked / "app.py"]:
-        assert path.stat().st_mode & 0o222 == 0, f"{path} is writable ({oct(path.stat().st_mode)}): bundles are unpacked read-only"
+        assert path.stat().st_mode & 0o222 == 0, \
+            f"{path} is writable ({oct(path.stat().st_mode)}): bundles are unpacked read-only"
     assert expect(op.get(f"/api/v1/tenants/{tenant.name}"), 200).json()["apps"] == 1
     assert app_names(viewer) == [APP]
 
@@ -411,7 +417,8 @@ def test_app_lifecycle(cp):
     assert running["desired_state"] == "running" and running["restarts"] == 0, running
 
     summaries = expect(viewer.get(f"/api/v1/apps/{APP}/grids"), 200).json()["grids"]
-    assert [(g["name"], g["rows"], g["columns"]) for g in summaries] == [(GRID, len(orders.units), ["units_sold"])], summaries
+    assert [(g["name"], g["rows"], g["columns"]) for g in summaries] == [(GRID, len(orders.units), ["units_sold"])], \
+        summaries
     expect(viewer.grid(APP, "no_such_grid"), 404, "not_found")
 
     # CSV, by the query and by Accept.
@@ -682,7 +689,8 @@ def test_bad_bundle_is_refused(cp, bundle_tenant, case):
     expect(cp.server.client().get("/healthz"), 200)
     assert app_names(developer) == apps_before
     after = disk_state(cp.server)
-    assert after == before, f"the refused upload left something on disk: {sorted(set(map(str, after.items())) - set(map(str, before.items())))}"
+    left = {key: sorted(set(after[key]) - set(before[key])) for key in after if after[key] != before[key]}
+    assert after == before, f"the refused upload left something on disk (new or changed): {left}"
 
 
 def test_a_bundle_with_directories_is_accepted(cp, bundle_tenant):
@@ -927,8 +935,10 @@ def test_tenant_tokens_may_not_use_operator_routes(world):
                                       ("DELETE", f"/api/v1/tenants/{b.name}", {}),
                                       ("DELETE", f"/api/v1/tenants/{a.name}", {}),
                                       ("PUT", f"/api/v1/tenants/{a.name}/acl", {"json_body": {"topics": ["*"]}}),
-                                      ("PUT", f"/api/v1/tenants/{a.name}/quota", {"json_body": {"max_apps": 1000, "cpus": 64}}),
-                                      ("PUT", f"/api/v1/tenants/{a.name}/apps/{APP}/quota", {"json_body": {"memory_bytes": 1 << 34}}),
+                                      ("PUT", f"/api/v1/tenants/{a.name}/quota",
+                                       {"json_body": {"max_apps": 1000, "cpus": 64}}),
+                                      ("PUT", f"/api/v1/tenants/{a.name}/apps/{APP}/quota",
+                                       {"json_body": {"memory_bytes": 1 << 34}}),
                                       ("GET", f"/api/v1/tenants/{a.name}/acl", {}),
                                       ("GET", "/metrics", {})]:
             answer = client.request(method, path, **options)
@@ -977,6 +987,42 @@ def test_first_start_prints_the_operator_token_once(cp, workdir):
     finally:
         assert second.stop(timeout=30) == 0
     assert not any("operator token" in l for l in second.stdout_lines()), second.stdout_lines()
+
+
+def test_https_listener_with_a_plain_http_one_beside_it(cp, testdir):
+    """[tls]: `listen` answers HTTPS with the configured certificate, `http_listen` plain
+    HTTP, both the same API; plain HTTP on the HTTPS port gets no answer."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a certificate")
+    certificate, key = testdir / "cert.pem", testdir / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(certificate), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    server = Server(testdir, cp.cluster.bootstrap, name="tls", operator_token=new_operator_token(), tls=(certificate, key))
+    try:
+        server.wait_line(lambda l: l.strip() == f"listening on https://127.0.0.1:{server.tls_port}", 10, "the https line")
+        server.wait_line(lambda l: l.strip() == f"listening on http://127.0.0.1:{server.port}", 10, "the http line")
+        context = ssl.create_default_context(cafile=str(certificate))
+        for path, token, status in [("/healthz", None, 200), ("/api/v1/tenants", server.operator_token, 200),
+                                    ("/api/v1/tenants", None, 401)]:
+            connection = http.client.HTTPSConnection(server.host, server.tls_port, context=context, timeout=10)
+            try:
+                connection.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+                answer = connection.getresponse()
+                assert answer.status == status, f"https GET {path}: {answer.status} {answer.read()[:200]!r}"
+                answer.read()
+            finally:
+                connection.close()
+        expect(server.operator.get("/api/v1/tenants"), 200)  # the plain listener
+        try:
+            answer = Client(server.host, server.tls_port, None, timeout=5).get("/healthz")
+        except (OSError, http.client.HTTPException):
+            pass
+        else:
+            raise AssertionError(f"plain HTTP on the HTTPS port answered {answer!r}")
+    finally:
+        assert server.stop(timeout=30) == 0
 
 
 def test_sigterm_stops_the_server_with_its_apps(cp, workdir):
