@@ -44,6 +44,7 @@ APP_DEFAULTS = {"memory_bytes": 256 * MIB, "cpus": 0.5, "pids": 64, "grid_rows":
 TENANT_DEFAULTS = {"max_apps": 20, "memory_bytes": 4 << 30, "cpus": 2, "max_connections": 200}
 CGROUP_V2 = (CGROUP_ROOT / "cgroup.controllers").exists()
 CFS_PERIOD = 100_000
+TENANTS: list = []  # every tenant made here: their (empty) cgroup directories are removed at the end
 
 
 # --------------------------------------------------------------------------------------------
@@ -68,10 +69,13 @@ def ops(workdir):
         if server is not None:
             log(f"ops server: exited with {server.stop()} after SIGTERM")
         cluster.terminate()
+        remove_tenant_cgroups(TENANTS)
 
 
 def tenant_name(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(4)}"
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    TENANTS.append(name)
+    return name
 
 
 def create_tenant(server: Server, prefix: str, topics: "list | None" = None) -> SimpleNamespace:
@@ -165,6 +169,27 @@ def cgroup_limits(tenant: str, app: str) -> "dict | None":
 def expected_limits(quota: dict) -> dict:
     return {"memory_bytes": quota["memory_bytes"], "pids": quota["pids"],
             "cpu_quota_us": round(quota["cpus"] * CFS_PERIOD), "cpu_period_us": CFS_PERIOD}
+
+
+def remove_tenant_cgroups(tenants: list) -> None:
+    """The tenants' cgroup directories (the server leaves a tenant's behind; a stopped app's
+    own is gone already). rmdir removes only empty directories."""
+    roots = [CGROUP_ROOT / "aerogrid"] if CGROUP_V2 else \
+        [path / "aerogrid" for path in CGROUP_ROOT.iterdir() if (path / "aerogrid").is_dir()]
+    for root in roots:
+        for tenant in tenants:
+            directory = root / tenant
+            if not directory.is_dir():
+                continue
+            for app in [path for path in directory.iterdir() if path.is_dir()]:
+                try:
+                    app.rmdir()
+                except OSError:
+                    pass
+            try:
+                directory.rmdir()
+            except OSError:
+                pass
 
 
 def cgroup_processes(tenant: str, app: str) -> list:
