@@ -31,7 +31,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import AEROGRID, ORDERSAPP, PRODUCTS, TOPIC, KafkaCluster, Orders, log, produce
+from harness import AEROGRID, CGROUP_ROOT, ORDERSAPP, PRODUCTS, TOPIC, KafkaCluster, Orders, log, produce
 from server import (OPENAPI, Client, Response, Server, digest, expect, failed, free_port, new_operator_token, poll, regular,
                     tree, wait_state, zip_directory, zip_entries)
 
@@ -44,6 +44,7 @@ CRASH_REASONS = {None, "exit", "signal", "oom", "seccomp", "protocol", "heartbea
 TRICKY_PRODUCTS = ["Comma, Inc.", 'The "Quoted" One', "Line\nBreak"]
 APP_FIELDS = {"name", "version", "bundle_digest", "entrypoint", "runtime", "desired_state", "state", "crash_reason",
               "last_crash", "restarts", "records", "lag", "usage", "quota", "created_at", "updated_at"}
+TENANTS: list = []  # every tenant name made here: its cgroup directories are removed at the end
 TOKEN_FIELDS = {"id", "name", "role", "tenant", "created_at", "last_used_at", "revoked_at"}
 
 
@@ -72,10 +73,34 @@ def cp(workdir):
             status = server.stop()
             log(f"server: exited with {status} after SIGTERM")
         cluster.terminate()
+        remove_tenant_cgroups(TENANTS)
 
 
 def tenant_name(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(4)}"
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    TENANTS.append(name)
+    return name
+
+
+def remove_tenant_cgroups(tenants: list) -> None:
+    """The (empty) cgroup directories the server leaves behind for these tenants, in every
+    controller: aerogrid/<tenant>/ and the apps' below it. rmdir removes only empty ones."""
+    roots = [CGROUP_ROOT / "aerogrid"] + [path / "aerogrid" for path in CGROUP_ROOT.iterdir() if path.is_dir()] \
+        if CGROUP_ROOT.is_dir() else []
+    for root in roots:
+        for tenant in tenants:
+            directory = root / tenant
+            if not directory.is_dir():
+                continue
+            for app in [path for path in directory.iterdir() if path.is_dir()]:
+                try:
+                    app.rmdir()
+                except OSError:
+                    pass
+            try:
+                directory.rmdir()
+            except OSError:
+                pass
 
 
 def create_tenant(cp, prefix: str, orders: bool = True) -> SimpleNamespace:
