@@ -497,13 +497,21 @@ def test_app_lifecycle(cp):
     produce(cluster, orders, WAVE // 4)
     wait_grid(viewer, APP, orders.expected_units())
 
-    # A new version: 200, version 2, the running app restarts on it.
-    bundle2 = zip_directory(ORDERSAPP, comment=b"version 2")
+    # A new version: 200, version 2, the running app restarts on it: the new code runs (it
+    # prints a line, which the log shows from stdout), its grid still exact.
+    bundle2 = zip_entries([(regular("app.toml"), (ORDERSAPP / "app.toml").read_bytes()),
+                           (regular("app.py"), b'print("ordersapp version 2", flush=True)\n' +
+                            (ORDERSAPP / "app.py").read_bytes())])
     app2 = check_app(expect(developer.deploy(bundle2), 200).json())
     assert app2["name"] == APP and app2["version"] == 2 and digest(bundle2) in app2["bundle_digest"], app2
     assert (server.data_dir / "bundles" / digest(bundle2) / "app.toml").exists()
     poll(lambda: viewer.app(APP), lambda r: r.status == 200 and r.json()["version"] == 2 and r.json()["state"] == "running",
          60, "version 2 running")
+    poll(lambda: expect(viewer.get(f"/api/v1/apps/{APP}/logs"), 200).json()["lines"],
+         lambda lines: any(line["source"] == "stdout" and line["message"] == "ordersapp version 2" for line in lines),
+         20, "version 2's line on stdout in the log")
+    produce(cluster, orders, WAVE // 4)
+    wait_grid(viewer, APP, orders.expected_units())
 
     # The tenant's audit has the developer's actions, newest first.
     entries = audit(tenant.admin)
