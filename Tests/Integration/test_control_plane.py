@@ -999,6 +999,27 @@ def test_the_operator_token_may_not_use_tenant_routes(world):
 # The server process
 
 
+@pytest.mark.parametrize("case", ["unknown-key", "short-operator-token"])
+def test_a_bad_configuration_stops_the_start(testdir, case):
+    """`aerogrid serve` refuses to start, exit status not 0, with a message naming what to fix."""
+    config = testdir / "bad.toml"
+    lines = [f'data_dir = "{testdir / "data"}"', f'listen = "127.0.0.1:{free_port()}"', "", "[kafka]",
+             'bootstrap = "127.0.0.1:9"']
+    env = {k: v for k, v in os.environ.items() if k != "AEROGRID_OPERATOR_TOKEN"}
+    if case == "unknown-key":
+        lines.insert(0, 'colour = "blue"')
+        words = ["colour"]
+    else:
+        env["AEROGRID_OPERATOR_TOKEN"] = "too-short"
+        words = ["AEROGRID_OPERATOR_TOKEN"]
+    config.write_text("\n".join(lines) + "\n")
+    result = subprocess.run([str(AEROGRID), "serve", "--config", str(config)], capture_output=True, text=True,
+                            timeout=30, env=env, stdin=subprocess.DEVNULL)
+    assert result.returncode != 0, f"{case}: the server started (exit {result.returncode}): {result.stdout[-500:]}"
+    for word in words:
+        assert word in result.stderr, f"{case}: the refusal does not name {word!r}: {result.stderr[-1000:]}"
+
+
 def test_first_start_prints_the_operator_token_once(cp, workdir):
     directory = workdir / "first-start"
     directory.mkdir(mode=0o755)
