@@ -12,11 +12,13 @@ one embedded Kafka cluster for the module, a tenant (or two) of its own for each
 from __future__ import annotations
 
 import csv
+import datetime
 import functools
 import http.client
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import ssl
@@ -140,9 +142,17 @@ def wait_grid(client: Client, app: str, expected: dict, timeout: float = 60.0) -
     return answer.json()
 
 
+def rfc3339(value, what: str = "a timestamp") -> datetime.datetime:
+    """docs/api.md: timestamps are RFC 3339, UTC."""
+    assert isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]00:00)", value), \
+        f"{what} is not an RFC 3339 UTC time: {value!r}"
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 def check_app(app: dict) -> dict:
     """An App has every field of docs/api.md, with values in their enums."""
     assert APP_FIELDS <= set(app), f"the App lacks {sorted(APP_FIELDS - set(app))}: {app}"
+    assert rfc3339(app["created_at"], "created_at") <= rfc3339(app["updated_at"], "updated_at"), app
     assert app["state"] in STATES, app
     assert app["desired_state"] in {"running", "stopped"}, app
     assert app["crash_reason"] in CRASH_REASONS, app
@@ -263,7 +273,8 @@ def test_tenants_and_tokens(cp):
     listed = expect(op.get("/api/v1/tenants"), 200).json()["tenants"]
     assert tenant.name in [t["name"] for t in listed]
     one = expect(op.get(f"/api/v1/tenants/{tenant.name}"), 200).json()
-    assert one["name"] == tenant.name and one["apps"] == 0 and one["created_at"], one
+    assert one["name"] == tenant.name and one["apps"] == 0, one
+    rfc3339(one["created_at"], "a tenant's created_at")
     expect(op.get(f"/api/v1/tenants/{tenant_name('nobody')}"), 404, "not_found")
 
     # Tokens: created with a role, listed without secrets, revoked from then on.
@@ -283,6 +294,7 @@ def test_tenants_and_tokens(cp):
     assert {t["id"] for t in tokens} == {tenant.admin_token["id"], viewer_token["id"], developer_token["id"]}, tokens
     for token in tokens:
         assert TOKEN_FIELDS <= set(token), token
+        rfc3339(token["created_at"], "a token's created_at")
         assert "secret" not in token and secret not in json.dumps(token), f"a listed token shows its secret: {token}"
         assert token["revoked_at"] is None, token
     used = next(t for t in tokens if t["id"] == viewer_token["id"])
@@ -474,6 +486,7 @@ def test_app_lifecycle(cp):
     assert lines, "the stopped app's log is empty (it printed its shutdown line on stderr)"
     for line in lines:
         assert {"time", "source", "level", "message"} <= set(line), line
+        rfc3339(line["time"], "a log line's time")
         assert line["source"] in {"stdout", "stderr", "app"}, line
     log(f"lifecycle: {len(lines)} log lines, the last {lines[-1]}")
     assert len(expect(viewer.get(f"/api/v1/apps/{APP}/logs", query={"tail": 1}), 200).json()["lines"]) == 1
@@ -518,7 +531,8 @@ def test_app_lifecycle(cp):
     assert all(entry["tenant"] == tenant.name for entry in entries), entries[:5]
     assert any(entry["actor"] == developer_token["id"] for entry in entries), \
         f"no audit entry with the developer's token id {developer_token['id']}: {entries[:5]}"
-    times = [entry["time"] for entry in entries]
+    assert all(entry["source"] == "127.0.0.1" for entry in entries), f"audit source is not the client address: {entries[:3]}"
+    times = [rfc3339(entry["time"], "an audit entry's time") for entry in entries]
     assert times == sorted(times, reverse=True), "audit entries are not newest first"
     assert len(audit(tenant.admin, limit=1)) == 1
 
@@ -531,6 +545,8 @@ def test_app_lifecycle(cp):
     expect(developer.action(APP, "start"), 404, "not_found")
     assert app_names(viewer) == []
     assert expect(op.get(f"/api/v1/tenants/{tenant.name}"), 200).json()["apps"] == 0
+    kept = [entry for entry in audit(tenant.admin) if entry["target"] == APP]
+    assert len(kept) >= 5, f"the deleted app's audit entries are gone (docs/api.md: the audit stays): {kept}"
 
     # Deployed again it is a new app with no state: version 1, no grids; started, it reads
     # the topic from the beginning (were its offsets kept, the grid would lack the orders).
@@ -627,6 +643,20 @@ def lying_bomb() -> bytes:
     return bytes(data)
 
 
+def corrupted_entry() -> bytes:
+    """A stored (uncompressed) entry whose bytes no longer match its CRC-32."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for info, data in valid_files("bad-crc"):
+            archive.writestr(info, data)
+        info = regular("data.txt")
+        info.compress_type = zipfile.ZIP_STORED
+        archive.writestr(info, b"hello world\n" * 100)
+    data = bytearray(buffer.getvalue())
+    data[data.index(b"hello world")] ^= 0x20  # 'h' -> 'H'
+    return bytes(data)
+
+
 def too_many_entries() -> bytes:
     return zip_entries(valid_files("bad-many") + [(regular(f"data/{n:04}.txt"), b"x") for n in range(999)])
 
@@ -679,6 +709,10 @@ BAD_BUNDLES = {
     "unknown-runtime": (lambda: zip_entries([(regular("app.toml"), manifest("bad-runtime", runtime="python2.7")),
                                              (regular("app.py"), b"")]),
                         422, "invalid_bundle", ("runtime",), "python2.7"),
+    "file-and-directory-of-one-name": (lambda: zip_entries(valid_files("bad-clash") + [(regular("lib"), b"x"),
+                                                                          (regular("lib/x.py"), b"y")]),
+                                       422, "invalid_bundle", ("lib",), "lib"),
+    "corrupted-entry": (corrupted_entry, 422, "invalid_bundle", ("crc", "checksum", "corrupt", "damaged"), "data.txt"),
     "zip-bomb": (zeros_bomb, 422, "invalid_bundle", ("expands",), None),
     "lying-zip-bomb": (lying_bomb, 422, "invalid_bundle", ("expands",), None),
     "too-many-entries": (too_many_entries, 422, "invalid_bundle", ("1000", "1,000"), None),
@@ -718,6 +752,8 @@ def test_bad_bundle_is_refused(cp, bundle_tenant, case):
     assert any(word in message.lower() for word in words), f"the message does not say {' or '.join(words)}: {message!r}"
     if entry is not None:
         assert entry in message, f"the message does not name {entry!r}: {message!r}"
+    assert str(cp.server.data_dir) not in message and ".incoming" not in message, \
+        f"the message shows the server's own paths: {message!r}"
 
     expect(cp.server.client().get("/healthz"), 200)
     assert app_names(developer) == apps_before
