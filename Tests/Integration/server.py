@@ -342,9 +342,11 @@ def wait_state(client: Client, app: str, states, timeout: float = 60.0) -> dict:
 
 
 def failed(app: dict) -> bool:
-    """An app that should run but crashed, backs off, or stopped by itself."""
+    """An app that should run but crashed, backs off, or stopped by itself with a crash
+    reason (a state of "stopped" alone may be the moment before a start takes effect)."""
     state = app.get("state")
-    return state in ("crashed", "backoff") or (state == "stopped" and app.get("desired_state") == "running")
+    return state in ("crashed", "backoff") or (
+        state == "stopped" and app.get("desired_state") == "running" and app.get("crash_reason") is not None)
 
 
 # --------------------------------------------------------------------------------------------
