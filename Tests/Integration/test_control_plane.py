@@ -594,6 +594,29 @@ def test_concurrent_starts_and_stops_converge(cp):
     expect(developer.delete(f"/api/v1/apps/{APP}"), 204)
 
 
+def test_logs_tail(cp):
+    """`tail`: the last N lines, oldest first; 100 without it."""
+    tenant = create_tenant(cp, "tail")
+    developer, _ = create_token(tenant.admin, "developer")
+    code = b"for n in range(300):\n    print('line', n)\nimport sys\nsys.stdout.flush()\n" + (ORDERSAPP / "app.py").read_bytes()
+    expect(developer.deploy(zip_entries([(regular("app.toml"), (ORDERSAPP / "app.toml").read_bytes()),
+                                         (regular("app.py"), code)])), 201)
+    expect(developer.action(APP, "start"), 200)
+
+    def printed() -> list:
+        lines = expect(developer.get(f"/api/v1/apps/{APP}/logs", query={"tail": 10000}), 200).json()["lines"]
+        return [line["message"] for line in lines if line["source"] == "stdout"]
+
+    everything = poll(printed, lambda found: "line 299" in found, 30, "the app's 300 lines in its log")
+    assert everything == [f"line {n}" for n in range(300)], everything[:5]
+    default = expect(developer.get(f"/api/v1/apps/{APP}/logs"), 200).json()["lines"]
+    assert len(default) == 100, f"{len(default)} lines without tail, not 100"
+    five = [line["message"] for line in
+            expect(developer.get(f"/api/v1/apps/{APP}/logs", query={"tail": 5}), 200).json()["lines"]]
+    assert five == [f"line {n}" for n in range(295, 300)], five
+    expect(developer.delete(f"/api/v1/apps/{APP}"), 204)
+
+
 # --------------------------------------------------------------------------------------------
 # Bundles the server refuses
 
