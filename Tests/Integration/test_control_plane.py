@@ -598,7 +598,8 @@ def test_logs_tail(cp):
     """`tail`: the last N lines, oldest first; 100 without it."""
     tenant = create_tenant(cp, "tail")
     developer, _ = create_token(tenant.admin, "developer")
-    code = b"for n in range(300):\n    print('line', n)\nimport sys\nsys.stdout.flush()\n" + (ORDERSAPP / "app.py").read_bytes()
+    code = b"for n in range(300):\n    print('line', n)\nimport sys\nsys.stdout.flush()\n" + \
+        (ORDERSAPP / "app.py").read_bytes()
     expect(developer.deploy(zip_entries([(regular("app.toml"), (ORDERSAPP / "app.toml").read_bytes()),
                                          (regular("app.py"), code)])), 201)
     expect(developer.action(APP, "start"), 200)
