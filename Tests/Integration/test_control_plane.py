@@ -2,11 +2,18 @@
 one embedded Kafka cluster for the module, a tenant (or two) of its own for each test.
 
 - an app's whole life through the API: deploy, start, grids exact against the produced
-  orders, logs, CSV, stop, resume from the checkpoint without double counting, a new
-  version, delete;
-- bundles the server must refuse (zip slip, symlinks, bombs …), each leaving nothing on disk;
+  orders, logs, CSV, stop, resume from the checkpoint without double counting, restart, a
+  new version running its own code, delete, and deployed again with no state;
+- bundles the server must refuse (zip slip, symlinks, bombs …), each leaving nothing on
+  disk; concurrent deploys; concurrent starts and stops;
 - tokens and roles: 401, 403, another tenant's app as 404, and nothing changed by a refusal;
-- the OpenAPI document: served as in the repository, and schemathesis finds no 5xx.
+- the process: the operator token printed once, HTTPS beside plain HTTP, /readyz without
+  Kafka, a bad configuration, SIGTERM with a running app and a followed log;
+- the OpenAPI document: valid, served as in the repository, every route reached, and
+  schemathesis finds no 5xx and no answer outside the document.
+
+Every order produced goes through the module's `Orders`, so an ordersapp that has read the
+whole topic has the grid `cp.orders.expected_units()`.
 """
 
 from __future__ import annotations
