@@ -5,7 +5,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 PYTHON ?= python3
 AEROGRID := .build/debug/aerogrid
 
-.PHONY: dev test deps build test-swift test-sandbox-c test-integration test-python bench bench-runtime bench-sandbox clean
+.PHONY: dev test deps build test-swift test-sandbox-c test-integration test-python bench bench-runtime bench-sandbox bench-fanout clean
 
 dev: build
 	$(AEROGRID) dev
@@ -38,7 +38,7 @@ test-python: deps
 
 # Speed and memory, each next to its baseline (release builds; see docs/performance.md
 # and docs/sandbox.md). Extra arguments: make bench BENCH_ARGS="--orders 480000".
-bench: bench-runtime bench-sandbox
+bench: bench-runtime bench-sandbox bench-fanout
 
 bench-runtime: deps
 	swift build -c release --product aerogrid
@@ -50,6 +50,14 @@ bench-runtime: deps
 bench-sandbox: deps
 	swift build -c release --product aerogrid-sandbox
 	$(PYTHON) Benchmarks/sandbox_startup.py --launcher .build/release/aerogrid-sandbox $(SANDBOX_BENCH_ARGS)
+
+# The stream: many WebSocket clients on one grid under a steady write rate, next to a
+# one-client run (a real server in its own process). Extra arguments:
+# make bench-fanout FANOUT_BENCH_ARGS="--clients 200 --seconds 10".
+bench-fanout: deps
+	swift build -c release --product aerogrid
+	swift build -c release --product aerogrid-fanout-bench
+	.build/release/aerogrid-fanout-bench $(FANOUT_BENCH_ARGS)
 
 clean:
 	rm -rf .build .build-c

@@ -89,6 +89,17 @@ let package = Package(
             path: "Benchmarks/RuntimeBench",
             swiftSettings: strictSettings
         ),
+        // make bench-fanout: the stream with many clients, next to a one-client run.
+        .executableTarget(
+            name: "aerogrid-fanout-bench",
+            dependencies: [
+                "AeroGridKafka",
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/FanoutBench",
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "AeroGridCore",
             swiftSettings: strictSettings

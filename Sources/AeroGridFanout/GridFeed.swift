@@ -173,7 +173,9 @@ public final class GridFeed: Sendable {
 /// The subscriptions of one feed with the same rate and filter: one tick builds one message
 /// body for all of them that are caught up.
 final class TickGroup: Sendable {
-    unowned let feed: GridFeed
+    /// Strong: a tick may still run while the last member leaves. The feed lets go of the
+    /// group when it empties, which ends the cycle.
+    let feed: GridFeed
     let rate: Int
     let filter: SubscriptionFilter
     let members = Mutex<[ObjectIdentifier: Subscription]>([:])

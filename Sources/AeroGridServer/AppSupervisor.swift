@@ -57,6 +57,8 @@ public actor AppSupervisor {
     private var entries: [String: Entry] = [:]
     /// Each app's current grids, readable without waiting for the actor (the stream's feeds).
     public nonisolated let grids = GridRegistry()
+    /// Each tenant's topic ACL as its apps' processes are checked against it.
+    public nonisolated let topicRules = TopicRulesRegistry()
 
     public init(store: Store, bundles: BundleStore, defaults: RuntimeDefaults, logger: Logger) {
         self.store = store
@@ -77,8 +79,11 @@ public actor AppSupervisor {
             checkpointInterval: defaults.checkpointInterval, outOfRangePolicy: defaults.outOfRangePolicy)
         spec.shutdownGrace = .seconds(10)
         spec.appLimits.gridRows = plan.quota.gridRows
-        let topics = plan.topics
-        spec.topicPolicy = { [tenant = app.tenant] topic in topics.refusal(topic, tenant: tenant) }
+        // Read at each process start, so a changed ACL applies to the next restart.
+        topicRules.set(app.tenant, plan.topics)
+        spec.topicPolicy = { [topicRules, tenant = app.tenant] topic in
+            (topicRules.rules(tenant) ?? TopicACL.defaults(tenant: tenant)).refusal(topic, tenant: tenant)
+        }
         let runner = AppRunner(spec: spec, store: store, logger: logger)
         let task = Task { [logger] in
             do {
@@ -185,4 +190,13 @@ public final class GridRegistry: Sendable {
     func set(_ key: String, _ grids: GridState?) { table.withLock { $0[key] = grids } }
 
     public func grids(tenant: String, app: String) -> GridState? { table.withLock { $0["\(tenant)/\(app)"] } }
+}
+
+/// Tenants' topic ACLs, read by their apps' runners at every process start.
+public final class TopicRulesRegistry: Sendable {
+    private let table = Mutex<[String: TopicACL]>([:])
+
+    func set(_ tenant: String, _ rules: TopicACL) { table.withLock { $0[tenant] = rules } }
+
+    func rules(_ tenant: String) -> TopicACL? { table.withLock { $0[tenant] } }
 }

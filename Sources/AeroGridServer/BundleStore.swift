@@ -1,6 +1,7 @@
 import AeroGridCore
 import Crypto
 public import Foundation
+import Synchronization
 import ZIPFoundation
 
 /// Why a bundle was refused, in words that say what to fix.
@@ -43,6 +44,8 @@ public struct StoredBundle: Sendable {
 public final class BundleStore: Sendable {
     public let directory: String
     public let limits: BundleLimits
+    /// Digests stored by a deploy that has not yet recorded them: never cleaned up.
+    private let reserved = Mutex<[String: Int]>([:])
 
     public init(directory: String, limits: BundleLimits = BundleLimits()) throws {
         self.directory = directory
@@ -64,6 +67,24 @@ public final class BundleStore: Sendable {
         }
         let digest = SHA256.hash(data: zip).map { String(format: "%02x", $0) }.joined()
         let final = path(digest: digest)
+        reserved.withLock { $0[digest, default: 0] += 1 }
+        do throws(BundleRefused) {
+            return try store(zip, digest: digest, final: final)
+        } catch {
+            release(digest)
+            throw error
+        }
+    }
+
+    /// Ends the reservation `store` made: the bundle may be cleaned up once no app uses it.
+    public func release(_ digest: String) {
+        reserved.withLock { table in
+            table[digest, default: 1] -= 1
+            if table[digest] == 0 { table[digest] = nil }
+        }
+    }
+
+    private func store(_ zip: Data, digest: String, final: String) throws(BundleRefused) -> StoredBundle {
         if FileManager.default.fileExists(atPath: final) {
             do {
                 return StoredBundle(digest: digest, directory: final, manifest: try BundleManifest.load(directory: final))
@@ -103,8 +124,9 @@ public final class BundleStore: Sendable {
 
     /// Removes bundles no app uses any more.
     public func removeUnused(keeping used: Set<String>) {
+        let busy = reserved.withLock { Set($0.keys) }
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        where !name.hasPrefix(".") && !used.contains(name) {
+        where !name.hasPrefix(".") && !used.contains(name) && !busy.contains(name) {
             removeTree("\(directory)/\(name)")
         }
     }

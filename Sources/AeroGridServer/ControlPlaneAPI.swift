@@ -170,6 +170,7 @@ public struct ControlPlaneAPI: Sendable {
             _ = try await planner.tenant(name)
             let acl = try TopicACL.validated(try await jsonObject(request, context: context)["topics"])
             try await store.setTenantTopics(name, json: acl.json)
+            supervisor.topicRules.set(name, acl)
             try await audit(principal, tenant: name, "acl.set", target: name, context, outcome: "ok: \(acl.rules.joined(separator: " "))")
             return JSONResponse.make(["topics": acl.rules])
         }
@@ -238,6 +239,8 @@ public struct ControlPlaneAPI: Sendable {
                 try await audit(principal, tenant: tenant, "app.deploy", target: "?", context, outcome: "refused: \(error.message)")
                 throw error.tooLarge ? APIError.tooLarge(error.message) : APIError.invalidBundle(error.message)
             }
+            // Kept from the bundle clean-up until the app's record names it.
+            defer { bundles.release(stored.digest) }
             let manifest = stored.manifest
             if try await store.app(tenant: tenant, name: manifest.name) == nil {
                 let quota = try await planner.tenantQuota(tenant)

@@ -66,6 +66,10 @@ enum QuotaJSON {
                 throw APIError.badRequest("unknown quota '\(key)' (known: \(keys.joined(separator: ", ")))")
             }
             if value is NSNull { set[key] = nil; continue }
+            // JSON's true and false arrive as numbers too: told apart by their type code.
+            if let number = value as? NSNumber, ["c", "B"].contains(String(cString: number.objCType)) {
+                throw APIError.badRequest("\(key) must be a number, not \(number.boolValue)")
+            }
             switch key {
             case "cpus":
                 guard let number = value as? Double, number > 0, number <= 1024 else {

@@ -12,6 +12,41 @@ public final class ServerMetrics: Sendable {
     /// Per app: what the runner's counters were at the last scrape, and when.
     private let last = Mutex<[String: (records: Int, restarts: Int, oomKills: Int, at: ContinuousClock.Instant)]>([:])
     private let requestsInFlight: Gauge
+    private let perApp = Mutex<[String: AppMetrics]>([:])
+
+    /// One app's series, kept so they can be removed with the app.
+    struct AppMetrics: Sendable {
+        let records, restarts, oomKills: Counter
+        let recordsPerSecond, running, lag, cpuSeconds, memoryBytes, pids: Gauge
+        let batchLatency: DurationHistogram
+
+        func unregister(from registry: PrometheusCollectorRegistry) {
+            for counter in [records, restarts, oomKills] { registry.unregisterCounter(counter) }
+            for gauge in [recordsPerSecond, running, lag, cpuSeconds, memoryBytes, pids] { registry.unregisterGauge(gauge) }
+            registry.unregisterDurationHistogram(batchLatency)
+        }
+    }
+
+    private func appMetrics(_ key: String, labels: [(String, String)]) -> AppMetrics {
+        if let known = perApp.withLock({ $0[key] }) { return known }
+        let metrics = AppMetrics(
+            records: registry.makeCounter(name: "aerogrid_app_records_total", labels: labels, help: "Records delivered to the app"),
+            restarts: registry.makeCounter(name: "aerogrid_app_restarts_total", labels: labels, help: "Times the app's process was started again after a crash"),
+            oomKills: registry.makeCounter(name: "aerogrid_app_oom_kills_total", labels: labels, help: "App processes ended by the OOM killer"),
+            recordsPerSecond: registry.makeGauge(name: "aerogrid_app_records_per_second", labels: labels, help: "Records delivered per second since the last scrape"),
+            running: registry.makeGauge(name: "aerogrid_app_running", labels: labels, help: "1 while the app should run and its runner runs"),
+            lag: registry.makeGauge(name: "aerogrid_app_lag_records", labels: labels, help: "Records in Kafka not yet applied to the grids"),
+            cpuSeconds: registry.makeGauge(name: "aerogrid_app_cpu_seconds", labels: labels, help: "CPU time used by the app's current process"),
+            memoryBytes: registry.makeGauge(name: "aerogrid_app_memory_bytes", labels: labels, help: "Memory used by the app's sandbox"),
+            pids: registry.makeGauge(name: "aerogrid_app_pids", labels: labels, help: "Processes and threads in the app's sandbox"),
+            batchLatency: registry.makeDurationHistogram(
+                name: "aerogrid_app_batch_latency_seconds", labels: labels,
+                buckets: [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+                          .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)],
+                help: "Time from a batch sent to the app to its grid changes applied"))
+        perApp.withLock { $0[key] = metrics }
+        return metrics
+    }
 
     public init() {
         requestsInFlight = registry.makeGauge(name: "aerogrid_http_requests_in_flight", help: "HTTP requests being answered")
@@ -31,45 +66,39 @@ public final class ServerMetrics: Sendable {
         registry.makeGauge(name: "aerogrid_stream_connections_not_writable", help: "Stream connections whose client has not read for 5 s or more")
             .set(Double(stream.blocked))
         var running = 0
+        var seen = Set<String>()
         for (tenant, name, runner, isRunning) in await supervisor.runners {
-            let labels = [("tenant", tenant), ("app", name)]
+            let key = "\(tenant)/\(name)"
+            seen.insert(key)
+            let metrics = appMetrics(key, labels: [("tenant", tenant), ("app", name)])
             let status = runner.status
             let progress = await runner.progress()
             let now = ContinuousClock.now
             let previous = last.withLock { table in
-                defer { table["\(tenant)/\(name)"] = (status.deliveredRecords, status.lifecycle.restarts, status.oomKills, now) }
-                return table["\(tenant)/\(name)"]
+                defer { table[key] = (status.deliveredRecords, status.lifecycle.restarts, status.oomKills, now) }
+                return table[key]
             }
             // A new runner (after a delete and deploy) starts its counters from zero.
             func delta(_ current: Int, _ before: Int?) -> Int64 { Int64(current >= (before ?? 0) ? current - (before ?? 0) : current) }
-            registry.makeCounter(name: "aerogrid_app_records_total", labels: labels, help: "Records delivered to the app")
-                .increment(by: delta(status.deliveredRecords, previous?.records))
-            registry.makeCounter(name: "aerogrid_app_restarts_total", labels: labels, help: "Times the app's process was started again after a crash")
-                .increment(by: delta(status.lifecycle.restarts, previous?.restarts))
-            registry.makeCounter(name: "aerogrid_app_oom_kills_total", labels: labels, help: "App processes ended by the OOM killer")
-                .increment(by: delta(status.oomKills, previous?.oomKills))
+            metrics.records.increment(by: delta(status.deliveredRecords, previous?.records))
+            metrics.restarts.increment(by: delta(status.lifecycle.restarts, previous?.restarts))
+            metrics.oomKills.increment(by: delta(status.oomKills, previous?.oomKills))
             let seconds = previous.map { Double((now - $0.at).components.seconds) + Double((now - $0.at).components.attoseconds) / 1e18 } ?? 0
-            let rate = seconds > 0 ? Double(delta(status.deliveredRecords, previous?.records)) / seconds : 0
-            registry.makeGauge(name: "aerogrid_app_records_per_second", labels: labels, help: "Records delivered per second since the last scrape")
-                .set(rate)
-            registry.makeGauge(name: "aerogrid_app_running", labels: labels, help: "1 while the app should run and its runner runs")
-                .set(isRunning ? 1.0 : 0.0)
-            registry.makeGauge(name: "aerogrid_app_lag_records", labels: labels, help: "Records in Kafka not yet applied to the grids")
-                .set(Double(progress.lag ?? 0))
+            metrics.recordsPerSecond.set(seconds > 0 ? Double(delta(status.deliveredRecords, previous?.records)) / seconds : 0)
+            metrics.running.set(isRunning ? 1.0 : 0.0)
+            metrics.lag.set(Double(progress.lag ?? 0))
             let usage = isRunning ? runner.usage() : nil
-            registry.makeGauge(name: "aerogrid_app_cpu_seconds", labels: labels, help: "CPU time used by the app's current process")
-                .set(Double(usage?.cpuNanoseconds ?? 0) / 1e9)
-            registry.makeGauge(name: "aerogrid_app_memory_bytes", labels: labels, help: "Memory used by the app's sandbox")
-                .set(Double(usage?.memoryBytes ?? 0))
-            registry.makeGauge(name: "aerogrid_app_pids", labels: labels, help: "Processes and threads in the app's sandbox")
-                .set(Double(usage?.pids ?? 0))
-            let histogram = registry.makeDurationHistogram(
-                name: "aerogrid_app_batch_latency_seconds", labels: labels,
-                buckets: [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
-                          .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)],
-                help: "Time from a batch sent to the app to its grid changes applied")
-            for latency in runner.takeBatchLatencies() { histogram.record(latency) }
+            metrics.cpuSeconds.set(Double(usage?.cpuNanoseconds ?? 0) / 1e9)
+            metrics.memoryBytes.set(Double(usage?.memoryBytes ?? 0))
+            metrics.pids.set(Double(usage?.pids ?? 0))
+            for latency in runner.takeBatchLatencies() { metrics.batchLatency.record(latency) }
             if isRunning { running += 1 }
+        }
+        // A deleted app's series go with it.
+        for (key, metrics) in perApp.withLock({ table in table.filter { !seen.contains($0.key) } }) {
+            metrics.unregister(from: registry)
+            perApp.withLock { $0[key] = nil }
+            last.withLock { $0[key] = nil }
         }
         registry.makeGauge(name: "aerogrid_apps_running", help: "Apps whose runner runs").set(Double(running))
         return registry.emitToBuffer()

@@ -21,7 +21,9 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
             kafka: KafkaConfiguration(bootstrapServers: "127.0.0.1:9"),
             profile: try CompiledProfile.load(path: "\(repository)/sandbox-profiles/python.json"), sdkPath: "\(repository)/python")
         let supervisor = AppSupervisor(store: store, bundles: bundles, defaults: defaults, logger: Logger(label: "test"))
-        let router = ControlPlaneAPI(store: store, bundles: bundles, supervisor: supervisor) { nil }.makeRouter()
+        let planner = AppPlanner(store: store, appDefaults: AppQuota(memoryBytes: 256 << 20, cpus: 0.5, pids: 64, gridRows: 100_000))
+        let router = ControlPlaneAPI(store: store, bundles: bundles, supervisor: supervisor, planner: planner, metrics: ServerMetrics()) { nil }
+            .makeRouter()
 
         let served = Set(router.routes.map { route in
             let path = route.path.description.split(separator: "/").map { component in

@@ -1,0 +1,310 @@
+// aerogrid-fanout-bench: the stream under load, next to a one-client baseline run.
+//
+// A real server (`aerogrid serve`, its own process, so its CPU and memory are its own)
+// runs an app keeping a 1,000-row grid; this process produces records at a steady rate
+// (each changes one cell) and holds the WebSocket clients, subscribed to that grid at the
+// default rate. Per run: latency from a value's produce time to its receipt by a client
+// (an upper bound of "grid write to receipt": it includes Kafka and the app), messages/s
+// out, the server's CPU, its memory per idle client, and whether every client ends equal
+// to the final grid. Run with `make bench-fanout` (release builds).
+import AeroGridKafka
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import HummingbirdWSClient
+import Logging
+import NIOCore
+import Synchronization
+
+let root: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url.path
+}()
+var logger = Logger(label: "aerogrid.fanout-bench")
+logger.logLevel = .critical
+let arguments = CommandLine.arguments
+func option(_ name: String, _ fallback: Int) -> Int { arguments.firstIndex(of: name).flatMap { Int(arguments[$0 + 1]) } ?? fallback }
+let clientCount = option("--clients", 1000)
+let changesPerSecond = option("--rate", 10_000)
+let runSeconds = option("--seconds", 20)
+let rowCount = option("--rows", 1000)
+let aerogrid = arguments.firstIndex(of: "--aerogrid").map { arguments[$0 + 1] } ?? "\(root)/.build/release/aerogrid"
+
+// MARK: The server
+
+func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    close(fd)
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+func shell(_ command: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", command]
+    try? process.run()
+    process.waitUntilExit()
+}
+
+func note(_ text: String) { FileHandle.standardError.write(Data("\(text)\n".utf8)) }
+
+let operatorToken = "agt_fanout_bench_operator_token_0123456789"
+let kafka = try EmbeddedKafka(logger: logger)
+try kafka.createTopic("ticks", partitions: 4)
+let directory = "/tmp/aerogrid-fanout-bench-\(getpid())"
+try FileManager.default.createDirectory(atPath: "\(directory)/app", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+defer { shell("rm -rf \(directory)") }
+let port = freePort()
+try """
+    data_dir = "\(directory)/data"
+    listen = "127.0.0.1:\(port)"
+    [kafka]
+    bootstrap = "\(kafka.bootstrapServers)"
+    [kafka.properties]
+    "fetch.wait.max.ms" = "5"
+    """.write(toFile: "\(directory)/aerogrid.toml", atomically: true, encoding: .utf8)
+let server = Process()
+server.executableURL = URL(fileURLWithPath: aerogrid)
+server.arguments = ["serve", "--config", "\(directory)/aerogrid.toml", "--log-level", "error"]
+server.environment = ProcessInfo.processInfo.environment.merging(["AEROGRID_OPERATOR_TOKEN": operatorToken]) { $1 }
+server.standardOutput = FileHandle.nullDevice
+try server.run()
+defer { server.terminate(); server.waitUntilExit() }
+let base = "http://127.0.0.1:\(port)"
+
+func http(_ method: String, _ path: String, token: String, body: Data? = nil, contentType: String = "application/json") -> (Int, Data) {
+    var request = URLRequest(url: URL(string: base + path)!)
+    request.httpMethod = method
+    request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+    request.setValue(contentType, forHTTPHeaderField: "Content-Type")
+    request.httpBody = body
+    let done = DispatchSemaphore(value: 0)
+    let result = Mutex<(Int, Data)>((0, Data()))
+    URLSession.shared.dataTask(with: request) { data, response, _ in
+        result.withLock { $0 = ((response as? HTTPURLResponse)?.statusCode ?? 0, data ?? Data()) }
+        done.signal()
+    }.resume()
+    done.wait()
+    return result.withLock { $0 }
+}
+
+func json(_ data: Data) -> [String: Any] { (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:] }
+
+note("starting the server on port \(port)")
+while http("GET", "/healthz", token: "").0 != 200 { usleep(100_000) }
+note("creating the tenant and the app")
+let tenant = json(http("POST", "/api/v1/tenants", token: operatorToken,
+                       body: try JSONSerialization.data(withJSONObject: ["name": "bench", "topics": ["ticks"]])).1)
+let token = ((tenant["admin_token"] as? [String: Any])?["secret"] as? String)!
+try "name = \"ticker\"\n".write(toFile: "\(directory)/app/app.toml", atomically: true, encoding: .utf8)
+try """
+    import aerogrid
+
+    app = aerogrid.App('ticker', broker=BROKER_URI)
+
+    class Tick(aerogrid.Record):
+        sent_ms: int
+
+    ticks = app.topic('ticks', key_type=str, value_type=Tick)
+    cells = app.Grid('cells', columns=['sent_ms'], default=lambda: {'sent_ms': 0})
+
+    @app.stream(ticks)
+    async def record(stream):
+        async for key, tick in stream.items():
+            cells[key] = {'sent_ms': tick.sent_ms}
+    """.write(toFile: "\(directory)/app/app.py", atomically: true, encoding: .utf8)
+shell("cd \(directory)/app && chmod 644 app.toml app.py && python3 -m zipfile -c ../ticker.zip app.toml app.py")
+let deployed = http("POST", "/api/v1/apps", token: token, body: try Data(contentsOf: URL(fileURLWithPath: "\(directory)/ticker.zip")), contentType: "application/zip")
+guard deployed.0 == 201 else { fatalError("deploy failed: \(deployed.0) \(String(decoding: deployed.1, as: UTF8.self))") }
+_ = http("POST", "/api/v1/apps/ticker/start", token: token)
+
+// MARK: Producing
+
+func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: kafka.bootstrapServers, properties: ["linger.ms": "2"]), logger: logger)
+
+/// `rate` records a second for `seconds`, each setting one row's cell to its produce time.
+func produce(rate: Int, seconds: Int) async throws {
+    let start = ContinuousClock.now
+    let slices = 100  // per second
+    var sent = 0
+    for slice in 0..<(seconds * slices) {
+        try await Task.sleep(until: start + .milliseconds(slice * 1000 / slices))
+        let due = (slice + 1) * rate / slices
+        while sent < due {
+            try await producer.enqueue(topic: "ticks", key: Array("k\(sent % rowCount)".utf8), value: Array(#"{"sent_ms":\#(nowMs())}"#.utf8))
+            sent += 1
+        }
+    }
+    try await producer.flush(timeout: .seconds(30))
+}
+
+// Fill the grid and wait until the app has every row.
+note("filling the grid")
+try await produce(rate: rowCount * 2, seconds: 1)
+while true {
+    let grid = json(http("GET", "/api/v1/apps/ticker/grids/cells", token: token).1)
+    if (grid["rows"] as? [String: Any])?.count == rowCount { break }
+    try await Task.sleep(for: .milliseconds(200))
+}
+
+// MARK: Clients
+
+/// One client: its rows as the stream told it, its latency histogram (1 ms buckets), its
+/// message count. Messages are scanned, not parsed, so the 2 cores go to the server.
+final class Client: @unchecked Sendable {
+    // @unchecked: each client is touched by its one connection task, and read after it ends.
+    var rows: [String: Int64] = [:]
+    var latency = [Int](repeating: 0, count: 10_001)
+    var messages = 0
+    var counting = false
+
+    func receive(_ bytes: ByteBuffer) {
+        let now = nowMs()
+        messages += 1
+        bytes.withUnsafeReadableBytes { raw in
+            let data = raw.bindMemory(to: UInt8.self)
+            // Rows: [["k12",{"sent_ms":1764…}],…] after "rows":[
+            guard let start = find(data, Array(#""rows":["#.utf8), from: 0) else { return }
+            var index = start
+            while let open = find(data, Array(#"["k"#.utf8), from: index) {
+                var cursor = open
+                var key = "k"
+                while cursor < data.count, data[cursor] != UInt8(ascii: "\"") { key.unicodeScalars.append(Unicode.Scalar(data[cursor])); cursor += 1 }
+                guard let value = find(data, Array(#""sent_ms":"#.utf8), from: cursor) else { break }
+                var number: Int64 = 0
+                var digit = value
+                while digit < data.count, (48...57).contains(data[digit]) { number = number * 10 + Int64(data[digit] - 48); digit += 1 }
+                rows[key] = number
+                if counting { latency[Int(min(max(now - number, 0), 10_000))] += 1 }
+                index = digit
+            }
+        }
+    }
+
+    private func find(_ data: UnsafeBufferPointer<UInt8>, _ needle: [UInt8], from: Int) -> Int? {
+        guard needle.count <= data.count else { return nil }
+        var index = from
+        while index + needle.count <= data.count {
+            if data[index] == needle[0] {
+                var match = true
+                for offset in 1..<needle.count where data[index + offset] != needle[offset] { match = false; break }
+                if match { return index + needle.count }
+            }
+            index += 1
+        }
+        return nil
+    }
+}
+
+func connect(_ clients: [Client]) -> [Task<Void, Never>] {
+    let auth = #"{"op":"auth","token":"\#(token)"}"#
+    let subscribe = #"{"op":"subscribe","id":"s","app":"ticker","grid":"cells"}"#
+    return clients.map { client in
+        Task {
+            _ = try? await WebSocketClient.connect(
+                url: "ws://127.0.0.1:\(port)/api/v1/stream", configuration: .init(maxFrameSize: 1 << 20), logger: logger
+            ) { inbound, outbound, _ in
+                try await outbound.write(.text(auth))
+                try await outbound.write(.text(subscribe))
+                for try await message in inbound.messages(maxSize: 16 << 20) {
+                    if case .text(let text) = message { client.receive(ByteBuffer(string: text)) }
+                    if Task.isCancelled { break }
+                }
+            }
+        }
+    }
+}
+
+func serverStat() -> (cpuSeconds: Double, rssMiB: Double) {
+    let pid = server.processIdentifier
+    let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+    let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
+    let ticks = fields.count > 12 ? (Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0) : 0
+    let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+    let rss = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }.map { Double($0.split(separator: " ")[1]) ?? 0 } ?? 0
+    return (ticks / Double(sysconf(Int32(_SC_CLK_TCK))), rss / 1024)
+}
+
+struct RunResult {
+    let clients: Int
+    let p50: Int
+    let p99: Int
+    let messagesPerSecond: Double
+    let serverCPU: Double
+    let idleKiBPerClient: Double
+    let equal: Int
+}
+
+func percentile(_ histogram: [Int], _ fraction: Double) -> Int {
+    let total = histogram.reduce(0, +)
+    var seen = 0
+    for (ms, count) in histogram.enumerated() {
+        seen += count
+        if Double(seen) >= fraction * Double(total) { return ms }
+    }
+    return histogram.count - 1
+}
+
+func run(clients count: Int) async throws -> RunResult {
+    let before = serverStat()
+    note("connecting \(count) clients")
+    let clients = (0..<count).map { _ in Client() }
+    let tasks = connect(clients)
+    // Every client has its snapshot; then the idle memory.
+    while clients.contains(where: { $0.rows.count < rowCount }) { try await Task.sleep(for: .milliseconds(200)) }
+    try await Task.sleep(for: .seconds(2))
+    let idle = serverStat()
+    note("producing \(changesPerSecond) changes/s for \(runSeconds) s")
+    clients.forEach { $0.counting = true }
+    let start = serverStat()
+    let messagesBefore = clients.reduce(0) { $0 + $1.messages }
+    let began = ContinuousClock.now
+    try await produce(rate: changesPerSecond, seconds: runSeconds)
+    let elapsed = ContinuousClock.now - began
+    let end = serverStat()
+    let messages = clients.reduce(0) { $0 + $1.messages } - messagesBefore
+    clients.forEach { $0.counting = false }
+    // The last values reach everyone within a few ticks.
+    try await Task.sleep(for: .seconds(3))
+    let final = json(http("GET", "/api/v1/apps/ticker/grids/cells", token: token).1)["rows"] as? [String: [String: Any]] ?? [:]
+    let expected = final.mapValues { ($0["sent_ms"] as? NSNumber)?.int64Value ?? -1 }
+    let equal = clients.filter { $0.rows == expected }.count
+    tasks.forEach { $0.cancel() }
+    var histogram = [Int](repeating: 0, count: 10_001)
+    for client in clients { for (ms, n) in client.latency.enumerated() { histogram[ms] += n } }
+    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    try await Task.sleep(for: .seconds(2))
+    return RunResult(
+        clients: count, p50: percentile(histogram, 0.5), p99: percentile(histogram, 0.99),
+        messagesPerSecond: Double(messages) / seconds, serverCPU: (end.cpuSeconds - start.cpuSeconds) / seconds,
+        idleKiBPerClient: (idle.rssMiB - before.rssMiB) * 1024 / Double(count), equal: equal)
+}
+
+let baseline = try await run(clients: 1)
+let loaded = try await run(clients: clientCount)
+
+func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+print("fan-out, \(Date().formatted(.iso8601)), \(ProcessInfo.processInfo.activeProcessorCount) CPUs")
+print("grid of \(rowCount) rows, \(changesPerSecond) cell changes/s for \(runSeconds) s, subscriptions at the default 4 messages/s")
+print("")
+print(pad("clients", 9) + pad("p50 ms", 8) + pad("p99 ms", 8) + pad("msgs/s out", 12) + pad("server CPU", 12) + pad("KiB/idle client", 17) + "equal to the grid")
+for result in [baseline, loaded] {
+    print(pad("\(result.clients)", 9) + pad("\(result.p50)", 8) + pad("\(result.p99)", 8) + pad(String(format: "%.0f", result.messagesPerSecond), 12)
+          + pad(String(format: "%.2f", result.serverCPU), 12) + pad(result.clients > 1 ? String(format: "%.1f", result.idleKiBPerClient) : "-", 17)
+          + "\(result.equal)/\(result.clients)")
+}
+print("")
+print(String(format: "p99 ratio %d clients / 1 client: %.2f; target p99 ≤ 300 ms: %@; target ≤ 50 KiB per idle client: %@",
+             clientCount, Double(loaded.p99) / Double(max(baseline.p99, 1)), loaded.p99 <= 300 ? "met" : "missed",
+             loaded.idleKiBPerClient <= 50 ? "met" : "missed"))
+print("(latency is from a value's produce time to its receipt: it includes Kafka and the app, so it bounds the stream's own from above)")
