@@ -37,8 +37,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import AEROGRID, ORDERSAPP, PRODUCTS, TOPIC, KafkaCluster, Orders, log, produce
-from server import Client, Server, expect, new_operator_token, poll, wait_state, zip_directory, zip_entries
+from harness import ORDERSAPP, PRODUCTS, TOPIC, KafkaCluster, Orders, log, produce
+from server import Client, Server, expect, new_operator_token, poll, wait_state, zip_entries
 
 APP = "ordersapp"
 GRID = "product_sum"
@@ -337,24 +337,62 @@ def st(workdir):
     directory = workdir / "stream"
     directory.mkdir(mode=0o755)
     cluster = KafkaCluster(directory, name="kafka-stream")
-    server = None
+    state = SimpleNamespace(server=None, cluster=cluster, directory=directory, operator_token=new_operator_token(),
+                            starts=0)
     try:
-        orders = Orders(directory, seed=47)
-        server = Server(directory, cluster.bootstrap, operator_token=new_operator_token())
-        server.wait_ready()
-        tenant = create_tenant(server, "stream")
-        expect(tenant.admin.deploy(orders_bundle()), 201)
-        expect(tenant.admin.deploy(stats_bundle()), 201)
+        state.orders = Orders(directory, seed=47)
+        start_server(state)
+        state.tenant = create_tenant(state.server, "stream")
+        expect(state.tenant.admin.deploy(orders_bundle()), 201)
+        expect(state.tenant.admin.deploy(stats_bundle()), 201)
         for app in (APP, "statsapp"):
-            expect(tenant.admin.action(app, "start"), 200)
-        produce(cluster, orders, WAVE)
-        wait_grid(tenant.admin, APP, GRID, orders.expected_units())
-        wait_grid(tenant.admin, "statsapp", "stats", expected_stats(orders))
-        yield SimpleNamespace(server=server, cluster=cluster, orders=orders, tenant=tenant, directory=directory)
+            expect(state.tenant.admin.action(app, "start"), 200)
+        produce(cluster, state.orders, WAVE)
+        wait_apps(state)
+        yield state
     finally:
-        if server is not None:
-            log(f"stream server: exited with {server.stop()} after SIGTERM")
+        if state.server is not None and state.server.alive():
+            log(f"stream server: exited with {state.server.stop()} after SIGTERM")
         cluster.terminate()
+
+
+def start_server(state: SimpleNamespace) -> None:
+    """The module's server, on the module's data directory (again, after a crash)."""
+    state.starts += 1
+    data_dir = state.directory / "data"
+    state.server = Server(state.directory, state.cluster.bootstrap, name=f"server-{state.starts}",
+                          operator_token=state.operator_token, data_dir=data_dir)
+    state.server.wait_ready()
+    if hasattr(state, "tenant"):
+        state.tenant.admin = state.server.client(state.tenant.token)
+
+
+def wait_apps(state: SimpleNamespace) -> None:
+    wait_grid(state.tenant.admin, APP, GRID, state.orders.expected_units())
+    wait_grid(state.tenant.admin, "statsapp", "stats", expected_stats(state.orders))
+
+
+def fatal_lines(server: Server) -> list:
+    return [line for line in server.stderr_tail(1000).splitlines() if line.startswith("Fatal error")]
+
+
+@pytest.fixture(autouse=True)
+def the_server_lives(request):
+    """A test using the module's server fails (at its teardown) when the server died during
+    it; the next one gets the server started again on the same data directory, so one crash
+    is reported once, by the test that caused it."""
+    if "st" not in request.fixturenames:
+        yield
+        return
+    state = request.getfixturevalue("st")
+    if not state.server.alive():
+        log(f"stream server: found dead ({state.server.proc.poll()}, {fatal_lines(state.server)}); starting it again")
+        start_server(state)
+        wait_apps(state)
+    yield
+    time.sleep(0.3)  # a crash from the test's last close
+    if not state.server.alive():
+        pytest.fail(f"the server died during the test: exit {state.server.proc.poll()}, {fatal_lines(state.server)}")
 
 
 def create_tenant(server: Server, prefix: str) -> SimpleNamespace:
@@ -449,6 +487,31 @@ def test_key_and_column_filters(st):
         assert_clean(client, "keys", "units", "both")
     finally:
         client.close()
+
+
+def test_the_documented_client_follows_the_grid(st, testdir):
+    """The minimal client of docs/protocol.md, run as it is printed there."""
+    code = re.search(r"## A minimal client.*?```python\n(.*?)```", PROTOCOL_DOC.read_text(), re.S)
+    assert code, f"no Python client in {PROTOCOL_DOC}"
+    script = testdir / "watch_grid.py"
+    script.write_text(code.group(1))
+    url = f"ws://{st.server.host}:{st.server.port}/api/v1/stream"
+    lines: list = []
+    process = subprocess.Popen([sys.executable, str(script), url, st.tenant.token, "statsapp", "stats"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True).start()
+
+    def printed() -> "dict | None":
+        return json.loads(lines[-1])["rows"] if lines else None
+    try:
+        poll(printed, lambda rows: rows == expected_stats(st.orders), 30, "the client to print the grid", interval=0.1)
+        produce(st.cluster, st.orders, WAVE // 5)
+        poll(printed, lambda rows: rows == expected_stats(st.orders), 30, "the client to print the new grid", interval=0.1)
+        assert json.loads(lines[-1])["version"] == expect(st.tenant.admin.grid("statsapp", "stats"), 200).json()["version"]
+    finally:
+        process.kill()
+        _, errors = process.communicate(timeout=10)
+    assert not errors.strip(), f"the client wrote on stderr: {errors}"
 
 
 def test_changed_cells_deleted_rows_and_integer_keys(st):
