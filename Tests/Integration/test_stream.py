@@ -1147,6 +1147,8 @@ def test_a_frozen_client_costs_the_server_nothing(testdir):
                     f"{(numbers['p99_median_of_5s'] or 0) * 1000:.0f} ms), max {numbers['max'] * 1000:.0f} ms over "
                     f"{numbers['probes']} probes; {numbers['deltas']} deltas, interval p50 {numbers['gap_p50'] * 1000:.0f} ms "
                     f"p99 {numbers['gap_p99'] * 1000:.0f} ms")
+            log(f"frozen: observer at max_rate {rate}: {observer['version_regressions']} deltas with a version below the "
+                f"message before")
 
         assert min(applied_base, applied_frozen) >= 0.8 * RATE, \
             f"the app applied {applied_base:.0f}/s and {applied_frozen:.0f}/s, not ~{RATE}/s: the load was not there"
@@ -1252,7 +1254,8 @@ def run_watcher(url: str, token: str, app: str, grid: str, rate: int, out: str) 
             if not announced:
                 print("subscribed", flush=True)
                 announced = True
-    Path(out).write_text(json.dumps({"records": noted, "rows": replica.by_text_key(), "problems": replica.problems}))
+    Path(out).write_text(json.dumps({"records": noted, "rows": replica.by_text_key(), "problems": replica.problems,
+                                     "version_regressions": replica.version_regressions}))
 
 
 def run_frozen(url: str, token: str, app: str, grid: str, subscriptions: int, state_path: str) -> None:
