@@ -231,6 +231,11 @@ def test_every_documented_route_is_served(cp):
         public = operation.get("security") == []
         client = cp.server.client() if public else cp.server.operator
         options = {}
+        if operation["operationId"] == "stream":  # a WebSocket upgrade: the token is checked on the socket
+            answer = client.request("GET", concrete, headers=WEBSOCKET_UPGRADE)
+            assert answer.status == 101, f"the WebSocket upgrade of {path}: {answer!r}"
+            expect(client.request("GET", concrete), 404, "not_found")  # not an upgrade: not routed, as documented
+            continue
         if "requestBody" in operation:
             content = operation["requestBody"]["content"]
             if "application/zip" in content:
@@ -250,6 +255,10 @@ def test_every_documented_route_is_served(cp):
             f"{method.upper()} {path} answered {answer.status}, not documented"
         if answer.status == 200 and "text/plain" in operation["responses"]["200"].get("content", {}):
             assert answer.content_type.startswith("text/plain"), f"{method.upper()} {path}: {answer.content_type}"
+
+
+WEBSOCKET_UPGRADE = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                     "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
 
 
 def test_undocumented_routes_are_refused(cp):
@@ -1234,8 +1243,10 @@ def schemathesis_runs(server: Server, admin_token: str) -> list:
     """(who, token, filter options): the admin on every route but the deletes, then on the
     deletes alone (schemathesis takes ids from earlier answers, its own token's among them:
     revoked, every later request would be a 401; the app deleted, every later one a 404),
-    then the operator on the operator's routes (where it may delete the tenant it found)."""
-    return [("admin", admin_token, ["--exclude-operation-id", "revokeToken", "--exclude-operation-id", "deleteApp"]),
+    then the operator on the operator's routes (where it may delete the tenant it found).
+    The stream, a WebSocket, is test_stream.py's: schemathesis speaks plain HTTP."""
+    return [("admin", admin_token, ["--exclude-operation-id", "revokeToken", "--exclude-operation-id", "deleteApp",
+                                    "--exclude-operation-id", "stream"]),
             ("admin-deletes", admin_token, ["--include-operation-id", "deleteApp", "--include-operation-id", "revokeToken"]),
             ("operator", server.operator_token, ["--include-path-regex", "^/(api/v1/(tenants|audit)|metrics)"])]
 
