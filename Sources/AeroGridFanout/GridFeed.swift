@@ -87,8 +87,18 @@ public final class GridFeed: Sendable {
 
     private func record(_ change: GridState.Change) {
         guard change.grid == grid else { return }
-        state.withLock { state in
-            guard change.epoch == state.epoch || state.log.isEmpty else { return }
+        let resync: [Subscription] = state.withLock { state in
+            // Each applied batch bumps the version by one. A new epoch (the grids reset in
+            // place) or a gap (changes dropped by a listener that fell behind) leaves the
+            // log unable to describe what happened: everyone takes a snapshot.
+            let broken = change.epoch != state.epoch || change.version != state.version + 1
+            if broken {
+                state.log.removeAll()
+                state.logBase = change.version
+                state.version = change.version
+                state.epoch = change.epoch
+                return state.groups.values.flatMap { $0.members.withLock { Array($0.values) } }
+            }
             for (index, (key, _)) in change.rows.enumerated() {
                 let columns = index < change.changedColumns.count ? change.changedColumns[index] : nil
                 state.log.append(LogEntry(version: change.version, key: key, columns: columns))
@@ -100,7 +110,9 @@ public final class GridFeed: Sendable {
                 state.logBase = state.log[dropped - 1].version
                 state.log.removeFirst(dropped)
             }
+            return []
         }
+        for member in resync { member.needResync() }
     }
 
     var current: (version: UInt64, epoch: Int64, source: GridState?) {

@@ -99,7 +99,7 @@ public final class StreamConnection: Sendable {
         }
     }
 
-    func has(id: String) -> Bool { subscriptions.withLock { $0[id] != nil } }
+    public func has(id: String) -> Bool { subscriptions.withLock { $0[id] != nil } }
 
     /// Stops the writer.
     public func finish() { signal.finish() }

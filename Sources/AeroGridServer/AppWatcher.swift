@@ -27,9 +27,29 @@ final class AppWatcher: Sendable {
     func watch(_ connection: StreamConnection) async {
         let apps = (try? await store.apps(tenant: connection.tenant)) ?? []
         var list: [[String: Any]] = []
-        for app in apps { list.append(await describe(app)) }
+        var baseline: [String: Summary] = [:]
+        for app in apps {
+            let object = await describe(app)
+            list.append(object)
+            baseline[app.name] = Self.summary(object, app)
+        }
         connection.enqueue(Self.encode(["type": "apps", "apps": list]))
-        watching.withLock { $0.connections[ObjectIdentifier(connection)] = connection }
+        watching.withLock { watching in
+            watching.connections[ObjectIdentifier(connection)] = connection
+            // The first watcher of a tenant starts the comparison from what it was sent,
+            // so a change right after is an event.
+            if watching.last[connection.tenant] == nil { watching.last[connection.tenant] = baseline }
+        }
+    }
+
+    typealias Summary = (json: Data, state: String, desired: String, version: Int)
+
+    /// What is compared: the app's description without the counters that move all the time.
+    static func summary(_ object: [String: Any], _ app: AppRecord) -> Summary {
+        var object = object
+        for volatile in ["records", "lag", "usage", "updated_at"] { object[volatile] = nil }
+        return ((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data(),
+                object["state"] as? String ?? "", app.desiredState, app.version)
     }
 
     func unwatch(_ connection: StreamConnection) {
@@ -49,17 +69,15 @@ final class AppWatcher: Sendable {
         let tenants = Set(watching.withLock { $0.connections.values.map(\.tenant) })
         for tenant in tenants {
             guard let apps = try? await store.apps(tenant: tenant) else { continue }
-            var now: [String: (json: Data, state: String, desired: String, version: Int)] = [:]
+            var now: [String: Summary] = [:]
             var described: [String: [String: Any]] = [:]
             for app in apps {
-                var object = await describe(app)
-                // Counters that move all the time are not events.
-                for volatile in ["records", "lag", "usage", "updated_at"] { object[volatile] = nil }
+                let object = await describe(app)
                 described[app.name] = object
-                now[app.name] = ((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data(),
-                                 object["state"] as? String ?? "", app.desiredState, app.version)
+                // Counters that move all the time are not events.
+                now[app.name] = Self.summary(object, app)
             }
-            let (previous, targets) = watching.withLock { watching -> ([String: (json: Data, state: String, desired: String, version: Int)]?, [StreamConnection]) in
+            let (previous, targets) = watching.withLock { watching -> ([String: Summary]?, [StreamConnection]) in
                 defer { watching.last[tenant] = now }
                 return (watching.last[tenant], watching.connections.values.filter { $0.tenant == tenant })
             }

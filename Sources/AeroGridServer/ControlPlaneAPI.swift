@@ -17,13 +17,15 @@ public struct ControlPlaneAPI: Sendable {
     let planner: AppPlanner
     let metrics: ServerMetrics
     let stream: @Sendable () -> (connections: Int, subscriptions: Int, blocked: Int)
+    let sites: [StaticSite]
     let readiness: @Sendable () async -> String?
 
     /// `readiness` answers nil when ready, else what is not.
     public init(store: Store, bundles: BundleStore, supervisor: AppSupervisor, planner: AppPlanner, metrics: ServerMetrics,
                 stream: @escaping @Sendable () -> (connections: Int, subscriptions: Int, blocked: Int) = { (0, 0, 0) },
-                readiness: @escaping @Sendable () async -> String?) {
+                sites: [StaticSite] = [], readiness: @escaping @Sendable () async -> String?) {
         self.stream = stream
+        self.sites = sites
         self.store = store
         self.bundles = bundles
         self.supervisor = supervisor
@@ -36,6 +38,7 @@ public struct ControlPlaneAPI: Sendable {
         let router = Router(context: APIContext.self)
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: RequestCountingMiddleware(metrics: metrics))
+        router.add(middleware: StaticSitesMiddleware(sites: sites))
         router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"]) }
         router.get("readyz") { _, _ in
             if let problem = await readiness() { throw APIError(.serviceUnavailable, "not_ready", problem) }

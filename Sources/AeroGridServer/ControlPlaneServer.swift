@@ -25,6 +25,8 @@ public struct ControlPlaneServer: Sendable {
     public let logger: Logger
     /// `aerogrid dev` resets an app whose checkpoint the in-memory cluster no longer has.
     public var outOfRangePolicy: OutOfRangePolicy = .fail
+    /// Static sites: the web console, the Excel add-in.
+    public var sites: [StaticSite] = []
 
     public init(configuration: ServerConfiguration, defaultProfile: String, defaultSDK: String, logger: Logger) {
         self.configuration = configuration
@@ -77,7 +79,7 @@ public struct ControlPlaneServer: Sendable {
         let gatewayBox = Mutex<StreamGateway?>(nil)
         let api = ControlPlaneAPI(
             store: store, bundles: bundles, supervisor: supervisor, planner: planner, metrics: ServerMetrics(),
-            stream: { gatewayBox.withLock { $0 }?.stats ?? (0, 0, 0) }
+            stream: { gatewayBox.withLock { $0 }?.stats ?? (0, 0, 0) }, sites: sites
         ) {
             do { try await store.ping() } catch { return "the store does not answer: \(error)" }
             return await readiness.problem()

@@ -1,11 +1,11 @@
 import AeroGridCore
-public import AeroGridFanout
+import AeroGridFanout
 import AeroGridRuntime
 import AeroGridStore
 import Foundation
 import HTTPTypes
 import HummingbirdWebSocket
-public import Logging
+import Logging
 import NIOCore
 import NIOWebSocket
 import Synchronization
@@ -26,6 +26,8 @@ public final class StreamGateway: Sendable {
     static let maxMessageBytes = 64 << 10
     /// Subscriptions one connection may hold.
     static let maxSubscriptions = 100
+    /// How long a connection may wait before its `auth` message.
+    static let authTimeout = Duration.seconds(10)
     /// Frames above this close the connection (the transport's own limit).
     static let maxFrameBytes = 1 << 20
 
@@ -77,6 +79,13 @@ public final class StreamGateway: Sendable {
             if let authorization {
                 principal = try await authenticate(bearer: authorization)
             } else {
+                // A client that never authenticates does not hold the connection.
+                let deadline = Task {
+                    try await Task.sleep(for: Self.authTimeout)
+                    try? await reply(Messages.error(id: nil, code: "unauthorized", message: "no auth message within \(Self.authTimeout)"))
+                    try? await outbound.close(.policyViolation, reason: "not authenticated")
+                }
+                defer { deadline.cancel() }
                 guard let first = try await nextMessage(&frames) else { return }
                 guard case .message(let bytes) = first,
                       let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
@@ -230,8 +239,12 @@ public final class StreamGateway: Sendable {
         guard (try? await store.app(tenant: connection.tenant, name: app)) != nil else {
             return connection.enqueue(Messages.error(id: id, code: "not_found", message: "no app '\(app)'"))
         }
+        // Operations of one connection are handled in turn: the id is still free below.
+        guard !connection.has(id: id) else {
+            return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "subscription '\(id)' already exists on this connection"))
+        }
+        connection.enqueue(Self.subscribed(id: id, app: app, grid: grid, rate: rate))
         do {
-            connection.enqueue(Self.subscribed(id: id, app: app, grid: grid, rate: rate))
             try hub.subscribe(connection, id: id, app: app, grid: grid, filter: filter, rate: rate)
         } catch {
             connection.enqueue(Messages.error(id: id, code: "bad_request", message: "subscription '\(id)' already exists on this connection"))

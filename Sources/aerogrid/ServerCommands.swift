@@ -44,7 +44,7 @@ func runServer(_ configuration: ServerConfiguration, logger: Logger, operatorTok
         chmod(path, 0o600)
     }
     if !FileManager.default.fileExists(atPath: database) {
-        FileManager.default.createFile(atPath: database, contents: nil, attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: database, contents: nil, attributes: [.posixPermissions: 0o600])
     }
     let store = try Store(path: database)
     if let secret = try await ControlPlaneServer.bootstrapOperator(store: store, fromEnvironment: operatorToken) {
@@ -56,6 +56,7 @@ func runServer(_ configuration: ServerConfiguration, logger: Logger, operatorTok
         configuration: configuration, defaultProfile: try InstallLayout.resource("sandbox-profiles/python.json"),
         defaultSDK: try InstallLayout.resource("python"), logger: logger)
     server.outOfRangePolicy = outOfRangePolicy
+    server.sites = WebSites.installed()
     try await server.run(store: store) { url in printLine("listening on \(url)") }
 }
 
@@ -137,7 +138,7 @@ struct DevTokens {
 
     func save() throws {
         let text = values.keys.sorted().map { "\($0)=\(values[$0]!)" }.joined(separator: "\n") + "\n"
-        FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
         chmod(path, 0o600)
         try text.write(toFile: path, atomically: false, encoding: .utf8)
     }
@@ -178,5 +179,31 @@ enum DevCertificates {
         guard process.terminationStatus == 0 else {
             throw ValidationError("openssl \(arguments.prefix(2).joined(separator: " ")) failed: \(String(decoding: output, as: UTF8.self))")
         }
+    }
+}
+
+/// The web console at `/` and the Excel add-in at `/excel/`, from the installation.
+enum WebSites {
+    static let consolePolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        + "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    /// Office hosts frame the add-in and it loads Office.js from Microsoft's CDN.
+    static let excelPolicy = "default-src 'self'; script-src 'self' https://appsforoffice.microsoft.com; "
+        + "style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; connect-src 'self' https://appsforoffice.microsoft.com; "
+        + "object-src 'none'; base-uri 'none'; "
+        + "frame-ancestors 'self' https://*.office.com https://*.office365.com https://*.officeapps.live.com https://*.microsoft.com"
+
+    static func installed() -> [StaticSite] {
+        var sites: [StaticSite] = []
+        if let console = try? InstallLayout.resource("console") {
+            sites.append(StaticSite(root: console, prefix: "/", contentSecurityPolicy: consolePolicy))
+        }
+        if let excel = try? InstallLayout.resource("clients/excel") {
+            // The manifest names the server by the address the request came to.
+            sites.append(StaticSite(root: excel, prefix: "/excel/", contentSecurityPolicy: excelPolicy) { file, contents, request in
+                guard file.hasSuffix(".xml"), let host = request.head.authority else { return contents }
+                return Data(String(decoding: contents, as: UTF8.self).replacingOccurrences(of: "{{AEROGRID_BASE_URL}}", with: "https://\(host)").utf8)
+            })
+        }
+        return sites
     }
 }
