@@ -78,11 +78,13 @@ def cp(workdir):
         server.wait_ready()
         yield SimpleNamespace(server=server, cluster=cluster, orders=orders, directory=directory)
     finally:
-        if server is not None:
-            status = server.stop()
-            log(f"server: exited with {status} after SIGTERM")
-        cluster.terminate()
-        remove_tenant_cgroups(TENANTS)
+        try:
+            if server is not None:
+                status = server.stop()
+                log(f"server: exited with {status} after SIGTERM")
+        finally:
+            cluster.terminate()
+            remove_tenant_cgroups(TENANTS)
 
 
 def tenant_name(prefix: str) -> str:
