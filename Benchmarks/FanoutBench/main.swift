@@ -104,6 +104,9 @@ note("creating the tenant and the app")
 let tenant = json(http("POST", "/api/v1/tenants", token: operatorToken,
                        body: try JSONSerialization.data(withJSONObject: ["name": "bench", "topics": ["ticks"]])).1)
 let token = ((tenant["admin_token"] as? [String: Any])?["secret"] as? String)!
+// Room for every client: the tenant's connection quota is 200 by default.
+_ = http("PUT", "/api/v1/tenants/bench/quota", token: operatorToken,
+         body: try JSONSerialization.data(withJSONObject: ["max_connections": clientCount + 10]))
 try "name = \"ticker\"\n".write(toFile: "\(directory)/app/app.toml", atomically: true, encoding: .utf8)
 try """
     import aerogrid

@@ -14,8 +14,11 @@ public struct BundleManifest: Sendable, Equatable {
     /// Reads and checks `app.toml` in `directory`, and that the entry point is there.
     public static func load(directory: String) throws(AeroGridError) -> BundleManifest {
         let path = "\(directory)/app.toml"
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        guard FileManager.default.fileExists(atPath: path) else {
             throw AeroGridError(.invalidArgument, "\(path) is missing: an app needs an app.toml with at least name = \"…\"")
+        }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw AeroGridError(.invalidArgument, "\(path) is not UTF-8 text")
         }
         let manifest = try parse(text, source: path)
         var isDirectory: ObjCBool = false

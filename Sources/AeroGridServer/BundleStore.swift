@@ -142,6 +142,9 @@ public final class BundleStore: Sendable {
         guard !components.contains("..") else {
             throw BundleRefused("\(shown) contains '..'; entries may not point outside the bundle")
         }
+        guard name.utf8.count <= 1024, components.allSatisfy({ $0.utf8.count <= 255 }), components.count <= 32 else {
+            throw BundleRefused("\(shown) has a path longer than allowed (1024 bytes, 255 per name, 32 levels)")
+        }
         guard !name.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
             throw BundleRefused("\(shown) has a control character in its name")
         }
@@ -172,19 +175,23 @@ public final class BundleStore: Sendable {
             }
             let target = root + "/" + name
             if checked.kind == .directory || name.hasSuffix("/") {
-                try makeDirectory(target)
+                try makeDirectory(target, for: name)
                 continue
             }
-            try makeDirectory((target as NSString).deletingLastPathComponent)
+            try makeDirectory((target as NSString).deletingLastPathComponent, for: name)
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory) {
+                throw BundleRefused("entry '\(name.prefix(200))' appears twice in the bundle\(isDirectory.boolValue ? " (as a directory and as a file)" : "")")
+            }
             guard FileManager.default.createFile(atPath: target, contents: nil),
                   let handle = FileHandle(forWritingAtPath: target) else {
-                throw BundleRefused("entry '\(name.prefix(200))' could not be written (a file and a directory of the same name?)")
+                throw BundleRefused("entry '\(name.prefix(200))' could not be written")
             }
             defer { try? handle.close() }
             let allowed = max(Int(clamping: entry.compressedSize).multipliedReportingOverflow(by: limits.maxRatio).partialValue, 1 << 20)
             var written = 0
             do {
-                _ = try archive.extract(entry, skipCRC32: false) { data in
+                let checksum = try archive.extract(entry, skipCRC32: false) { data in
                     written += data.count
                     expanded += data.count
                     if written > allowed {
@@ -195,6 +202,9 @@ public final class BundleStore: Sendable {
                     }
                     try handle.write(contentsOf: data)
                 }
+                guard checksum == entry.checksum else {
+                    throw BundleRefused("entry '\(name.prefix(200))' is damaged (its CRC-32 does not match its contents); zip the app again")
+                }
             } catch let refused as BundleRefused {
                 throw refused
             } catch {
@@ -203,11 +213,19 @@ public final class BundleStore: Sendable {
         }
     }
 
-    private func makeDirectory(_ path: String) throws(BundleRefused) {
+    /// Makes `path` for entry `name`; the refusal names the entry, never the server's paths.
+    private func makeDirectory(_ path: String, for name: String) throws(BundleRefused) {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else {
+                throw BundleRefused("entry '\(name.prefix(200))' is inside a path that is also a file in the bundle")
+            }
+            return
+        }
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
-            throw BundleRefused("directory '\(path)' could not be made: \(error.localizedDescription)")
+            throw BundleRefused("entry '\(name.prefix(200))' could not be unpacked (a file and a directory of the same name, or a path too long)")
         }
     }
 

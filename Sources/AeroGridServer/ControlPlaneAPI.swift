@@ -85,7 +85,7 @@ public struct ControlPlaneAPI: Sendable {
             let name = try validName(body["name"], kind: "tenant name")
             let topics = try body["topics"].map { try TopicACL.validated($0) }
             let secret = TokenSecret.generate()
-            let token = Store.NewTokenRow(id: TokenSecret.newID(), tenant: name, name: "\(name)-admin", role: Role.admin.rawValue,
+            let token = Store.NewTokenRow(id: TokenSecret.newID(), tenant: name, name: "admin", role: Role.admin.rawValue,
                                           secretSHA256: TokenSecret.sha256Hex(secret))
             do {
                 try await store.createTenant(name, firstToken: token, topics: topics?.json)
@@ -101,6 +101,18 @@ public struct ControlPlaneAPI: Sendable {
             _ = try context.requireOperator()
             return JSONResponse.make(["tenants": try await store.tenants().map(tenantJSON)])
         }
+        // A tenant whose admins lost their tokens gets a new admin token from an operator.
+        api.post("tenants/:tenant/tokens") { _, context in
+            let principal = try context.requireOperator()
+            let name = try context.parameters.require("tenant")
+            guard try await store.tenant(name) != nil else { throw APIError.notFound("no tenant '\(name)'") }
+            let secret = TokenSecret.generate()
+            let token = Store.NewTokenRow(id: TokenSecret.newID(), tenant: name, name: "admin", role: Role.admin.rawValue,
+                                          secretSHA256: TokenSecret.sha256Hex(secret))
+            try await store.createToken(token)
+            try await audit(principal, tenant: name, "token.create", target: token.id, context)
+            return JSONResponse.make(newTokenJSON(token, secret: secret), status: .created)
+        }
         api.get("tenants/:tenant") { _, context in
             _ = try context.requireOperator()
             let name = try context.parameters.require("tenant")
@@ -115,6 +127,8 @@ public struct ControlPlaneAPI: Sendable {
                 await supervisor.remove(tenant: name, name: app.name)
             }
             try await store.deleteTenant(name)
+            // Its apps' cgroups are gone; the tenant's own directory goes too.
+            if let hierarchy = Sandbox.cgroups.hierarchy, let group = try? hierarchy.group([name]) { try? group.remove() }
             bundles.removeUnused(keeping: try await store.bundleDigestsInUse())
             try await audit(principal, tenant: name, "tenant.delete", target: name, context)
             return Response(status: .noContent)
@@ -330,8 +344,14 @@ public struct ControlPlaneAPI: Sendable {
                 body: ResponseBody { writer in
                     for line in first { try await writer.write(ndjson(logLineJSON(line))) }
                     var seen = seen
-                    // Ends when the client goes away (the write throws) or the server stops.
+                    // Ends when the client goes away (the write throws), the server stops, or
+                    // the app is deleted.
+                    var checked = ContinuousClock.now
                     while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                        if ContinuousClock.now - checked > .seconds(1) {
+                            checked = .now
+                            guard try await store.app(tenant: tenant, name: app.name) != nil else { break }
+                        }
                         let (lines, total) = log.lines(after: seen)
                         seen = total
                         for line in lines { try await writer.write(ndjson(logLineJSON(line))) }

@@ -22,6 +22,8 @@ public final class StreamGateway: Sendable {
     private let connections = Mutex<[String: Int]>([:])
     private let open = Mutex<[ObjectIdentifier: StreamConnection]>([:])
 
+    /// Where the WebSocket is: an upgrade, not a route of the router.
+    static let path = "/api/v1/stream"
     /// A client message larger than this is refused (the connection stays).
     static let maxMessageBytes = 64 << 10
     /// Subscriptions one connection may hold.
@@ -46,7 +48,7 @@ public final class StreamGateway: Sendable {
 
     func shouldUpgrade(_ request: HTTPRequest, channel: any Channel) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
         let path = request.path?.split(separator: "?", maxSplits: 1).first.map(String.init)
-        guard path == "/api/v1/stream" else { return .dontUpgrade }
+        guard path == Self.path else { return .dontUpgrade }
         let header = request.headerFields[.authorization]
         let remote = channel.remoteAddress?.ipAddress ?? "unknown"
         return .upgrade([:]) { [self] inbound, outbound, _ in

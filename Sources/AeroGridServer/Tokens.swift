@@ -62,7 +62,7 @@ public func newTokenSecret() -> String { TokenSecret.generate() }
 public func createTenant(_ name: String, topics: [String]? = nil, in store: Store) async throws -> String {
     let secret = TokenSecret.generate()
     try await store.createTenant(name, firstToken: Store.NewTokenRow(
-        id: TokenSecret.newID(), tenant: name, name: "\(name)-admin", role: Role.admin.rawValue, secretSHA256: TokenSecret.sha256Hex(secret)),
+        id: TokenSecret.newID(), tenant: name, name: "admin", role: Role.admin.rawValue, secretSHA256: TokenSecret.sha256Hex(secret)),
         topics: topics.map { TopicACL(rules: $0).json })
     return secret
 }

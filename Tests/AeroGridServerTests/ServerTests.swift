@@ -25,7 +25,8 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
         let router = ControlPlaneAPI(store: store, bundles: bundles, supervisor: supervisor, planner: planner, metrics: ServerMetrics()) { nil }
             .makeRouter()
 
-        let served = Set(router.routes.map { route in
+        // The stream is served by the WebSocket upgrade, beside the router.
+        let served = Set(["GET \(StreamGateway.path)"]).union(router.routes.map { route in
             let path = route.path.description.split(separator: "/").map { component in
                 component.hasPrefix(":") ? "{\(component.dropFirst())}" : String(component)
             }.joined(separator: "/")
