@@ -66,3 +66,11 @@ public func createTenant(_ name: String, topics: [String]? = nil, in store: Stor
         topics: topics.map { TopicACL(rules: $0).json })
     return secret
 }
+
+/// Creates a token of `role` in `tenant` and returns its secret.
+public func createToken(tenant: String, name: String, role: String, in store: Store) async throws -> String {
+    let secret = TokenSecret.generate()
+    try await store.createToken(Store.NewTokenRow(
+        id: TokenSecret.newID(), tenant: tenant, name: name, role: role, secretSHA256: TokenSecret.sha256Hex(secret)))
+    return secret
+}

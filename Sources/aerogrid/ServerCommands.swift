@@ -6,6 +6,7 @@ import AeroGridStore
 import ArgumentParser
 import Foundation
 import Logging
+import Synchronization
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -32,7 +33,8 @@ struct ServeCommand: AsyncParsableCommand {
 
 /// Opens the store, makes the operator token on a first start, and serves until stopped.
 func runServer(_ configuration: ServerConfiguration, logger: Logger, operatorToken: String?,
-               outOfRangePolicy: OutOfRangePolicy = .fail, afterBootstrap: (Store) async throws -> Void = { _ in }) async throws {
+               outOfRangePolicy: OutOfRangePolicy = .fail, afterBootstrap: (Store) async throws -> Void = { _ in },
+               onListening: @escaping @Sendable (String) -> Void = { _ in }) async throws {
     let data = configuration.dataDirectory
     try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
     // The sandboxed apps (another uid) read their bundles below it.
@@ -57,17 +59,22 @@ func runServer(_ configuration: ServerConfiguration, logger: Logger, operatorTok
         defaultSDK: try InstallLayout.resource("python"), logger: logger)
     server.outOfRangePolicy = outOfRangePolicy
     server.sites = WebSites.installed()
-    try await server.run(store: store) { url in printLine("listening on \(url)") }
+    try await server.run(store: store) { url in
+        printLine("listening on \(url)")
+        onListening(url)
+    }
 }
 
 struct DevCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dev",
-        abstract: "Run the platform on embedded defaults: in-memory Kafka, ./.aerogrid, a demo tenant.",
+        abstract: "Run the platform on embedded defaults: in-memory Kafka, ./.aerogrid, a demo tenant with the orders app.",
         discussion: """
             HTTPS (with a certificate authority made for this machine, since Office add-ins load \
-            only over HTTPS) and plain HTTP for curl. The URLs and tokens are printed and kept \
-            in .aerogrid/dev-tokens (mode 0600), so a rerun shows the same ones.
+            only over HTTPS) and plain HTTP for curl. The demo tenant gets Examples/ordersapp \
+            deployed and started, and a producer writes orders at a steady rate (--no-demo \
+            leaves both out). The URLs and tokens are printed and kept in .aerogrid/dev-tokens \
+            (mode 0600), so a rerun shows the same ones. Ctrl-C stops everything.
             """
     )
 
@@ -84,6 +91,12 @@ struct DevCommand: AsyncParsableCommand {
 
     @Option(help: "Address to listen on.")
     var host: String = "127.0.0.1"
+
+    @Flag(help: "Leave out the demo: no app deployed, no orders produced.")
+    var noDemo = false
+
+    @Option(help: "Orders a second the demo producer writes.")
+    var demoRate = 20
 
     func run() async throws {
         let logger = global.makeLogger(label: "aerogrid.dev")
@@ -104,23 +117,119 @@ struct DevCommand: AsyncParsableCommand {
         let operatorToken = tokens.values["operator"] ?? AeroGridServer.newTokenSecret()
         tokens.values["operator"] = operatorToken
         try tokens.save()
-        try await runServer(configuration, logger: logger, operatorToken: operatorToken, outOfRangePolicy: .resetToEarliest) { store in
+        let rerun = FileManager.default.fileExists(atPath: "\(directory)/aerogrid.sqlite")
+        let demo = DevDemo(
+            api: "http://\(host):\(httpPort)", kafka: kafka.bootstrapServers, rate: noDemo ? 0 : demoRate, logger: logger)
+        let shared = DevBlock()
+        try await runServer(configuration, logger: logger, operatorToken: operatorToken, outOfRangePolicy: .resetToEarliest,
+                            afterBootstrap: { store in
             if try await store.tenant("demo") == nil || tokens.values["demo-admin"] == nil {
                 if try await store.tenant("demo") != nil { try await store.deleteTenant("demo") }
                 tokens.values["demo-admin"] = try await AeroGridServer.createTenant("demo", topics: ["orders", "demo.*"], in: store)
-                try tokens.save()
+                tokens.values["demo-developer"] = nil
+                tokens.values["demo-viewer"] = nil
             }
-            printLine("AeroGrid dev platform")
-            printLine("  console and API:   https://\(host):\(httpsPort)/   (certificate authority: \(tls.certificate.replacingOccurrences(of: "server.pem", with: "ca.pem")))")
-            printLine("  API for curl:      http://\(host):\(httpPort)/api/v1")
-            printLine("  Kafka:             \(kafka.bootstrapServers) (in memory; topic orders, 8 partitions)")
-            printLine("  operator token:    \(operatorToken)")
-            printLine("  demo admin token:  \(tokens.values["demo-admin"]!)")
-            printLine("  (kept in \(tokens.path))")
-            printLine("  try: curl -H 'Authorization: Bearer \(tokens.values["demo-admin"]!)' http://\(host):\(httpPort)/api/v1/apps")
-        }
+            for role in ["developer", "viewer"] where tokens.values["demo-\(role)"] == nil {
+                tokens.values["demo-\(role)"] = try await AeroGridServer.createToken(tenant: "demo", name: role, role: role, in: store)
+            }
+            try tokens.save()
+            shared.developerToken.withLock { $0 = tokens.values["demo-developer"]! }
+            let ca = "\(directory)/tls/ca.pem"
+            let api = "http://\(host):\(httpPort)"
+            shared.lines.withLock { $0 = [
+                "AeroGrid dev platform is ready",
+                "  console:          https://\(host):\(httpsPort)/   (sign in with a token below; your browser must trust \(ca))",
+                "  API for curl:     \(api)/api/v1",
+                "  Kafka bootstrap:  \(kafka.bootstrapServers)   (kcat -b \(kafka.bootstrapServers) -L)",
+                "  operator token:   \(operatorToken)",
+                "  admin token:      \(tokens.values["demo-admin"]!)   (tenant demo)",
+                "  developer token:  \(tokens.values["demo-developer"]!)   (tenant demo)",
+                "  viewer token:     \(tokens.values["demo-viewer"]!)   (tenant demo)",
+                "  Excel add-in:     https://\(host):\(httpsPort)/excel/manifest.xml   (Excel must trust \(ca); see docs/excel.md)",
+                "  watch a grid:     AEROGRID_SERVER=\(api) AEROGRID_TOKEN=\(tokens.values["demo-viewer"]!) aerogrid grid watch ordersapp product_sum",
+                noDemo ? "  demo:             left out (--no-demo)"
+                    : "  demo:             ordersapp deployed and started; \(demoRate) orders/s into topic orders",
+                rerun ? "  note:             Kafka lives in memory and starts empty: the apps' checkpoints reset, their grids start over" : nil,
+                "  tokens are kept in \(tokens.path); Ctrl-C stops everything",
+            ].compactMap { $0 } }
+        }, onListening: { url in
+            // Once plain HTTP answers: the demo, then the block (it says the demo is there).
+            guard url.hasPrefix("http://") else { return }
+            Task {
+                await demo.start(developerToken: shared.developerToken.withLock { $0 })
+                for line in shared.lines.withLock({ $0 }) { printLine(line) }
+            }
+        })
+        demo.stop()
         withExtendedLifetime(kafka) {}
     }
+}
+
+/// What the bootstrap learns and the listener callback prints.
+final class DevBlock: Sendable {
+    let lines = Mutex<[String]>([])
+    let developerToken = Mutex("")
+}
+
+/// `aerogrid dev`'s demo: the orders app deployed and started through the API, and orders
+/// produced at a steady rate into the embedded Kafka.
+final class DevDemo: Sendable {
+    let api: String
+    let kafka: String
+    let rate: Int
+    let logger: Logger
+    private let producing = Mutex<Task<Void, Never>?>(nil)
+
+    init(api: String, kafka: String, rate: Int, logger: Logger) {
+        self.api = api
+        self.kafka = kafka
+        self.rate = rate
+        self.logger = logger
+    }
+
+    func start(developerToken: String) async {
+        guard rate > 0 else { return }
+        do {
+            let client = APIClient(base: URL(string: api)!, token: developerToken)
+            let bundle = try BundleZip.make(directory: try InstallLayout.resource("Examples/ordersapp"))
+            _ = try await client.request("POST", "api/v1/apps", body: bundle, contentType: "application/zip")
+            _ = try await client.request("POST", "api/v1/apps/ordersapp/start")
+        } catch {
+            logger.error("the demo could not deploy Examples/ordersapp: \(error)")
+            return
+        }
+        let producer: KafkaProducer
+        do {
+            producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: kafka, properties: ["linger.ms": "20"]), logger: logger)
+        } catch {
+            logger.error("the demo producer could not start: \(error)")
+            return
+        }
+        let products = ["Widget", "Gadget", "Gizmo", "Sprocket", "Doohickey", "Thingamajig", "Flux Capacitor",
+                        "Left-handed Spanner", "Cable Organizer", "How to Win Friends"]
+        let interval = Duration.nanoseconds(1_000_000_000 / Int64(rate))
+        producing.withLock {
+            $0 = Task { [logger] in
+                var next = ContinuousClock.now
+                var index = 0
+                while !Task.isCancelled {
+                    next += interval
+                    try? await Task.sleep(until: next)
+                    index += 1
+                    let product = products.randomElement()!
+                    let order = #"{"product":"\#(product)","quantity":\#(Int.random(in: 1...50))}"#
+                    do {
+                        try await producer.enqueue(topic: "orders", key: Array("demo-\(index)".utf8), value: Array(order.utf8))
+                    } catch {
+                        logger.warning("demo producer: \(error)")
+                    }
+                }
+                try? await producer.flush(timeout: .seconds(2))
+            }
+        }
+    }
+
+    func stop() { producing.withLock { $0?.cancel() } }
 }
 
 /// `.aerogrid/dev-tokens`: `name=secret` lines, readable by the owner only.
