@@ -1,0 +1,224 @@
+"""The fx-ticker example end to end, against the embedded Kafka cluster (`aerogrid kafka up`):
+
+- produce_prices.py writes 3,000 quotes (pairs delisted and listed again among them) and
+  prints the grids the app must end with;
+- the SDK's runner (`python -m aerogrid run app.py --broker ...`) ends with exactly those
+  grids, the delisted pairs absent;
+- deployed to `aerogrid serve` and started (sandboxed), the app's grids over REST are exactly
+  those too; then, live: a delist removes a pair's rows, its next quote starts from the
+  stats' default, the app's log says so, and after a restart the stats go on from the
+  checkpointed grids.
+
+Needs root (the sandbox), the built `aerogrid` (or AEROGRID_BIN) and confluent-kafka.
+Run with `python3 -m pytest Examples/fx-ticker -q -s` to see the timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "Tests" / "Integration"))
+
+from harness import AEROGRID, CGROUP_ROOT, Managed, ProcessError, log  # noqa: E402
+from server import Server, expect, new_operator_token, poll, wait_state, zip_directory  # noqa: E402
+
+import produce_prices  # noqa: E402
+
+APP = "fx-ticker"
+TOPIC = "fx-prices"
+QUOTES = 3_000
+SEED = 6  # a run whose last quotes leave two pairs delisted (checked below)
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures: one Kafka cluster with the quotes, shared by both tests
+
+
+class Kafka(Managed):
+    """`aerogrid kafka up --topic fx-prices:4` in its own process."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__("kafka", [AEROGRID, "kafka", "up", "--topic", f"{TOPIC}:4"], directory)
+        found: list = []
+        reader = threading.Thread(target=lambda: found.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(30)
+        line = found[0].decode().strip() if found else ""
+        if not line.startswith("bootstrap.servers="):
+            self.terminate()
+            raise ProcessError(f"kafka up printed {line!r}; stderr:\n{self.stderr_tail()}")
+        self.bootstrap = line.split("=", 1)[1]
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # never a full pipe
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("root (the sandbox)")
+    if not AEROGRID.exists():
+        problems.append(f"{AEROGRID} (swift build, or set AEROGRID_BIN)")
+    try:
+        import confluent_kafka  # noqa: F401
+    except ImportError:
+        problems.append("confluent-kafka")
+    if problems:
+        pytest.skip("the example's test needs " + ", ".join(problems))
+    # Readable by the sandbox's uid 65534: 0755, not below a 0700 directory.
+    path = Path(tempfile.mkdtemp(prefix="aerogrid-fx-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def market(workdir):
+    """(cluster, expected) after produce_prices.py wrote its quotes."""
+    cluster = Kafka(workdir)
+    try:
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, str(HERE / "produce_prices.py"), "--broker", cluster.bootstrap, "--count", str(QUOTES),
+             "--rate", "0", "--seed", str(SEED)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        expected = json.loads(result.stdout.splitlines()[-1])
+        log(f"producer: {expected['ticks']} quotes, {expected['delists']} delists, {expected['relists']} relists "
+            f"in {time.monotonic() - started:.2f} s")
+        # What this test is for: deletes happened, some pairs came back, two are gone at the end.
+        assert expected["ticks"] == QUOTES and expected["delists"] >= 3 and expected["relists"] >= 1, expected
+        assert len(expected["board"]) == len(produce_prices.PAIRS) - 2, sorted(expected["board"])
+        assert set(expected["board"]) == set(expected["stats"])
+        yield cluster, expected
+    finally:
+        cluster.terminate()
+
+
+# --------------------------------------------------------------------------------------------
+# The SDK's runner
+
+
+def test_the_runner_ends_with_the_expected_grids(market):
+    cluster, expected = market
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "aerogrid", "run", str(HERE / "app.py"), "--broker", cluster.bootstrap,
+         "--print-grids", "--quiet", "--idle-exit", "2"],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO / "python")), capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, f"the runner exited {result.returncode}:\n{result.stderr[-3000:]}"
+    grids = {}
+    for line in result.stdout.splitlines():
+        printed = json.loads(line)
+        grids[printed["grid"]] = {key: row for key, row in printed["rows"]}
+    log(f"runner: {len(grids.get('board', {}))} pairs on the board in {time.monotonic() - started:.1f} s "
+        "(the consumer group's join included)")
+    assert grids["board"] == expected["board"]
+    assert grids["stats"] == expected["stats"]
+    assert " error in " not in result.stderr, result.stderr[-2000:]
+
+
+# --------------------------------------------------------------------------------------------
+# Deployed to `aerogrid serve`
+
+
+def send(bootstrap: str, messages: list) -> None:
+    """(pair, value) quotes written to the topic, as the producer writes them."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for pair, value in messages:
+        producer.produce(TOPIC, key=pair, value=json.dumps(value))
+    assert producer.flush(30) == 0
+
+
+def remove_cgroups(tenant: str) -> None:
+    """The tenant's empty cgroup directories, in every controller (rmdir takes only empty ones)."""
+    roots = [CGROUP_ROOT / "aerogrid"] + [path / "aerogrid" for path in CGROUP_ROOT.iterdir() if path.is_dir()] \
+        if CGROUP_ROOT.is_dir() else []
+    for root in roots:
+        directory = root / tenant
+        if directory.is_dir():
+            for path in [*[p for p in directory.iterdir() if p.is_dir()], directory]:
+                try:
+                    path.rmdir()
+                except OSError:
+                    pass
+
+
+def test_deployed_to_the_server(market, workdir):
+    cluster, expected = market
+    server = Server(workdir, cluster.bootstrap, operator_token=new_operator_token())
+    tenant = f"fx-{secrets.token_hex(3)}"
+    try:
+        server.wait_ready()
+        created = expect(server.operator.post("/api/v1/tenants", json_body={"name": tenant, "topics": [TOPIC]}), 201)
+        admin = server.client(created.json()["admin_token"]["secret"])
+
+        started = time.monotonic()
+        app = expect(admin.deploy(zip_directory(HERE)), 201).json()
+        assert app["name"] == APP and app["entrypoint"] == "app.py", app
+        expect(admin.action(APP, "start"), 200)
+        wait_state(admin, APP, "running")
+
+        def grids():
+            return {name: expect(admin.grid(APP, name), 200).json()["rows"] for name in ("board", "stats")}
+
+        def caught_up(found: dict) -> bool:
+            return found == {"board": expected["board"], "stats": expected["stats"]}
+
+        poll(grids, caught_up, 60, "the grids to equal the producer's expectation")
+        log(f"server: deployed, started and caught up on {QUOTES} quotes in {time.monotonic() - started:.2f} s")
+        summary = {g["name"]: g for g in expect(admin.get(f"/api/v1/apps/{APP}/grids"), 200).json()["grids"]}
+        assert summary["board"]["columns"] == ["bid", "ask", "mid", "change", "spread", "time"], summary
+        assert summary["stats"]["columns"] == ["ticks", "average", "high", "low"], summary
+
+        # Live: a delist takes the pair off both grids ...
+        board, stats = expected["board"], expected["stats"]
+        pair = "EUR/USD" if "EUR/USD" in board else sorted(board)[0]
+        send(cluster.bootstrap, [(pair, {"status": "delisted", "time": "2026-11-30T10:00:00.000Z"})])
+        poll(grids, lambda found: pair not in found["board"] and pair not in found["stats"]
+             and len(found["board"]) == len(board) - 1, 30, f"{pair} gone from both grids")
+        lines = expect(admin.get(f"/api/v1/apps/{APP}/logs", query={"tail": 1000}), 200).json()["lines"]
+        assert any(f"{pair} delisted" in line["message"] for line in lines), lines[-10:]
+
+        # ... and its next quote starts from the stats' default row.
+        send(cluster.bootstrap, [(pair, {"bid": 1.1, "ask": 1.1002, "time": "2026-11-30T10:00:01.000Z"})])
+        found = poll(grids, lambda found: pair in found["stats"], 30, f"{pair} listed again")
+        assert found["stats"][pair] == {"ticks": 1, "average": 1.1001, "high": 1.1001, "low": 1.1001}
+        assert found["board"][pair] == {"bid": 1.1, "ask": 1.1002, "mid": 1.1001, "change": 0.0, "spread": 2.0,
+                                        "time": "2026-11-30T10:00:01.000Z"}
+
+        # After a restart the app reads its state back from the checkpointed grids.
+        epoch = expect(admin.grid(APP, "stats"), 200).json()["epoch"]
+        expect(admin.action(APP, "restart"), 200)
+        poll(lambda: expect(admin.grid(APP, "stats"), 200).json()["epoch"], lambda found: found != epoch, 60,
+             "a new epoch: the app's runner started again")
+        wait_state(admin, APP, "running")
+        send(cluster.bootstrap, [(pair, {"bid": 1.1004, "ask": 1.1006, "time": "2026-11-30T10:00:02.000Z"})])
+        found = poll(grids, lambda found: found["stats"].get(pair, {}).get("ticks") == 2, 60,
+                     f"{pair}'s second quote after the restart")
+        average = round(1.1001 + produce_prices.ALPHA * (1.1005 - 1.1001), 6)
+        assert found["stats"][pair] == {"ticks": 2, "average": average, "high": 1.1005, "low": 1.1001}
+        assert found["board"][pair]["change"] == 4.0  # pips
+        others = {key: row for key, row in found["stats"].items() if key != pair}
+        assert others == {key: row for key, row in stats.items() if key != pair}
+        app = expect(admin.app(APP), 200).json()
+        assert app["restarts"] == 0 and app["crash_reason"] is None, app
+
+        expect(server.operator.delete(f"/api/v1/tenants/{tenant}"), 204)
+    finally:
+        status = server.stop()
+        remove_cgroups(tenant)
+    assert status == 0, f"the server exited with {status} after SIGTERM:\n{server.stderr_tail()}"
