@@ -10,7 +10,7 @@ AEROGRID := .build/debug/aerogrid
 dev: build
 	$(AEROGRID) dev
 
-test: build test-swift test-sandbox-c test-integration test-python
+test: build test-swift test-sandbox-c test-integration test-python test-browser
 
 deps:
 	@scripts/setup
@@ -32,6 +32,11 @@ test-sandbox-c: deps
 # (needs root). Run with -s to see the numbers: make test-integration PYTEST_ARGS=-s
 test-integration: build
 	cd Tests/Integration && $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The web console in headless Chromium against a real server (needs root); screenshots and
+# the numbers (axe, long tasks) in .build/screenshots/. Run with -s to see them.
+test-browser: build
+	cd Tests/Browser && $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test-python: deps
 	@if [ -d python/tests ]; then cd python && $(PYTHON) -m pytest -q tests; fi
