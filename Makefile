@@ -10,7 +10,7 @@ AEROGRID := .build/debug/aerogrid
 dev: build
 	$(AEROGRID) dev
 
-test: build test-swift test-sandbox-c test-integration test-python test-browser
+test: build test-swift test-sandbox-c test-integration test-python test-browser test-excel
 
 deps:
 	@scripts/setup
@@ -40,6 +40,12 @@ test-browser: build
 
 test-python: deps
 	@if [ -d python/tests ]; then cd python && $(PYTHON) -m pytest -q tests; fi
+
+# The Excel add-in (clients/excel) under node against the built server (needs root): the
+# functions through a stand-in for Excel's runtime, the manifest, and the task pane in
+# headless Chromium. docs/excel.md.
+test-excel: build
+	node --experimental-websocket --test Tests/Excel/*.test.mjs
 
 # Speed and memory, each next to its baseline (release builds; see docs/performance.md
 # and docs/sandbox.md). Extra arguments: make bench BENCH_ARGS="--orders 480000".

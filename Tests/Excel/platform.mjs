@@ -100,7 +100,9 @@ class Managed {
   async stop(timeout = 60000) {
     if (!this.alive) return this.exited;
     this.signal("SIGTERM");
-    const done = await Promise.race([this.exited, sleep(timeout).then(() => null)]);
+    let timer;
+    const done = await Promise.race([this.exited, new Promise((resolve) => { timer = setTimeout(() => resolve(null), timeout); })]);
+    clearTimeout(timer);
     if (done) return done;
     this.signal("SIGKILL");
     return this.exited;
@@ -183,7 +185,7 @@ export class Server {
   }
 
   async stop() {
-    if (this.process) await this.process.stop();
+    return this.process ? this.process.stop() : null;
   }
 
   /** An HTTP request: {status, headers, body (Buffer), json()}. */
@@ -247,9 +249,10 @@ export function bundle(directory, name = APP) {
 }
 
 /** Writes `count` orders; answers the units per product they hold (the script's last line). */
-export function produce(bootstrap, count, seed) {
+export function produce(bootstrap, count, seed, rate = 0) {
   return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, [path.join(ORDERSAPP, "produce_orders.py"), "--broker", bootstrap, "--count", String(count), "--seed", String(seed)],
+    const child = spawn(PYTHON, [path.join(ORDERSAPP, "produce_orders.py"), "--broker", bootstrap, "--count", String(count),
+      "--seed", String(seed), "--rate", String(rate)],
       { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
     let out = "", err = "";
     child.stdout.on("data", (c) => { out += c; });
@@ -300,10 +303,10 @@ export class Platform {
     return poll(() => this.app(name), (app) => app.state === state, timeout, `app ${name} ${state}`);
   }
 
-  /** Produces a wave of orders and adds them to `totals`. */
-  async produce(count) {
+  /** Produces a wave of orders (at `rate` a second, or as fast as it can) and adds them to `totals`. */
+  async produce(count, rate = 0) {
     this.seed++;
-    const wave = await produce(this.kafka.bootstrap, count, this.seed);
+    const wave = await produce(this.kafka.bootstrap, count, this.seed, rate);
     for (const [product, units] of Object.entries(wave)) this.totals[product] = (this.totals[product] || 0) + units;
     return wave;
   }
@@ -316,8 +319,10 @@ export class Platform {
   }
 
   async close() {
+    const began = Date.now();
     try {
-      await this.server.stop();
+      const stopped = await this.server.stop();
+      log(`server: exited (${stopped ? stopped.code ?? stopped.signal : "?"}) ${((Date.now() - began) / 1000).toFixed(2)} s after SIGTERM`);
     } finally {
       await this.kafka.stop(20000);
       removeTenantCgroups([this.tenant]);

@@ -183,7 +183,8 @@
    * now}), backoff ({initial, max} in ms), lingerMs (how long a subscription nobody uses
    * stays before it is ended: Excel cancels and calls again when it recalculates),
    * idleCloseMs (how long the socket stays open with nothing to carry), heartbeatMs,
-   * deadAfterMs, log (a function).
+   * deadAfterMs (no message for that long: the connection is taken as dead), connectTimeoutMs,
+   * log (a function).
    *
    * States: "unconfigured" (no server or token), "idle" (nothing to carry), "connecting",
    * "connected", "waiting" (to reconnect, at `retryAt`), "refused" (the token was refused:
@@ -206,6 +207,7 @@
     this.idleCloseMs = options.idleCloseMs === undefined ? 10000 : options.idleCloseMs;
     this.heartbeatMs = options.heartbeatMs || 20000;
     this.deadAfterMs = options.deadAfterMs || 60000;
+    this.connectTimeoutMs = options.connectTimeoutMs || 15000;
     this.log = options.log || function () {};
 
     this.server = normalizeServer(options.server);
@@ -229,6 +231,7 @@
     this.idleTimer = null;
     this.heartbeat = null;
     this.rewatchTimer = null;
+    this.connectTimer = null;
     this.lastReceived = 0;
     this.stats = { connects: 0, messages: 0, sent: 0 };
     this.updateConfiguredState();
@@ -323,9 +326,17 @@
     this.socket = socket;
     this.byId = new Map();
     this.stats.connects++;
+    // A connection that neither opens nor fails (a network that drops packets) is given up.
+    this.connectTimer = this.timers.setTimeout(function () {
+      self.connectTimer = null;
+      if (self.socket !== socket || socket.readyState === 1) return;
+      self.lastError = "no answer from " + self.server + " within " + Math.round(self.connectTimeoutMs / 1000) + " s";
+      self.socketEnded(null, null);
+    }, this.connectTimeoutMs);
     this.setState("connecting");
     socket.onopen = function () {
       if (self.socket !== socket) return;
+      self.clearConnectTimer();
       self.lastReceived = self.timers.now();
       self.send({ op: "auth", token: self.token });
       // The server handles what follows `auth` once it is through: no need to wait.
@@ -350,9 +361,12 @@
         self.log("aerogrid: handling a message failed", error);
       }
     };
+    // An error ends the socket: browsers send a close after it, but node's WebSocket stays
+    // CONNECTING for good when the connection is refused.
     socket.onerror = function () {
       if (self.socket !== socket) return;
-      if (!self.lastError) self.lastError = "cannot reach " + self.server;
+      if (self.state === "connecting") self.lastError = "cannot reach " + self.server;
+      self.socketEnded(null, null);
     };
     socket.onclose = function (event) {
       if (self.socket !== socket) return;
@@ -379,10 +393,16 @@
     }
   };
 
+  Connection.prototype.clearConnectTimer = function () {
+    if (this.connectTimer) this.timers.clearTimeout(this.connectTimer);
+    this.connectTimer = null;
+  };
+
   /** Forgets the socket (its late events are ignored) and closes it. */
   Connection.prototype.detach = function () {
     var socket = this.socket;
     this.socket = null;
+    this.clearConnectTimer();
     this.byId = new Map();
     this.stopHeartbeat();
     if (this.rewatchTimer) {
