@@ -220,6 +220,30 @@ describe("the core", () => {
     connection.close();
   });
 
+  test("a subscription refused for the connection's limit of 100 gets the next free place", async () => {
+    const sockets = [];
+    class FakeSocket {
+      constructor() { this.readyState = 0; this.sent = []; sockets.push(this); }
+      send(text) { this.sent.push(JSON.parse(text)); }
+      close() { this.readyState = 3; }
+    }
+    const connection = new Core.Connection({ server: "https://h", token: "agt_t", WebSocket: FakeSocket, lingerMs: 0 });
+    const first = connection.subscribe({ app: "a", grid: "g1" }, () => {});
+    const seen = [];
+    const second = connection.subscribe({ app: "a", grid: "g2" }, (sub) => seen.push(sub.error && sub.error.code));
+    const socket = sockets[0];
+    socket.readyState = 1;
+    socket.onopen();
+    const [one, two] = socket.sent.filter((m) => m.op === "subscribe");
+    socket.onmessage({ data: JSON.stringify({ type: "error", id: two.id, code: "over_quota", message: "a connection may hold 100 subscriptions" }) });
+    assert.equal(seen.at(-1), "over_quota");
+    assert.match(Core.statusMessage(connection, second.subscription, false), /100 subscriptions \(over_quota\)/);
+    first.close();
+    assert.deepEqual(socket.sent.slice(-2).map((m) => [m.op, m.id === one.id ? "one" : m.grid]), [["unsubscribe", "one"], ["subscribe", "g2"]]);
+    second.close();
+    connection.close();
+  });
+
   test("an invocation gets no value after onCanceled", () => {
     const invocation = new Invocation("GRID", []);
     invocation.setResult([[1]]);

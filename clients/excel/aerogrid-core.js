@@ -175,6 +175,13 @@
   // ------------------------------------------------------------------------------------
   // The connection
 
+  function globalObject() {
+    if (typeof globalThis !== "undefined") return globalThis;
+    if (typeof self !== "undefined") return self;
+    if (typeof window !== "undefined") return window;
+    return {};
+  }
+
   /**
    * One WebSocket to the stream, shared by every cell of the workbook.
    *
@@ -192,7 +199,7 @@
    */
   function Connection(options) {
     options = options || {};
-    var root = typeof globalThis !== "undefined" ? globalThis : {};
+    var root = globalObject();
     this.WebSocket = options.WebSocket || root.WebSocket;
     var timers = options.timers || {};
     this.timers = {
@@ -689,6 +696,15 @@
       // An app that was not found holds no server subscription.
       if (!sub.appMissing) this.send({ op: "unsubscribe", id: sub.serverId });
       sub.serverId = null;
+      // A place is free: a subscription the connection's limit refused tries again.
+      var waiting = null;
+      this.subs.forEach(function (other) {
+        if (!waiting && other.error && other.error.code === "over_quota" && !other.serverId) waiting = other;
+      });
+      if (waiting) {
+        waiting.error = null;
+        this.sendSubscribe(waiting);
+      }
     }
     this.ensure();
   };

@@ -188,6 +188,12 @@
       showMessage("The server's address must start with https:// (or http://).");
       return;
     }
+    // The server's Content-Security-Policy lets the add-in connect only to the server it came from.
+    var home = root.location && /^https?:$/.test(root.location.protocol) ? root.location.origin : null;
+    if (server && home && server !== home) {
+      showMessage("This add-in came from " + home + " and may connect only there: to use " + server +
+        ", install the add-in from " + server + "/excel/manifest.xml.");
+    }
     grids.clear();
     AeroGrid.configure({ server: server, token: $("token").value, maxRate: parseInt($("rate").value, 10) || Core.DEFAULT_MAX_RATE });
     fillForm();
