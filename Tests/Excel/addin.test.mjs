@@ -90,8 +90,11 @@ describe("the add-in against a running server", { skip: missing ? `needs ${missi
       assert.equal(subscribed.message.max_rate, 2);
       const deltas = messagesOf(socket, gridId).filter((r) => r.message.type === "delta").map((r) => r.time);
       assert.ok(deltas.length >= 4, `${deltas.length} deltas in 3 s of orders`);
+      // At most two a second (the arrival times may bunch a little on a busy machine).
+      const span = (deltas.at(-1) - deltas[0]) / 1000;
       const gaps = deltas.slice(1).map((t, i) => t - deltas[i]);
-      assert.ok(Math.min(...gaps) >= 300, `deltas closer than 1/2 s apart: ${gaps}`);
+      assert.ok(deltas.length - 1 <= 2 * span + 1, `${deltas.length} deltas in ${span.toFixed(2)} s: gaps ${gaps}`);
+      assert.ok(gaps.filter((gap) => gap < 400).length <= 1, `deltas closer than 1/2 s apart: ${gaps}`);
       // Each setResult has a new value (an unchanged grid is not sent again).
       const values = grid.results.map((r) => JSON.stringify(r.value));
       assert.equal(new Set(values).size, values.length);
