@@ -10,7 +10,7 @@ AEROGRID := .build/debug/aerogrid
 dev: build
 	$(AEROGRID) dev
 
-test: build test-swift test-sandbox-c test-integration test-python test-browser test-excel
+test: build test-swift test-sandbox-c test-integration test-python test-browser test-excel test-examples
 
 deps:
 	@scripts/setup
@@ -46,6 +46,11 @@ test-python: deps
 # headless Chromium. docs/excel.md.
 test-excel: build
 	node --experimental-websocket --test Tests/Excel/*.test.mjs
+
+# Examples/fx-ticker and Examples/pixels against embedded Kafka, with the SDK's runner and
+# deployed to a real server (needs root). Run with -s to see the pixels' frames/s.
+test-examples: build
+	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) Examples
 
 # Speed and memory, each next to its baseline (release builds; see docs/performance.md
 # and docs/sandbox.md). Extra arguments: make bench BENCH_ARGS="--orders 480000".
