@@ -230,8 +230,9 @@ function logs(body, app, context) {
 
   return {
     update(current) {
-      // A new version, a start or a restart runs a new process with a new log.
-      const key = `${current.version}/${current.state === "created" ? "created" : "ran"}/${current.desired_state}`;
+      // A new version, a start or a restart runs a new runner with a new log, and the
+      // server's followed log stays on the old one: follow again on any change of status.
+      const key = `${current.version}/${current.state}/${current.desired_state}/${current.restarts}`;
       if (lastKey !== null && key !== lastKey) start();
       lastKey = key;
     },

@@ -124,6 +124,13 @@ function renderQuota(container, answer) {
   container.dataset.maxApps = String(q.max_apps);
 }
 
+/** CPU use as a share of the app's quota: "12%", "<1%". */
+function share(used, quota) {
+  if (!quota) return number(used);
+  const pct = (used / quota) * 100;
+  return pct > 0 && pct < 1 ? "<1%" : `${Math.round(pct)}%`;
+}
+
 /** One app's card; `update(app, history)` refreshes it in place (focus stays put). */
 export function appCard(app, context) {
   const { can } = context;
@@ -181,7 +188,8 @@ export function appCard(app, context) {
     const failed = current.crash_reason && (stateName === "crashed" || stateName === "backoff" || (stateName === "stopped" && current.desired_state === "running"));
     if (failed) {
       replace(crash, h("strong", {}, CRASH_TEXT[current.crash_reason] || `Crashed (${current.crash_reason})`),
-        current.last_crash ? h("span", { class: "crash-detail" }, `: ${current.last_crash}`) : null);
+        current.last_crash ? h("span", { class: "crash-detail" }, `: ${current.last_crash}`) : null, " ",
+        h("a", { href: `#/apps/${encodeURIComponent(name)}/logs` }, "See its log"));
       crash.dataset.reason = current.crash_reason;
     } else if (current.crash_reason && current.last_crash) {
       replace(crash, h("span", { class: "muted" }, `Last crash: ${CRASH_TEXT[current.crash_reason] || current.crash_reason}`));
@@ -196,7 +204,7 @@ export function appCard(app, context) {
     const quota = current.quota || {};
     const usage = current.usage;
     const last = history && history.length ? history[history.length - 1] : null;
-    fields.cpu.textContent = `${usage && last && last.cpu !== null ? number(last.cpu) : "—"} of ${cpus(quota.cpus)}`;
+    fields.cpu.textContent = `${usage && last && last.cpu !== null ? share(last.cpu, quota.cpus) : "—"} of ${cpus(quota.cpus)}`;
     fields.memory.textContent = `${usage ? bytes(usage.memory_bytes) : "—"} of ${bytes(quota.memory_bytes)}`;
     fields.pids.textContent = `${usage ? count(usage.pids) : "—"} of ${count(quota.pids)}`;
     fields.memory.dataset.quota = String(quota.memory_bytes);

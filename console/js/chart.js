@@ -5,7 +5,8 @@ import { count, number } from "./format.js";
 
 const WIDTH = 210;
 const HEIGHT = 48;
-const SPAN = 5 * 60; // seconds shown
+const MAX_SPAN = 5 * 60; // seconds shown at most
+const MIN_SPAN = 60; // until there are more, the first minute fills the width
 
 export function chart(name) {
   const graphic = svg("svg", { class: "chart", width: WIDTH, height: HEIGHT, viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "aria-label": `${name}: no samples yet` });
@@ -18,12 +19,14 @@ export function chart(name) {
 
 function draw(graphic, caption, name, history) {
   const now = history.length ? history[history.length - 1].t : 0;
+  const span = Math.min(MAX_SPAN, Math.max(MIN_SPAN, history.length ? now - history[0].t : 0));
   const points = history.filter((s) => s.rate !== null);
   const peakRate = Math.max(1, ...points.map((s) => s.rate));
   const peakLag = Math.max(1, ...history.map((s) => s.lag || 0));
-  const x = (t) => WIDTH - 2 - ((now - t) / SPAN) * (WIDTH - 4);
+  const x = (t) => WIDTH - 2 - ((now - t) / span) * (WIDTH - 4);
   const y = (value, peak) => HEIGHT - 3 - (value / peak) * (HEIGHT - 8);
-  const children = [svg("rect", { class: "frame", x: 0.5, y: 0.5, width: WIDTH - 1, height: HEIGHT - 1, rx: 3 })];
+  const children = [svg("rect", { class: "frame", x: 0.5, y: 0.5, width: WIDTH - 1, height: HEIGHT - 1, rx: 3 }),
+    svg("line", { class: "baseline", x1: 2, x2: WIDTH - 2, y1: HEIGHT - 3, y2: HEIGHT - 3 })];
   if (points.length > 1) {
     const line = points.map((s) => `${x(s.t).toFixed(1)},${y(s.rate, peakRate).toFixed(1)}`).join(" ");
     const first = x(points[0].t).toFixed(1);

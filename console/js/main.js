@@ -9,7 +9,7 @@ import { renderViewer } from "./viewer.js";
 import { renderTokens } from "./tokens.js";
 import { renderOperators } from "./operators.js";
 
-const main = document.getElementById("main");
+const main = document.getElementById("page");
 let session = null; // {kind: "tenant"|"operator", tenant, role, stream, apps}
 let cleanup = null;
 let signInMessage = null;
