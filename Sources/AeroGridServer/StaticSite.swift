@@ -12,11 +12,15 @@ public struct StaticSite: Sendable {
     /// The URL path it is served under, e.g. "/" or "/excel/".
     public let prefix: String
     public let contentSecurityPolicy: String
+    /// Readable from any origin: Excel on the web fetches the add-in's metadata from its own
+    /// domain. Only for public, static files.
+    public let crossOrigin: Bool
     /// Rewrites a file before it is served (the add-in's manifest gets the server's address).
     public let transform: (@Sendable (_ file: String, _ contents: Data, _ request: Request) -> Data)?
 
-    public init(root: String, prefix: String, contentSecurityPolicy: String,
+    public init(root: String, prefix: String, contentSecurityPolicy: String, crossOrigin: Bool = false,
                 transform: (@Sendable (_ file: String, _ contents: Data, _ request: Request) -> Data)? = nil) {
+        self.crossOrigin = crossOrigin
         self.root = root
         self.prefix = prefix
         self.contentSecurityPolicy = contentSecurityPolicy
@@ -45,6 +49,10 @@ public struct StaticSite: Sendable {
     }
 
     func response(for request: Request) throws -> Response? {
+        // "/excel" is the site's index with relative links that only work under "/excel/".
+        if prefix.count > 1, request.uri.path + "/" == prefix {
+            return Response(status: .movedPermanently, headers: [.location: prefix])
+        }
         guard let path = file(for: request.uri.path) else { return nil }
         guard var contents = FileManager.default.contents(atPath: path) else { return nil }
         if let transform { contents = transform(path, contents, request) }
@@ -58,6 +66,7 @@ public struct StaticSite: Sendable {
             HTTPField.Name("X-Content-Type-Options")!: "nosniff",
             HTTPField.Name("Referrer-Policy")!: "no-referrer",
         ]
+        if crossOrigin { headers[.accessControlAllowOrigin] = "*" }
         if request.headers[.ifNoneMatch] == etag {
             headers[.contentType] = nil
             return Response(status: .notModified, headers: headers)
