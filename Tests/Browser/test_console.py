@@ -21,6 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
 from apps import ORDERSAPP_V2, Ticker, bundle, manifest, ordersapp_bundle, send, tickapp_bundle
@@ -141,7 +142,9 @@ def test_sign_in_keeps_the_token_out_of_urls_and_sign_out_forgets_it(st):
     b.find("#apps-empty")
     b.sign_out()
     assert b.js("return sessionStorage.getItem('aerogrid.token')") is None
-    b.sign_in(st.tenant.admin)
+    # The keyboard alone: the token field has the focus, Enter signs in.
+    b.wait(lambda d: d.switch_to.active_element.get_attribute("id") == "signin-token", 10, "the focus in the token field")
+    b.driver.switch_to.active_element.send_keys(st.tenant.admin + Keys.ENTER)
     b.find("#apps-heading")
 
 
@@ -176,6 +179,13 @@ def test_deploy_start_and_the_viewer_reaches_the_exact_sums(st):
     b.wait(lambda d: b.grid_cells() == expected, 60, f"the viewer to show {expected}")
     assert b.grid_columns() == ["units_sold"]
     b.wait_text("#grid-status", "10 rows")
+    # Sorted from the keyboard: by units sold, ascending.
+    b.find('#grid-table thead button[data-column="units_sold"]').send_keys(Keys.ENTER)
+    ordered = sorted(st.orders.units, key=lambda product: (st.orders.units[product], product))
+    b.wait(lambda d: b.js("return [...document.querySelectorAll('#grid-table tbody tr[data-key]')].map(r => r.dataset.key)") == ordered,
+           10, f"rows in the order {ordered}")
+    assert b.find('#grid-table thead button[data-column="units_sold"]').find_element(By.XPATH, "..").get_attribute("aria-sort") == "ascending"
+    b.find('#grid-table thead button[data-column=""]').send_keys(Keys.ENTER)
     b.assert_accessible("grid viewer")
     b.screenshot("viewer-product_sum", SCREENSHOTS)
 
@@ -390,6 +400,23 @@ def test_an_operator_changes_a_quota_and_the_tenant_sees_it(st):
     assert expect(st.server.operator.get(f"/api/v1/tenants/{st.tenant.name}/acl"), 200).json()["topics"] == \
         ["orders", f"{st.tenant.name}.*", "reports.*"]
 
+    # A new tenant: its first admin token shown once, working; then deleted.
+    made = f"{st.tenant.name}-b"
+    b.find("#tenant-name").send_keys(made)
+    b.find("#tenant-topics").send_keys("orders")
+    b.click("#tenant-create")
+    secret = b.find("#tenant-admin-secret").text
+    expect(st.server.client(secret).get("/api/v1/apps"), 200)
+    b.click(f'#tenants-list tr[data-tenant="{made}"] a')
+    b.wait_text("#tenant-heading", made)
+    b.wait(lambda d: d.find_element(By.ID, "tenant-acl").get_property("value") == "orders", 30, "the new tenant's topics")
+    b.click("#tenant-delete")
+    b.find("dialog#confirm[open]")
+    b.click("#confirm-ok")
+    b.gone(f'#tenants-list tr[data-tenant="{made}"]')
+    expect(st.server.operator.get(f"/api/v1/tenants/{made}"), 404, "not_found")
+    expect(st.server.client(secret).get("/api/v1/apps"), 401, "unauthorized")
+
     # The tenant's admin sees the new quotas.
     signed_in_as(st, st.tenant.admin)
     b.wait_text("#tenant-quota", "of 3 GiB")
@@ -426,6 +453,10 @@ def test_ten_thousand_rows_ticking_without_long_tasks(st):
     b.wait(lambda d: b.js("return document.getElementById('grid-table').dataset.rows") == "10000", 60, "10,000 rows")
     assert b.find("#grid-table").get_attribute("aria-rowcount") == "10001"
     scroller = b.find("#grid-scroll")
+    scroller.send_keys(Keys.PAGE_DOWN)  # the scroll area takes the keyboard's focus
+    b.wait(lambda d: b.js("return arguments[0].scrollTop", scroller) > 0, 10, "Page Down to scroll the rows")
+    b.wait(lambda d: b.js("return document.querySelector('#grid-table tbody tr[data-key]').dataset.key") != "0", 10,
+           "the rows in view to follow the scroll")
     flashes = 0
     with Ticker(st.cluster.bootstrap, topic, rate=20, changes=250) as ticker:
         b.wait(lambda d: b.all("#grid-table td.flash-a, #grid-table td.flash-b"), 30, "changed cells highlighted")
@@ -496,9 +527,31 @@ def test_a_crash_shows_its_reason_and_log(st):
     b.assert_accessible("apps with a crashed app")
     b.click('li[data-app="crashy"] [data-field="crash"] a')
     b.wait_text("#log", "RuntimeError: the price feed is missing", 60)
-    expect(st.tenant.api.action("crashy", "stop"), 200)
-    b.wait(lambda d: b.all('li[data-app="crashy"][data-desired="stopped"]') or
-           (b.go("#/apps") or False), 30, "crashy stopped")
+
+    # Deployed elsewhere: the browser has no copy of its code; the user opens the zip, fixes
+    # the code and deploys it as a new version, which runs.
+    b.click('a[data-tab="edit"]')
+    b.wait_text("#editor-source", "This browser has no copy of this app's code")
+    path = st.directory / "crashy.zip"
+    path.write_bytes(crashy)
+    b.find("#editor-open-zip").send_keys(str(path))
+    area = b.find('#editor-text[data-path="app.py"]')
+    assert "the price feed is missing" in area.get_property("value")
+    b.wait_text("#editor-source", "Opened the zip crashy.zip")
+    fixed = "import aerogrid\n\napp = aerogrid.App('crashy', broker=BROKER_URI)\norders = app.topic('orders', key_type=str, value_type=dict)\n" \
+            "seen = app.Grid('seen', columns=['orders'], default=lambda: {'orders': 0})\n\n@app.stream(orders)\nasync def count(records):\n" \
+            "    async for _, order in records.items():\n        seen['all'] = {'orders': seen['all']['orders'] + 1}\n"
+    b.js("""const area = document.getElementById('editor-text');
+            area.value = arguments[0];
+            area.dispatchEvent(new Event('input', {bubbles: true}));""", fixed)
+    b.click("#editor-deploy")
+    b.wait_text("#editor-result", "Deployed crashy, version 2.")
+    b.go("#/apps")
+    b.wait(lambda d: b.app_state("crashy") == "running", 90, "crashy running its fixed code")
+    b.wait(lambda d: not b.find('li[data-app="crashy"] [data-field="crash"]').get_attribute("data-reason") or
+           "Last crash" in b.text('li[data-app="crashy"] [data-field="crash"]'), 30, "the crash no longer current")
+    wait_until(lambda: (lambda r: r.status == 200 and r.json()["rows"] == {"all": {"orders": st.orders.count}})(
+        st.tenant.api.grid("crashy", "seen")), 60, "the fixed app counting every order")
 
 
 def test_delete_asks_first(st):
