@@ -217,8 +217,8 @@ function logs(body, app, context) {
         }
       }
       if (!closed && controller === mine) {
-        status.textContent = "The log stream ended (the server restarted?). Reconnecting…";
-        retry = setTimeout(start, 3000);
+        status.textContent = "The log stream ended (the app or the server restarted). Following again…";
+        retry = setTimeout(start, 2000);
       }
     } catch (error) {
       if (error.name === "AbortError" || closed || controller !== mine) return;

@@ -57,7 +57,7 @@ export function parseBytes(text) {
 
 /** The words for an app's state. */
 export const STATE_TEXT = {
-  created: "Not started yet",
+  created: "Not running",
   starting: "Starting",
   running: "Running",
   stopping: "Stopping",

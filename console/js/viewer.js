@@ -209,7 +209,9 @@ export function renderViewer(container, { app, grid }, context) {
     widths.forEach((width, index) => { cols[index + 1].style.width = `${width}px`; });
     table.style.width = `${220 + widths.reduce((a, b) => a + b, 0)}px`;
     for (const [column, button] of headerButtons) {
-      if (column !== KEY) button.title = colour.has(column) ? `${column} (colours)` : "";
+      if (column === KEY) continue;
+      button.title = colour.has(column) ? `${column} (colours)` : "";
+      button.parentElement.classList.toggle("narrow", colour.has(column));
     }
   }
 
