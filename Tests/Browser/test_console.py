@@ -25,7 +25,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
 from apps import ORDERSAPP_V2, Ticker, bundle, manifest, ordersapp_bundle, send, tickapp_bundle
-from conftest import SCREENSHOTS
+from conftest import SCREENSHOTS, TENANTS
 from console import wait_until
 from harness import REPO, Orders, log, produce
 from server import expect
@@ -402,6 +402,7 @@ def test_an_operator_changes_a_quota_and_the_tenant_sees_it(st):
 
     # A new tenant: its first admin token shown once, working; then deleted.
     made = f"{st.tenant.name}-b"
+    TENANTS.append(made)
     b.find("#tenant-name").send_keys(made)
     b.find("#tenant-topics").send_keys("orders")
     b.click("#tenant-create")
