@@ -367,7 +367,7 @@ def test_a_topic_outside_the_acl_is_refused_with_the_topic_and_the_rules(ops):
 def test_restart_the_server_with_three_apps(ops, testdir):
     cluster, orders = ops.cluster, ops.orders
     token = new_operator_token()
-    names = ["orders-a", "orders-b", "orders-c"]
+    names = ["orders-a", "orders-b", "orders-c", "orders-d"]  # three to run, one stopped
     first = Server(testdir, cluster.bootstrap, name="first", operator_token=token)
     try:
         tenant = create_tenant(first, "reboot", topics=[TOPIC])
@@ -377,15 +377,15 @@ def test_restart_the_server_with_three_apps(ops, testdir):
         produce(cluster, orders, WAVE)
         for name in names:
             wait_grid(tenant.viewer, name, orders.expected_units())
-        stopped = expect(tenant.developer.action("orders-c", "stop"), 200).json()
+        stopped = expect(tenant.developer.action("orders-d", "stop"), 200).json()
         assert stopped["desired_state"] == "stopped", stopped
-        poll(lambda: tenant.viewer.app("orders-c"), lambda r: r.json()["state"] == "stopped", 40, "orders-c stopped")
-        before_stop = expect(tenant.viewer.grid("orders-c", GRID), 200).json()["rows"]
+        poll(lambda: tenant.viewer.app("orders-d"), lambda r: r.json()["state"] == "stopped", 40, "orders-d stopped")
+        before_stop = expect(tenant.viewer.grid("orders-d", GRID), 200).json()["rows"]
         assert before_stop == orders.expected_units()
     finally:
         began = time.monotonic()
         status = first.stop(timeout=60)
-    log(f"restart: the server with 2 running apps exited with {status} {time.monotonic() - began:.2f} s after SIGTERM")
+    log(f"restart: the server with 3 running apps exited with {status} {time.monotonic() - began:.2f} s after SIGTERM")
     assert status == 0, f"exit status {status} after SIGTERM:\n{first.stderr_tail()}"
 
     produce(cluster, orders, WAVE)
@@ -393,28 +393,28 @@ def test_restart_the_server_with_three_apps(ops, testdir):
     again = Server(testdir, cluster.bootstrap, name="again", operator_token=token, data_dir=first.data_dir)
     try:
         viewer = again.client(tenant.viewer.token)
-        for name in names[:2]:
+        for name in names[:3]:
             app = wait_running(viewer, name, timeout=30)
             assert app["desired_state"] == "running", app
-        log(f"restart: both apps running {time.monotonic() - began:.2f} s after the server started, without a start call")
-        for name in names[:2]:
+        log(f"restart: all three apps running {time.monotonic() - began:.2f} s after the server started, without a start call")
+        for name in names[:3]:
             wait_grid(viewer, name, orders.expected_units())
-        log(f"restart: both grids exact {time.monotonic() - began:.2f} s after the server started")
+        log(f"restart: all three grids exact {time.monotonic() - began:.2f} s after the server started")
         time.sleep(1.5)  # anything applied twice would show by now
-        for name in names[:2]:
+        for name in names[:3]:
             app = app_json(viewer, name)
             assert expect(viewer.grid(name, GRID), 200).json()["rows"] == orders.expected_units(), \
                 f"{name}: records were applied twice (or lost) across the restart"
             assert app["restarts"] == 0 and app["crash_reason"] is None, app
             log(f"restart: {name} applied {app['records']} records since the server started ({WAVE} were new)")
 
-        stopped = app_json(viewer, "orders-c")
+        stopped = app_json(viewer, "orders-d")
         assert stopped["desired_state"] == "stopped" and stopped["state"] in ("created", "stopped"), stopped
         assert stopped["usage"] is None and stopped["lag"] is None, stopped
-        assert cgroup_processes(tenant.name, "orders-c") == [], "the stopped app has processes"
+        assert cgroup_processes(tenant.name, "orders-d") == [], "the stopped app has processes"
         assert expect(viewer.get("/api/v1/apps/orders-c/logs"), 200).json() == {"lines": []}, \
             "the stopped app has a log: a runner ran it after the restart"
-        kept = expect(viewer.grid("orders-c", GRID), 200).json()["rows"]
+        kept = expect(viewer.grid("orders-d", GRID), 200).json()["rows"]
         assert kept == before_stop, "the stopped app's grid is not the one it had when it stopped"
         assert kept != orders.expected_units()
     finally:
