@@ -207,7 +207,7 @@ def test_deploy_start_and_the_viewer_reaches_the_exact_sums(st):
     b.screenshot("apps", SCREENSHOTS)
 
 
-def test_a_stop_and_a_start_show_without_a_reload(st):
+def test_stop_start_and_restart_show_without_a_reload(st):
     b = st.browser
     b.go("#/apps")
     b.find('li[data-app="ordersapp"]')
@@ -220,6 +220,13 @@ def test_a_stop_and_a_start_show_without_a_reload(st):
     expect(st.tenant.api.action("ordersapp", "start"), 200)
     b.wait(lambda d: b.app_state("ordersapp") == "running", 60, "ordersapp running again, pushed by the server")
     b.find('li[data-app="ordersapp"] button[data-action="stop"]')
+    # Restart: a new run of the app (a new epoch of its grids), running again.
+    epoch = wait_until(lambda: (lambda r: r.status == 200 and r.json()["epoch"])(st.tenant.api.grid("ordersapp", "product_sum")),
+                       30, "the grid's epoch")
+    b.click('li[data-app="ordersapp"] button[data-action="restart"]')
+    wait_until(lambda: (lambda r: r.status == 200 and r.json()["epoch"] > epoch)(st.tenant.api.grid("ordersapp", "product_sum")),
+               60, "a new epoch after the restart")
+    b.wait(lambda d: b.app_state("ordersapp") == "running", 60, "ordersapp running after the restart")
     assert b.js("return window.__sameDocument") is True, "the page was reloaded"
 
 
