@@ -332,29 +332,35 @@ public struct ControlPlaneAPI: Sendable {
             let app = try await app(tenant, context)
             let tail = try queryInt(request, "tail", default: 100, range: 1...10_000)
             let follow = try queryBool(request, "follow")
-            guard let log = await supervisor.runner(tenant: tenant, name: app.name)?.log else {
-                if follow { throw APIError.notFound("app '\(app.name)' has not run since the server started: no log to follow yet") }
-                return JSONResponse.make(["lines": [Any]()])
-            }
-            guard follow else { return JSONResponse.make(["lines": log.tail(tail).map(logLineJSON)]) }
-            let first = log.tail(tail)
-            let seen = log.totalLines
+            let current = await supervisor.runner(tenant: tenant, name: app.name)?.log
+            guard follow else { return JSONResponse.make(["lines": (current?.tail(tail) ?? []).map(logLineJSON)]) }
+            let first = current?.tail(tail) ?? []
+            let seen = current?.totalLines ?? 0
             return Response(
                 status: .ok, headers: [.contentType: "application/x-ndjson"],
                 body: ResponseBody { writer in
                     for line in first { try await writer.write(ndjson(logLineJSON(line))) }
+                    var log = current
                     var seen = seen
                     // Ends when the client goes away (the write throws), the server stops, or
-                    // the app is deleted.
+                    // the app is deleted. A start, restart or new version brings a new run
+                    // with a log of its own: followed from its first line.
                     var checked = ContinuousClock.now
                     while !Task.isCancelled && !Task.isShuttingDownGracefully {
-                        if ContinuousClock.now - checked > .seconds(1) {
+                        if ContinuousClock.now - checked > .milliseconds(500) {
                             checked = .now
                             guard try await store.app(tenant: tenant, name: app.name) != nil else { break }
+                            let now = await supervisor.runner(tenant: tenant, name: app.name)?.log
+                            if now !== log {
+                                log = now
+                                seen = 0
+                            }
                         }
-                        let (lines, total) = log.lines(after: seen)
-                        seen = total
-                        for line in lines { try await writer.write(ndjson(logLineJSON(line))) }
+                        if let log {
+                            let (lines, total) = log.lines(after: seen)
+                            seen = total
+                            for line in lines { try await writer.write(ndjson(logLineJSON(line))) }
+                        }
                         try await Task.sleep(for: .milliseconds(250))
                     }
                     try await writer.finish(nil)

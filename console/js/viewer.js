@@ -100,7 +100,8 @@ export function renderViewer(container, { app, grid }, context) {
   }
 
   // ---- The subscription
-  const unsubscribe = session.stream.subscribe(app, grid, {}, (message) => {
+  // 20 updates a second: a grid of colours plays as an animation (the server caps at 50).
+  const unsubscribe = session.stream.subscribe(app, grid, { max_rate: 20 }, (message) => {
     switch (message.type) {
       case "snapshot":
         replace(messages);
