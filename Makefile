@@ -10,7 +10,7 @@ AEROGRID := .build/debug/aerogrid
 dev: build
 	$(AEROGRID) dev
 
-test: build test-swift test-sandbox-c test-integration test-python test-browser test-excel test-examples
+test: build test-swift test-sandbox-c test-integration test-python test-browser test-excel test-examples test-e2e
 
 deps:
 	@scripts/setup
@@ -51,6 +51,12 @@ test-excel: build
 # deployed to a real server (needs root). Run with -s to see the pixels' frames/s.
 test-examples: build
 	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) Examples
+
+# The README's walkthrough, its commands taken from README.md: `aerogrid dev --no-demo`, the
+# orders app deployed, orders from kcat, the grid over the stream and REST, then Ctrl-C and
+# nothing left behind (needs root). Run with -s to see every command.
+test-e2e: build
+	cd Tests/EndToEnd && $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # Speed and memory, each next to its baseline (release builds; see docs/performance.md
 # and docs/sandbox.md). Extra arguments: make bench BENCH_ARGS="--orders 480000".
