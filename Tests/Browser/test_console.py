@@ -453,8 +453,17 @@ def test_ten_thousand_rows_ticking_without_long_tasks(st):
     # A grid can be a picture.
     b.go("#/apps/tickapp/grids/picture")
     b.wait(lambda d: b.js("return document.getElementById('grid-table').dataset.rows") == "32", 60, "the picture")
-    b.wait(lambda d: len(b.all("#grid-table td.colour")) >= 32 * 20, 30, "the picture's colour cells")
+    b.wait(lambda d: b.js("const c = document.getElementById('grid-picture'); return !!c && c.offsetParent !== null && c.height > 0"),
+           30, "the picture drawn on a canvas")
+    assert "32 by 32 colour cells" in b.find("#grid-picture").get_attribute("aria-label")
     b.screenshot("viewer-picture", SCREENSHOTS, min_colours=200)
+    b.assert_accessible("grid viewer (a picture)")
+    toggle = b.find("#grid-picture-toggle")
+    toggle.click()  # the same picture as cells
+    b.wait(lambda d: len(b.all("#grid-table td.colour")) >= 32 * 20, 30, "the picture's colour cells")
+    assert toggle.text == "Show as picture"
+    toggle.click()
+    b.wait(lambda d: b.js("return document.getElementById('grid-table').hidden"), 10, "the picture again")
 
     started = b.now()
     b.go("#/apps/tickapp/grids/board")

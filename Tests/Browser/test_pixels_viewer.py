@@ -1,11 +1,12 @@
 """The pixels example in the console's grid viewer (issue 11's acceptance): a tenant that may
 read `pixels` deploys and starts Examples/pixels; its `picture` grid (64×48 colour cells) is
-open in the viewer while produce_frames.py writes 30 frames a second for 10 s. A script in
-the page samples a handful of the drawn cells' colours at every animation frame: every pixel
+open in the viewer while produce_frames.py writes 30 frames a second for 10 s. The viewer draws
+a grid of colours on a canvas; a script in the page samples a handful of the drawn cells'
+colours (the canvas's pixels) at every animation frame: every pixel
 of the plasma changes in every frame, so each change is a new picture on the screen (the
 server applies each batch of the app's writes at once, so a message never holds half a
 frame). The steady part must show at least 20 pictures a second, without a long task over
-200 ms. Prints "pixels in the console viewer: N frames/s".
+200 ms; then "Show as table" shows the last frame's values as cells. Prints "pixels in the console viewer: N frames/s".
 
 Runs on the session's server, Kafka and browser (conftest.py); `-k pixels` runs it alone.
 """
@@ -30,7 +31,8 @@ TARGET_FPS = 20
 LONG_TASK_LIMIT_MS = 200
 
 # Installed in the page once the picture shows: at each animation frame, the colours of a
-# few cells spread over the rows in view; a new signature is a new picture drawn.
+# few cells spread over the rows in view, read from the canvas (its data-cell: a cell's size in
+# CSS pixels; data-first: the first row drawn); a new signature is a new picture drawn.
 SAMPLER = """
 const state = window.__pixels = {changes: [], last: null, running: true, frames: 0};
 const cells = [['0', 'c0'], ['0', 'c63'], ['5', 'c20'], ['11', 'c41'], ['17', 'c7'], ['23', 'c50'], ['23', 'c31']];
@@ -38,9 +40,15 @@ function sample() {
   if (!state.running) return;
   state.frames++;
   let signature = '';
+  const canvas = document.getElementById('grid-picture');
+  const context = canvas.getContext('2d');
+  const size = Number(canvas.dataset.cell), first = Number(canvas.dataset.first);
+  const ratio = canvas.width / (canvas.clientWidth || 1);
   for (const [row, col] of cells) {
-    const td = document.querySelector(`#grid-table tbody tr[data-key="${row}"] td[data-col="${col}"]`);
-    signature += (td ? td.style.backgroundColor : '-') + ';';
+    const x = Math.floor((Number(col.slice(1)) + 0.5) * size * ratio);
+    const y = Math.floor((Number(row) - first + 0.5) * size * ratio);
+    const inside = x < canvas.width && y >= 0 && y < canvas.height;
+    signature += (inside ? context.getImageData(x, y, 1, 1).data.join(',') : '-') + ';';
   }
   if (signature !== state.last) {
     state.last = signature;
@@ -84,7 +92,11 @@ def test_pixels_play_at_20_frames_a_second_in_the_viewer(platform, browser):
         b.find("#apps-heading")
         b.go("#/apps/pixels/grids/picture")
         b.wait(lambda d: b.js("return document.getElementById('grid-table').dataset.rows") == "48", 60, "the picture's 48 rows")
-        b.wait(lambda d: len(b.all('#grid-table tbody tr[data-key="23"] td.colour')) == 64, 30, "the picture's colour cells")
+        b.wait(lambda d: b.js("const c = document.getElementById('grid-picture'); "
+                              "return !!c && c.offsetParent !== null && c.height > 0 && c.dataset.first === '0'"), 30,
+               "the picture drawn on a canvas")
+        assert b.js("return document.getElementById('grid-table').hidden") is True, "a picture is not drawn as DOM cells"
+        assert "64 by 48 colour cells" in b.find("#grid-picture").get_attribute("aria-label")
         b.js(SAMPLER)
 
         started = b.now()
@@ -116,7 +128,9 @@ def test_pixels_play_at_20_frames_a_second_in_the_viewer(platform, browser):
         assert rate >= TARGET_FPS, f"the viewer drew {rate:.1f} pictures/s, fewer than {TARGET_FPS}"
         assert longest <= LONG_TASK_LIMIT_MS, f"a long task of {longest:.0f} ms: {tasks}"
 
-        # The last frame is the picture in view.
+        # The last frame is the picture in view; "Show as table" shows its values as cells.
+        b.find("#grid-picture-toggle").click()
+        b.wait(lambda d: len(b.all('#grid-table tbody tr[data-key="23"] td.colour')) == 64, 30, "the picture's colour cells")
         expected = produced["picture"]
         b.wait(lambda d: all(cells == {c: expected[key][c] for c in cells} for key, cells in b.grid_cells().items()),
                30, "the viewer to show the last frame")

@@ -2,6 +2,8 @@
 // spreadsheet-like table that draws only the rows in view (a pool of <tr> reused as the user
 // scrolls), updates cells in place, flashes the ones that changed, sorts and filters, and
 // draws `#rrggbb` values as colour. 10,000 rows ticking stay well under a frame's budget.
+// A grid made only of colours is a picture: it is drawn on a canvas (one rectangle a cell,
+// redrawn at most once an animation frame), with "Show as table" for the cells themselves.
 import { api, request } from "./api.js";
 import { h, replace, notice, pageTitle, toast } from "./ui.js";
 import { count, clock, STATE_TEXT } from "./format.js";
@@ -20,8 +22,11 @@ export function renderViewer(container, { app, grid }, context) {
   const appState = h("span", { id: "grid-app-state" });
   const messages = h("div", { id: "grid-messages", "aria-live": "polite" });
   const csvButton = h("button", { type: "button", class: "button", id: "grid-csv" }, "Download CSV");
+  const pictureToggle = h("button", { type: "button", class: "button", id: "grid-picture-toggle", hidden: true }, "Show as table");
+  const canvas = h("canvas", { id: "grid-picture", role: "img", "aria-label": `${grid}, a picture of ${app}` });
+  const pictureBox = h("div", { class: "grid-picture", hidden: true }, canvas);
   const table = h("table", { class: "grid", id: "grid-table", "aria-label": `${grid}, a grid of ${app}`, "aria-rowcount": "1", "aria-colcount": "1" });
-  const scroller = h("div", { class: "grid-scroll", id: "grid-scroll", tabindex: "0", role: "region", "aria-label": `Rows of ${grid}; scroll with the arrow and page keys` }, table);
+  const scroller = h("div", { class: "grid-scroll", id: "grid-scroll", tabindex: "0", role: "region", "aria-label": `Rows of ${grid}; scroll with the arrow and page keys` }, table, pictureBox);
   replace(container,
     h("nav", { class: "breadcrumbs", "aria-label": "Breadcrumb" },
       h("a", { href: "#/apps" }, "Apps"), " › ", h("a", { href: `#/apps/${encodeURIComponent(app)}` }, app), " › ", grid),
@@ -30,7 +35,7 @@ export function renderViewer(container, { app, grid }, context) {
     messages,
     h("div", { class: "grid-toolbar" },
       h("div", { class: "field" }, h("label", { for: "grid-filter" }, "Filter rows"), filter),
-      h("div", { class: "field" }, h("span", { class: "hint" }, "Sort: choose a column heading"), csvButton),
+      h("div", { class: "field" }, h("span", { class: "hint" }, "Sort: choose a column heading"), csvButton, pictureToggle),
       h("p", { class: "grid-status" }, statusText)),
     scroller);
   pageTitle(`${grid} · ${app}`, heading);
@@ -49,6 +54,9 @@ export function renderViewer(container, { app, grid }, context) {
   let haveData = false;
   let updatedAt = null;
   let closed = false;
+  let picture = false; // every column's values are colours
+  let asTable = false; // the user chose to see a picture's cells
+  let pictureDirty = true;
 
   const mapKey = (key) => (typeof key === "number" ? "n:" : "s:") + key;
 
@@ -91,6 +99,8 @@ export function renderViewer(container, { app, grid }, context) {
         if (row.cells[column] === value && column in row.cells) continue;
         if (value === null) delete row.cells[column];
         else row.cells[column] = value;
+        pictureDirty = true;
+        if (picture && value !== null && !(typeof value === "string" && COLOUR.test(value))) picture = false;
         row.times[column] = now;
         row.text = null;
         if (column === sort.column || needle) orderDirty = true;
@@ -100,8 +110,9 @@ export function renderViewer(container, { app, grid }, context) {
   }
 
   // ---- The subscription
-  // 20 updates a second: a grid of colours plays as an animation (the server caps at 50).
-  const unsubscribe = session.stream.subscribe(app, grid, { max_rate: 20 }, (message) => {
+  // 30 updates a second: a grid of colours plays as an animation (the server caps at 50);
+  // drawing coalesces them to at most one per animation frame.
+  const unsubscribe = session.stream.subscribe(app, grid, { max_rate: 30 }, (message) => {
     switch (message.type) {
       case "snapshot":
         replace(messages);
@@ -203,6 +214,8 @@ export function renderViewer(container, { app, grid }, context) {
       if (++sampled >= 200 || !colour.size) break;
     }
     if (!sampled) colour.clear();
+    picture = columns.length > 0 && colour.size === columns.length;
+    pictureDirty = true;
     const widths = columns.map((column) => (colour.has(column) ? 30 : 150));
     const cols = [...colgroup.children];
     if (cols.length !== columns.length + 1) return;
@@ -297,6 +310,7 @@ export function renderViewer(container, { app, grid }, context) {
     }
     order = list;
     orderDirty = orderUrgent = false;
+    pictureDirty = true;
     lastOrder = performance.now();
     table.setAttribute("aria-rowcount", String(order.length + 1));
   }
@@ -325,6 +339,113 @@ export function renderViewer(container, { app, grid }, context) {
     const now = performance.now();
     if (orderDirty && (orderUrgent || now - lastOrder > 1000)) rebuildOrder();
     else if (orderDirty && !orderTimer) orderTimer = setTimeout(() => { orderTimer = null; schedule(); }, 1000 - (now - lastOrder));
+    const showPicture = picture && !asTable;
+    if (showPicture !== pictureShown) showAsPicture(showPicture);
+    if (showPicture) drawPicture();
+    else drawTable(now);
+    if (now - statusShown > 400) {
+      statusShown = now;
+      showStatus();
+    } else if (!statusTimer) {
+      statusTimer = setTimeout(() => { statusTimer = null; schedule(); }, 450);
+    }
+  }
+
+  // ---- A picture: the rows in view on a canvas, one rectangle a cell, no highlight
+
+  let pictureShown = false;
+  let geometry = "";
+  let cellSize = 0;
+  let firstDrawn = 0;
+  let context2d = null;
+
+  function showAsPicture(on) {
+    pictureShown = on;
+    table.hidden = on;
+    pictureBox.hidden = !on;
+    if (on) {
+      for (const entry of pool) entry.tr.remove(); // no DOM cells to restyle while it plays
+      pool = [];
+      geometry = "";
+      pictureDirty = true;
+    }
+  }
+
+  pictureToggle.addEventListener("click", () => {
+    asTable = !asTable;
+    pictureToggle.textContent = asTable ? "Show as picture" : "Show as table";
+    schedule();
+  });
+
+  function drawPicture() {
+    const total = order.length;
+    const cols = Math.max(1, columns.length);
+    const width = Math.max(0, scroller.clientWidth - 2);
+    let size = Math.floor(width / cols);
+    const fitHeight = Math.floor(viewportHeight / Math.max(1, total));
+    if (fitHeight >= 6) size = Math.min(size, fitHeight); // the whole picture in view when it can be
+    size = Math.max(2, Math.min(24, size));
+    const first = Math.min(total, Math.floor(scroller.scrollTop / size));
+    const shown = Math.max(0, Math.min(total - first, Math.ceil(viewportHeight / size) + 1));
+    const ratio = window.devicePixelRatio || 1;
+    const shape = `${size} ${first} ${shown} ${cols} ${total} ${ratio}`;
+    if (shape !== geometry) {
+      geometry = shape;
+      cellSize = size;
+      firstDrawn = first;
+      pictureBox.style.height = `${total * size}px`;
+      pictureBox.style.width = `${cols * size}px`;
+      canvas.style.width = `${cols * size}px`;
+      canvas.style.height = `${shown * size}px`;
+      canvas.style.transform = `translateY(${first * size}px)`;
+      canvas.width = Math.round(cols * size * ratio);
+      canvas.height = Math.round(shown * size * ratio);
+      canvas.dataset.cell = String(size);
+      canvas.dataset.first = String(first);
+      context2d = canvas.getContext("2d", { alpha: false });
+      context2d.setTransform(ratio, 0, 0, ratio, 0, 0);
+      pictureDirty = true;
+    }
+    if (!pictureDirty || !context2d) return;
+    pictureDirty = false;
+    const ctx = context2d;
+    ctx.fillStyle = "#ffffff";
+    ctx.fillRect(0, 0, cols * size, shown * size);
+    let fill = "#ffffff";
+    for (let r = 0; r < shown; r++) {
+      const cells = order[first + r].cells;
+      const y = r * size;
+      for (let c = 0; c < columns.length; c++) {
+        const value = cells[columns[c]];
+        if (typeof value !== "string") continue;
+        if (value !== fill) {
+          fill = value;
+          ctx.fillStyle = value;
+        }
+        ctx.fillRect(c * size, y, size, size);
+      }
+    }
+  }
+
+  // The cell under the pointer, as a tooltip.
+  canvas.addEventListener("mousemove", (event) => {
+    if (!cellSize) return;
+    const bounds = canvas.getBoundingClientRect();
+    const column = columns[Math.floor((event.clientX - bounds.left) / cellSize)];
+    const row = order[firstDrawn + Math.floor((event.clientY - bounds.top) / cellSize)];
+    canvas.title = row && column ? `${row.key} · ${column}: ${row.cells[column] ?? "empty"}` : "";
+  });
+
+  function describePicture() {
+    if (!order.length || !columns.length) return `${grid}, a picture of ${app} (empty)`;
+    return `${grid}, a picture of ${app}: ${columns.length} by ${order.length} colour cells, ` +
+      `columns ${columns[0]} to ${columns[columns.length - 1]}, rows ${order[0].key} to ${order[order.length - 1].key}. ` +
+      `Choose "Show as table" for each cell's value.`;
+  }
+
+  // ---- A table: the rows in view as DOM rows from the pool
+
+  function drawTable(now) {
     const total = order.length;
     const headerHeight = ROW_HEIGHT;
     const scrollTop = scroller.scrollTop;
@@ -337,12 +458,6 @@ export function renderViewer(container, { app, grid }, context) {
     topSpacer.firstChild.style.height = `${first * ROW_HEIGHT}px`;
     bottomSpacer.firstChild.style.height = `${(total - last) * ROW_HEIGHT}px`;
     for (let i = 0; i < wanted; i++) drawRow(pool[i], order[first + i], first + i, now);
-    if (now - statusShown > 400) {
-      statusShown = now;
-      showStatus();
-    } else if (!statusTimer) {
-      statusTimer = setTimeout(() => { statusTimer = null; schedule(); }, 450);
-    }
   }
 
   function newPoolRow() {
@@ -428,6 +543,11 @@ export function renderViewer(container, { app, grid }, context) {
     if (updatedAt) parts.push(`updated ${clock(updatedAt.toISOString())}`);
     statusText.textContent = parts.join(" · ");
     table.dataset.rows = String(rows.size);
+    pictureToggle.hidden = !picture;
+    if (pictureShown) {
+      const label = describePicture();
+      if (canvas.getAttribute("aria-label") !== label) canvas.setAttribute("aria-label", label);
+    }
     table.dataset.epoch = String(epoch);
     table.dataset.version = String(version);
     if (!rows.size && !messages.firstChild) {
