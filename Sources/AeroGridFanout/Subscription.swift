@@ -123,6 +123,10 @@ public final class Subscription: Sendable {
             return Messages.message(type: "delta", id: id, body: body)
         }
         guard let (message, snapshotVersion) = Messages.snapshot(id: id, feed: feed, source: source, filter: filter) else {
+            // An app that has not declared its grids yet (starting, or in backoff) may still
+            // make this one: the snapshot comes with its first change. One that has, has not.
+            state.withLock { $0.cursor = nil }
+            guard !source.gridNames.isEmpty else { return nil }
             return Messages.error(id: id, code: "not_found", message: "app '\(feed.app)' has no grid '\(feed.grid)'")
         }
         state.withLock { state in
