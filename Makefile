@@ -7,8 +7,9 @@ AEROGRID := .build/debug/aerogrid
 
 .PHONY: dev test deps build test-swift test-sandbox-c test-integration test-python bench bench-runtime bench-sandbox bench-fanout clean
 
+# make dev DEV_ARGS=--no-demo leaves out the demo app and its orders.
 dev: build
-	$(AEROGRID) dev
+	$(AEROGRID) dev $(DEV_ARGS)
 
 test: build test-swift test-sandbox-c test-integration test-python test-browser test-excel test-examples test-e2e
 
