@@ -21,7 +21,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "Integration"))  # harness.py and server.py: the servers and Kafka
 
-from harness import AEROGRID, CGROUP_ROOT, REPO, KafkaCluster, log  # noqa: E402
+from harness import AEROGRID, REPO, KafkaCluster, log, remove_tenant_cgroups  # noqa: E402
 from server import Server, expect, new_operator_token  # noqa: E402
 
 from console import Browser, Report  # noqa: E402
@@ -30,28 +30,6 @@ CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER_BIN", "/usr/bin/chromedriver")
 SCREENSHOTS = REPO / ".build" / "screenshots"
 TENANTS: list = []  # every tenant made here: the cgroup directories the server leaves go at the end
-
-
-def remove_tenant_cgroups(tenants: list) -> None:
-    """The empty cgroup directories a stopped server leaves for these tenants, in every
-    controller: aerogrid/<tenant>/ and its apps' below it (rmdir removes only empty ones)."""
-    if not CGROUP_ROOT.is_dir():
-        return
-    roots = [CGROUP_ROOT / "aerogrid"] + [path / "aerogrid" for path in CGROUP_ROOT.iterdir() if path.is_dir()]
-    for root in roots:
-        for tenant in tenants:
-            directory = root / tenant
-            if not directory.is_dir():
-                continue
-            for app in [path for path in directory.iterdir() if path.is_dir()]:
-                try:
-                    app.rmdir()
-                except OSError:
-                    pass
-            try:
-                directory.rmdir()
-            except OSError:
-                pass
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -401,3 +401,26 @@ def checkpointed_rows(data_dir: Path, app: str, grid: str) -> dict:
 def grid_rows(grids_line: dict, grid: str) -> dict:
     assert grid in grids_line["grids"], f"no grid {grid!r} in {sorted(grids_line['grids'])}"
     return grids_line["grids"][grid]["rows"]
+
+
+def remove_tenant_cgroups(tenants: list) -> None:
+    """The empty cgroup directories a server leaves for these tenants, in every controller
+    (v1) or the unified tree (v2): aerogrid/<tenant>/ and its apps' below it. rmdir removes
+    only empty directories, so a cgroup still in use stays."""
+    if not CGROUP_ROOT.is_dir():
+        return
+    roots = [CGROUP_ROOT / "aerogrid"] + [path / "aerogrid" for path in CGROUP_ROOT.iterdir() if path.is_dir()]
+    for root in roots:
+        for tenant in tenants:
+            directory = root / tenant
+            if not directory.is_dir():
+                continue
+            for app in [path for path in directory.iterdir() if path.is_dir()]:
+                try:
+                    app.rmdir()
+                except OSError:
+                    pass
+            try:
+                directory.rmdir()
+            except OSError:
+                pass

@@ -40,7 +40,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import AEROGRID, CGROUP_ROOT, ORDERSAPP, PRODUCTS, TOPIC, KafkaCluster, Orders, log, produce
+from harness import (AEROGRID, ORDERSAPP, PRODUCTS, TOPIC, KafkaCluster, Orders, log, produce,
+                     remove_tenant_cgroups)
 from server import (OPENAPI, Client, Response, Server, digest, expect, failed, free_port, new_operator_token, poll, regular,
                     tree, wait_state, zip_directory, zip_entries)
 
@@ -91,27 +92,6 @@ def tenant_name(prefix: str) -> str:
     name = f"{prefix}-{secrets.token_hex(4)}"
     TENANTS.append(name)
     return name
-
-
-def remove_tenant_cgroups(tenants: list) -> None:
-    """The (empty) cgroup directories the server leaves behind for these tenants, in every
-    controller: aerogrid/<tenant>/ and the apps' below it. rmdir removes only empty ones."""
-    roots = [CGROUP_ROOT / "aerogrid"] + [path / "aerogrid" for path in CGROUP_ROOT.iterdir() if path.is_dir()] \
-        if CGROUP_ROOT.is_dir() else []
-    for root in roots:
-        for tenant in tenants:
-            directory = root / tenant
-            if not directory.is_dir():
-                continue
-            for app in [path for path in directory.iterdir() if path.is_dir()]:
-                try:
-                    app.rmdir()
-                except OSError:
-                    pass
-            try:
-                directory.rmdir()
-            except OSError:
-                pass
 
 
 def create_tenant(cp, prefix: str, orders: bool = True) -> SimpleNamespace:

@@ -32,7 +32,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import AEROGRID, CGROUP_ROOT, ORDERSAPP, REPO, TOPIC, KafkaCluster, Orders, log, produce
+from harness import (AEROGRID, CGROUP_ROOT, ORDERSAPP, REPO, TOPIC, KafkaCluster, Orders, log, produce,
+                     remove_tenant_cgroups)
 from server import Client, Server, expect, free_port, new_operator_token, poll, zip_directory
 
 APP = "ordersapp"
@@ -169,27 +170,6 @@ def cgroup_limits(tenant: str, app: str) -> "dict | None":
 def expected_limits(quota: dict) -> dict:
     return {"memory_bytes": quota["memory_bytes"], "pids": quota["pids"],
             "cpu_quota_us": round(quota["cpus"] * CFS_PERIOD), "cpu_period_us": CFS_PERIOD}
-
-
-def remove_tenant_cgroups(tenants: list) -> None:
-    """The tenants' cgroup directories (the server leaves a tenant's behind; a stopped app's
-    own is gone already). rmdir removes only empty directories."""
-    roots = [CGROUP_ROOT / "aerogrid"] if CGROUP_V2 else \
-        [path / "aerogrid" for path in CGROUP_ROOT.iterdir() if (path / "aerogrid").is_dir()]
-    for root in roots:
-        for tenant in tenants:
-            directory = root / tenant
-            if not directory.is_dir():
-                continue
-            for app in [path for path in directory.iterdir() if path.is_dir()]:
-                try:
-                    app.rmdir()
-                except OSError:
-                    pass
-            try:
-                directory.rmdir()
-            except OSError:
-                pass
 
 
 def cgroup_processes(tenant: str, app: str) -> list:
