@@ -290,14 +290,7 @@ public struct ControlPlaneAPI: Sendable {
             return JSONResponse.make(await appJSON(try await app(tenant, context)))
         }
         api.post("apps/:app/start") { _, context in
-            let (tenant, principal) = try context.requireTenant(.developer)
-            let app = try await app(tenant, context)
-            let plan = try await planner.plan(app)
-            try await planner.admit(app, quota: plan.quota)
-            try await store.setDesiredState(tenant: tenant, name: app.name, "running")
-            await supervisor.start(app, plan: plan)
-            try await audit(principal, tenant: tenant, "app.start", target: app.name, context)
-            return JSONResponse.make(await appJSON(try await self.app(tenant, context)))
+            try await run(context, action: "start", restart: false)
         }
         api.post("apps/:app/stop") { _, context in
             let (tenant, principal) = try context.requireTenant(.developer)
@@ -308,15 +301,7 @@ public struct ControlPlaneAPI: Sendable {
             return JSONResponse.make(await appJSON(try await self.app(tenant, context)))
         }
         api.post("apps/:app/restart") { _, context in
-            let (tenant, principal) = try context.requireTenant(.developer)
-            let app = try await app(tenant, context)
-            let plan = try await planner.plan(app)
-            try await planner.admit(app, quota: plan.quota)
-            try await store.setDesiredState(tenant: tenant, name: app.name, "running")
-            await supervisor.stop(tenant: tenant, name: app.name)
-            await supervisor.start(app, plan: plan)
-            try await audit(principal, tenant: tenant, "app.restart", target: app.name, context)
-            return JSONResponse.make(await appJSON(try await self.app(tenant, context)))
+            try await run(context, action: "restart", restart: true)
         }
         api.delete("apps/:app") { _, context in
             let (tenant, principal) = try context.requireTenant(.developer)
@@ -397,6 +382,19 @@ public struct ControlPlaneAPI: Sendable {
     }
 
     // MARK: Helpers
+
+    /// Start (or restart) the app: within the tenant's quota, its desired state `running`.
+    private func run(_ context: APIContext, action: String, restart: Bool) async throws -> Response {
+        let (tenant, principal) = try context.requireTenant(.developer)
+        let app = try await app(tenant, context)
+        let plan = try await planner.plan(app)
+        try await planner.admit(app, quota: plan.quota)
+        try await store.setDesiredState(tenant: tenant, name: app.name, "running")
+        if restart { await supervisor.stop(tenant: tenant, name: app.name) }
+        await supervisor.start(app, plan: plan)
+        try await audit(principal, tenant: tenant, "app.\(action)", target: app.name, context)
+        return JSONResponse.make(await appJSON(try await self.app(tenant, context)))
+    }
 
     private func app(_ tenant: String, _ context: APIContext) async throws -> AppRecord {
         let name = try context.parameters.require("app")
