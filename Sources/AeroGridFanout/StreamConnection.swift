@@ -12,7 +12,7 @@ public final class StreamConnection: Sendable {
     private let signal: AsyncStream<Void>.Continuation
     private let signals: AsyncStream<Void>
     private let subscriptions = Mutex<[String: Subscription]>([:])
-    private let control = Mutex<(messages: [[UInt8]], dropped: Int)>(([], 0))
+    private let control = Mutex<[[UInt8]]>([])
     /// When the write in progress started: a client that does not read shows here.
     private let writing = Mutex<ContinuousClock.Instant?>(nil)
 
@@ -29,12 +29,9 @@ public final class StreamConnection: Sendable {
 
     /// Queues an answer, an error or an app event.
     public func enqueue(_ message: [UInt8]) {
-        control.withLock { control in
-            control.messages.append(message)
-            if control.messages.count > Self.controlCapacity {
-                control.messages.removeFirst()
-                control.dropped += 1
-            }
+        control.withLock { messages in
+            messages.append(message)
+            if messages.count > Self.controlCapacity { messages.removeFirst() }
         }
         wake()
     }
@@ -45,9 +42,9 @@ public final class StreamConnection: Sendable {
             do {
                 while true {
                     var wrote = false
-                    let messages = control.withLock { control in
-                        defer { control.messages.removeAll() }
-                        return control.messages
+                    let messages = control.withLock { messages in
+                        defer { messages.removeAll() }
+                        return messages
                     }
                     for message in messages {
                         try await write(message)

@@ -497,8 +497,6 @@ public final class AppRunner: Sendable {
         try currentProcess.withLock { $0 }?.updateLimits(new)
     }
 
-    public var currentLimits: CgroupLimits { limits.withLock { $0 } }
-
     /// The batch latencies measured since the last call (for a metrics histogram).
     public func takeBatchLatencies() -> [Duration] {
         batchLatencies.withLock { latencies in

@@ -32,8 +32,6 @@ public struct AppView: Sendable {
     public let records: Int
     public let lag: Int64?
     public let usage: CgroupUsage?
-    /// The limits the running app's cgroup has now.
-    public let limits: CgroupLimits?
     /// Why the runner itself gave up (Kafka refused its settings, say), if it did.
     public let failure: String?
 }
@@ -161,8 +159,6 @@ public actor AppSupervisor {
         entries[Self.key(tenant, name)]?.runner
     }
 
-    public var runningCount: Int { entries.values.filter { $0.task != nil }.count }
-
     /// Every runner, keyed "tenant/app" (for metrics).
     public var runners: [(tenant: String, name: String, runner: AppRunner, running: Bool)] {
         entries.keys.sorted().map { key in
@@ -173,13 +169,13 @@ public actor AppSupervisor {
 
     public func view(_ record: AppRecord) async -> AppView {
         guard let entry = entries[Self.key(record.tenant, record.name)] else {
-            return AppView(record: record, status: nil, records: 0, lag: nil, usage: nil, limits: nil, failure: nil)
+            return AppView(record: record, status: nil, records: 0, lag: nil, usage: nil, failure: nil)
         }
         let progress = await entry.runner.progress()
         return AppView(
             record: record, status: entry.runner.status, records: progress.appliedRecords,
             lag: entry.task == nil ? nil : progress.lag, usage: entry.task == nil ? nil : entry.runner.usage(),
-            limits: entry.task == nil ? nil : entry.runner.currentLimits, failure: entry.failure)
+            failure: entry.failure)
     }
 }
 

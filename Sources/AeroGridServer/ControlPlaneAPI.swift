@@ -84,9 +84,7 @@ public struct ControlPlaneAPI: Sendable {
             let body = try await jsonObject(request, context: context)
             let name = try validName(body["name"], kind: "tenant name")
             let topics = try body["topics"].map { try TopicACL.validated($0) }
-            let secret = TokenSecret.generate()
-            let token = Store.NewTokenRow(id: TokenSecret.newID(), tenant: name, name: "admin", role: Role.admin.rawValue,
-                                          secretSHA256: TokenSecret.sha256Hex(secret))
+            let (token, secret) = TokenSecret.issue(tenant: name, name: "admin", role: .admin)
             do {
                 try await store.createTenant(name, firstToken: token, topics: topics?.json)
             } catch is StoreConflict {
@@ -106,9 +104,7 @@ public struct ControlPlaneAPI: Sendable {
             let principal = try context.requireOperator()
             let name = try context.parameters.require("tenant")
             guard try await store.tenant(name) != nil else { throw APIError.notFound("no tenant '\(name)'") }
-            let secret = TokenSecret.generate()
-            let token = Store.NewTokenRow(id: TokenSecret.newID(), tenant: name, name: "admin", role: Role.admin.rawValue,
-                                          secretSHA256: TokenSecret.sha256Hex(secret))
+            let (token, secret) = TokenSecret.issue(tenant: name, name: "admin", role: .admin)
             try await store.createToken(token)
             try await audit(principal, tenant: name, "token.create", target: token.id, context)
             return JSONResponse.make(newTokenJSON(token, secret: secret), status: .created)
@@ -217,9 +213,7 @@ public struct ControlPlaneAPI: Sendable {
             guard let roleText = body["role"] as? String, let role = Role(rawValue: roleText), role != .operator else {
                 throw APIError.badRequest("\"role\" must be one of admin, developer, viewer")
             }
-            let secret = TokenSecret.generate()
-            let token = Store.NewTokenRow(id: TokenSecret.newID(), tenant: tenant, name: name, role: role.rawValue,
-                                          secretSHA256: TokenSecret.sha256Hex(secret))
+            let (token, secret) = TokenSecret.issue(tenant: tenant, name: name, role: role)
             try await store.createToken(token)
             try await audit(principal, tenant: tenant, "token.create", target: token.id, context)
             return JSONResponse.make(newTokenJSON(token, secret: secret), status: .created)

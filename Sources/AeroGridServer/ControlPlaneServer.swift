@@ -50,9 +50,8 @@ public struct ControlPlaneServer: Sendable {
             return nil
         }
         guard try await !store.hasOperatorToken() else { return nil }
-        let secret = TokenSecret.generate()
-        try await store.createToken(Store.NewTokenRow(id: TokenSecret.newID(), tenant: nil, name: "operator",
-                                                      role: Role.operator.rawValue, secretSHA256: TokenSecret.sha256Hex(secret)))
+        let (row, secret) = TokenSecret.issue(tenant: nil, name: "operator", role: .operator)
+        try await store.createToken(row)
         return secret
     }
 

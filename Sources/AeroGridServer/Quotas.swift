@@ -140,11 +140,7 @@ public struct AppPlan: Sendable {
     public let topics: TopicACL
 }
 
-extension Int {
-    /// Bytes as the refusals show them: "256 MiB".
-    var mebibytes: String { "\(self >> 20) MiB" }
-}
-
 extension UInt64 {
+    /// Bytes as the refusals show them: "256 MiB".
     var mebibytes: String { "\(self >> 20) MiB" }
 }

@@ -79,7 +79,7 @@ public final class StreamGateway: Sendable {
         var principal: Principal?
         do {
             if let authorization {
-                principal = try await authenticate(bearer: authorization)
+                principal = try await TokenSecret.principal(authorization: authorization, store: store)
             } else {
                 // A client that never authenticates does not hold the connection.
                 let deadline = Task {
@@ -96,7 +96,7 @@ public final class StreamGateway: Sendable {
                     try? await outbound.close(.policyViolation, reason: "not authenticated")
                     return
                 }
-                principal = try await authenticate(bearer: "Bearer \(token)")
+                principal = try await TokenSecret.principal(authorization: "Bearer \(token)", store: store)
             }
         } catch {
             try? await reply(Messages.error(id: nil, code: "unauthorized", message: (error as? APIError)?.message ?? "the token is not valid"))
@@ -161,16 +161,6 @@ public final class StreamGateway: Sendable {
             return size > Self.maxMessageBytes ? .tooLarge(size) : .message(bytes)
         }
         return nil
-    }
-
-    private func authenticate(bearer header: String) async throws -> Principal {
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer", TokenSecret.isWellFormed(String(parts[1])),
-              let token = try await store.authenticate(secretSHA256: TokenSecret.sha256Hex(String(parts[1]))),
-              let role = Role(rawValue: token.role) else {
-            throw APIError.unauthorized("the token is not valid (unknown or revoked)")
-        }
-        return Principal(tokenID: token.id, role: role, tenant: token.tenant)
     }
 
     // MARK: Operations

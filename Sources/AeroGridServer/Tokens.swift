@@ -38,6 +38,27 @@ enum TokenSecret {
         return "tok_" + (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
     }
 
+    /// A new token: the row to store (its secret only as a hash) and the secret to show once.
+    static func issue(tenant: String?, name: String, role: Role) -> (row: Store.NewTokenRow, secret: String) {
+        let secret = generate()
+        return (Store.NewTokenRow(id: newID(), tenant: tenant, name: name, role: role.rawValue, secretSHA256: sha256Hex(secret)), secret)
+    }
+
+    /// The caller behind an `Authorization` value. None, a malformed, an unknown or a revoked
+    /// token are all the same 401, so a guess learns nothing.
+    static func principal(authorization header: String?, store: Store) async throws -> Principal {
+        guard let header else { throw APIError.unauthorized("a bearer token is required: Authorization: Bearer agt_…") }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer", isWellFormed(String(parts[1])) else {
+            throw APIError.unauthorized("the Authorization header must be 'Bearer <token>' with a token this server issued")
+        }
+        guard let token = try await store.authenticate(secretSHA256: sha256Hex(String(parts[1]))),
+              let role = Role(rawValue: token.role) else {
+            throw APIError.unauthorized("the token is not valid (unknown or revoked)")
+        }
+        return Principal(tokenID: token.id, role: role, tenant: token.tenant)
+    }
+
     static func sha256Hex(_ secret: String) -> String {
         SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
     }
@@ -60,17 +81,14 @@ public func newTokenSecret() -> String { TokenSecret.generate() }
 /// Creates a tenant with its first admin token and returns the token's secret. `topics`
 /// is its topic ACL (nil: the default, its own prefix).
 public func createTenant(_ name: String, topics: [String]? = nil, in store: Store) async throws -> String {
-    let secret = TokenSecret.generate()
-    try await store.createTenant(name, firstToken: Store.NewTokenRow(
-        id: TokenSecret.newID(), tenant: name, name: "admin", role: Role.admin.rawValue, secretSHA256: TokenSecret.sha256Hex(secret)),
-        topics: topics.map { TopicACL(rules: $0).json })
+    let (row, secret) = TokenSecret.issue(tenant: name, name: "admin", role: .admin)
+    try await store.createTenant(name, firstToken: row, topics: topics.map { TopicACL(rules: $0).json })
     return secret
 }
 
 /// Creates a token of `role` in `tenant` and returns its secret.
-public func createToken(tenant: String, name: String, role: String, in store: Store) async throws -> String {
-    let secret = TokenSecret.generate()
-    try await store.createToken(Store.NewTokenRow(
-        id: TokenSecret.newID(), tenant: tenant, name: name, role: role, secretSHA256: TokenSecret.sha256Hex(secret)))
+public func createToken(tenant: String, name: String, role: Role, in store: Store) async throws -> String {
+    let (row, secret) = TokenSecret.issue(tenant: tenant, name: name, role: role)
+    try await store.createToken(row)
     return secret
 }

@@ -201,12 +201,6 @@ extension Store {
         try await database.write { db in try self.insertToken(db, token) }
     }
 
-    public func token(id: String) async throws -> TokenRecord? {
-        try await database.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM tokens WHERE id = ?", arguments: [id]).map(TokenRecord.init(row:))
-        }
-    }
-
     /// The live (not revoked) token with this secret hash, its last use noted (at most once
     /// a minute, so reads do not turn into writes).
     public func authenticate(secretSHA256: String) async throws -> TokenRecord? {

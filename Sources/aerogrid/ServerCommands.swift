@@ -130,7 +130,7 @@ struct DevCommand: AsyncParsableCommand {
                 tokens.values["demo-viewer"] = nil
             }
             for role in ["developer", "viewer"] where tokens.values["demo-\(role)"] == nil {
-                tokens.values["demo-\(role)"] = try await AeroGridServer.createToken(tenant: "demo", name: role, role: role, in: store)
+                tokens.values["demo-\(role)"] = try await AeroGridServer.createToken(tenant: "demo", name: role, role: Role(rawValue: role)!, in: store)
             }
             try tokens.save()
             shared.developerToken.withLock { $0 = tokens.values["demo-developer"]! }

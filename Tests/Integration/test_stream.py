@@ -780,7 +780,11 @@ def test_bad_messages_get_errors_and_the_connection_lives(st):
             closed = client.wait_closed()
         except ConnectionClosed as error:
             closed = error
-        assert getattr(getattr(closed, "rcvd", None), "code", None) == 1009, f"closed with {closed!r}"
+        # The server's 1009 close frame, unless the kernel reset the connection first (the
+        # server closed with the rest of the 2 MiB frame unread): then no close frame at all.
+        received = getattr(closed, "rcvd", None)
+        assert (received is not None and received.code == 1009) or (received is None and getattr(closed, "sent", None) is None), \
+            f"closed with {closed!r}"
         expect(st.server.client().get("/healthz"), 200)
         again = StreamClient(st.server, st.tenant.token)
         try:
