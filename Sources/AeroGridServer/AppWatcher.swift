@@ -7,85 +7,116 @@ import Synchronization
 /// with status, then an `app` event on every deploy, start, stop, crash, state change and
 /// delete. Apps are compared a few times a second (a crash happens inside a runner, not
 /// through the API); the same pass points the grid feeds at restarted runners.
+///
+/// One pass describes each watched tenant's apps once and sends both the `apps` lists that
+/// new watchers asked for and the events for the others, so a list and the events after it
+/// are always consecutive states: nothing falls between them.
 final class AppWatcher: Sendable {
     private let store: Store
     private let hub: FanoutHub
     private let describe: @Sendable (AppRecord) async -> [String: Any]
     private struct Watching {
+        /// Connections that get events.
         var connections: [ObjectIdentifier: StreamConnection] = [:]
-        /// Per tenant watched: each app's last description, as JSON bytes, and its fields.
-        var last: [String: [String: (json: Data, state: String, desired: String, version: Int)]] = [:]
+        /// Connections waiting for their `apps` list (sent by the next pass).
+        var pending: [ObjectIdentifier: StreamConnection] = [:]
+        /// Per tenant watched: each app's last description, compared by the next pass.
+        var last: [String: [String: Summary]] = [:]
     }
     private let watching = Mutex(Watching())
+    /// Wakes the loop early: a new watcher should not wait for the next tick.
+    private let wakes: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
+    static let interval = Duration.milliseconds(250)
 
     init(store: Store, hub: FanoutHub, describe: @escaping @Sendable (AppRecord) async -> [String: Any]) {
         self.store = store
         self.hub = hub
         self.describe = describe
+        (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
-    func watch(_ connection: StreamConnection) async {
-        let apps = (try? await store.apps(tenant: connection.tenant)) ?? []
-        var list: [[String: Any]] = []
-        var baseline: [String: Summary] = [:]
-        for app in apps {
-            let object = await describe(app)
-            list.append(object)
-            baseline[app.name] = Self.summary(object, app)
-        }
-        connection.enqueue(Self.encode(["type": "apps", "apps": list]))
+    /// Sends `connection` the list of its tenant's apps (again, if it watches already), then
+    /// events.
+    func watch(_ connection: StreamConnection) {
         watching.withLock { watching in
-            watching.connections[ObjectIdentifier(connection)] = connection
-            // The first watcher of a tenant starts the comparison from what it was sent,
-            // so a change right after is an event.
-            if watching.last[connection.tenant] == nil { watching.last[connection.tenant] = baseline }
+            watching.connections[ObjectIdentifier(connection)] = nil
+            watching.pending[ObjectIdentifier(connection)] = connection
+        }
+        wake.yield()
+    }
+
+    func unwatch(_ connection: StreamConnection) {
+        watching.withLock {
+            $0.connections[ObjectIdentifier(connection)] = nil
+            $0.pending[ObjectIdentifier(connection)] = nil
         }
     }
 
     typealias Summary = (json: Data, state: String, desired: String, version: Int)
 
-    /// What is compared: the app's description without the counters that move all the time.
-    static func summary(_ object: [String: Any], _ app: AppRecord) -> Summary {
+    /// An app as events describe it: without the counters that move all the time.
+    static func steady(_ object: [String: Any]) -> [String: Any] {
         var object = object
         for volatile in ["records", "lag", "usage", "updated_at"] { object[volatile] = nil }
-        return ((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data(),
-                object["state"] as? String ?? "", app.desiredState, app.version)
+        return object
     }
 
-    func unwatch(_ connection: StreamConnection) {
-        watching.withLock { $0.connections[ObjectIdentifier(connection)] = nil }
+    static func summary(_ steady: [String: Any], _ app: AppRecord) -> Summary {
+        ((try? JSONSerialization.data(withJSONObject: steady, options: [.sortedKeys])) ?? Data(),
+         steady["state"] as? String ?? "", app.desiredState, app.version)
     }
 
     /// Runs until cancelled.
     func run() async {
-        while !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(250))
+        let ticker = Task { [wake] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: Self.interval)
+                wake.yield()
+            }
+        }
+        defer { ticker.cancel() }
+        for await _ in wakes {
+            if Task.isCancelled { break }
             hub.refresh()
             await compare()
         }
     }
 
     private func compare() async {
-        let tenants = Set(watching.withLock { $0.connections.values.map(\.tenant) })
+        let tenants = watching.withLock { watching in
+            Set(watching.connections.values.map(\.tenant) + watching.pending.values.map(\.tenant))
+        }
         for tenant in tenants {
             guard let apps = try? await store.apps(tenant: tenant) else { continue }
             var now: [String: Summary] = [:]
-            var described: [String: [String: Any]] = [:]
+            var full: [[String: Any]] = []
+            var steady: [String: [String: Any]] = [:]
             for app in apps {
                 let object = await describe(app)
-                described[app.name] = object
-                // Counters that move all the time are not events.
-                now[app.name] = Self.summary(object, app)
+                full.append(object)
+                steady[app.name] = Self.steady(object)
+                now[app.name] = Self.summary(steady[app.name]!, app)
             }
-            let (previous, targets) = watching.withLock { watching -> ([String: Summary]?, [StreamConnection]) in
+            let (previous, targets, newcomers) = watching.withLock { watching in
                 defer { watching.last[tenant] = now }
-                return (watching.last[tenant], watching.connections.values.filter { $0.tenant == tenant })
+                let targets = watching.connections.values.filter { $0.tenant == tenant }
+                let newcomers = watching.pending.values.filter { $0.tenant == tenant }
+                for connection in newcomers {
+                    watching.pending[ObjectIdentifier(connection)] = nil
+                    watching.connections[ObjectIdentifier(connection)] = connection
+                }
+                return (watching.last[tenant], targets, newcomers)
             }
-            guard let previous else { continue }
+            if !newcomers.isEmpty {
+                let list = Self.encode(["type": "apps", "apps": full])
+                for connection in newcomers { connection.enqueue(list) }
+            }
+            guard let previous, !targets.isEmpty else { continue }
             var events: [[UInt8]] = []
             for (name, current) in now.sorted(by: { $0.key < $1.key }) {
                 guard let before = previous[name] else {
-                    events.append(Self.encode(["type": "app", "event": "deploy", "app": described[name]!]))
+                    events.append(Self.encode(["type": "app", "event": "deploy", "app": steady[name]!]))
                     continue
                 }
                 guard before.json != current.json else { continue }
@@ -93,7 +124,7 @@ final class AppWatcher: Sendable {
                     else if current.desired != before.desired { current.desired == "running" ? "start" : "stop" }
                     else if current.state != before.state && (current.state == "crashed" || current.state == "backoff") { "crash" }
                     else { "state" }
-                events.append(Self.encode(["type": "app", "event": event, "app": described[name]!]))
+                events.append(Self.encode(["type": "app", "event": event, "app": steady[name]!]))
             }
             for name in previous.keys.sorted() where now[name] == nil {
                 events.append(Self.encode(["type": "app", "event": "delete", "app": ["name": name]]))

@@ -180,7 +180,7 @@ public final class StreamGateway: Sendable {
                 connection.enqueue(Messages.error(id: id, code: "not_found", message: "no subscription '\(id)' on this connection"))
             }
         case "watch_apps":
-            await watcher.watch(connection)
+            watcher.watch(connection)
         case "ping":
             connection.enqueue(Self.simple(type: "pong", id: id))
         case "auth":

@@ -237,7 +237,6 @@
     this.retryTimer = null;
     this.idleTimer = null;
     this.heartbeat = null;
-    this.rewatchTimer = null;
     this.connectTimer = null;
     this.lastReceived = 0;
     this.stats = { connects: 0, messages: 0, sent: 0 };
@@ -412,10 +411,6 @@
     this.clearConnectTimer();
     this.byId = new Map();
     this.stopHeartbeat();
-    if (this.rewatchTimer) {
-      this.timers.clearTimeout(this.rewatchTimer);
-      this.rewatchTimer = null;
-    }
     if (socket) {
       socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
       try { socket.close(); } catch (error) { /* already closed */ }
@@ -548,7 +543,6 @@
         this.apps = new Map();
         for (var i = 0; i < (message.apps || []).length; i++) this.apps.set(message.apps[i].name, message.apps[i]);
         this.appsChanged(null);
-        this.scheduleRewatch();
         return;
       case "app":
         this.appEvent(message.event, message.app || {});
@@ -580,18 +574,6 @@
     } else {
       this.log("aerogrid: server error", message);
     }
-  };
-
-  /** The known server bug (docs/protocol.md, Discovery): a change within ~250 ms after the
-   * `apps` answer has no event. Asking again a second later closes the gap. */
-  Connection.prototype.scheduleRewatch = function () {
-    var self = this;
-    if (this.rewatched === this.socket || this.rewatchTimer) return;
-    this.rewatchTimer = this.timers.setTimeout(function () {
-      self.rewatchTimer = null;
-      self.rewatched = self.socket;
-      self.send({ op: "watch_apps" });
-    }, 1000);
   };
 
   Connection.prototype.appEvent = function (event, app) {

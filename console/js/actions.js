@@ -14,8 +14,9 @@ export async function runAction(context, name, action, button, slot) {
   button.textContent = DOING[action];
   if (slot) replace(slot);
   try {
+    const askedAt = performance.now();
     const app = await api.action(name, action);
-    context.session.apps.applyAnswer(app);
+    context.session.apps.applyAnswer(app, askedAt);
     toast(`${name} ${DONE[action]}.`);
   } catch (error) {
     if (slot) replace(slot, notice("error", `Could not ${action} ${name}.`, h("p", {}, error.friendly || String(error))));
@@ -50,8 +51,9 @@ export async function deleteApp(context, name, slot) {
 
 /** Uploads a zip; keeps its files for the editor. Resolves to the App, or throws ApiError. */
 export async function deployZip(context, bytes) {
+  const askedAt = performance.now();
   const app = await api.deploy(bytes);
-  context.session.apps.applyAnswer(app);
+  context.session.apps.applyAnswer(app, askedAt);
   await rememberZip(context.session.tenant, app, bytes, app);
   return app;
 }

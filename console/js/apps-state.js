@@ -13,6 +13,7 @@ export class AppsState {
     this.stream = stream;
     this.apps = new Map();
     this.history = new Map(); // name -> [{t, records, lag, rate, cpu}]
+    this.pushedAt = new Map(); // name -> when the stream last described it (performance.now())
     this.loaded = false;
     this.listeners = new Set();
     this.samplers = 0;
@@ -30,7 +31,9 @@ export class AppsState {
   }
 
   receive(message) {
+    const now = performance.now();
     if (message.type === "apps") {
+      for (const app of message.apps) this.pushedAt.set(app.name, now);
       const next = new Map();
       for (const app of message.apps) {
         const before = this.apps.get(app.name);
@@ -42,6 +45,7 @@ export class AppsState {
       this.notify("all", null);
     } else if (message.type === "app") {
       const app = message.app;
+      this.pushedAt.set(app.name, now);
       if (message.event === "delete") {
         this.apps.delete(app.name);
         this.history.delete(app.name);
@@ -53,9 +57,12 @@ export class AppsState {
     }
   }
 
-  /** An App from the REST API after our own action: newer than what we hold. */
-  applyAnswer(app) {
+  /** An App from the REST API, answering a request sent at `askedAt` (performance.now()).
+   * It shows our action at once, unless the stream described the app since: an answer can
+   * arrive after the events that followed it, and must not take the page back. */
+  applyAnswer(app, askedAt) {
     if (!app || !app.name) return;
+    if ((this.pushedAt.get(app.name) ?? -Infinity) > askedAt) return;
     this.apps.set(app.name, { ...this.apps.get(app.name), ...app });
     this.notify("answer", app.name);
   }

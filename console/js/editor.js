@@ -272,8 +272,9 @@ export function renderEditor(body, app, context) {
     try {
       const list = files.map((f) => ({ path: f.path, bytes: bytesOf(f) }));
       const zip = writeZip(list);
+      const askedAt = performance.now();
       const answer = await api.deploy(zip);
-      session.apps.applyAnswer(answer);
+      session.apps.applyAnswer(answer, askedAt);
       await rememberZip(tenant, answer, zip, answer);
       await forget(tenant, answer.name, ["draft"]);
       if (answer.name === name) {

@@ -18,7 +18,6 @@ export class Stream {
     this.nextId = 1;
     this.status = "connecting";
     this.pingTimer = null;
-    this.rewatchTimer = null;
   }
 
   /** Resolves with the `ready` message, or rejects with {code, message} when refused. */
@@ -37,7 +36,7 @@ export class Stream {
     this.setStatus(this.attempt === 0 && !this.ready ? "connecting" : "reconnecting");
     socket.addEventListener("open", () => {
       socket.send(JSON.stringify({ op: "auth", token: this.token }));
-      if (this.appWatchers.size) this.sendWatch();
+      if (this.appWatchers.size) this.send({ op: "watch_apps" });
       for (const [id, sub] of this.subscriptions) this.sendSubscribe(id, sub);
     });
     socket.addEventListener("message", (event) => this.receive(event.data));
@@ -91,7 +90,6 @@ export class Stream {
   closedBy(socket, event) {
     if (socket !== this.socket) return;
     clearInterval(this.pingTimer);
-    clearTimeout(this.rewatchTimer);
     const refusal = this.refusal;
     this.refusal = null;
     if (this.closed) return;
@@ -135,20 +133,10 @@ export class Stream {
     return false;
   }
 
-  sendWatch() {
-    this.send({ op: "watch_apps" });
-    // A change within ~250 ms of the answer may have no event (a known server bug,
-    // docs/protocol.md): ask again a second later and let the list replace ours.
-    clearTimeout(this.rewatchTimer);
-    this.rewatchTimer = setTimeout(() => this.send({ op: "watch_apps" }), 1200);
-  }
-
   /** Calls `listener` with every `apps` and `app` message; returns the unwatch function. */
   watchApps(listener) {
-    const first = this.appWatchers.size === 0;
     this.appWatchers.add(listener);
-    if (first) this.sendWatch();
-    else this.send({ op: "watch_apps" });
+    this.send({ op: "watch_apps" });
     return () => this.appWatchers.delete(listener);
   }
 
@@ -171,7 +159,6 @@ export class Stream {
     this.closed = true;
     clearInterval(this.pingTimer);
     clearTimeout(this.reconnectTimer);
-    clearTimeout(this.rewatchTimer);
     this.subscriptions.clear();
     this.appWatchers.clear();
     this.statusListeners.clear();
