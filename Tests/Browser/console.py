@@ -39,6 +39,30 @@ try {
       scripts: (entry.scripts || []).map((s) => ({invoker: s.invoker, duration: Math.round(s.duration), source: s.sourceFunctionName + ' ' + (s.sourceURL || '').split('/').pop() + ':' + s.sourceCharPosition}))});
   }).observe({type: 'long-animation-frame', buffered: true});
 } catch (error) { /* not in this browser */ }
+// The last stream messages the page sent and received (the start of each, not grid
+// deltas), for a failed wait's message: what the server said, or did not.
+window.__streamLog = [];
+(() => {
+  const Native = window.WebSocket;
+  const note = (direction, data) => {
+    const text = typeof data === 'string' ? data : '(binary)';
+    if (text.startsWith('{"type":"delta"')) return;
+    window.__streamLog.push(`${(Date.now() / 1000 % 1000).toFixed(2)} s ${direction} ${text.slice(0, 160)}`);
+    if (window.__streamLog.length > 40) window.__streamLog.shift();
+  };
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (event) => note('<', event.data));
+      this.addEventListener('open', () => note('open', ''));
+      this.addEventListener('close', (event) => note('close', String(event.code)));
+    }
+    send(data) {
+      note('>', typeof data === 'string' ? data.replace(/"token":"[^"]*"/, '"token":"…"') : data);
+      super.send(data);
+    }
+  };
+})();
 """
 
 
@@ -110,7 +134,8 @@ class Browser:
         try:
             return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(check)
         except TimeoutException:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; the page shows:\n{self.main_text()[:2000]}") from None
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; the page shows:\n{self.main_text()[:2000]}"
+                                 f"\nthe stream's last messages (now {self.now():.2f} s):\n{self.stream_log()}") from None
 
     def find(self, css: str, timeout: float = 30.0):
         return self.wait(lambda d: d.find_element(By.CSS_SELECTOR, css), timeout, f"element {css}")
@@ -123,6 +148,18 @@ class Browser:
 
     def text(self, css: str) -> str:
         return self.driver.find_element(By.CSS_SELECTOR, css).text
+
+    def now(self) -> float:
+        try:
+            return self.driver.execute_script("return Date.now() / 1000 % 1000")
+        except Exception:
+            return float("nan")
+
+    def stream_log(self) -> str:
+        try:
+            return "\n".join(self.driver.execute_script("return window.__streamLog || []"))
+        except Exception as error:
+            return f"(none: {error})"
 
     def main_text(self) -> str:
         try:
