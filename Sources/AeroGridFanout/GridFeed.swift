@@ -40,6 +40,9 @@ public final class GridFeed: Sendable {
         var logBase: UInt64 = 0
         var listener: Task<Void, Never>?
         var groups: [GroupKey: TickGroup] = [:]
+        /// The source had no such grid when attached (its app was starting): the members
+        /// take a snapshot once it has, whether or not a change follows.
+        var waiting = false
     }
 
     struct GroupKey: Hashable {
@@ -61,7 +64,18 @@ public final class GridFeed: Sendable {
     /// restart: every subscriber takes a fresh snapshot.
     func attach(_ source: GridState?) {
         let members: [Subscription] = state.withLock { state in
-            if state.source === source { return [] }
+            if state.source === source {
+                // Same source: only news if the grid it lacked has appeared (restored from
+                // a checkpoint, it may have no change to announce it).
+                guard state.waiting, let source, let snapshot = source.snapshot(grid) else { return [] }
+                state.waiting = false
+                state.log.removeAll()
+                state.version = snapshot.grid.version
+                state.epoch = snapshot.epoch
+                state.rowCount = snapshot.grid.rows.count
+                state.logBase = state.version
+                return state.groups.values.flatMap { $0.members.withLock { Array($0.values) } }
+            }
             state.listener?.cancel()
             state.listener = nil
             state.source = source
@@ -70,8 +84,10 @@ public final class GridFeed: Sendable {
                 state.version = snapshot.grid.version
                 state.epoch = snapshot.epoch
                 state.rowCount = snapshot.grid.rows.count
+                state.waiting = false
             } else {
                 state.epoch = source?.epoch ?? state.epoch
+                state.waiting = source != nil
             }
             state.logBase = state.version
             if let source {
@@ -91,7 +107,8 @@ public final class GridFeed: Sendable {
             // Each applied batch bumps the version by one. A new epoch (the grids reset in
             // place) or a gap (changes dropped by a listener that fell behind) leaves the
             // log unable to describe what happened: everyone takes a snapshot.
-            let broken = change.epoch != state.epoch || change.version != state.version + 1
+            let broken = state.waiting || change.epoch != state.epoch || change.version != state.version + 1
+            state.waiting = false
             if broken {
                 state.log.removeAll()
                 state.logBase = change.version

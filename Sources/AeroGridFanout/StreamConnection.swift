@@ -162,7 +162,8 @@ public final class FanoutHub: Sendable {
     }
 
     /// Points every feed at its app's current grids: after a start, a stop or a restart
-    /// the subscribers resync, and stay subscribed.
+    /// (and once a starting app has declared the grid) the subscribers resync, and stay
+    /// subscribed.
     public func refresh() {
         for (key, feed) in feeds.withLock({ $0 }) {
             let tenant = String(key.prefix { $0 != "/" })

@@ -22,6 +22,9 @@ final class AppWatcher: Sendable {
         var pending: [ObjectIdentifier: StreamConnection] = [:]
         /// Per tenant watched: each app's last description, compared by the next pass.
         var last: [String: [String: Summary]] = [:]
+        /// Per tenant: apps changed through the API since the last pass, which get an event
+        /// even when they end as they were.
+        var touched: [String: Set<String>] = [:]
     }
     private let watching = Mutex(Watching())
     /// Wakes the loop early: a new watcher should not wait for the next tick.
@@ -43,6 +46,12 @@ final class AppWatcher: Sendable {
             watching.connections[ObjectIdentifier(connection)] = nil
             watching.pending[ObjectIdentifier(connection)] = connection
         }
+        wake.yield()
+    }
+
+    /// The API changed `app`: the next pass (at once) sends an event for it.
+    func touch(tenant: String, app: String) {
+        watching.withLock { $0.touched[tenant, default: []].insert(app) }
         wake.yield()
     }
 
@@ -88,7 +97,12 @@ final class AppWatcher: Sendable {
             Set(watching.connections.values.map(\.tenant) + watching.pending.values.map(\.tenant))
         }
         for tenant in tenants {
-            guard let apps = try? await store.apps(tenant: tenant) else { continue }
+            // Taken before the apps are described, so the description is from after the change.
+            let touched = watching.withLock { $0.touched.removeValue(forKey: tenant) } ?? []
+            guard let apps = try? await store.apps(tenant: tenant) else {
+                watching.withLock { $0.touched[tenant, default: []].formUnion(touched) }
+                continue
+            }
             var now: [String: Summary] = [:]
             var full: [[String: Any]] = []
             var steady: [String: [String: Any]] = [:]
@@ -119,7 +133,7 @@ final class AppWatcher: Sendable {
                     events.append(Self.encode(["type": "app", "event": "deploy", "app": steady[name]!]))
                     continue
                 }
-                guard before.json != current.json else { continue }
+                guard before.json != current.json || touched.contains(name) else { continue }
                 let event = if current.version != before.version { "deploy" }
                     else if current.desired != before.desired { current.desired == "running" ? "start" : "stop" }
                     else if current.state != before.state && (current.state == "crashed" || current.state == "backoff") { "crash" }
@@ -134,6 +148,7 @@ final class AppWatcher: Sendable {
         // Tenants nobody watches any more are forgotten.
         watching.withLock { watching in
             for tenant in watching.last.keys where !tenants.contains(tenant) { watching.last[tenant] = nil }
+            for tenant in watching.touched.keys where !tenants.contains(tenant) { watching.touched[tenant] = nil }
         }
     }
 

@@ -19,12 +19,18 @@ public struct ControlPlaneAPI: Sendable {
     let stream: @Sendable () -> (connections: Int, subscriptions: Int, blocked: Int)
     let sites: [StaticSite]
     let readiness: @Sendable () async -> String?
+    /// Told (tenant, app) after a deploy, start, stop or restart, so the stream's discovery
+    /// has an event for it even when the app ends as it was (a stop and a start between
+    /// two of its comparisons).
+    let changed: @Sendable (String, String) -> Void
 
     /// `readiness` answers nil when ready, else what is not.
     public init(store: Store, bundles: BundleStore, supervisor: AppSupervisor, planner: AppPlanner, metrics: ServerMetrics,
                 stream: @escaping @Sendable () -> (connections: Int, subscriptions: Int, blocked: Int) = { (0, 0, 0) },
-                sites: [StaticSite] = [], readiness: @escaping @Sendable () async -> String?) {
+                sites: [StaticSite] = [], changed: @escaping @Sendable (String, String) -> Void = { _, _ in },
+                readiness: @escaping @Sendable () async -> String?) {
         self.stream = stream
+        self.changed = changed
         self.sites = sites
         self.store = store
         self.bundles = bundles
@@ -269,6 +275,7 @@ public struct ControlPlaneAPI: Sendable {
                 await supervisor.stop(tenant: tenant, name: app.name)
                 await supervisor.start(app, plan: plan)
             }
+            changed(tenant, app.name)
             bundles.removeUnused(keeping: try await store.bundleDigestsInUse())
             try await audit(principal, tenant: tenant, "app.deploy", target: app.name, context, outcome: "ok: version \(app.version)")
             return JSONResponse.make(await appJSON(app), status: created ? .created : .ok)
@@ -291,6 +298,7 @@ public struct ControlPlaneAPI: Sendable {
             let app = try await app(tenant, context)
             try await store.setDesiredState(tenant: tenant, name: app.name, "stopped")
             await supervisor.stop(tenant: tenant, name: app.name)
+            changed(tenant, app.name)
             try await audit(principal, tenant: tenant, "app.stop", target: app.name, context)
             return JSONResponse.make(await appJSON(try await self.app(tenant, context)))
         }
@@ -386,6 +394,7 @@ public struct ControlPlaneAPI: Sendable {
         try await store.setDesiredState(tenant: tenant, name: app.name, "running")
         if restart { await supervisor.stop(tenant: tenant, name: app.name) }
         await supervisor.start(app, plan: plan)
+        changed(tenant, app.name)
         try await audit(principal, tenant: tenant, "app.\(action)", target: app.name, context)
         return JSONResponse.make(await appJSON(try await self.app(tenant, context)))
     }

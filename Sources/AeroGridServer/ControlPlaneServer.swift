@@ -76,14 +76,17 @@ public struct ControlPlaneServer: Sendable {
         let registry = supervisor.grids
         let hub = FanoutHub { tenant, app in registry.grids(tenant: tenant, app: app) }
         let gatewayBox = Mutex<StreamGateway?>(nil)
+        let watcherBox = Mutex<AppWatcher?>(nil)
         let api = ControlPlaneAPI(
             store: store, bundles: bundles, supervisor: supervisor, planner: planner, metrics: ServerMetrics(),
-            stream: { gatewayBox.withLock { $0 }?.stats ?? (0, 0, 0) }, sites: sites
+            stream: { gatewayBox.withLock { $0 }?.stats ?? (0, 0, 0) }, sites: sites,
+            changed: { tenant, app in watcherBox.withLock { $0 }?.touch(tenant: tenant, app: app) }
         ) {
             do { try await store.ping() } catch { return "the store does not answer: \(error)" }
             return await readiness.problem()
         }
         let watcher = AppWatcher(store: store, hub: hub) { app in await api.appJSON(app) }
+        watcherBox.withLock { $0 = watcher }
         let gateway = StreamGateway(store: store, hub: hub, watcher: watcher, planner: planner, logger: logger)
         gatewayBox.withLock { $0 = gateway }
 

@@ -726,6 +726,27 @@ def test_a_deploy_right_after_watch_apps_is_pushed(st):
         client.close()
 
 
+def test_an_api_change_has_an_event_even_when_the_app_ends_as_it_was(st):
+    """A stop and a start between two comparisons leave the app as it was; a client that
+    showed the stop's answer must still hear of the start. Here: a stop of an app that never
+    ran, which changes nothing but is an API change all the same."""
+    tenant = create_tenant(st.server, "touched")
+    client = StreamClient(st.server, tenant.token)
+    try:
+        expect(tenant.admin.deploy(orders_bundle()), 201)
+        client.send({"op": "watch_apps"})
+        before = client.wait_type("apps")["apps"][0]
+        time.sleep(0.6)  # two comparisons: nothing to tell
+        assert not [m for _, m in client.messages if m.get("type") == "app"], client.messages
+        start = client.mark()
+        answer = expect(tenant.admin.action(APP, "stop"), 200).json()
+        event = client.wait_type("app", 2, start=start)
+        assert event["event"] == "state" and event["app"]["name"] == APP, event
+        assert event["app"]["desired_state"] == answer["desired_state"] == before["desired_state"] == "stopped", event
+    finally:
+        client.close()
+
+
 # --------------------------------------------------------------------------------------------
 # Tenants, tokens, bad messages, limits
 
