@@ -175,10 +175,13 @@ while true {
 // MARK: Clients
 
 /// One client: its rows as the stream told it, its latency histogram (1 ms buckets), its
-/// message count. Messages are scanned, not parsed, so the 2 cores go to the server.
+/// message count. Messages are scanned, not parsed — keys are `k<n>`, kept by n in an array,
+/// no String made — so the 2 cores go to the server: a client that took long over each
+/// message would queue the next ones and measure its own slowness.
 final class Client: @unchecked Sendable {
     // @unchecked: each client is touched by its one connection task, and read after it ends.
-    var rows: [String: Int64] = [:]
+    var rows = [Int64](repeating: -1, count: rowCount)
+    var rowsSeen = 0
     var latency = [Int](repeating: 0, count: 10_001)
     var messages = 0
     var counting = false
@@ -187,31 +190,37 @@ final class Client: @unchecked Sendable {
         let now = nowMs()
         messages += 1
         bytes.withUnsafeReadableBytes { raw in
-            let data = raw.bindMemory(to: UInt8.self)
+            guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+            let count = raw.count
             // Rows: [["k12",{"sent_ms":1764…}],…] after "rows":[
-            guard let start = find(data, Array(#""rows":["#.utf8), from: 0) else { return }
-            var index = start
-            while let open = find(data, Array(#"["k"#.utf8), from: index) {
+            guard var index = find(base, count, Client.rowsMarker, from: 0) else { return }
+            while let open = find(base, count, Client.keyMarker, from: index) {
                 var cursor = open
-                var key = "k"
-                while cursor < data.count, data[cursor] != UInt8(ascii: "\"") { key.unicodeScalars.append(Unicode.Scalar(data[cursor])); cursor += 1 }
-                guard let value = find(data, Array(#""sent_ms":"#.utf8), from: cursor) else { break }
+                var key = 0
+                while cursor < count, base[cursor] >= 48, base[cursor] <= 57 { key = key * 10 + Int(base[cursor] - 48); cursor += 1 }
+                guard let value = find(base, count, Client.valueMarker, from: cursor) else { break }
                 var number: Int64 = 0
                 var digit = value
-                while digit < data.count, (48...57).contains(data[digit]) { number = number * 10 + Int64(data[digit] - 48); digit += 1 }
-                rows[key] = number
+                while digit < count, base[digit] >= 48, base[digit] <= 57 { number = number * 10 + Int64(base[digit] - 48); digit += 1 }
+                if key < rows.count {
+                    if rows[key] < 0 { rowsSeen += 1 }
+                    rows[key] = number
+                }
                 if counting { latency[Int(min(max(now - number, 0), 10_000))] += 1 }
                 index = digit
             }
         }
     }
 
+    static let rowsMarker = Array(#""rows":["#.utf8)
+    static let keyMarker = Array(#"["k"#.utf8)
+    static let valueMarker = Array(#""sent_ms":"#.utf8)
+
     /// The index just after `needle` at or after `from` (memchr for its first byte).
-    private func find(_ data: UnsafeBufferPointer<UInt8>, _ needle: [UInt8], from: Int) -> Int? {
-        guard let base = data.baseAddress else { return nil }
+    private func find(_ base: UnsafePointer<UInt8>, _ count: Int, _ needle: [UInt8], from: Int) -> Int? {
         var index = from
-        while index + needle.count <= data.count {
-            guard let hit = memchr(base + index, Int32(needle[0]), data.count - index - needle.count + 1) else { return nil }
+        while index + needle.count <= count {
+            guard let hit = memchr(base + index, Int32(needle[0]), count - index - needle.count + 1) else { return nil }
             index = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
             if needle.withUnsafeBytes({ memcmp(base + index, $0.baseAddress!, needle.count) }) == 0 { return index + needle.count }
             index += 1
@@ -284,7 +293,7 @@ func run(clients count: Int) async throws -> RunResult {
     let clients = (0..<count).map { _ in Client() }
     let tasks = connect(clients)
     // Every client has its snapshot; then the idle memory.
-    while clients.contains(where: { $0.rows.count < rowCount }) { try await Task.sleep(for: .milliseconds(200)) }
+    while clients.contains(where: { $0.rowsSeen < rowCount }) { try await Task.sleep(for: .milliseconds(200)) }
     try await Task.sleep(for: .seconds(2))
     let idle = serverStat()
     note("producing \(changesPerSecond) changes/s for \(runSeconds) s")
@@ -302,8 +311,11 @@ func run(clients count: Int) async throws -> RunResult {
     // The last values reach everyone within a few ticks.
     try await Task.sleep(for: .seconds(3))
     let final = json(http("GET", "/api/v1/apps/ticker/grids/cells", token: token).1)["rows"] as? [String: [String: Any]] ?? [:]
-    let expected = final.mapValues { ($0["sent_ms"] as? NSNumber)?.int64Value ?? -1 }
-    let equal = clients.filter { $0.rows == expected }.count
+    var expected = [Int64](repeating: -1, count: rowCount)
+    for (key, row) in final {
+        if key.hasPrefix("k"), let n = Int(key.dropFirst()), n < rowCount { expected[n] = (row["sent_ms"] as? NSNumber)?.int64Value ?? -1 }
+    }
+    let equal = final.count == rowCount ? clients.filter { $0.rows == expected }.count : 0
     tasks.forEach { $0.cancel() }
     var histogram = [Int](repeating: 0, count: 10_001)
     for client in clients { for (ms, n) in client.latency.enumerated() { histogram[ms] += n } }
