@@ -100,10 +100,13 @@ let extraKafka: [String: String] = {
     return properties
 }()
 
-func spec(_ name: String, bundle: String, bootstrap: String, tenant: String = "bench", profile: CompiledProfile) -> AppSpec {
-    AppSpec(tenant: tenant, name: name, bundle: bundle, sdkPath: "\(root)/python", profile: profile,
-            kafka: KafkaConfiguration(bootstrapServers: bootstrap, properties: extraKafka), checkpointInterval: .seconds(1),
-            appLimits: AppLimits(gridRows: 1_000_000))
+/// `cpus` nil: the profile's default quota (half a core for python.json).
+func spec(_ name: String, bundle: String, bootstrap: String, tenant: String = "bench", profile: CompiledProfile, cpus: Double? = nil) -> AppSpec {
+    let defaults = profile.quotaDefaults
+    return AppSpec(tenant: tenant, name: name, bundle: bundle, sdkPath: "\(root)/python", profile: profile,
+                   limits: CgroupLimits(memoryBytes: defaults.memoryBytes, cpus: cpus ?? defaults.cpus, pids: defaults.pids),
+                   kafka: KafkaConfiguration(bootstrapServers: bootstrap, properties: extraKafka), checkpointInterval: .seconds(1),
+                   appLimits: AppLimits(gridRows: 1_000_000))
 }
 
 func seconds(_ duration: Duration) -> Double {
@@ -138,7 +141,10 @@ let truth = try await produceOrders(orderCount, bootstrap: bootstrap, topic: "or
 if runs("seed") {
 let bareOutput = shell("python3 \(root)/../shared/bench/bare_consumer.py \(bootstrap) orders bench-bare-\(getpid()) \(orderCount)")
 let bareRate = Double(bareOutput.split(separator: " ").first { $0.hasPrefix("rate=") }?.dropFirst(5) ?? "0") ?? 0
-let seed = AppRunner(spec: spec("ordersapp", bundle: try makeBundle("ordersapp", code: seedApp), bootstrap: bootstrap, profile: python), store: store, logger: logger)
+// One core, as the bare consumer has: its interpreter is one thread too. (The default
+// quota, half a core, would measure the quota.)
+let seed = AppRunner(spec: spec("ordersapp", bundle: try makeBundle("ordersapp", code: seedApp), bootstrap: bootstrap, profile: python, cpus: 1),
+                     store: store, logger: logger)
 let seedSeconds = try await timeApp(seed, records: orderCount)
 let seedRate = Double(orderCount) / seedSeconds
 var exact = true
