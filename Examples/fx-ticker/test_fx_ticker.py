@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "Tests" / "Integration"))
 
-from harness import AEROGRID, CGROUP_ROOT, Managed, ProcessError, log  # noqa: E402
+from harness import AEROGRID, KafkaCluster, log, remove_tenant_cgroups  # noqa: E402
 from server import Server, expect, new_operator_token, poll, wait_state, zip_directory  # noqa: E402
 
 import produce_prices  # noqa: E402
@@ -45,23 +44,6 @@ SEED = 6  # a run whose last quotes leave two pairs delisted (checked below)
 
 # --------------------------------------------------------------------------------------------
 # Fixtures: one Kafka cluster with the quotes, shared by both tests
-
-
-class Kafka(Managed):
-    """`aerogrid kafka up --topic fx-prices:4` in its own process."""
-
-    def __init__(self, directory: Path) -> None:
-        super().__init__("kafka", [AEROGRID, "kafka", "up", "--topic", f"{TOPIC}:4"], directory)
-        found: list = []
-        reader = threading.Thread(target=lambda: found.append(self.proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(30)
-        line = found[0].decode().strip() if found else ""
-        if not line.startswith("bootstrap.servers="):
-            self.terminate()
-            raise ProcessError(f"kafka up printed {line!r}; stderr:\n{self.stderr_tail()}")
-        self.bootstrap = line.split("=", 1)[1]
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # never a full pipe
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +69,7 @@ def workdir():
 @pytest.fixture(scope="module")
 def market(workdir):
     """(cluster, expected) after produce_prices.py wrote its quotes."""
-    cluster = Kafka(workdir)
+    cluster = KafkaCluster(workdir, topics=[f"{TOPIC}:4"])
     try:
         started = time.monotonic()
         result = subprocess.run(
@@ -141,20 +123,6 @@ def send(bootstrap: str, messages: list) -> None:
     for pair, value in messages:
         producer.produce(TOPIC, key=pair, value=json.dumps(value))
     assert producer.flush(30) == 0
-
-
-def remove_cgroups(tenant: str) -> None:
-    """The tenant's empty cgroup directories, in every controller (rmdir takes only empty ones)."""
-    roots = [CGROUP_ROOT / "aerogrid"] + [path / "aerogrid" for path in CGROUP_ROOT.iterdir() if path.is_dir()] \
-        if CGROUP_ROOT.is_dir() else []
-    for root in roots:
-        directory = root / tenant
-        if directory.is_dir():
-            for path in [*[p for p in directory.iterdir() if p.is_dir()], directory]:
-                try:
-                    path.rmdir()
-                except OSError:
-                    pass
 
 
 def test_deployed_to_the_server(market, workdir):
@@ -221,5 +189,5 @@ def test_deployed_to_the_server(market, workdir):
         expect(server.operator.delete(f"/api/v1/tenants/{tenant}"), 204)
     finally:
         status = server.stop()
-        remove_cgroups(tenant)
+        remove_tenant_cgroups([tenant])
     assert status == 0, f"the server exited with {status} after SIGTERM:\n{server.stderr_tail()}"

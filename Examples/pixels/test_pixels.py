@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "Tests" / "Integration"))
 
-from harness import AEROGRID, CGROUP_ROOT, Managed, ProcessError, log  # noqa: E402
+from harness import AEROGRID, KafkaCluster, log, remove_tenant_cgroups  # noqa: E402
 from server import Server, expect, new_operator_token, poll, wait_state, zip_directory  # noqa: E402
 
 import produce_frames  # noqa: E402
@@ -52,23 +52,6 @@ CELLS = produce_frames.WIDTH * produce_frames.HEIGHT
 
 # --------------------------------------------------------------------------------------------
 # Fixtures: one Kafka cluster with the backlog of frames, shared by both tests
-
-
-class Kafka(Managed):
-    """`aerogrid kafka up --topic pixels:1` in its own process."""
-
-    def __init__(self, directory: Path) -> None:
-        super().__init__("kafka", [AEROGRID, "kafka", "up", "--topic", f"{TOPIC}:1"], directory)
-        found: list = []
-        reader = threading.Thread(target=lambda: found.append(self.proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(30)
-        line = found[0].decode().strip() if found else ""
-        if not line.startswith("bootstrap.servers="):
-            self.terminate()
-            raise ProcessError(f"kafka up printed {line!r}; stderr:\n{self.stderr_tail()}")
-        self.bootstrap = line.split("=", 1)[1]
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # never a full pipe
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +96,7 @@ def watermarks(bootstrap: str) -> tuple:
 @pytest.fixture(scope="module")
 def backlog(workdir):
     """(cluster, expected) after BACKLOG frames were written as fast as they are drawn."""
-    cluster = Kafka(workdir)
+    cluster = KafkaCluster(workdir, topics=[f"{TOPIC}:1"])
     try:
         expected = produce(cluster.bootstrap, "--fps", "0", "--frames", str(BACKLOG))
         log(f"producer: {expected['frames']} frames in {expected['seconds']:.2f} s")
@@ -200,20 +183,6 @@ class Watcher:
     def close(self) -> None:
         self.ws.close()
         self.reader.join(5)
-
-
-def remove_cgroups(tenant: str) -> None:
-    """The tenant's empty cgroup directories, in every controller (rmdir takes only empty ones)."""
-    roots = [CGROUP_ROOT / "aerogrid"] + [path / "aerogrid" for path in CGROUP_ROOT.iterdir() if path.is_dir()] \
-        if CGROUP_ROOT.is_dir() else []
-    for root in roots:
-        directory = root / tenant
-        if directory.is_dir():
-            for path in [*[p for p in directory.iterdir() if p.is_dir()], directory]:
-                try:
-                    path.rmdir()
-                except OSError:
-                    pass
 
 
 def rate(samples: list, begin: float, end: float) -> float:
@@ -307,5 +276,5 @@ def test_deployed_to_the_server(backlog, workdir):
         if watcher is not None:
             watcher.close()
         status = server.stop()
-        remove_cgroups(tenant)
+        remove_tenant_cgroups([tenant])
     assert status == 0, f"the server exited with {status} after SIGTERM:\n{server.stderr_tail()}"

@@ -43,6 +43,24 @@ public final class GridFeed: Sendable {
         /// The source had no such grid when attached (its app was starting): the members
         /// take a snapshot once it has, whether or not a change follows.
         var waiting = false
+
+        /// Starts over from `source`'s current grid: an empty log at its version and epoch,
+        /// or `waiting` when it has no such grid yet.
+        mutating func restart(from source: GridState?, grid: String) {
+            log.removeAll()
+            if let source, let snapshot = source.snapshot(grid) {
+                version = snapshot.grid.version
+                epoch = snapshot.epoch
+                rowCount = snapshot.grid.rows.count
+                waiting = false
+            } else {
+                epoch = source?.epoch ?? epoch
+                waiting = source != nil
+            }
+            logBase = version
+        }
+
+        var members: [Subscription] { groups.values.flatMap { $0.members.withLock { Array($0.values) } } }
     }
 
     struct GroupKey: Hashable {
@@ -67,36 +85,21 @@ public final class GridFeed: Sendable {
             if state.source === source {
                 // Same source: only news if the grid it lacked has appeared (restored from
                 // a checkpoint, it may have no change to announce it).
-                guard state.waiting, let source, let snapshot = source.snapshot(grid) else { return [] }
-                state.waiting = false
-                state.log.removeAll()
-                state.version = snapshot.grid.version
-                state.epoch = snapshot.epoch
-                state.rowCount = snapshot.grid.rows.count
-                state.logBase = state.version
-                return state.groups.values.flatMap { $0.members.withLock { Array($0.values) } }
+                guard state.waiting, source != nil else { return [] }
+                state.restart(from: source, grid: grid)
+                return state.waiting ? [] : state.members
             }
             state.listener?.cancel()
             state.listener = nil
             state.source = source
-            state.log.removeAll()
-            if let source, let snapshot = source.snapshot(grid) {
-                state.version = snapshot.grid.version
-                state.epoch = snapshot.epoch
-                state.rowCount = snapshot.grid.rows.count
-                state.waiting = false
-            } else {
-                state.epoch = source?.epoch ?? state.epoch
-                state.waiting = source != nil
-            }
-            state.logBase = state.version
+            state.restart(from: source, grid: grid)
             if let source {
                 let changes = source.changes()
                 state.listener = Task { [weak self] in
                     for await change in changes { self?.record(change) }
                 }
             }
-            return state.groups.values.flatMap { $0.members.withLock { Array($0.values) } }
+            return state.members
         }
         for member in members { member.needResync() }
     }
@@ -114,7 +117,7 @@ public final class GridFeed: Sendable {
                 state.logBase = change.version
                 state.version = change.version
                 state.epoch = change.epoch
-                return state.groups.values.flatMap { $0.members.withLock { Array($0.values) } }
+                return state.members
             }
             for (index, (key, _)) in change.rows.enumerated() {
                 let columns = index < change.changedColumns.count ? change.changedColumns[index] : nil

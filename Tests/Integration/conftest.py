@@ -36,22 +36,13 @@ def environment():
         pytest.skip("integration tests need " + ", ".join(problems))
 
 
-def _tenant_cgroups() -> set:
-    """The tenant directories under aerogrid/ in every cgroup hierarchy."""
-    root = harness.CGROUP_ROOT
-    if not root.is_dir():
-        return set()
-    bases = [root / "aerogrid"] + [path / "aerogrid" for path in root.iterdir() if path.is_dir()]
-    return {entry.name for base in bases if base.is_dir() for entry in base.iterdir() if entry.is_dir()}
-
-
 @pytest.fixture(scope="session", autouse=True)
 def no_cgroups_left_behind():
     """The servers here leave their tenants' (empty) cgroup directories, as a server does
     until a tenant is deleted: the ones this run made go with it, so runs do not pile up."""
-    before = _tenant_cgroups()
+    before = harness.tenant_cgroups()
     yield
-    harness.remove_tenant_cgroups(sorted(_tenant_cgroups() - before))
+    harness.remove_tenant_cgroups(sorted(harness.tenant_cgroups() - before))
 
 
 @pytest.fixture(scope="session")

@@ -184,10 +184,12 @@ class Managed:
 
 
 class KafkaCluster(Managed):
-    """`aerogrid kafka up --topic orders:8` in its own process."""
+    """`aerogrid kafka up --topic orders:8` (or `topics`, NAME:PARTITIONS each) in its own
+    process."""
 
-    def __init__(self, log_dir: Path, name: str = "kafka") -> None:
-        super().__init__(name, [AEROGRID, "kafka", "up", "--topic", f"{TOPIC}:{PARTITIONS}"], log_dir)
+    def __init__(self, log_dir: Path, name: str = "kafka", topics: "list | None" = None) -> None:
+        topic_args = [arg for topic in (topics or [f"{TOPIC}:{PARTITIONS}"]) for arg in ("--topic", topic)]
+        super().__init__(name, [AEROGRID, "kafka", "up", *topic_args], log_dir)
         self.bootstrap = self._read_bootstrap(Deadline(30, "kafka up"))
         # Drain whatever else it prints, so it never blocks on a full pipe.
         threading.Thread(target=self.proc.stdout.read, daemon=True).start()
@@ -403,14 +405,23 @@ def grid_rows(grids_line: dict, grid: str) -> dict:
     return grids_line["grids"][grid]["rows"]
 
 
+def aerogrid_cgroup_roots() -> list:
+    """aerogrid/ in the unified tree (v2) and in every controller's hierarchy (v1)."""
+    if not CGROUP_ROOT.is_dir():
+        return []
+    return [CGROUP_ROOT / "aerogrid"] + [path / "aerogrid" for path in CGROUP_ROOT.iterdir() if path.is_dir()]
+
+
+def tenant_cgroups() -> set:
+    """The names of the tenant directories under aerogrid/, in any hierarchy."""
+    return {entry.name for root in aerogrid_cgroup_roots() if root.is_dir() for entry in root.iterdir() if entry.is_dir()}
+
+
 def remove_tenant_cgroups(tenants: list) -> None:
     """The empty cgroup directories a server leaves for these tenants, in every controller
     (v1) or the unified tree (v2): aerogrid/<tenant>/ and its apps' below it. rmdir removes
     only empty directories, so a cgroup still in use stays."""
-    if not CGROUP_ROOT.is_dir():
-        return
-    roots = [CGROUP_ROOT / "aerogrid"] + [path / "aerogrid" for path in CGROUP_ROOT.iterdir() if path.is_dir()]
-    for root in roots:
+    for root in aerogrid_cgroup_roots():
         for tenant in tenants:
             directory = root / tenant
             if not directory.is_dir():
