@@ -138,7 +138,21 @@ public enum Sandbox {
         // From here the child holds its own copies of these descriptors.
         cleanup.closeChildSide()
         cleanup.child = child
-        let cgroup = try makeCgroup(spec, for: &cleanup)
+        /// A step the init failed, with the mount named, not only its index.
+        func setupError(_ setupFailure: sbx_failure) -> SandboxError {
+            var message = formatFailure(setupFailure, code: setupFailure.err)
+            let step = Int32(setupFailure.step)
+            if step == Int32(SBX_STEP_MOUNT.rawValue) || step == Int32(SBX_STEP_OPEN_SOURCE.rawValue),
+               mounts.indices.contains(Int(setupFailure.index)), let target = mounts[Int(setupFailure.index)].target {
+                message += " (mount target \(String(cString: target)))"
+            }
+            return SandboxError(.launch, message)
+        }
+        let cgroup: (any Cgroup)?
+        switch try makeCgroup(spec, for: &cleanup) {
+        case .placed(let group): cgroup = group
+        case .initFailed(let setupFailure): throw setupError(setupFailure)
+        }
         child = cleanup.child!
         var setupFailure = sbx_failure()
         let setup = sbx_await_exec(&child, &setupFailure)
@@ -147,25 +161,22 @@ public enum Sandbox {
             // The error pipe could not be read: the sandbox's state is unknown, so it goes.
             throw SandboxError(.launch, "lost contact with the sandbox while it started: \(errnoDescription(errno))")
         }
-        if setup == 1 {
-            var message = formatFailure(setupFailure, code: setupFailure.err)
-            // Name the mount, not only its index.
-            let step = Int32(setupFailure.step)
-            if step == Int32(SBX_STEP_MOUNT.rawValue) || step == Int32(SBX_STEP_OPEN_SOURCE.rawValue),
-               mounts.indices.contains(Int(setupFailure.index)), let target = mounts[Int(setupFailure.index)].target {
-                message += " (mount target \(String(cString: target)))"
-            }
-            throw SandboxError(.launch, message)
-        }
+        if setup == 1 { throw setupError(setupFailure) }
         cleanup.succeeded()
         return SandboxedProcess(
             child: child, cgroup: cgroup, ipcSocket: ipcSocket, stdout: stdoutRead, stderr: stderrRead,
             degradation: degradation)
     }
 
+    private enum Placement {
+        case placed((any Cgroup)?)
+        /// The init failed a setup step (a mount, say) before it could be placed.
+        case initFailed(sbx_failure)
+    }
+
     /// Makes the sandbox's cgroup with its limits and puts the waiting init in it (see
     /// `sbx_place_in_cgroup`); without cgroups, only lets the init go on.
-    private static func makeCgroup(_ spec: SandboxSpec, for cleanup: inout LaunchCleanup) throws(SandboxError) -> (any Cgroup)? {
+    private static func makeCgroup(_ spec: SandboxSpec, for cleanup: inout LaunchCleanup) throws(SandboxError) -> Placement {
         var group: (any Cgroup)?
         var fds: [Int32] = []
         if let hierarchy = cgroups.hierarchy {
@@ -186,8 +197,9 @@ public enum Sandbox {
         let placed = sbx_place_in_cgroup(&cleanup.child!, fds, Int32(fds.count), joinSelf, &failure)
         let code = errno
         cleanup.closeChildSide()
+        if placed == 1 { return .initFailed(failure) }
         guard placed == 0 else { throw SandboxError(.launch, formatFailure(failure, code: code)) }
-        return group
+        return .placed(group)
     }
 
     /// The sandbox's file system, in mount order: system directories, the command's own

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -301,6 +302,26 @@ fail:;
     return -1;
 }
 
+/* The init builds its file system while the parent makes the cgroup, so a
+ * setup step (a mount, say) can fail and the init exit before it is placed:
+ * the parent then sees only EPIPE or ESRCH. The init wrote its failure before
+ * it exited, so if the error pipe is already readable, that record is the
+ * cause to report. Does not block: a live init leaves the pipe unread. */
+static int init_failed_first(struct sbx_child *child, struct sbx_failure *failure)
+{
+    struct pollfd p = { .fd = child->errfd, .events = POLLIN };
+    int ready;
+    do ready = poll(&p, 1, 0); while (ready < 0 && errno == EINTR);
+    if (ready != 1 || !(p.revents & POLLIN)) return 0;
+    struct sbx_failure record;
+    ssize_t n;
+    do n = read(child->errfd, &record, sizeof record); while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof record) return 0;
+    close_fd(&child->errfd);
+    *failure = record;
+    return 1;
+}
+
 int sbx_place_in_cgroup(struct sbx_child *child, const int *fds, int n, int join_self,
                         struct sbx_failure *failure)
 {
@@ -318,6 +339,7 @@ int sbx_place_in_cgroup(struct sbx_child *child, const int *fds, int n, int join
             if (write_text(fds[i], pid) < 0) {
                 int err = errno;
                 close_fd(&child->cgroupfd);
+                if (init_failed_first(child, failure)) return 1;
                 return fail_at(failure, SBX_STEP_CGROUP_JOIN, i, err);
             }
         }
@@ -342,7 +364,10 @@ int sbx_place_in_cgroup(struct sbx_child *child, const int *fds, int n, int join
     while (sent < 0 && errno == EINTR);
     int err = errno;
     close_fd(&child->cgroupfd);
-    if (sent != 1) return fail_at(failure, SBX_STEP_CGROUP_SEND, -1, sent < 0 ? err : EIO);
+    if (sent != 1) {
+        if (init_failed_first(child, failure)) return 1;
+        return fail_at(failure, SBX_STEP_CGROUP_SEND, -1, sent < 0 ? err : EIO);
+    }
     return 0;
 }
 

@@ -401,13 +401,15 @@ int main(int argc, char **argv)
     double t_spawned = now_ms();
     if (ipc[1] >= 0) close(ipc[1]);
     /* The cgroups were made before the spawn here: the parent writes the pid. */
-    if (sbx_place_in_cgroup(&child, cg.fds, cg.n, 0, &failure) < 0) {
+    int placed = sbx_place_in_cgroup(&child, cg.fds, cg.n, 0, &failure);
+    if (placed < 0) {
         fprintf(stderr, "sbx-run: %s\n", sbx_format_failure(&failure, &cfg, msg, sizeof msg));
         sbx_pidfd_send_signal(child.pidfd, SIGKILL);
         remove_cgroups(&cg);
         return 124;
     }
-    int setup = sbx_await_exec(&child, &failure);
+    /* 1: the init failed a setup step before it could be placed; that is the cause. */
+    int setup = placed == 1 ? 1 : sbx_await_exec(&child, &failure);
     double t_exec = now_ms();
     if (setup == 1)
         fprintf(stderr, "sbx-run: %s\n", sbx_format_failure(&failure, &cfg, msg, sizeof msg));

@@ -169,7 +169,9 @@ int sbx_spawn(const struct sbx_config *cfg, struct sbx_child *child,
  * grace period (about 10 ms). The init is single-threaded, so the thread is
  * the process; the app forked after inherits the cgroups. The init then
  * unshares its cgroup namespace, rooted there. Closes child->cgroupfd.
- * 0, or -1 with *failure and errno (the caller kills the init). */
+ * 0; 1 when the init had already failed a setup step and exited (*failure is
+ * its record, as from sbx_await_exec, and child->errfd is closed); or -1 with
+ * *failure and errno (the caller kills the init). */
 int sbx_place_in_cgroup(struct sbx_child *child, const int *fds, int n, int join_self,
                         struct sbx_failure *failure);
 
