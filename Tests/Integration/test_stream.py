@@ -1186,11 +1186,17 @@ def test_a_frozen_client_costs_the_server_nothing(testdir):
         assert shown, f"aerogrid_stream_connections_not_writable never reached 1 while the client was stopped: {not_writable}"
         assert growth_frozen < RSS_BOUND, f"the server's RSS grew {growth_frozen / 2**20:.1f} MiB while a client was frozen"
         for rate, (baseline, during) in stats.items():
-            assert during["p99"] <= LATENCY_RATIO * baseline["p99"] or \
-                during["p99_median_of_5s"] <= LATENCY_RATIO * baseline["p99_median_of_5s"], \
+            # A change waits for its subscription's next slot, up to one interval (1/rate):
+            # where the probes fall against the slots moves the p99 by up to that much in
+            # either window (seen: 25 and 33 ms at 50/s, both with a max of 34 ms). A frozen
+            # client that held the others back would show as a queue, many intervals.
+            slot = 1 / rate
+            assert during["p99"] <= LATENCY_RATIO * baseline["p99"] + slot or \
+                during["p99_median_of_5s"] <= LATENCY_RATIO * baseline["p99_median_of_5s"] + slot, \
                 f"max_rate {rate}: p99 {during['p99'] * 1000:.0f} ms while a client was frozen, " \
                 f"{baseline['p99'] * 1000:.0f} ms without (medians of 5 s p99s " \
-                f"{during['p99_median_of_5s'] * 1000:.0f} and {baseline['p99_median_of_5s'] * 1000:.0f} ms)"
+                f"{during['p99_median_of_5s'] * 1000:.0f} and {baseline['p99_median_of_5s'] * 1000:.0f} ms), " \
+                f"more than {LATENCY_RATIO}× and one {slot * 1000:.0f} ms interval above"
         for rate, observer in results.items():
             assert observer["rows"] == expected, f"the observer at max_rate {rate} does not have the final grid"
             assert not observer["problems"], observer["problems"]
