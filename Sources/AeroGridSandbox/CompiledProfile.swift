@@ -12,15 +12,17 @@ public struct CompiledProfile: Sendable {
     /// Loads `path`, from `cacheDirectory` when this exact profile was compiled before.
     /// The cache is only an accelerator: any problem with it means compiling again.
     public static func load(path: String, cacheDirectory: String = "/run/aerogrid/filters") throws(SandboxError) -> CompiledProfile {
-        let text: String
+        let bytes: [UInt8]
         do {
-            text = try SysFS.read(path)
+            bytes = try SysFS.readBytes(path)
         } catch {
             throw SandboxError(.profile, "seccomp profile \(path): \(error.message)")
         }
-        let cachePath = "\(cacheDirectory)/\(fnv1a64(text + libseccompVersion)).bpf"
+        // A cache hit, the common case, never makes the profile a String: on the way to
+        // every sandbox's clone, that is most of what the load costs.
+        let cachePath = "\(cacheDirectory)/\(fnv1a64(bytes, libseccompVersion.utf8)).bpf"
         if let cached = readCache(cachePath) { return cached }
-        let profile = try SeccompProfile.parse(text, source: path)
+        let profile = try SeccompProfile.parse(String(decoding: bytes, as: UTF8.self), source: path)
         let compiled = CompiledProfile(filter: try SeccompFilter(profile: profile), quotaDefaults: profile.quotaDefaults)
         try? SysFS.makeDirectories(cacheDirectory)
         compiled.writeCache(cachePath)
@@ -68,13 +70,18 @@ public struct CompiledProfile: Sendable {
     private static let libseccompVersion: String = SeccompFilter.libraryVersion
 }
 
-/// FNV-1a, 64 bits, as 16 hex digits: a cache key, not a security measure.
-func fnv1a64(_ text: String) -> String {
+/// FNV-1a, 64 bits, of `bytes` followed by `suffix`, as 16 hex digits: a cache key, not
+/// a security measure.
+func fnv1a64(_ bytes: [UInt8], _ suffix: String.UTF8View) -> String {
     var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    for byte in text.utf8 {
+    for byte in bytes {
         hash ^= UInt64(byte)
         hash = hash &* 0x0000_0100_0000_01b3
     }
-    let digits = String(hash, radix: 16)
-    return String(repeating: "0", count: 16 - digits.count) + digits
+    for byte in suffix {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x0000_0100_0000_01b3
+    }
+    let hex = Array("0123456789abcdef".utf8)
+    return String(decoding: (0..<16).map { hex[Int((hash >> (60 - 4 * UInt64($0))) & 0xf)] }, as: UTF8.self)
 }

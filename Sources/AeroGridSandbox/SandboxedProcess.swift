@@ -144,7 +144,8 @@ public final class SandboxedProcess: Sendable {
     private func classify(_ exit: sbx_exit?) -> Termination {
         if stopping.load(ordering: .relaxed) { return .timeout }
         guard let exit else { return .signaled(SIGKILL) }
-        let oomKilled = (try? cgroup?.oomKills() ?? 0).map { $0 > 0 } ?? false
+        // Read only for a death by SIGKILL, the OOM killer's signal: an exit costs no read.
+        var oomKilled: Bool { (try? cgroup?.oomKills() ?? 0).map { $0 > 0 } ?? false }
         switch Int32(exit.kind) {
         case Int32(SBX_EXIT_CODE.rawValue):
             return .exited(Int32(exit.value))

@@ -6,6 +6,10 @@ import Glibc
 /// that the launcher starts in about 2 ms (Foundation alone costs about 5).
 enum SysFS {
     static func read(_ path: String, limit: Int = 1 << 20) throws(SandboxError) -> String {
+        String(decoding: try readBytes(path, limit: limit), as: UTF8.self)
+    }
+
+    static func readBytes(_ path: String, limit: Int = 1 << 20) throws(SandboxError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SandboxError.system("cannot open \(path)", errno) }
         defer { close(fd) }
@@ -22,7 +26,7 @@ enum SysFS {
             bytes += buffer[0..<count]
             if count == buffer.count && buffer.count < 65536 { buffer = [UInt8](repeating: 0, count: 65536) }
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 
     /// Writes `value` in one `write` call, as cgroup files require.
