@@ -98,6 +98,9 @@ struct HostCommand: Sendable {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
+        // Not every descriptor of a busy supervisor is close-on-exec (a listening socket
+        // was once seen held by such a child): the command gets stdin, the pipe and stderr.
+        sbx_spawn_close_from(&actions, 3)
         let arena = CStrings()
         let argv = arena.array(arguments)
         var pid = pid_t()

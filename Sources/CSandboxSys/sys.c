@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -103,6 +104,11 @@ int sbx_set_dumpable(int on) { return prctl(PR_SET_DUMPABLE, on ? 1UL : 0UL, 0, 
 int sbx_memfd_create(const char *name, unsigned flags) { return (int)syscall(SYS_memfd_create, name, flags); }
 
 int sbx_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+
+int sbx_spawn_close_from(posix_spawn_file_actions_t *actions, int from)
+{
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}
 
 const void *sbx_map_bpf(int fd, size_t size)
 {

@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <spawn.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -243,6 +244,10 @@ int sbx_set_dumpable(int on);
 int sbx_memfd_create(const char *name, unsigned flags);
 /* pipe2(2): Glibc's Swift module hides it (it needs _GNU_SOURCE). */
 int sbx_pipe2(int fds[2], int flags);
+/* posix_spawn_file_actions_addclosefrom_np (glibc 2.34): the spawned command
+ * gets no descriptor from `from` up, whether or not it was close-on-exec.
+ * Glibc's Swift module hides it (it needs _GNU_SOURCE). */
+int sbx_spawn_close_from(posix_spawn_file_actions_t *actions, int from);
 /* RLIMIT_NPROC, which Glibc's Swift module does not export either. */
 #define SBX_RLIMIT_NPROC 6
 
