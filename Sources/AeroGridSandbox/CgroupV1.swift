@@ -26,20 +26,21 @@ public struct CgroupV1Hierarchy: CgroupHierarchy {
             try SysFS.makeDirectories(directory)
             directories[controller] = directory
         }
-        return CgroupV1Group(directories: directories)
+        return CgroupV1Group(directoryByController: directories)
     }
 }
 
 struct CgroupV1Group: Cgroup {
     /// This group's directory in each controller's hierarchy.
-    let directories: [String: String]
+    let directoryByController: [String: String]
 
-    var displayPath: String { directories["memory"] ?? directories.values.sorted().first ?? "?" }
-    var procsFiles: [String] { directories.keys.sorted().map { "\(directories[$0]!)/cgroup.procs" } }
-    var selfJoinFiles: [String]? { directories.keys.sorted().map { "\(directories[$0]!)/tasks" } }
+    var displayPath: String { directoryByController["memory"] ?? directories.first ?? "?" }
+    var directories: [String] { directoryByController.values.sorted() }
+    var procsFiles: [String] { directoryByController.keys.sorted().map { "\(directoryByController[$0]!)/cgroup.procs" } }
+    var selfJoinFiles: [String]? { directoryByController.keys.sorted().map { "\(directoryByController[$0]!)/tasks" } }
 
     private func file(_ controller: String, _ name: String) -> String {
-        "\(directories[controller]!)/\(name)"
+        "\(directoryByController[controller]!)/\(name)"
     }
 
     func setLimits(_ limits: CgroupLimits) throws(SandboxError) {
@@ -103,6 +104,6 @@ struct CgroupV1Group: Cgroup {
     }
 
     func remove() throws(SandboxError) {
-        for directory in directories.values.sorted() { try SysFS.removeDirectory(directory) }
+        for directory in directories { try SysFS.removeDirectory(directory) }
     }
 }

@@ -47,6 +47,7 @@ public struct CgroupV2Hierarchy: CgroupHierarchy {
 struct CgroupV2Group: Cgroup {
     let path: String
     var displayPath: String { path }
+    var directories: [String] { [path] }
     var procsFiles: [String] { ["\(path)/cgroup.procs"] }
     var selfJoinFiles: [String]? { nil }
 

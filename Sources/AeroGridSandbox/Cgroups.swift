@@ -58,6 +58,8 @@ public struct CgroupUsage: Sendable, Equatable {
 public protocol Cgroup: Sendable {
     /// Where it lives, for messages: `/sys/fs/cgroup/aerogrid/demo/ordersapp`.
     var displayPath: String { get }
+    /// Its directories (one per controller on v1), for removing it from outside this library.
+    var directories: [String] { get }
     /// The `cgroup.procs` files a process is written into to join the group.
     var procsFiles: [String] { get }
     /// Files a single-threaded process joins the group through by writing "0" (itself),

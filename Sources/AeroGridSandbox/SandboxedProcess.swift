@@ -22,6 +22,9 @@ public final class SandboxedProcess: Sendable {
     /// This object's own copy, open until it is released: signals sent through it after the
     /// sandbox has ended fail harmlessly instead of reaching whatever reused the number.
     public let pidfd: Int32
+    /// Readable once the app has ended (the init writes how, then exits) or the init is gone:
+    /// for a monitor that wants the outcome before the sandbox is torn down (`appOutcome`).
+    public let appEndedFD: Int32
     /// Set once the init is reaped: from then on `kill` leaves the cgroup path alone (the
     /// app's next process may already use it).
     private let reaped = Atomic<Bool>(false)
@@ -33,6 +36,7 @@ public final class SandboxedProcess: Sendable {
     init(child: sbx_child, cgroup: (any Cgroup)?, ipcSocket: Int32?, stdout: Int32?, stderr: Int32?, degradation: String?) {
         self.pid = child.pid
         self.pidfd = fcntl(child.pidfd, F_DUPFD_CLOEXEC, 3)
+        self.appEndedFD = fcntl(child.statusfd, F_DUPFD_CLOEXEC, 3)
         self.child = Mutex(child)
         self.cgroup = cgroup
         self.ipcSocket = ipcSocket
@@ -64,7 +68,7 @@ public final class SandboxedProcess: Sendable {
     /// Waits for the app to end and says how. The sandbox is cleaned up before this
     /// returns: every process in its cgroup killed, the cgroup removed.
     public func wait() async -> Termination {
-        if let known = ended.withLock({ $0 }) { return known }
+        if reaped.load(ordering: .acquiring), let known = ended.withLock({ $0 }) { return known }
         return await onDedicatedThread { [self] in waitUntilExit() }
     }
 
@@ -101,6 +105,32 @@ public final class SandboxedProcess: Sendable {
 
     deinit {
         close(pidfd)
+        close(appEndedFD)
+    }
+
+    /// How the app ended, from its init's report once `appEndedFD` is readable (blocks until
+    /// then), while the sandbox may still be on its way down; nil when the init died without
+    /// one (killed from outside): `waitUntilExit` says how. Call `waitUntilExit` or
+    /// `detachCleanup` after it: this reaps and removes nothing.
+    public func appOutcome() -> Termination? {
+        if let known = ended.withLock({ $0 }) { return known }
+        var exit = sbx_exit()
+        guard sbx_read_app_status(appEndedFD, &exit) == 0 else { return nil }
+        return record(classify(exit))
+    }
+
+    /// For a launcher that exits as soon as it has the outcome (`appOutcome`): a helper
+    /// process waits until the init, and with it every process of the sandbox, is gone and
+    /// then removes the cgroup, so the caller's exit waits for neither (see
+    /// `sbx_detach_cleanup`). Once per process, which is expected to exit next; false if
+    /// no helper could be started: then reap with `waitUntilExit`.
+    public func detachCleanup() -> Bool {
+        if reaped.load(ordering: .acquiring) { return true }
+        let directories = cgroup?.directories ?? []
+        if directories.isEmpty { return true }  // the init, orphaned, is reaped by the host's
+        let strings = CStrings()
+        let pointers: [UnsafePointer<CChar>?] = directories.map { UnsafePointer(strings.string($0)) }
+        return pointers.withUnsafeBufferPointer { sbx_detach_cleanup(pidfd, $0.baseAddress, Int32($0.count)) } == 0
     }
 
     /// Kills the sandbox because it outlived its deadline: it ends as `.timeout`.
@@ -119,14 +149,15 @@ public final class SandboxedProcess: Sendable {
     private let waiting = Mutex<Void>(())
 
     private func reapOnce() -> Termination {
-        if let known = ended.withLock({ $0 }) { return known }
+        if reaped.load(ordering: .acquiring), let known = ended.withLock({ $0 }) { return known }
         var exit = sbx_exit()
         var result: Int32 = -1
         var copy = child.withLock { $0 }
         repeat { result = sbx_wait(&copy, 0, &exit) } while result < 0 && errno == EINTR
         reaped.store(true, ordering: .releasing)
         child.withLock { $0 = copy }
-        let termination = classify(result == 0 ? exit : nil)
+        // `appOutcome` may have taken the init's report already.
+        let termination = ended.withLock({ $0 }) ?? classify(result == 0 ? exit : nil)
         // Whatever is left (a double-forked straggler outside the pid namespace cannot
         // exist, but a cgroup may still hold exiting processes) goes, then the group.
         if let cgroup {
@@ -134,7 +165,12 @@ public final class SandboxedProcess: Sendable {
             try? cgroup.remove()
         }
         child.withLock { sbx_child_close(&$0) }
-        return ended.withLock { stored in
+        return record(termination)
+    }
+
+    /// The first outcome recorded is the one every caller gets.
+    private func record(_ termination: Termination) -> Termination {
+        ended.withLock { stored in
             if let stored { return stored }
             stored = termination
             return termination

@@ -105,12 +105,58 @@ static int apply_rlimit(const struct sbx_rlimit *r)
     return setrlimit((__rlimit_resource_t)r->resource, &rl);
 }
 
+/* ---- PID 2: the app, from its start to execve. */
+struct app_start {
+    const struct sbx_ctx *ctx;
+    int report_fd;
+};
+
+static int app_main(void *arg)
+{
+    const struct app_start *start = arg;
+    const struct sbx_ctx *c = start->ctx;
+    const struct sbx_config *cfg = c->cfg;
+    int report_fd = start->report_fd;
+    sigset_t none;
+
+    STEP(SBX_STEP_APP_SETSID,     setsid());
+    STEP(SBX_STEP_FDS,            sbx_arrange_app_fds(c, &report_fd));
+    /* Before the rlimits: a lower RLIMIT_NOFILE must not hide fds to close. */
+    STEP(SBX_STEP_CLOSE_FDS,      sbx_close_from(5, c->max_fd));
+    for (int i = 0; i < cfg->n_rlimits; i++)
+        STEP_AT(SBX_STEP_RLIMIT, i, apply_rlimit(&cfg->rlimits[i]));
+    STEP(SBX_STEP_CAP_BOUNDING,   sbx_drop_bounding_set());
+    STEP(SBX_STEP_SECUREBITS,     sbx_lock_securebits());
+    STEP(SBX_STEP_CAP_AMBIENT,    sbx_clear_ambient());
+    STEP(SBX_STEP_CAPSET,         sbx_clear_capabilities());
+    STEP(SBX_STEP_NO_NEW_PRIVS,   prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+    sigemptyset(&none);
+    STEP(SBX_STEP_UNBLOCK_SIGNALS, sigprocmask(SIG_SETMASK, &none, NULL));
+    /* Last: from here on only what the filter allows, and execve must be. */
+    STEP(SBX_STEP_SECCOMP,        sbx_load_seccomp(cfg->bpf, cfg->bpf_len));
+    execve(cfg->exec_path, cfg->argv, cfg->envp);
+    sbx_child_fail(report_fd, SBX_STEP_EXECVE, -1, errno);
+}
+
+/* The app runs in the init's memory, on a stack of its own, while the init
+ * waits (CLONE_VM | CLONE_VFORK, as posix_spawn does): no page tables are
+ * copied for it, and its execve has no copy to tear down. Everything it
+ * changes is its own (credentials, rlimits, signal mask, fd table, session)
+ * except memory: it writes only its stack, and errno, which the init, held
+ * until the execve or the exit, does not read from before. */
+static char app_stack[64 * 1024] __attribute__((aligned(16)));
+
+static pid_t start_app(const struct sbx_ctx *c, int report_fd)
+{
+    struct app_start start = { .ctx = c, .report_fd = report_fd };
+    return clone(app_main, app_stack + sizeof app_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &start);
+}
+
 _Noreturn void sbx_child_main(const struct sbx_ctx *c)
 {
     const struct sbx_config *cfg = c->cfg;
     const char *hostname = cfg->hostname ? cfg->hostname : "sandbox";
     int report_fd = c->err_fd;
-    sigset_t none;
     pid_t app;
 
     /* ---- PID 1 of the new pid, mount, net, ipc, uts and user namespaces. */
@@ -141,26 +187,6 @@ _Noreturn void sbx_child_main(const struct sbx_ctx *c)
     STEP(SBX_STEP_CGROUP_NS,      unshare(CLONE_NEWCGROUP));
     /* Blocked before the fork so that no SIGCHLD or SIGTERM is lost. */
     STEP(SBX_STEP_SIGNALS,        sbx_init_block_signals());
-    STEP(SBX_STEP_FORK,           app = sbx_raw_fork());
-    if (app > 0)
-        sbx_init_main(c, app, report_fd); /* PID 1 stays the tiny init */
-
-    /* ---- PID 2: the app. */
-    STEP(SBX_STEP_APP_SETSID,     setsid());
-    STEP(SBX_STEP_FDS,            sbx_arrange_app_fds(c, &report_fd));
-    /* Before the rlimits: a lower RLIMIT_NOFILE must not hide fds to close. */
-    STEP(SBX_STEP_CLOSE_FDS,      sbx_close_from(5, c->max_fd));
-    for (int i = 0; i < cfg->n_rlimits; i++)
-        STEP_AT(SBX_STEP_RLIMIT, i, apply_rlimit(&cfg->rlimits[i]));
-    STEP(SBX_STEP_CAP_BOUNDING,   sbx_drop_bounding_set());
-    STEP(SBX_STEP_SECUREBITS,     sbx_lock_securebits());
-    STEP(SBX_STEP_CAP_AMBIENT,    sbx_clear_ambient());
-    STEP(SBX_STEP_CAPSET,         sbx_clear_capabilities());
-    STEP(SBX_STEP_NO_NEW_PRIVS,   prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
-    sigemptyset(&none);
-    STEP(SBX_STEP_UNBLOCK_SIGNALS, sigprocmask(SIG_SETMASK, &none, NULL));
-    /* Last: from here on only what the filter allows, and execve must be. */
-    STEP(SBX_STEP_SECCOMP,        sbx_load_seccomp(cfg->bpf, cfg->bpf_len));
-    execve(cfg->exec_path, cfg->argv, cfg->envp);
-    sbx_child_fail(report_fd, SBX_STEP_EXECVE, -1, errno);
+    STEP(SBX_STEP_FORK,           app = start_app(c, report_fd));
+    sbx_init_main(c, app, report_fd); /* PID 1 stays the tiny init */
 }

@@ -65,7 +65,6 @@ _Noreturn void sbx_init_main(const struct sbx_ctx *ctx, pid_t app, int report_fd
 int sbx_exit_code_for(int wstatus); /* exit code, or 128 + signal */
 
 /* sys.c */
-pid_t sbx_raw_fork(void);
 int sbx_raw_setresuid(uid_t uid);
 int sbx_raw_setresgid(gid_t gid);
 int sbx_reset_signal_dispositions(void);

@@ -405,20 +405,30 @@ int sbx_wait(struct sbx_child *child, int nonblock, struct sbx_exit *out)
     out->init_value = info.si_status;
 
     /* The init is gone, so is the only writer: this read does not block. */
-    int wstatus;
-    ssize_t n = child->statusfd >= 0 ? read(child->statusfd, &wstatus, sizeof wstatus) : -1;
-    if (n == (ssize_t)sizeof wstatus) {
-        if (WIFEXITED(wstatus)) {
-            out->kind = SBX_EXIT_CODE;
-            out->value = WEXITSTATUS(wstatus);
-        } else if (WIFSIGNALED(wstatus)) {
-            out->kind = SBX_EXIT_SIGNAL;
-            out->value = WTERMSIG(wstatus);
-            out->core_dumped = WCOREDUMP(wstatus) ? 1 : 0;
-        }
-    }
+    if (child->statusfd >= 0) (void)sbx_read_app_status(child->statusfd, out);
     close_fd(&child->statusfd);
     close_fd(&child->pidfd);
+    return 0;
+}
+
+int sbx_read_app_status(int statusfd, struct sbx_exit *out)
+{
+    int wstatus;
+    ssize_t n;
+    do n = read(statusfd, &wstatus, sizeof wstatus); while (n < 0 && errno == EINTR);
+    if (n < 0) return -1;
+    if (n != (ssize_t)sizeof wstatus) return 1; /* EOF: the init died without a word */
+    out->core_dumped = 0;
+    if (WIFEXITED(wstatus)) {
+        out->kind = SBX_EXIT_CODE;
+        out->value = WEXITSTATUS(wstatus);
+    } else if (WIFSIGNALED(wstatus)) {
+        out->kind = SBX_EXIT_SIGNAL;
+        out->value = WTERMSIG(wstatus);
+        out->core_dumped = WCOREDUMP(wstatus) ? 1 : 0;
+    } else {
+        return 1;
+    }
     return 0;
 }
 

@@ -31,14 +31,6 @@
 
 /* ---- for the child ------------------------------------------------------- */
 
-/* fork() would run the parent's pthread_atfork handlers, which may take locks
- * held by threads that do not exist in this copy. A bare clone does not.
- * (Arguments after the flags are zero, so their order per arch is moot.) */
-pid_t sbx_raw_fork(void)
-{
-    return (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, 0UL, 0UL, 0UL);
-}
-
 /* glibc's setres[ug]id signal every thread it knows of to change them too;
  * in the child those threads are gone and it would wait forever. The raw
  * syscall changes the calling task only, which is all there is here. */

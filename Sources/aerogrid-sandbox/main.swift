@@ -144,16 +144,17 @@ func report(_ termination: Termination, usage: CgroupUsage?, to path: String?, d
     }
 }
 
-/// Waits for the sandbox on this thread, with no other threads: SIGTERM, SIGINT and SIGHUP
-/// (blocked, so they stay pending) are taken between polls of the init's pidfd and passed
-/// on to the sandbox; past the deadline the sandbox is killed and reported as a timeout.
+/// Waits for the app to end, on this thread, with no other threads: SIGTERM, SIGINT and
+/// SIGHUP (blocked, so they stay pending) are taken between polls and passed on to the
+/// sandbox; past the deadline the sandbox is killed and reported as a timeout. Returns as
+/// soon as the init has said how the app ended: the sandbox's teardown is not waited for.
 func monitor(_ process: SandboxedProcess, signals: sigset_t, timeoutSeconds: Double?, readUsage: Bool) -> (Termination, CgroupUsage?) {
     let deadline = timeoutSeconds.map { now() + $0 }
     var usage: CgroupUsage?
     var pending = signals
     var noWait = timespec()
     while true {
-        var pollFD = pollfd(fd: process.pidfd, events: Int16(POLLIN), revents: 0)
+        var pollFD = pollfd(fd: process.appEndedFD, events: Int16(POLLIN), revents: 0)
         if poll(&pollFD, 1, 50) == 1 { break }
         var info = siginfo_t()
         while sigtimedwait(&pending, &info, &noWait) > 0 { process.signal(info.si_signo) }
@@ -163,9 +164,10 @@ func monitor(_ process: SandboxedProcess, signals: sigset_t, timeoutSeconds: Dou
         }
         if readUsage { usage = process.usage() ?? usage }
     }
-    // The cgroup is still there until the wait below: its last reading goes in the report.
+    let termination = process.appOutcome() ?? process.waitUntilExit()
+    // The cgroup is still there (removed once the init is gone): its last reading goes in the report.
     if readUsage { usage = process.usage() ?? usage }
-    return (process.waitUntilExit(), usage)
+    return (termination, usage)
 }
 
 func now() -> Double {
@@ -218,6 +220,11 @@ case "run":
         if let degradation = process.degradation { writeLine(2, "aerogrid-sandbox: warning: \(degradation)") }
         let (termination, usage) = monitor(process, signals: blocked, timeoutSeconds: options.timeoutSeconds, readUsage: options.report != nil)
         report(termination, usage: usage, to: options.report, degradation: process.degradation)
+        // A group of its own is removed by a helper once the sandbox is gone, so the caller
+        // has the outcome without waiting for the teardown, as bubblewrap's does. A named
+        // group is removed before the exit: the next launch may want the name at once.
+        if options.cgroup == nil && process.detachCleanup() { exit(termination.shellStatus) }
+        _ = process.waitUntilExit()
         exit(termination.shellStatus)
     } catch {
         fail(error.message)

@@ -210,6 +210,26 @@ struct sbx_exit {
  * SIG_IGN: the kernel would reap the init itself. */
 int sbx_wait(struct sbx_child *child, int nonblock, struct sbx_exit *out);
 
+/* How the app ended, from the wait status the init writes to statusfd (or a
+ * dup of it) before it exits: known without waiting for the sandbox's
+ * teardown (its mount namespace, its cgroup). Blocks until the init has
+ * written or is gone. 0 with out->kind, value and core_dumped set; 1 when the
+ * init died without writing (killed: sbx_wait says how); -1 with errno. The
+ * status is read once: a later sbx_wait finds none (kind SBX_EXIT_UNKNOWN). */
+int sbx_read_app_status(int statusfd, struct sbx_exit *out);
+
+/* For a launcher that exits as soon as it knows how the app ended: starts a
+ * helper process that waits on `pidfd` until the init is gone (and with it,
+ * the kernel guarantees, every process of the sandbox's pid namespace), then
+ * removes each directory of `dirs` (the sandbox's cgroup) and exits. The
+ * helper shares the caller's memory (CLONE_VM, its own stack), so starting it
+ * copies nothing and the caller's exit leaves the address space's teardown to
+ * it; it touches nothing of the caller's but what this copies first, closes
+ * every fd but its pidfd and blocks every signal. Once per process (its
+ * stack and data are static); the caller is expected to exit next. 0, or -1
+ * with errno. */
+int sbx_detach_cleanup(int pidfd, const char *const *dirs, int n);
+
 /* Closes whatever fds of *child are still open (>= 0) and sets them to -1. */
 void sbx_child_close(struct sbx_child *child);
 

@@ -1,0 +1,79 @@
+import AeroGridSandbox
+import Foundation
+import Testing
+
+extension SandboxSuite {
+    /// A launcher learns how the app ended from its init's report, before the sandbox is torn
+    /// down, and leaves the cgroup's removal to a helper (or does it itself for a named group).
+    @Suite struct EarlyOutcome {
+        @Test func theOutcomeComesFromTheInitsReportAndAHelperRemovesTheCgroup() async throws {
+            let process = try Sandbox.launch(probeSpec(["/bin/sh", "-c", "exit 3"], cgroup: "early"))
+            let directories = try #require(process.cgroup?.directories)
+            #expect(process.appOutcome() == .exited(3))
+            // Nothing has reaped the init or removed the group yet: that is the helper's job.
+            #expect(directories.allSatisfy { FileManager.default.fileExists(atPath: $0) })
+            #expect(process.detachCleanup())
+            #expect(await gone(directories), "the helper removed \(directories)")
+            // The outcome stays the one the init reported; this only reaps the init.
+            #expect(process.waitUntilExit() == .exited(3))
+            closeDescriptors(of: process)
+        }
+
+        @Test func aSignalIsReportedFromTheInitsReportToo() async throws {
+            let process = try Sandbox.launch(probeSpec(["/bin/sh", "-c", "kill -TERM $$"], cgroup: "early"))
+            #expect(process.appOutcome() == .signaled(SIGTERM))
+            #expect(process.waitUntilExit() == .signaled(SIGTERM))
+            #expect(process.cgroup.map { $0.directories.allSatisfy { !FileManager.default.fileExists(atPath: $0) } } == true)
+            closeDescriptors(of: process)
+        }
+
+        @Test func theLauncherExitsWithTheAppsStatusAndItsOwnGroupGoesRightAfter() async throws {
+            let (status, pid) = try runLauncher(["--", "/bin/sh", "-c", "exit 3"])
+            #expect(status == 3)
+            #expect(await gone(launcherGroup("sandbox-\(pid)")), "a helper removes the launcher's own group")
+        }
+
+        @Test func aNamedGroupIsGoneWhenTheLauncherExits() async throws {
+            let name = "tests/launcher-\(UInt32.random(in: 0...UInt32.max))"
+            let (status, _) = try runLauncher(["--cgroup", name, "--", "/bin/sh", "-c", "exit 4"])
+            #expect(status == 4)
+            // The next launch may want the name at once: no waiting here.
+            #expect(launcherGroup(name).allSatisfy { !FileManager.default.fileExists(atPath: $0) })
+        }
+    }
+}
+
+private func closeDescriptors(of process: SandboxedProcess) {
+    for fd in [process.ipcSocket, process.stdout, process.stderr] { if let fd { close(fd) } }
+}
+
+/// The debug build of `aerogrid-sandbox`, which `swift build --build-tests` makes.
+private let launcherPath = "\(repositoryRoot)/.build/debug/aerogrid-sandbox"
+
+/// Runs the launcher with the python profile; its exit status and pid.
+private func runLauncher(_ arguments: [String]) throws -> (status: Int32, pid: Int32) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: launcherPath)
+    process.arguments = ["run", "--profile", "\(repositoryRoot)/sandbox-profiles/python.json"] + arguments
+    try process.run()
+    process.waitUntilExit()
+    return (process.terminationStatus, process.processIdentifier)
+}
+
+/// Where the launcher's group `name` (under aerogrid/) is in every hierarchy of this host.
+private func launcherGroup(_ name: String) -> [String] {
+    switch Sandbox.cgroups {
+    case .v1(let hierarchy): hierarchy.mounts.values.map { "\($0)/\(hierarchy.rootName)/\(name)" }
+    case .v2(let hierarchy): ["\(hierarchy.root)/\(name)"]
+    case .unavailable: []
+    }
+}
+
+/// True once none of `directories` exists (polled for up to two seconds).
+private func gone(_ directories: [String]) async -> Bool {
+    for _ in 0..<200 {
+        if directories.allSatisfy({ !FileManager.default.fileExists(atPath: $0) }) { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return false
+}
