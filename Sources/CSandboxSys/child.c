@@ -125,11 +125,6 @@ static int app_main(void *arg)
     STEP(SBX_STEP_CLOSE_FDS,      sbx_close_from(5, c->max_fd));
     for (int i = 0; i < cfg->n_rlimits; i++)
         STEP_AT(SBX_STEP_RLIMIT, i, apply_rlimit(&cfg->rlimits[i]));
-    STEP(SBX_STEP_CAP_BOUNDING,   sbx_drop_bounding_set());
-    STEP(SBX_STEP_SECUREBITS,     sbx_lock_securebits());
-    STEP(SBX_STEP_CAP_AMBIENT,    sbx_clear_ambient());
-    STEP(SBX_STEP_CAPSET,         sbx_clear_capabilities());
-    STEP(SBX_STEP_NO_NEW_PRIVS,   prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
     sigemptyset(&none);
     STEP(SBX_STEP_UNBLOCK_SIGNALS, sigprocmask(SIG_SETMASK, &none, NULL));
     /* Last: from here on only what the filter allows, and execve must be. */
@@ -141,7 +136,7 @@ static int app_main(void *arg)
 /* The app runs in the init's memory, on a stack of its own, while the init
  * waits (CLONE_VM | CLONE_VFORK, as posix_spawn does): no page tables are
  * copied for it, and its execve has no copy to tear down. Everything it
- * changes is its own (credentials, rlimits, signal mask, fd table, session)
+ * changes is its own (rlimits, signal mask, fd table, session, filter)
  * except memory: it writes only its stack, and errno, which the init, held
  * until the execve or the exit, does not read from before. */
 static char app_stack[64 * 1024] __attribute__((aligned(16)));
@@ -187,6 +182,15 @@ _Noreturn void sbx_child_main(const struct sbx_ctx *c)
     STEP(SBX_STEP_CGROUP_NS,      unshare(CLONE_NEWCGROUP));
     /* Blocked before the fork so that no SIGCHLD or SIGTERM is lost. */
     STEP(SBX_STEP_SIGNALS,        sbx_init_block_signals());
+    /* Every privilege goes now, before the app exists: it inherits all of it
+     * (an empty bounding set, locked securebits, no capabilities at all,
+     * no_new_privs), and the init keeps none either. */
+    STEP(SBX_STEP_CAP_BOUNDING,   sbx_drop_bounding_set());
+    /* Needs CAP_SETPCAP, so before capset() empties the sets. */
+    STEP(SBX_STEP_SECUREBITS,     sbx_lock_securebits());
+    STEP(SBX_STEP_CAP_AMBIENT,    sbx_clear_ambient());
+    STEP(SBX_STEP_CAPSET,         sbx_clear_capabilities());
+    STEP(SBX_STEP_NO_NEW_PRIVS,   prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
     STEP(SBX_STEP_FORK,           app = start_app(c, report_fd));
-    sbx_init_main(c, app, report_fd); /* PID 1 stays the tiny init */
+    sbx_init_main(c, app); /* PID 1 stays the tiny init */
 }

@@ -9,8 +9,9 @@
  * and exits with a shell-style code (the exit code, or 128 + signal); the
  * kernel then kills whatever else is left in the namespace.
  *
- * Init gets no seccomp filter (it must wait, kill, write), but loses every
- * capability, sets no_new_privs, is not dumpable (its memory is a copy of
+ * Init gets no seccomp filter (it must wait, kill, write), but has lost every
+ * capability and set no_new_privs before it started the app (which inherits
+ * both), is not dumpable (its memory is a copy of
  * the parent's, so /proc/1/mem and /proc/1/environ must stay closed to the
  * app) and keeps no fd but the status pipe.
  */
@@ -85,14 +86,6 @@ static void scrub_parent_strings(void)
     if (v[2] && v[3] > v[2]) memset((void *)v[2], 0, v[3] - v[2]);
 }
 
-static int init_drop_privileges(void)
-{
-    if (sbx_drop_bounding_set() < 0 || sbx_lock_securebits() < 0 ||
-        sbx_clear_ambient() < 0 || sbx_clear_capabilities() < 0)
-        return -1;
-    return 0;
-}
-
 int sbx_exit_code_for(int wstatus)
 {
     if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
@@ -107,22 +100,12 @@ static _Noreturn void finish(int status_fd, int wstatus)
     _exit(sbx_exit_code_for(wstatus));
 }
 
-_Noreturn void sbx_init_main(const struct sbx_ctx *ctx, pid_t app, int report_fd)
+_Noreturn void sbx_init_main(const struct sbx_ctx *ctx, pid_t app)
 {
     sigset_t set;
     init_signal_set(&set);
 
     scrub_parent_strings();
-    if (init_drop_privileges() < 0) {
-        int err = errno;
-        kill(app, SIGKILL);
-        sbx_child_fail(report_fd, SBX_STEP_INIT_CAPS, -1, err);
-    }
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-        int err = errno;
-        kill(app, SIGKILL);
-        sbx_child_fail(report_fd, SBX_STEP_INIT_NO_NEW_PRIVS, -1, err);
-    }
     /* Every fd of the parent, the error pipe included: its EOF must come
      * from the app's execve alone. */
     sbx_close_all_but(ctx->status_fd, ctx->max_fd);

@@ -61,7 +61,7 @@ int sbx_load_seccomp(const void *bpf, size_t len);
 
 /* init.c */
 int sbx_init_block_signals(void);
-_Noreturn void sbx_init_main(const struct sbx_ctx *ctx, pid_t app, int report_fd);
+_Noreturn void sbx_init_main(const struct sbx_ctx *ctx, pid_t app);
 int sbx_exit_code_for(int wstatus); /* exit code, or 128 + signal */
 
 /* sys.c */
