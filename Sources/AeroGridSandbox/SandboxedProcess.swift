@@ -121,8 +121,8 @@ public final class SandboxedProcess: Sendable {
 
     /// For a launcher that exits as soon as it has the outcome (`appOutcome`): a helper
     /// process waits until the init, and with it every process of the sandbox, is gone and
-    /// then removes the cgroup, so the caller's exit waits for neither (see
-    /// `sbx_detach_cleanup`). Once per process, which is expected to exit next; false if
+    /// then removes the cgroup, so the caller's exit waits for neither, and the group goes
+    /// even if the caller dies first (see `sbx_detach_cleanup`). Once per process; false if
     /// no helper could be started: then reap with `waitUntilExit`.
     public func detachCleanup() -> Bool {
         if reaped.load(ordering: .acquiring) { return true }

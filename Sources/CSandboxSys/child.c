@@ -13,6 +13,7 @@
 #include "sbx_internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -51,6 +52,15 @@ static int wait_for_parent(const struct sbx_ctx *c)
     do n = read(sync_fd, &byte, 1); while (n < 0 && errno == EINTR);
     if (n != 1) _exit(SBX_EXIT_SETUP_FAILED); /* nobody left to report to */
     return close(sync_fd);
+}
+
+/* True when the parent has died: it holds the only read end of the error
+ * pipe until the app has exec'd, and a pipe's write end polls POLLERR once
+ * no reader is left. Does not block. */
+static int parent_gone(int report_fd)
+{
+    struct pollfd p = { .fd = report_fd, .events = 0 };
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
 }
 
 /* Waits for the parent to have made our cgroup (while we built the file
@@ -160,10 +170,20 @@ _Noreturn void sbx_child_main(const struct sbx_ctx *c)
     STEP(SBX_STEP_DUMPABLE,       prctl(PR_SET_DUMPABLE, 0, 0, 0, 0));
     STEP(SBX_STEP_SIGNALS,        sbx_reset_signal_dispositions());
     STEP(SBX_STEP_WAIT_PARENT,    wait_for_parent(c));
+    /* The parent kept us off its CPU until now (spawn.c); running elsewhere,
+     * we take its affinity back, for the init and the app. */
+    if (c->moved_off_cpu)
+        STEP(SBX_STEP_AFFINITY,   sched_setaffinity(0, sizeof c->cpus, &c->cpus));
     /* Still as the parent's uid: host paths are searched with its rights. */
     int source = -1;
     STEP_AT(SBX_STEP_OPEN_SOURCE, source, sbx_open_mount_sources(c, &source));
     STEP(SBX_STEP_SETID,          become_sandbox_user(cfg));
+    /* A change of uid clears the parent-death signal and resets the dumpable
+     * flag to the host's suid_dumpable: both again. A parent that died before
+     * the signal was armed again shows on the error pipe. */
+    STEP(SBX_STEP_PDEATHSIG,      prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0));
+    STEP(SBX_STEP_DUMPABLE,       prctl(PR_SET_DUMPABLE, 0, 0, 0, 0));
+    if (parent_gone(report_fd)) _exit(SBX_EXIT_SETUP_FAILED); /* nobody left to report to */
     umask(022); /* not the parent's: mount points and the app's files */
     STEP(SBX_STEP_MOUNT_PRIVATE,  mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
     STEP(SBX_STEP_ROOT_TMPFS,     sbx_mount_root_tmpfs(cfg->new_root));

@@ -5,6 +5,7 @@
 
 #include "sandbox_sys.h"
 
+#include <sched.h>
 #include <signal.h>
 
 #define SBX_MAX_MOUNTS 256
@@ -32,6 +33,8 @@ struct sbx_ctx {
     int status_fd;        /* write end: the app's wait status, from the init */
     int null_fd;          /* /dev/null for stdio the parent did not give */
     unsigned max_fd;      /* highest fd that may be open, for the close fallback */
+    int moved_off_cpu;    /* the parent kept the child off its CPU: restore `cpus` */
+    cpu_set_t cpus;       /* the parent's CPU affinity, the child's once it runs */
 };
 
 /* child.c */

@@ -152,6 +152,28 @@ static pid_t clone_sandbox(int *pidfd)
     return (pid_t)pid;
 }
 
+/* The kernel starts a new process on its parent's CPU, and on a small machine
+ * leaves it there for milliseconds while the parent runs: the init's file
+ * system and the parent's cgroup work would take turns on one CPU while
+ * another idles. So the parent moves the child off its own CPU (it may set
+ * the affinity of a process it just cloned, which still has its uid) before
+ * it releases it, and the child takes the parent's affinity back once
+ * released, before anything of the app's inherits it. Not when only one CPU
+ * is allowed. */
+static void save_affinity(struct sbx_ctx *c)
+{
+    c->moved_off_cpu = sched_getaffinity(0, sizeof c->cpus, &c->cpus) == 0 && CPU_COUNT(&c->cpus) > 1;
+}
+
+static void move_off_this_cpu(const struct sbx_ctx *c, pid_t pid)
+{
+    int cpu = sched_getcpu();
+    if (!c->moved_off_cpu || cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &c->cpus)) return;
+    cpu_set_t others = c->cpus;
+    CPU_CLR(cpu, &others);
+    (void)sched_setaffinity(pid, sizeof others, &others); /* a hint: failure costs only time */
+}
+
 static int write_text(int fd, const char *text)
 {
     size_t len = strlen(text);
@@ -232,6 +254,7 @@ int sbx_spawn(const struct sbx_config *cfg, struct sbx_child *child, struct sbx_
     c.err_fd = err_pipe[1];
     c.status_fd = status_pipe[1];
 
+    save_affinity(&c);
     /* No signal handler of ours may run in the child before it resets them. */
     sigset_t all, old;
     sigfillset(&all);
@@ -253,6 +276,7 @@ int sbx_spawn(const struct sbx_config *cfg, struct sbx_child *child, struct sbx_
         fail_at(failure, SBX_STEP_CLONE, -1, clone_err);
         goto fail;
     }
+    move_off_this_cpu(&c, pid);
 
     if (write_proc(pid, "setgroups", "deny") < 0) {
         fail_at(failure, SBX_STEP_SETGROUPS, -1, errno);
@@ -455,6 +479,7 @@ static const char *const step_names[SBX_STEP_COUNT] = {
     [SBX_STEP_DUMPABLE] = "PR_SET_DUMPABLE",
     [SBX_STEP_SIGNALS] = "signals",
     [SBX_STEP_WAIT_PARENT] = "wait for parent",
+    [SBX_STEP_AFFINITY] = "restore CPU affinity",
     [SBX_STEP_OPEN_SOURCE] = "open mount source",
     [SBX_STEP_SETID] = "setresuid/setresgid",
     [SBX_STEP_MOUNT_PRIVATE] = "make mounts private",

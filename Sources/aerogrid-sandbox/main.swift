@@ -218,13 +218,14 @@ case "run":
         spec.spawnOnCallingThread = true  // this thread waits for the sandbox to the end
         let process = try Sandbox.launch(spec)
         if let degradation = process.degradation { writeLine(2, "aerogrid-sandbox: warning: \(degradation)") }
+        // A group of its own is removed by a helper once the sandbox is gone, started now,
+        // while the app runs: the exit below then waits for no teardown (as bubblewrap's
+        // does not), and the group goes even if this process is killed first. A named group
+        // is removed before the exit: the next launch may want the name at once.
+        let cleanupDetached = options.cgroup == nil && process.detachCleanup()
         let (termination, usage) = monitor(process, signals: blocked, timeoutSeconds: options.timeoutSeconds, readUsage: options.report != nil)
         report(termination, usage: usage, to: options.report, degradation: process.degradation)
-        // A group of its own is removed by a helper once the sandbox is gone, so the caller
-        // has the outcome without waiting for the teardown, as bubblewrap's does. A named
-        // group is removed before the exit: the next launch may want the name at once.
-        if options.cgroup == nil && process.detachCleanup() { exit(termination.shellStatus) }
-        _ = process.waitUntilExit()
+        if !cleanupDetached { _ = process.waitUntilExit() }
         exit(termination.shellStatus)
     } catch {
         fail(error.message)

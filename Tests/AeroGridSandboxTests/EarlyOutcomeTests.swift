@@ -33,6 +33,19 @@ extension SandboxSuite {
             #expect(await gone(launcherGroup("sandbox-\(pid)")), "a helper removes the launcher's own group")
         }
 
+        @Test func aLauncherKilledWithSIGKILLLeavesNoGroupBehind() async throws {
+            let launcher = Process()
+            launcher.executableURL = URL(fileURLWithPath: launcherPath)
+            launcher.arguments = ["run", "--profile", "\(repositoryRoot)/sandbox-profiles/python.json", "--", "/bin/sleep", "30"]
+            try launcher.run()
+            let group = launcherGroup("sandbox-\(launcher.processIdentifier)")
+            #expect(await exists(group), "the sandbox started: \(group)")
+            kill(launcher.processIdentifier, SIGKILL)
+            launcher.waitUntilExit()
+            // The init dies with its parent (PR_SET_PDEATHSIG), the helper removes the group.
+            #expect(await gone(group), "the helper outlived the launcher and removed \(group)")
+        }
+
         @Test func aNamedGroupIsGoneWhenTheLauncherExits() async throws {
             let name = "tests/launcher-\(UInt32.random(in: 0...UInt32.max))"
             let (status, _) = try runLauncher(["--cgroup", name, "--", "/bin/sh", "-c", "exit 4"])
@@ -67,6 +80,15 @@ private func launcherGroup(_ name: String) -> [String] {
     case .v2(let hierarchy): ["\(hierarchy.root)/\(name)"]
     case .unavailable: []
     }
+}
+
+/// True once every one of `directories` exists (polled for up to five seconds).
+private func exists(_ directories: [String]) async -> Bool {
+    for _ in 0..<500 {
+        if !directories.isEmpty && directories.allSatisfy({ FileManager.default.fileExists(atPath: $0) }) { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return false
 }
 
 /// True once none of `directories` exists (polled for up to two seconds).
