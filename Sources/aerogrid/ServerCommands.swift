@@ -111,7 +111,6 @@ struct DevCommand: AsyncParsableCommand {
             dataDirectory: directory, listen: .init(host: host, port: httpsPort), kafkaBootstrap: kafka.bootstrapServers)
         configuration.httpListen = .init(host: host, port: httpPort)
         configuration.tls = tls
-        configuration.kafkaProperties = ["fetch.wait.max.ms": "10"]
 
         var tokens = DevTokens(path: "\(directory)/dev-tokens")
         let operatorToken = tokens.values["operator"] ?? AeroGridServer.newTokenSecret()
