@@ -23,6 +23,7 @@ public final class KafkaProducer: Sendable {
     private let client: RDKafkaClient
     private let state: ProducerState
     private let worker: KafkaWorkerThread
+    private let pollThreadEnded = ThreadEnd()
 
     public init(configuration: KafkaConfiguration, logger: Logger) throws(KafkaError) {
         let producerState = ProducerState(logger: logger)
@@ -36,12 +37,26 @@ public final class KafkaProducer: Sendable {
         }
         state = producerState
         worker = KafkaWorkerThread(name: "aerogrid-kafka-producer")
-        // Delivery reports are served by polling; one thread does nothing else.
-        let client = self.client
+        // Delivery reports are served by polling; one thread does nothing else. It holds the
+        // client until it ends, and lets go of it before it says so (see `close`).
+        let client = Unmanaged.passRetained(self.client)
         let state = self.state
+        let ended = pollThreadEnded
         Thread.detachNewThread {
-            while !state.isClosed { rd_kafka_poll(client.handle, 50) }
+            let handle = client.takeUnretainedValue().handle
+            while !state.isClosed { rd_kafka_poll(handle, 50) }
+            client.release()
+            ended.signal()
         }
+    }
+
+    /// Stops serving delivery reports and waits for the thread that served them, so the
+    /// client goes with this object rather than up to a poll interval later: a caller that
+    /// stops Kafka next (`aerogrid dev` at Ctrl-C) gets no disconnection errors from it.
+    /// Flush first: what is still queued is not delivered after this.
+    public func close() async {
+        state.close()
+        await pollThreadEnded.wait()
     }
 
     deinit {
@@ -173,6 +188,30 @@ final class DeliveryWaiter: Sendable {
 
     init(_ continuation: CheckedContinuation<KafkaDeliveryReport, any Error>) {
         self.continuation = continuation
+    }
+}
+
+/// Signalled once, by a thread as it ends; awaited by any number of tasks.
+final class ThreadEnd: Sendable {
+    private let state = Mutex<(ended: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func signal() {
+        let waiters = state.withLock { state in
+            state.ended = true
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ended = state.withLock { state in
+                if !state.ended { state.waiters.append(continuation) }
+                return state.ended
+            }
+            if ended { continuation.resume() }
+        }
     }
 }
 

@@ -140,6 +140,10 @@ public final class AppRunner: Sendable {
         activeConsumer.withLock { $0 = nil }
         await consumer.close()
         try? await dlqProducer.flush(timeout: .seconds(10))
+        // Closed with the run, not with the runner (which the supervisor keeps): a client
+        // left open would outlive a cluster stopped after the apps (`aerogrid dev`'s).
+        producer.withLock { $0 = nil }
+        await dlqProducer.close()
         statusState.withLock { _ = $0.lifecycle.processEnded(nil, uptime: .zero) }
     }
 

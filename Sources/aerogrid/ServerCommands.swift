@@ -159,7 +159,7 @@ struct DevCommand: AsyncParsableCommand {
                 for line in shared.lines.withLock({ $0 }) { printLine(line) }
             }
         })
-        demo.stop()
+        await demo.stop()
         withExtendedLifetime(kafka) {}
     }
 }
@@ -224,11 +224,17 @@ final class DevDemo: Sendable {
                     }
                 }
                 try? await producer.flush(timeout: .seconds(2))
+                await producer.close()
             }
         }
     }
 
-    func stop() { producing.withLock { $0?.cancel() } }
+    /// Stops producing and waits for the producer's last flush, before Kafka goes.
+    func stop() async {
+        let task = producing.withLock { $0 }
+        task?.cancel()
+        await task?.value
+    }
 }
 
 /// `.aerogrid/dev-tokens`: `name=secret` lines, readable by the owner only.
