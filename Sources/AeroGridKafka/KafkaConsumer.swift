@@ -120,13 +120,24 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// Each partition's watermarks as the latest fetch responses reported them (no request),
-    /// or asked of the leader for a partition not fetched yet.
-    public func knownWatermarks(_ partitions: [TopicPartition], timeout: Duration = .seconds(5)) async throws -> [TopicPartition: KafkaWatermarks] {
-        let timeoutMs = milliseconds(timeout)
+    /// or asked of the leader for a partition not fetched yet — all within `timeout`
+    /// together: the questions hold this consumer's thread, and whoever waits for the answer
+    /// (a status page, the app list) should not wait long on an unreachable cluster.
+    /// Throws `timedOut` when the time is up first.
+    public func knownWatermarks(_ partitions: [TopicPartition], timeout: Duration = .seconds(1)) async throws -> [TopicPartition: KafkaWatermarks] {
+        let deadline = ContinuousClock.now + timeout
         return try await run { core in
             var result: [TopicPartition: KafkaWatermarks] = [:]
             for tp in partitions {
-                result[tp] = try core.client.cachedWatermarks(tp) ?? core.client.queryWatermarks(tp, timeoutMs: timeoutMs)
+                if let cached = core.client.cachedWatermarks(tp) {
+                    result[tp] = cached
+                    continue
+                }
+                let left = milliseconds(deadline - ContinuousClock.now)
+                guard left > 0 else {
+                    throw KafkaError(RD_KAFKA_RESP_ERR__TIMED_OUT, "no time left to read the offsets of \(tp)", topic: tp.topic, partition: tp.partition)
+                }
+                result[tp] = try core.client.queryWatermarks(tp, timeoutMs: left)
             }
             return result
         }

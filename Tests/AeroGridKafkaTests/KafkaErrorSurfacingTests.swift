@@ -24,6 +24,14 @@ struct KafkaErrorSurfacingTests {
             try await consumer.assign([TopicPartition("orders", 0): .beginning], timeout: .seconds(2))
         }
         #expect(ContinuousClock.now - assigning < .seconds(4))
+        // Watermarks of partitions never fetched: by default one second for all of them (a
+        // status page waits on this, and it holds the consumer's thread), not librdkafka's
+        // five-second query timeout.
+        let asking = ContinuousClock.now
+        await #expect(throws: KafkaError.self) {
+            try await consumer.knownWatermarks((0..<8).map { TopicPartition("orders", $0) })
+        }
+        #expect(ContinuousClock.now - asking < .seconds(3))
         // Polling meanwhile reports the brokers as down, as events.
         let (_, events) = try await pollUntil(consumer, timeout: .seconds(10)) { _, events in !events.isEmpty }
         let errors = events.compactMap { if case .error(let error) = $0 { error } else { nil } }
