@@ -162,10 +162,11 @@ public enum Sandbox {
             throw SandboxError(.launch, "lost contact with the sandbox while it started: \(errnoDescription(errno))")
         }
         if setup == 1 { throw setupError(setupFailure) }
-        cleanup.succeeded()
-        return SandboxedProcess(
+        let process = try SandboxedProcess(
             child: child, cgroup: cgroup, ipcSocket: ipcSocket, stdout: stdoutRead, stderr: stderrRead,
             degradation: degradation)
+        cleanup.succeeded()
+        return process
     }
 
     private enum Placement {

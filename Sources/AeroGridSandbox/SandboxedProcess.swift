@@ -32,11 +32,21 @@ public final class SandboxedProcess: Sendable {
     private let child: Mutex<sbx_child>
     private let ended = Mutex<Termination?>(nil)
     private let stopping = Atomic<Bool>(false)
+    /// With `detachCleanup`: our end of the pipe the helper waits on before it removes the
+    /// cgroup. Open while this object lives (or the process does).
+    private let cleanupHold = Mutex<Int32>(-1)
 
-    init(child: sbx_child, cgroup: (any Cgroup)?, ipcSocket: Int32?, stdout: Int32?, stderr: Int32?, degradation: String?) {
+    init(child: sbx_child, cgroup: (any Cgroup)?, ipcSocket: Int32?, stdout: Int32?, stderr: Int32?, degradation: String?) throws(SandboxError) {
+        let pidfd = fcntl(child.pidfd, F_DUPFD_CLOEXEC, 3)
+        let appEndedFD = pidfd < 0 ? -1 : fcntl(child.statusfd, F_DUPFD_CLOEXEC, 3)
+        guard appEndedFD >= 0 else {
+            let code = errno
+            if pidfd >= 0 { close(pidfd) }
+            throw SandboxError.system("cannot keep the sandbox's descriptors", code)
+        }
         self.pid = child.pid
-        self.pidfd = fcntl(child.pidfd, F_DUPFD_CLOEXEC, 3)
-        self.appEndedFD = fcntl(child.statusfd, F_DUPFD_CLOEXEC, 3)
+        self.pidfd = pidfd
+        self.appEndedFD = appEndedFD
         self.child = Mutex(child)
         self.cgroup = cgroup
         self.ipcSocket = ipcSocket
@@ -106,6 +116,7 @@ public final class SandboxedProcess: Sendable {
     deinit {
         close(pidfd)
         close(appEndedFD)
+        cleanupHold.withLock { if $0 >= 0 { close($0) } }
     }
 
     /// How the app ended, from its init's report once `appEndedFD` is readable (blocks until
@@ -113,24 +124,40 @@ public final class SandboxedProcess: Sendable {
     /// one (killed from outside): `waitUntilExit` says how. Call `waitUntilExit` or
     /// `detachCleanup` after it: this reaps and removes nothing.
     public func appOutcome() -> Termination? {
-        if let known = ended.withLock({ $0 }) { return known }
-        var exit = sbx_exit()
-        guard sbx_read_app_status(appEndedFD, &exit) == 0 else { return nil }
-        return record(classify(exit))
+        // Under the reaping lock: a reaping at the same time must not find the report
+        // taken and nothing recorded yet.
+        waiting.withLock { _ in
+            if let known = ended.withLock({ $0 }) { return known }
+            var exit = sbx_exit()
+            guard sbx_read_app_status(appEndedFD, &exit) == 0 else { return nil }
+            return record(classify(exit))
+        }
     }
 
     /// For a launcher that exits as soon as it has the outcome (`appOutcome`): a helper
-    /// process waits until the init, and with it every process of the sandbox, is gone and
-    /// then removes the cgroup, so the caller's exit waits for neither, and the group goes
-    /// even if the caller dies first (see `sbx_detach_cleanup`). Once per process; false if
-    /// no helper could be started: then reap with `waitUntilExit`.
+    /// process waits until the init, and with it every process of the sandbox, is gone, and
+    /// until this object is released (or the process exits: it may still read the cgroup
+    /// until then), and then removes the cgroup. So the caller's exit waits for neither, and
+    /// the group goes even if the caller dies first (see `sbx_detach_cleanup`). Once per
+    /// process; false if no helper could be started: then reap with `waitUntilExit`.
     public func detachCleanup() -> Bool {
         if reaped.load(ordering: .acquiring) { return true }
         let directories = cgroup?.directories ?? []
         if directories.isEmpty { return true }  // the init, orphaned, is reaped by the host's
+        var hold: [Int32] = [-1, -1]
+        guard sbx_pipe2(&hold, O_CLOEXEC) == 0 else { return false }
         let strings = CStrings()
         let pointers: [UnsafePointer<CChar>?] = directories.map { UnsafePointer(strings.string($0)) }
-        return pointers.withUnsafeBufferPointer { sbx_detach_cleanup(pidfd, $0.baseAddress, Int32($0.count)) } == 0
+        let started = withExtendedLifetime(strings) {
+            pointers.withUnsafeBufferPointer { sbx_detach_cleanup(pidfd, hold[0], $0.baseAddress, Int32($0.count)) } == 0
+        }
+        close(hold[0])  // the helper has its own copy
+        guard started else {
+            close(hold[1])
+            return false
+        }
+        cleanupHold.withLock { $0 = hold[1] }
+        return true
     }
 
     /// Kills the sandbox because it outlived its deadline: it ends as `.timeout`.

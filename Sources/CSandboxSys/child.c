@@ -171,9 +171,9 @@ _Noreturn void sbx_child_main(const struct sbx_ctx *c)
     STEP(SBX_STEP_SIGNALS,        sbx_reset_signal_dispositions());
     STEP(SBX_STEP_WAIT_PARENT,    wait_for_parent(c));
     /* The parent kept us off its CPU until now (spawn.c); running elsewhere,
-     * we take its affinity back, for the init and the app. */
-    if (c->moved_off_cpu)
-        STEP(SBX_STEP_AFFINITY,   sched_setaffinity(0, sizeof c->cpus, &c->cpus));
+     * we take its affinity back, for the init and the app. Best effort, like
+     * the move: a CPU gone offline meanwhile is no reason to fail the launch. */
+    if (c->moved_off_cpu) (void)sched_setaffinity(0, sizeof c->cpus, &c->cpus);
     /* Still as the parent's uid: host paths are searched with its rights. */
     int source = -1;
     STEP_AT(SBX_STEP_OPEN_SOURCE, source, sbx_open_mount_sources(c, &source));

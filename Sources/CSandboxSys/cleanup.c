@@ -23,6 +23,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,9 +32,22 @@
 #define SYS_close_range 436
 #endif
 
+/* No stack protector in what the helper runs: a canary is read through the
+ * thread pointer, and the helper's is the caller's thread's, whose storage
+ * may be gone by then. */
+#if defined(__has_attribute)
+#if __has_attribute(no_stack_protector)
+#define SBX_NO_STACK_PROTECTOR __attribute__((no_stack_protector))
+#endif
+#endif
+#ifndef SBX_NO_STACK_PROTECTOR
+#define SBX_NO_STACK_PROTECTOR
+#endif
+
 #if defined(__x86_64__)
 #define SBX_CLEANER_SHARES_MEMORY 1
-static long cleaner_syscall(long n, long a, long b, long c, long d, long e)
+SBX_NO_STACK_PROTECTOR __attribute__((always_inline))
+static inline long cleaner_syscall(long n, long a, long b, long c, long d, long e)
 {
     long ret;
     register long r10 __asm__("r10") = d;
@@ -46,7 +60,8 @@ static long cleaner_syscall(long n, long a, long b, long c, long d, long e)
 }
 #elif defined(__aarch64__)
 #define SBX_CLEANER_SHARES_MEMORY 1
-static long cleaner_syscall(long n, long a, long b, long c, long d, long e)
+SBX_NO_STACK_PROTECTOR __attribute__((always_inline))
+static inline long cleaner_syscall(long n, long a, long b, long c, long d, long e)
 {
     register long x8 __asm__("x8") = n;
     register long x0 __asm__("x0") = a;
@@ -74,37 +89,61 @@ static long cleaner_syscall(long n, long a, long b, long c, long d, long e)
 
 static struct {
     int started;
-    int pidfd;
+    int pidfd;          /* the sandbox's init */
+    int hold_fd;        /* read end of the caller's pipe, or -1 */
+    unsigned max_fd;    /* for closing without close_range */
     int n;
     char dirs[SBX_MAX_CGROUP_FDS][CLEANER_PATH_MAX];
 } cleaner;
 
 static char cleaner_stack[64 * 1024] __attribute__((aligned(16)));
 
-/* No stack protector: its canary is read through the thread pointer, and the
- * helper's is the caller's thread's, whose storage may be gone by then. */
-#if defined(__has_attribute)
-#if __has_attribute(no_stack_protector)
-__attribute__((no_stack_protector))
-#endif
-#endif
+/* Every fd but the two it keeps. close_range (Linux 5.9) in three ranges;
+ * before it, one close per possible fd. */
+SBX_NO_STACK_PROTECTOR
+static void cleaner_close_others(int a, int b)
+{
+    if (a > b) { int t = a; a = b; b = t; }
+    long r = 0;
+    if (a > 0) r = cleaner_syscall(SYS_close_range, 0, a - 1, 0, 0, 0);
+    if (r == 0 && b > a + 1) r = cleaner_syscall(SYS_close_range, a + 1, b - 1, 0, 0, 0);
+    if (r == 0) r = cleaner_syscall(SYS_close_range, (unsigned)b + 1, ~0U, 0, 0, 0);
+    if (r == 0) return;
+    for (unsigned fd = 0; fd <= cleaner.max_fd; fd++)
+        if ((int)fd != a && (int)fd != b) cleaner_syscall(SYS_close, fd, 0, 0, 0, 0);
+}
+
+/* Blocks until `fd` polls one of `events` (ppoll: no poll on aarch64). */
+SBX_NO_STACK_PROTECTOR
+static void cleaner_wait(int fd, short events)
+{
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = events };
+        long r = cleaner_syscall(SYS_ppoll, (long)&p, 1, 0, 0, 0);
+        if (r == 1 && (p.revents & (events | POLLHUP | POLLERR | POLLNVAL))) return;
+        if (r < 0 && r != -EINTR) return;
+    }
+}
+
+SBX_NO_STACK_PROTECTOR
 static int cleaner_main(void *unused)
 {
     (void)unused;
     unsigned long all_signals = ~0UL;
-    /* Its own session, no signals, no fds but the pidfd: a Ctrl-C for the
-     * launcher's terminal, or a caller waiting for EOF on its output, never
-     * waits for or reaches the helper. */
+    /* Its own session, no signals, no fds but the two it waits on: a Ctrl-C
+     * for the launcher's terminal, or a caller waiting for EOF on its output,
+     * never waits for or reaches the helper. */
     cleaner_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all_signals, 0, sizeof all_signals, 0);
     cleaner_syscall(SYS_setsid, 0, 0, 0, 0, 0);
-    if (cleaner.pidfd > 0) cleaner_syscall(SYS_close_range, 0, cleaner.pidfd - 1, 0, 0, 0);
-    cleaner_syscall(SYS_close_range, (unsigned)cleaner.pidfd + 1, ~0U, 0, 0, 0);
+    cleaner_close_others(cleaner.pidfd, cleaner.hold_fd >= 0 ? cleaner.hold_fd : cleaner.pidfd);
     cleaner_syscall(SYS_chdir, (long)"/", 0, 0, 0, 0);
 
-    /* Readable once the init has exited: the kernel killed and reaped the
-     * rest of its pid namespace first, so the cgroup holds nothing now. */
-    struct pollfd p = { .fd = cleaner.pidfd, .events = POLLIN };
-    while (cleaner_syscall(SYS_ppoll, (long)&p, 1, 0, 0, 0) == -EINTR) {}
+    /* The init gone: the kernel killed and reaped the rest of its pid
+     * namespace first, so the cgroup holds nothing now. Then the caller done
+     * with it (its last reading, the OOM counter): its end of the pipe closed,
+     * by itself or by its exit. */
+    cleaner_wait(cleaner.pidfd, POLLIN);
+    if (cleaner.hold_fd >= 0) cleaner_wait(cleaner.hold_fd, POLLHUP);
 
     /* EBUSY would be a process still on its way out: a few retries, then the
      * group is left as it is. */
@@ -119,7 +158,7 @@ static int cleaner_main(void *unused)
     return 0;
 }
 
-int sbx_detach_cleanup(int pidfd, const char *const *dirs, int n)
+int sbx_detach_cleanup(int pidfd, int hold_fd, const char *const *dirs, int n)
 {
     if (pidfd < 0 || n < 0 || n > SBX_MAX_CGROUP_FDS || (n > 0 && dirs == NULL)) {
         errno = EINVAL;
@@ -137,8 +176,12 @@ int sbx_detach_cleanup(int pidfd, const char *const *dirs, int n)
         }
         memcpy(cleaner.dirs[i], dirs[i], len + 1);
     }
+    struct rlimit nofile = { 1024, 1024 };
+    getrlimit(RLIMIT_NOFILE, &nofile);
+    cleaner.max_fd = nofile.rlim_cur > 65536 ? 65536 : (unsigned)nofile.rlim_cur;
     cleaner.n = n;
     cleaner.pidfd = pidfd;
+    cleaner.hold_fd = hold_fd;
     cleaner.started = 1;
     int flags = SIGCHLD | (SBX_CLEANER_SHARES_MEMORY ? CLONE_VM : 0);
     if (clone(cleaner_main, cleaner_stack + sizeof cleaner_stack, flags, NULL) < 0) {

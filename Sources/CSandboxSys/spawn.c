@@ -479,7 +479,6 @@ static const char *const step_names[SBX_STEP_COUNT] = {
     [SBX_STEP_DUMPABLE] = "PR_SET_DUMPABLE",
     [SBX_STEP_SIGNALS] = "signals",
     [SBX_STEP_WAIT_PARENT] = "wait for parent",
-    [SBX_STEP_AFFINITY] = "restore CPU affinity",
     [SBX_STEP_OPEN_SOURCE] = "open mount source",
     [SBX_STEP_SETID] = "setresuid/setresgid",
     [SBX_STEP_MOUNT_PRIVATE] = "make mounts private",

@@ -22,7 +22,7 @@ let usage = """
       --bundle DIR       mount DIR read-only at /app, the working directory
       --ipc-fd N         pass inherited descriptor N to the app as fd 3
       --env K=V          set an environment variable (repeatable; nothing else is passed)
-      --cgroup PATH      cgroup under aerogrid/, e.g. demo/ordersapp (default: sandbox-PID)
+      --cgroup PATH      cgroup under aerogrid/, e.g. demo/ordersapp (default: sandbox-PID-RANDOM)
       --host-uid N       unprivileged host uid the sandbox's root maps to (default 65534)
       --timeout SECONDS  kill the sandbox after this long and report "timeout"
       --report FILE      write how it ended as one JSON line to FILE ("-" for stderr)
@@ -212,7 +212,9 @@ case "run":
         spec.bundle = options.bundle
         spec.inheritedIPCFD = options.ipcFD
         spec.environment = options.environment
-        spec.cgroupPath = options.cgroup ?? ["sandbox-\(getpid())"]
+        // Unique, not only by pid: a helper may still be removing an earlier launcher's group
+        // when its pid is used again.
+        spec.cgroupPath = options.cgroup ?? ["sandbox-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"]
         spec.hostUID = options.hostUID
         spec.output = .inherit
         spec.spawnOnCallingThread = true  // this thread waits for the sandbox to the end

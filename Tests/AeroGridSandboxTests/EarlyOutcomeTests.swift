@@ -7,16 +7,20 @@ extension SandboxSuite {
     /// down, and leaves the cgroup's removal to a helper (or does it itself for a named group).
     @Suite struct EarlyOutcome {
         @Test func theOutcomeComesFromTheInitsReportAndAHelperRemovesTheCgroup() async throws {
-            let process = try Sandbox.launch(probeSpec(["/bin/sh", "-c", "exit 3"], cgroup: "early"))
-            let directories = try #require(process.cgroup?.directories)
-            #expect(process.appOutcome() == .exited(3))
+            var process: SandboxedProcess? = try Sandbox.launch(probeSpec(["/bin/sh", "-c", "exit 3"], cgroup: "early"))
+            let directories = try #require(process?.cgroup?.directories)
+            let pid = try #require(process?.pid)
+            #expect(process?.appOutcome() == .exited(3))
             // Nothing has reaped the init or removed the group yet: that is the helper's job.
             #expect(directories.allSatisfy { FileManager.default.fileExists(atPath: $0) })
-            #expect(process.detachCleanup())
-            #expect(await gone(directories), "the helper removed \(directories)")
-            // The outcome stays the one the init reported; this only reaps the init.
-            #expect(process.waitUntilExit() == .exited(3))
-            closeDescriptors(of: process)
+            #expect(process?.detachCleanup() == true)
+            // Not while we may still read the group (its OOM counter, its last usage).
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(directories.allSatisfy { FileManager.default.fileExists(atPath: $0) }, "kept while held")
+            if let process { closeDescriptors(of: process) }
+            process = nil
+            #expect(await gone(directories), "the helper removed \(directories) once let go")
+            waitpid(pid, nil, 0)  // the init, which nothing else reaps in this process
         }
 
         @Test func aSignalIsReportedFromTheInitsReportToo() async throws {
@@ -30,7 +34,7 @@ extension SandboxSuite {
         @Test func theLauncherExitsWithTheAppsStatusAndItsOwnGroupGoesRightAfter() async throws {
             let (status, pid) = try runLauncher(["--", "/bin/sh", "-c", "exit 3"])
             #expect(status == 3)
-            #expect(await gone(launcherGroup("sandbox-\(pid)")), "a helper removes the launcher's own group")
+            #expect(await gone { launcherGroups(of: pid) }, "a helper removes the launcher's own group")
         }
 
         @Test func aLauncherKilledWithSIGKILLLeavesNoGroupBehind() async throws {
@@ -38,12 +42,14 @@ extension SandboxSuite {
             launcher.executableURL = URL(fileURLWithPath: launcherPath)
             launcher.arguments = ["run", "--profile", "\(repositoryRoot)/sandbox-profiles/python.json", "--", "/bin/sleep", "30"]
             try launcher.run()
-            let group = launcherGroup("sandbox-\(launcher.processIdentifier)")
-            #expect(await exists(group), "the sandbox started: \(group)")
-            kill(launcher.processIdentifier, SIGKILL)
+            let pid = launcher.processIdentifier
+            // Once the app runs (the init and sleep in the group), the helper does too.
+            #expect(await eventually { launcherGroups(of: pid).contains { (try? processCount($0)) ?? 0 >= 2 } }, "the sandbox started")
+            try await Task.sleep(for: .milliseconds(100))
+            kill(pid, SIGKILL)
             launcher.waitUntilExit()
             // The init dies with its parent (PR_SET_PDEATHSIG), the helper removes the group.
-            #expect(await gone(group), "the helper outlived the launcher and removed \(group)")
+            #expect(await gone { launcherGroups(of: pid) }, "the helper outlived the launcher and removed the group")
         }
 
         @Test func aNamedGroupIsGoneWhenTheLauncherExits() async throws {
@@ -82,10 +88,33 @@ private func launcherGroup(_ name: String) -> [String] {
     }
 }
 
-/// True once every one of `directories` exists (polled for up to five seconds).
-private func exists(_ directories: [String]) async -> Bool {
+/// The directories of the launcher `pid`'s own group (`sandbox-PID-…`), in every hierarchy.
+private func launcherGroups(of pid: Int32) -> [String] {
+    let parents = launcherGroup("")
+    return parents.flatMap { parent in
+        ((try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [])
+            .filter { $0.hasPrefix("sandbox-\(pid)-") }.map { "\(parent)\($0)" }
+    }
+}
+
+/// The processes in a v1 or v2 group directory.
+private func processCount(_ directory: String) throws -> Int {
+    try String(contentsOfFile: "\(directory)/cgroup.procs", encoding: .utf8).split(separator: "\n").count
+}
+
+/// True once `condition` holds (polled for up to five seconds).
+private func eventually(_ condition: () -> Bool) async -> Bool {
     for _ in 0..<500 {
-        if !directories.isEmpty && directories.allSatisfy({ FileManager.default.fileExists(atPath: $0) }) { return true }
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return false
+}
+
+/// True once `directories()` lists none that exists (polled for up to two seconds).
+private func gone(_ directories: () -> [String]) async -> Bool {
+    for _ in 0..<200 {
+        if directories().allSatisfy({ !FileManager.default.fileExists(atPath: $0) }) { return true }
         try? await Task.sleep(for: .milliseconds(10))
     }
     return false

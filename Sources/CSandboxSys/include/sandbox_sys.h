@@ -121,7 +121,6 @@ enum sbx_step {
     SBX_STEP_RELEASE, SBX_STEP_CGROUP_JOIN, SBX_STEP_CGROUP_SEND,
     /* child, PID 1 */
     SBX_STEP_PDEATHSIG, SBX_STEP_DUMPABLE, SBX_STEP_SIGNALS, SBX_STEP_WAIT_PARENT,
-    SBX_STEP_AFFINITY,
     SBX_STEP_OPEN_SOURCE, SBX_STEP_SETID, SBX_STEP_MOUNT_PRIVATE, SBX_STEP_ROOT_TMPFS,
     SBX_STEP_MOUNT, SBX_STEP_PIVOT_ROOT, SBX_STEP_UMOUNT_OLD_ROOT,
     SBX_STEP_ROOT_READONLY, SBX_STEP_CHDIR, SBX_STEP_HOSTNAME, SBX_STEP_SETSID,
@@ -220,15 +219,17 @@ int sbx_read_app_status(int statusfd, struct sbx_exit *out);
 /* For a launcher that exits as soon as it knows how the app ended (it may
  * call this as soon as the sandbox runs): starts a helper process that waits
  * on `pidfd` until the init is gone (and with it, the kernel guarantees,
- * every process of the sandbox's pid namespace), then
+ * every process of the sandbox's pid namespace), then, when `hold_fd` is a
+ * pipe's read end, until every write end is closed (the caller keeps one
+ * while it may still read the cgroup: its exit closes it too), then
  * removes each directory of `dirs` (the sandbox's cgroup) and exits. The
  * helper shares the caller's memory (CLONE_VM, its own stack), so starting it
  * copies nothing and the caller's exit leaves the address space's teardown to
  * it; it touches nothing of the caller's but what this copies first, closes
- * every fd but its pidfd and blocks every signal, so it outlives a caller
+ * every fd but those two and blocks every signal, so it outlives a caller
  * killed with SIGKILL. Once per process (its stack and data are static).
  * 0, or -1 with errno. */
-int sbx_detach_cleanup(int pidfd, const char *const *dirs, int n);
+int sbx_detach_cleanup(int pidfd, int hold_fd, const char *const *dirs, int n);
 
 /* Closes whatever fds of *child are still open (>= 0) and sets them to -1. */
 void sbx_child_close(struct sbx_child *child);
