@@ -165,7 +165,8 @@ func monitor(_ process: SandboxedProcess, signals: sigset_t, timeoutSeconds: Dou
         if readUsage { usage = process.usage() ?? usage }
     }
     let termination = process.appOutcome() ?? process.waitUntilExit()
-    // The cgroup is still there (removed once the init is gone): its last reading goes in the report.
+    // The cgroup is still there (the helper removes it only once this process has exited):
+    // its last reading goes in the report.
     if readUsage { usage = process.usage() ?? usage }
     return (termination, usage)
 }
@@ -217,7 +218,7 @@ case "run":
         spec.cgroupPath = options.cgroup ?? ["sandbox-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"]
         spec.hostUID = options.hostUID
         spec.output = .inherit
-        spec.spawnOnCallingThread = true  // this thread waits for the sandbox to the end
+        spec.spawnOnCallingThread = true  // this thread lives as long as the app (PR_SET_PDEATHSIG)
         let process = try Sandbox.launch(spec)
         if let degradation = process.degradation { writeLine(2, "aerogrid-sandbox: warning: \(degradation)") }
         // A group of its own is removed by a helper once the sandbox is gone, started now,

@@ -19,7 +19,7 @@ extension SandboxSuite {
             #expect(directories.allSatisfy { FileManager.default.fileExists(atPath: $0) }, "kept while held")
             if let process { closeDescriptors(of: process) }
             process = nil
-            #expect(await gone(directories), "the helper removed \(directories) once let go")
+            #expect(await gone { directories }, "the helper removed \(directories) once let go")
             waitpid(pid, nil, 0)  // the init, which nothing else reaps in this process
         }
 
@@ -102,29 +102,16 @@ private func processCount(_ directory: String) throws -> Int {
     try String(contentsOfFile: "\(directory)/cgroup.procs", encoding: .utf8).split(separator: "\n").count
 }
 
-/// True once `condition` holds (polled for up to five seconds).
-private func eventually(_ condition: () -> Bool) async -> Bool {
-    for _ in 0..<500 {
+/// True once `condition` holds (polled every 10 ms for up to `seconds`).
+private func eventually(within seconds: Int = 5, _ condition: () -> Bool) async -> Bool {
+    for _ in 0..<(seconds * 100) {
         if condition() { return true }
         try? await Task.sleep(for: .milliseconds(10))
     }
     return false
 }
 
-/// True once `directories()` lists none that exists (polled for up to two seconds).
+/// True once none of `directories()` exists (within two seconds).
 private func gone(_ directories: () -> [String]) async -> Bool {
-    for _ in 0..<200 {
-        if directories().allSatisfy({ !FileManager.default.fileExists(atPath: $0) }) { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return false
-}
-
-/// True once none of `directories` exists (polled for up to two seconds).
-private func gone(_ directories: [String]) async -> Bool {
-    for _ in 0..<200 {
-        if directories.allSatisfy({ !FileManager.default.fileExists(atPath: $0) }) { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return false
+    await eventually(within: 2) { directories().allSatisfy { !FileManager.default.fileExists(atPath: $0) } }
 }
