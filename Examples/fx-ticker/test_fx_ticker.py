@@ -168,6 +168,7 @@ def test_deployed_to_the_server(market, workdir):
         assert found["stats"][pair] == {"ticks": 1, "average": 1.1001, "high": 1.1001, "low": 1.1001}
         assert found["board"][pair] == {"bid": 1.1, "ask": 1.1002, "mid": 1.1001, "change": 0.0, "spread": 2.0,
                                         "time": "2026-11-30T10:00:01.000Z"}
+        assert isinstance(found["board"][pair]["change"], float)  # 0.0 the app wrote, not 0
 
         # After a restart the app reads its state back from the checkpointed grids.
         epoch = expect(admin.grid(APP, "stats"), 200).json()["epoch"]
@@ -176,7 +177,9 @@ def test_deployed_to_the_server(market, workdir):
              "a new epoch: the app's runner started again")
         wait_state(admin, APP, "running")
         send(cluster.bootstrap, [(pair, {"bid": 1.1004, "ask": 1.1006, "time": "2026-11-30T10:00:02.000Z"})])
-        found = poll(grids, lambda found: found["stats"].get(pair, {}).get("ticks") == 2, 60,
+        # Both grids again: the board may still be read before the quote, the stats after it.
+        found = poll(grids, lambda found: found["stats"].get(pair, {}).get("ticks") == 2
+                     and found["board"].get(pair, {}).get("time") == "2026-11-30T10:00:02.000Z", 60,
                      f"{pair}'s second quote after the restart")
         average = round(1.1001 + produce_prices.ALPHA * (1.1005 - 1.1001), 6)
         assert found["stats"][pair] == {"ticks": 2, "average": average, "high": 1.1005, "low": 1.1001}

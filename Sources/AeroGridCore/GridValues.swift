@@ -12,13 +12,6 @@ public enum GridKey: Hashable, Sendable, Comparable, CustomStringConvertible {
         }
     }
 
-    public var jsonValue: Any {
-        switch self {
-        case .string(let text): text
-        case .int(let number): number
-        }
-    }
-
     /// Integers sort before strings, each in natural order.
     public static func < (lhs: GridKey, rhs: GridKey) -> Bool {
         switch (lhs, rhs) {
@@ -45,16 +38,6 @@ public enum GridValue: Hashable, Sendable, CustomStringConvertible {
         case .double(let number): String(number)
         case .bool(let flag): flag ? "true" : "false"
         case .null: ""
-        }
-    }
-
-    public var jsonValue: Any {
-        switch self {
-        case .string(let text): text
-        case .int(let number): number
-        case .double(let number): number
-        case .bool(let flag): flag
-        case .null: NSNull()
         }
     }
 

@@ -19,21 +19,32 @@ public enum SupervisorFrames {
     }
 
     /// Restore frames for one grid's rows, split so each stays well under the frame limit.
+    /// Written with `JSONWriter` so a double the app wrote comes back a double (`4.0`, not `4`).
     public static func restore(grid: String, rows: [(GridKey, GridRow)], maxPayload: Int = 1 << 20) -> [[UInt8]] {
         var frames: [[UInt8]] = []
-        var chunk: [Any] = []
-        var size = 0
+        var chunk = JSONWriter()
+        var count = 0
         func flush() {
-            guard !chunk.isEmpty else { return }
-            frames.append(frame(.restore, payload: json(["grid": grid, "rows": chunk])))
-            chunk.removeAll()
-            size = 0
+            guard count > 0 else { return }
+            var payload = JSONWriter(capacity: chunk.bytes.count + grid.utf8.count + 24)
+            payload.raw("{\"grid\":")
+            payload.string(grid)
+            payload.raw(",\"rows\":[")
+            payload.raw(chunk.bytes)
+            payload.raw("]}")
+            frames.append(frame(.restore, payload: payload.bytes))
+            chunk = JSONWriter()
+            count = 0
         }
         for (key, row) in rows {
-            let cells = row.mapValues(\.jsonValue)
-            chunk.append([key.jsonValue, cells])
-            size += 32 + row.reduce(0) { $0 + $1.key.utf8.count + 16 + ($1.value.description.utf8.count) }
-            if size >= maxPayload { flush() }
+            if count > 0 { chunk.raw(",") }
+            chunk.raw("[")
+            chunk.key(key)
+            chunk.raw(",")
+            chunk.row(row, columns: nil)
+            chunk.raw("]")
+            count += 1
+            if chunk.bytes.count >= maxPayload { flush() }
         }
         flush()
         return frames

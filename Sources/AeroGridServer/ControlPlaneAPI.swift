@@ -377,9 +377,20 @@ public struct ControlPlaneAPI: Sendable {
                 return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8"],
                                 body: ResponseBody(byteBuffer: ByteBuffer(string: grid.csv)))
             }
-            var rows: [String: Any] = [:]
-            for (key, row) in grid.rows { rows[key.description] = row.mapValues(\.jsonValue) }
-            return JSONResponse.make(["name": name, "version": grid.version, "epoch": grid.epoch, "columns": grid.columns, "rows": rows])
+            // Written directly: JSONSerialization would turn a cell's 4.0 into 4.
+            var json = JSONWriter(capacity: 128 + grid.rows.count * 64)
+            json.raw("{\"columns\":")
+            json.strings(grid.columns)
+            json.raw(",\"epoch\":")
+            json.number(grid.epoch)
+            json.raw(",\"name\":")
+            json.string(name)
+            json.raw(",\"rows\":")
+            json.rowsByKey(grid.rows)
+            json.raw(",\"version\":")
+            json.number(grid.version)
+            json.raw("}")
+            return JSONResponse.make(bytes: json.bytes)
         }
     }
 

@@ -159,10 +159,11 @@ extension GridKey {
 }
 
 extension Dictionary where Key == String, Value == GridValue {
+    /// The row as a JSON object; a double stays a double (`4.0`) when it is read back.
     var storageJSON: String {
-        let object = mapValues(\.jsonValue)
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self)
+        var json = JSONWriter(capacity: 16 + count * 24)
+        json.row(self, columns: nil)
+        return String(decoding: json.bytes, as: UTF8.self)
     }
 
     init?(storageJSON: String) {

@@ -119,14 +119,27 @@ func statusLine(_ runner: AppRunner, progress: (appliedRecords: Int, lag: Int64?
 
 /// The app's grids: `{"event":"grids","grids":{name:{"version":…,"rows":{key:row}}}}`.
 func gridsLine(_ runner: AppRunner) -> String {
-    var grids: [String: Any] = [:]
-    for name in runner.grids.gridNames {
+    // Written directly: JSONSerialization would turn a cell's 4.0 into 4.
+    var json = JSONWriter()
+    json.raw("{\"epoch\":")
+    json.number(runner.grids.epoch)
+    json.raw(",\"event\":\"grids\",\"grids\":{")
+    var first = true
+    for name in runner.grids.gridNames.sorted() {
         guard let snapshot = runner.grids.snapshot(name) else { continue }
-        var rows: [String: Any] = [:]
-        for (key, row) in snapshot.grid.rows { rows[key.description] = row.mapValues(\.jsonValue) }
-        grids[name] = ["version": snapshot.grid.version, "columns": snapshot.grid.columns, "rows": rows]
+        if !first { json.raw(",") }
+        first = false
+        json.string(name)
+        json.raw(":{\"columns\":")
+        json.strings(snapshot.grid.columns)
+        json.raw(",\"rows\":")
+        json.rowsByKey(snapshot.grid.rows)
+        json.raw(",\"version\":")
+        json.number(snapshot.grid.version)
+        json.raw("}")
     }
-    return jsonLine(["event": "grids", "epoch": runner.grids.epoch, "grids": grids])
+    json.raw("}}")
+    return String(decoding: json.bytes, as: UTF8.self)
 }
 
 func jsonLine(_ object: [String: Any]) -> String {

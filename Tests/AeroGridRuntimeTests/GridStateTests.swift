@@ -72,11 +72,11 @@ import Testing
         return (try Store(path: path), path)
     }
 
-    @Test func aCheckpointRoundTripsRowsKeyTypesVersionsAndOffsets() async throws {
+    @Test func aCheckpointRoundTripsRowsKeyAndCellTypesVersionsAndOffsets() async throws {
         let (store, path) = try temporaryStore()
         defer { ["", "-wal", "-shm"].forEach { try? FileManager.default.removeItem(atPath: path + $0) } }
         var delta = CheckpointDelta()
-        delta.rows = ["g": [.string("7"): ["a": .string("x"), "b": .double(1.5)], .int(7): ["a": .null, "b": .bool(false)]]]
+        delta.rows = ["g": [.string("7"): ["a": .string("x"), "b": .double(1.5)], .int(7): ["a": .null, "b": .bool(false), "c": .double(4.0), "d": .double(0), "e": .int(4)]]]
         delta.versions = ["g": 3]
         delta.offsets = [SourcePartition(topic: "t", partition: 2): 99]
         try await store.saveCheckpoint(app: "demo/app", delta)
@@ -85,7 +85,8 @@ import Testing
         try await store.saveCheckpoint(app: "demo/app", removal)
 
         let checkpoint = try await store.loadCheckpoint(app: "demo/app")
-        #expect(checkpoint.grids == ["g": [.int(7): ["a": .null, "b": .bool(false)]]])
+        // A whole double stays a double: the app reads back the 4.0 it wrote, not 4.
+        #expect(checkpoint.grids == ["g": [.int(7): ["a": .null, "b": .bool(false), "c": .double(4.0), "d": .double(0), "e": .int(4)]]])
         #expect(checkpoint.versions == ["g": 3])
         #expect(checkpoint.offsets == [SourcePartition(topic: "t", partition: 2): 99])
         #expect(try await store.loadCheckpoint(app: "other/app") == GridCheckpoint())

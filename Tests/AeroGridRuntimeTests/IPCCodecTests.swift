@@ -117,4 +117,12 @@ import Testing
         }
         #expect(total == 3000)
     }
+
+    @Test func restoreFramesGiveBackWholeDoublesAsDoubles() throws {
+        let rows: [(GridKey, GridRow)] = [(.string("EUR/USD"), ["change": .double(4.0), "zero": .double(0), "ticks": .int(2)])]
+        let frames = SupervisorFrames.restore(grid: "board", rows: rows)
+        #expect(frames.count == 1)
+        let text = String(decoding: frames[0][5...], as: UTF8.self)
+        #expect(text == #"{"grid":"board","rows":[["EUR/USD",{"change":4.0,"ticks":2,"zero":0.0}]]}"#)
+    }
 }

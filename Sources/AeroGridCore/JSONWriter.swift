@@ -1,7 +1,8 @@
-public import AeroGridCore
-
-/// Writes the stream's JSON messages straight into bytes: they are built for every tick of
-/// every grid, so no dictionaries and no Foundation on the way.
+/// Writes JSON straight into bytes. The stream's messages use it because they are built for
+/// every tick of every grid (no dictionaries, no Foundation on the way); everything that
+/// writes grid cells uses it because it keeps a cell's type: `4.0` stays `4.0`, where
+/// Foundation's JSONSerialization writes `4` and the cell would come back as an integer
+/// (after a restart, in the REST API).
 public struct JSONWriter {
     public private(set) var bytes: [UInt8] = []
 
@@ -54,6 +55,7 @@ public struct JSONWriter {
         switch value {
         case .string(let text): string(text)
         case .int(let number): self.number(number)
+        // Swift's shortest round-trip form: "4.0", "0.1", "1e-07" (all valid JSON numbers).
         case .double(let number): bytes.append(contentsOf: (number.isFinite ? String(number) : "null").utf8)
         case .bool(let flag): raw(flag ? "true" : "false")
         case .null: raw("null")
@@ -77,5 +79,26 @@ public struct JSONWriter {
             for column in row.keys.sorted() { cell(column, row[column]!) }
         }
         bytes.append(UInt8(ascii: "}"))
+    }
+
+    /// Rows as one object keyed by the rows' keys as text, in key order: `{"EUR/USD":{…},…}`.
+    public mutating func rowsByKey(_ rows: [GridKey: GridRow]) {
+        bytes.append(UInt8(ascii: "{"))
+        for (index, key) in rows.keys.sorted().enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            string(key.description)
+            bytes.append(UInt8(ascii: ":"))
+            row(rows[key]!, columns: nil)
+        }
+        bytes.append(UInt8(ascii: "}"))
+    }
+
+    public mutating func strings(_ values: [String]) {
+        bytes.append(UInt8(ascii: "["))
+        for (index, value) in values.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            string(value)
+        }
+        bytes.append(UInt8(ascii: "]"))
     }
 }
