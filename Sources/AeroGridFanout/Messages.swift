@@ -74,7 +74,7 @@ public enum Messages {
         json.number(epoch)
         json.raw(",\"version\":")
         json.number(grid.version)
-        json.raw(",\"columns\":[")
+        json.raw(",\"columns\":")
         var columns = grid.columns
         if columns.isEmpty {
             var seen = Set<String>()
@@ -82,11 +82,8 @@ public enum Messages {
             columns = seen.sorted()
         }
         if let wanted = filter.columns { columns = wanted }
-        for (index, column) in columns.enumerated() {
-            if index > 0 { json.raw(",") }
-            json.string(column)
-        }
-        json.raw("],\"rows\":[")
+        json.strings(columns)
+        json.raw(",\"rows\":[")
         var first = true
         for key in grid.rows.keys.sorted() {
             if let keys = filter.keys, !keys.contains(key) { continue }

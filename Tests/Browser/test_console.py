@@ -539,8 +539,9 @@ def test_a_crash_shows_its_reason_and_log(st):
     crash = b.find('li[data-app="crashy"] [data-field="crash"]')
     b.wait(lambda d: crash.get_attribute("data-reason") == "startup", 30, "the crash reason")
     assert "The app failed while starting" in crash.text
-    assert b.text('li[data-app="crashy"] [data-field="state"]') == "Restarting after a crash" or \
-        b.app_state("crashy") == "crashed"
+    # Waited for, not read once: between two crashes the app is briefly starting again.
+    b.wait(lambda d: b.text('li[data-app="crashy"] [data-field="state"]') == "Restarting after a crash"
+           or b.app_state("crashy") == "crashed", 30, "the crashed app's state text")
     b.assert_accessible("apps with a crashed app")
     b.click('li[data-app="crashy"] [data-field="crash"] a')
     b.wait_text("#log", "RuntimeError: the price feed is missing", 60)

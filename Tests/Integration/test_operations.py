@@ -392,7 +392,7 @@ def test_restart_the_server_with_three_apps(ops, testdir):
         assert stopped["desired_state"] == "stopped" and stopped["state"] in ("created", "stopped"), stopped
         assert stopped["usage"] is None and stopped["lag"] is None, stopped
         assert cgroup_processes(tenant.name, "orders-d") == [], "the stopped app has processes"
-        assert expect(viewer.get("/api/v1/apps/orders-c/logs"), 200).json() == {"lines": []}, \
+        assert expect(viewer.get("/api/v1/apps/orders-d/logs"), 200).json() == {"lines": []}, \
             "the stopped app has a log: a runner ran it after the restart"
         kept = expect(viewer.grid("orders-d", GRID), 200).json()["rows"]
         assert kept == before_stop, "the stopped app's grid is not the one it had when it stopped"

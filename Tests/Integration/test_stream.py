@@ -682,8 +682,9 @@ def test_watch_apps_pushes_deploy_start_crash_stop_delete(st):
         step("deploy", lambda: expect(tenant.admin.deploy(cells_bundle("crashy", topic)), 201))
         step("start", lambda: (expect(tenant.admin.action("crashy", "start"), 200),
                                wait_state(tenant.admin, "crashy", "running")))
-        until = time.time() + 0.8
-        step("crash", lambda: (send_commands(st.cluster.bootstrap, topic, [{"crash_until": until}]),
+        # The crash window starts when the command is sent: the command must reach the app
+        # inside it, and the window must end before the restart (backoff 1 s) reads it again.
+        step("crash", lambda: (send_commands(st.cluster.bootstrap, topic, [{"crash_until": time.time() + 0.8}]),
                                poll(lambda: tenant.admin.app("crashy"), lambda r: r.json()["restarts"] >= 1, 30,
                                     "a restart after the crash")))
         wait_state(tenant.admin, "crashy", "running", timeout=30)
@@ -720,7 +721,7 @@ def test_a_deploy_right_after_watch_apps_is_pushed(st):
         client.send({"op": "watch_apps"})
         assert client.wait_type("apps")["apps"] == []
         expect(tenant.admin.deploy(orders_bundle()), 201)
-        event = client.wait_type("app", 3)
+        event = client.wait_type("app", 10)
         assert event["event"] == "deploy" and event["app"]["name"] == APP, event
     finally:
         client.close()
@@ -740,7 +741,7 @@ def test_an_api_change_has_an_event_even_when_the_app_ends_as_it_was(st):
         assert not [m for _, m in client.messages if m.get("type") == "app"], client.messages
         start = client.mark()
         answer = expect(tenant.admin.action(APP, "stop"), 200).json()
-        event = client.wait_type("app", 2, start=start)
+        event = client.wait_type("app", 10, start=start)
         assert event["event"] == "state" and event["app"]["name"] == APP, event
         assert event["app"]["desired_state"] == answer["desired_state"] == before["desired_state"] == "stopped", event
     finally:

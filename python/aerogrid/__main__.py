@@ -17,7 +17,7 @@ Runs APP.py with BROKER_URI defined in its globals.
   --broker HOST:PORT    standalone: consume Kafka directly (pip install confluent-kafka)
   --print-grids         standalone: print every grid as JSON on exit
   --idle-exit SECONDS   standalone: exit after SECONDS without new records (counted
-                        from the partition assignment)
+                        from the partition assignment and from the end of each batch)
   --quiet               standalone: do not print grid changes as they happen
 """
 

@@ -102,6 +102,9 @@ def run(app, broker_uri: str, *, print_grids: bool = False, idle_exit: "float | 
                 sys.stdout.write("".join(
                     json.dumps({"grid": g, "key": k, "row": r}) + "\n" for g, k, r in changes))
                 sys.stdout.flush()
+            # Idle counts from the end of the last batch: a batch that takes longer than
+            # --idle-exit must not end the run with records still waiting.
+            last_activity = time.monotonic()
     except KeyboardInterrupt:
         pass
     except HandlerError as exc:
