@@ -90,18 +90,15 @@ def run(app, broker_uri: str, *, print_grids: bool = False, idle_exit: "float | 
             messages = consumer.consume(BATCH_SIZE, 0.5)
             if not messages:
                 continue
-            last_activity = time.monotonic()
             names, records = _to_records(messages, KafkaError)
-            if not records:
-                continue
-            errors = processor.process(names, records)
-            for error in errors:
-                _print_error(error)
-            changes = processor.take_changes()
-            if not quiet and changes:
-                sys.stdout.write("".join(
-                    json.dumps({"grid": g, "key": k, "row": r}) + "\n" for g, k, r in changes))
-                sys.stdout.flush()
+            if records:
+                for error in processor.process(names, records):
+                    _print_error(error)
+                changes = processor.take_changes()
+                if not quiet and changes:
+                    sys.stdout.write("".join(
+                        json.dumps({"grid": g, "key": k, "row": r}) + "\n" for g, k, r in changes))
+                    sys.stdout.flush()
             # Idle counts from the end of the last batch: a batch that takes longer than
             # --idle-exit must not end the run with records still waiting.
             last_activity = time.monotonic()
