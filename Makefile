@@ -4,6 +4,9 @@ SHELL := /bin/bash
 export PATH := $(PATH):/opt/swift/usr/bin
 PYTHON ?= python3
 AEROGRID := .build/debug/aerogrid
+# Every pytest suite runs with Tests/skip_policy.py: a skip is reported loudly, and in CI
+# (CI=true) one not listed in Tests/allowed-skips.txt fails the run.
+PYTEST = PYTHONPATH=$(CURDIR)/Tests $(PYTHON) -m pytest -p skip_policy
 
 .PHONY: dev test deps build test-swift test-sandbox-c test-integration test-python bench bench-runtime bench-sandbox bench-fanout clean
 
@@ -32,15 +35,15 @@ test-sandbox-c: deps
 # The runtime's acceptance against the built binary: embedded Kafka, kcat, sandboxed apps
 # (needs root). Run with -s to see the numbers: make test-integration PYTEST_ARGS=-s
 test-integration: build
-	cd Tests/Integration && $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	cd Tests/Integration && $(PYTEST) -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # The web console in headless Chromium against a real server (needs root); screenshots and
 # the numbers (axe, long tasks) in .build/screenshots/. Run with -s to see them.
 test-browser: build
-	cd Tests/Browser && $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	cd Tests/Browser && $(PYTEST) -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test-python: deps
-	@if [ -d python/tests ]; then cd python && $(PYTHON) -m pytest -q tests; fi
+	cd python && $(PYTEST) -q -p no:cacheprovider tests
 
 # The Excel add-in (clients/excel) under node against the built server (needs root): the
 # functions through a stand-in for Excel's runtime, the manifest, and the task pane in
@@ -51,13 +54,13 @@ test-excel: build
 # Examples/fx-ticker and Examples/pixels against embedded Kafka, with the SDK's runner and
 # deployed to a real server (needs root). Run with -s to see the pixels' frames/s.
 test-examples: build
-	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) Examples
+	$(PYTEST) -q -p no:cacheprovider $(PYTEST_ARGS) Examples
 
 # The README's walkthrough, its commands taken from README.md: `aerogrid dev --no-demo`, the
 # orders app deployed, orders from kcat, the grid over the stream and REST, then Ctrl-C and
 # nothing left behind (needs root). Run with -s to see every command.
 test-e2e: build
-	cd Tests/EndToEnd && $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	cd Tests/EndToEnd && $(PYTEST) -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # Speed and memory, each next to its baseline (release builds; see docs/performance.md
 # and docs/sandbox.md). Extra arguments: make bench BENCH_ARGS="--orders 480000".

@@ -49,6 +49,12 @@ let package = Package(
             pkgConfig: "libseccomp",
             providers: [.apt(["libseccomp-dev"])]
         ),
+        // zlib (Debian: zlib1g-dev): inflating bundles, whose zip structure the server reads itself.
+        .systemLibrary(
+            name: "CLibZ",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         // The sandbox's child path between clone and exec: async-signal-safe C.
         .target(
             name: "CSandboxSys",
@@ -129,7 +135,7 @@ let package = Package(
         .target(
             name: "AeroGridServer",
             dependencies: [
-                "AeroGridCore", "AeroGridFanout", "AeroGridKafka", "AeroGridRuntime", "AeroGridSandbox", "AeroGridStore",
+                "AeroGridCore", "AeroGridFanout", "AeroGridKafka", "AeroGridRuntime", "AeroGridSandbox", "AeroGridStore", "CLibZ",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -138,7 +144,6 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -183,10 +188,15 @@ let package = Package(
         .testTarget(
             name: "AeroGridServerTests",
             dependencies: [
-                "AeroGridServer", "AeroGridStore",
+                "AeroGridServer", "AeroGridStore", "CLibZ",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AeroGridFanoutTests",
+            dependencies: ["AeroGridCore", "AeroGridFanout", "AeroGridRuntime"],
             swiftSettings: strictSettings
         ),
         .testTarget(

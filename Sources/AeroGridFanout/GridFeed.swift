@@ -2,6 +2,16 @@ public import AeroGridCore
 public import AeroGridRuntime
 import Synchronization
 
+/// Counters of the fan-out's work, for metrics and tests.
+public final class FanoutStats: Sendable {
+    let ticks = Atomic<Int>(0)
+
+    public init() {}
+
+    /// Ticks run so far: one per grid change at most, per (grid, rate, filter) group.
+    public var tickCount: Int { ticks.load(ordering: .relaxed) }
+}
+
 /// What a client asks to watch: one grid of one app, optionally only some keys and some
 /// columns, at most `maxRate` messages a second.
 public struct SubscriptionFilter: Sendable, Hashable {
@@ -20,6 +30,8 @@ public struct SubscriptionFilter: Sendable, Hashable {
 /// which version. Subscriptions keep only a version cursor into it, never a queue: a slow
 /// client costs nothing while it is slow, and reads the latest values when it drains.
 public final class GridFeed: Sendable {
+    /// The tenant's name: where the app's grids are looked up.
+    public let tenant: String
     public let app: String
     public let grid: String
 
@@ -72,10 +84,13 @@ public final class GridFeed: Sendable {
     static let logCapacity = 50_000
 
     let state = Mutex(State())
+    let stats: FanoutStats
 
-    init(app: String, grid: String) {
+    init(tenant: String, app: String, grid: String, stats: FanoutStats) {
+        self.tenant = tenant
         self.app = app
         self.grid = grid
+        self.stats = stats
     }
 
     /// Follows `source` (nil: the app has no runner now). A new source is a new epoch or a
@@ -106,7 +121,7 @@ public final class GridFeed: Sendable {
 
     private func record(_ change: GridState.Change) {
         guard change.grid == grid else { return }
-        let resync: [Subscription] = state.withLock { state in
+        let (resync, groups): ([Subscription], [TickGroup]) = state.withLock { state in
             // Each applied batch bumps the version by one. A new epoch (the grids reset in
             // place) or a gap (changes dropped by a listener that fell behind) leaves the
             // log unable to describe what happened: everyone takes a snapshot.
@@ -117,7 +132,7 @@ public final class GridFeed: Sendable {
                 state.logBase = change.version
                 state.version = change.version
                 state.epoch = change.epoch
-                return state.members
+                return (state.members, Array(state.groups.values))
             }
             for (index, (key, _)) in change.rows.enumerated() {
                 let columns = index < change.changedColumns.count ? change.changedColumns[index] : nil
@@ -130,9 +145,10 @@ public final class GridFeed: Sendable {
                 state.logBase = state.log[dropped - 1].version
                 state.log.removeFirst(dropped)
             }
-            return []
+            return ([], Array(state.groups.values))
         }
         for member in resync { member.needResync() }
+        for group in groups { group.changed() }
     }
 
     var current: (version: UInt64, epoch: Int64, source: GridState?) {
@@ -173,7 +189,7 @@ public final class GridFeed: Sendable {
         let key = GroupKey(rate: subscription.rate, filter: subscription.filter)
         let group = state.withLock { state in
             if let group = state.groups[key] { return group }
-            let group = TickGroup(feed: self, rate: key.rate, filter: key.filter, startVersion: state.version)
+            let group = TickGroup(feed: self, rate: key.rate, filter: key.filter, startVersion: state.version, stats: stats)
             state.groups[key] = group
             return group
         }
@@ -203,7 +219,9 @@ public final class GridFeed: Sendable {
 }
 
 /// The subscriptions of one feed with the same rate and filter: one tick builds one message
-/// body for all of them that are caught up.
+/// body for all of them that are caught up. A tick runs only after the grid changed, and at
+/// most `rate` times a second: a group whose grid does not change costs nothing (a viewer
+/// can hold thousands of idle subscriptions without keeping a core busy).
 final class TickGroup: Sendable {
     /// Strong: a tick may still run while the last member leaves. The feed lets go of the
     /// group when it empties, which ends the cycle.
@@ -214,26 +232,41 @@ final class TickGroup: Sendable {
     /// The version the last tick sent up to.
     private let lastVersion: Mutex<UInt64>
     private let ticker = Mutex<Task<Void, Never>?>(nil)
+    /// Wakes the ticker: the grid changed (many changes between two ticks wake it once).
+    private let changes: AsyncStream<Void>.Continuation
+    private let stats: FanoutStats
 
-    init(feed: GridFeed, rate: Int, filter: SubscriptionFilter, startVersion: UInt64) {
+    init(feed: GridFeed, rate: Int, filter: SubscriptionFilter, startVersion: UInt64, stats: FanoutStats) {
         self.feed = feed
         self.rate = rate
         self.filter = filter
+        self.stats = stats
         lastVersion = Mutex(startVersion)
         let interval = Duration.nanoseconds(1_000_000_000 / Int64(max(1, rate)))
+        let (wakes, changes) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        self.changes = changes
         ticker.withLock {
             $0 = Task { [weak self] in
-                var next = ContinuousClock.now + interval
-                while !Task.isCancelled {
-                    try? await Task.sleep(until: next)
-                    next = max(next + interval, .now)
-                    self?.tick()
+                var earliest = ContinuousClock.now
+                for await _ in wakes {
+                    // At most one tick per interval: a change soon after a tick waits for the
+                    // next slot, and every change until then goes out with it.
+                    if ContinuousClock.now < earliest { try? await Task.sleep(until: earliest) }
+                    guard !Task.isCancelled, let self else { return }
+                    earliest = .now + interval
+                    self.tick()
                 }
             }
         }
     }
 
-    func stop() { ticker.withLock { $0?.cancel() } }
+    /// The grid changed: tick (now, or at the next slot of the rate).
+    func changed() { changes.yield() }
+
+    func stop() {
+        changes.finish()
+        ticker.withLock { $0?.cancel() }
+    }
 
     func add(_ subscription: Subscription) {
         subscription.joined(group: self, at: lastVersion.withLock { $0 })
@@ -251,6 +284,7 @@ final class TickGroup: Sendable {
     var version: UInt64 { lastVersion.withLock { $0 } }
 
     private func tick() {
+        stats.ticks.add(1, ordering: .relaxed)
         let (to, epoch, source) = feed.current
         let from = lastVersion.withLock { $0 }
         guard to != from, let source else { return }

@@ -5,36 +5,71 @@ import Synchronization
 /// One client connection's outgoing side: its subscriptions and a writer that sends, in
 /// turn, the control messages (answers, errors, app events) and whatever each subscription
 /// has pending. Writes wait for the client (the transport's backpressure); meanwhile
-/// nothing piles up but one pending message per subscription and a bounded control queue.
+/// nothing piles up but one pending message per subscription and the control messages,
+/// bounded in bytes: a client that lets more than `controlBytes` of them wait is
+/// disconnected (it asked for them and does not read them).
 public final class StreamConnection: Sendable {
+    /// The tenant's name (what the store's queries take) and its immutable id (what the
+    /// connection is counted and found by: a revoked token or a deleted tenant closes it).
     public let tenant: String
+    public let tenantID: String
+    public let tokenID: String
     private let send: @Sendable ([UInt8]) async throws -> Void
+    /// Drops the transport at once, without waiting for the client (which may not read).
+    private let disconnect: @Sendable (String) -> Void
     private let signal: AsyncStream<Void>.Continuation
     private let signals: AsyncStream<Void>
     private let subscriptions = Mutex<[String: Subscription]>([:])
-    private let control = Mutex<[[UInt8]]>([])
+    private let control = Mutex<(messages: [[UInt8]], bytes: Int, closed: Bool)>(([], 0, false))
     /// When the write in progress started: a client that does not read shows here.
     private let writing = Mutex<ContinuousClock.Instant?>(nil)
 
-    /// Control messages kept for a client that does not read; past this the oldest go.
-    static let controlCapacity = 256
+    /// Control messages (answers, errors, app events) that may wait for a client, in bytes.
+    public static let controlBytes = 1 << 20
 
-    public init(tenant: String, send: @escaping @Sendable ([UInt8]) async throws -> Void) {
+    public init(tenant: String, tenantID: String, tokenID: String, send: @escaping @Sendable ([UInt8]) async throws -> Void,
+                disconnect: @escaping @Sendable (String) -> Void = { _ in }) {
         self.tenant = tenant
+        self.tenantID = tenantID
+        self.tokenID = tokenID
         self.send = send
+        self.disconnect = disconnect
         (signals, signal) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
     public func wake() { signal.yield() }
 
-    /// Queues an answer, an error or an app event.
+    /// Queues an answer, an error or an app event. Past `controlBytes` waiting, the client
+    /// is not reading what it asked for: the connection is closed.
     public func enqueue(_ message: [UInt8]) {
-        control.withLock { messages in
-            messages.append(message)
-            if messages.count > Self.controlCapacity { messages.removeFirst() }
+        let overflow = control.withLock { control -> Bool in
+            guard !control.closed else { return false }
+            control.messages.append(message)
+            control.bytes += message.count
+            return control.bytes > Self.controlBytes
         }
-        wake()
+        if overflow {
+            close(reason: "over \(Self.controlBytes) bytes of replies and events waited for the client to read them")
+        } else {
+            wake()
+        }
     }
+
+    /// Closes the connection now (a token revoked, a tenant deleted, replies unread): the
+    /// writer stops and the transport is dropped.
+    public func close(reason: String) {
+        let first = control.withLock { control -> Bool in
+            defer { control.closed = true }
+            control.messages.removeAll()
+            control.bytes = 0
+            return !control.closed
+        }
+        guard first else { return }
+        signal.finish()
+        disconnect(reason)
+    }
+
+    public var isClosed: Bool { control.withLock { $0.closed } }
 
     /// Writes until `finish()` or the client goes away.
     public func run() async {
@@ -42,9 +77,12 @@ public final class StreamConnection: Sendable {
             do {
                 while true {
                     var wrote = false
-                    let messages = control.withLock { messages in
-                        defer { messages.removeAll() }
-                        return messages
+                    let messages = control.withLock { control in
+                        defer {
+                            control.messages.removeAll()
+                            control.bytes = 0
+                        }
+                        return control.messages
                     }
                     for message in messages {
                         try await write(message)
@@ -103,59 +141,91 @@ public final class StreamConnection: Sendable {
 }
 
 /// Every grid feed of the server, made on the first subscription and dropped with the last.
+/// Feeds are keyed by the tenant's id, never its name.
 public final class FanoutHub: Sendable {
     private let feeds = Mutex<[String: GridFeed]>([:])
+    /// Subscriptions per tenant id, against the tenant's quota.
+    private let perTenant = Mutex<[String: Int]>([:])
     private let source: @Sendable (_ tenant: String, _ app: String) -> GridState?
+    public let stats = FanoutStats()
 
     /// Default and highest rate a subscription may ask for, in messages a second.
     public static let defaultRate = 4
     public static let maxRate = 50
 
-    /// `source` answers the current grids of an app (nil when it has no runner).
+    /// `source` answers the current grids of an app (nil when it has no runner), by the
+    /// tenant's name.
     public init(source: @escaping @Sendable (_ tenant: String, _ app: String) -> GridState?) {
         self.source = source
     }
 
     public enum SubscribeError: Error, Equatable {
         case duplicateID
+        /// The tenant holds `limit` subscriptions already.
+        case overQuota(limit: Int)
     }
 
-    /// Subscribes: the snapshot follows on the connection, then deltas.
+    /// Subscribes: `admitted` runs once the subscription is allowed, before anything of it
+    /// can be sent; the snapshot follows on the connection, then deltas. `tenantLimit` is the
+    /// tenant's quota of subscriptions over all its connections.
     public func subscribe(_ connection: StreamConnection, id: String, app: String, grid: String,
-                          filter: SubscriptionFilter, rate: Int) throws(SubscribeError) {
+                          filter: SubscriptionFilter, rate: Int, tenantLimit: Int = .max,
+                          admitted: () -> Void = {}) throws(SubscribeError) {
         guard !connection.has(id: id) else { throw .duplicateID }
-        let key = "\(connection.tenant)/\(app)/\(grid)"
+        let allowed = perTenant.withLock { counts in
+            guard counts[connection.tenantID, default: 0] < tenantLimit else { return false }
+            counts[connection.tenantID, default: 0] += 1
+            return true
+        }
+        guard allowed else { throw .overQuota(limit: tenantLimit) }
+        admitted()
+        let key = "\(connection.tenantID)/\(app)/\(grid)"
         let feed = feeds.withLock { feeds in
             if let feed = feeds[key] { return feed }
-            let feed = GridFeed(app: app, grid: grid)
+            let feed = GridFeed(tenant: connection.tenant, app: app, grid: grid, stats: stats)
             feeds[key] = feed
             return feed
         }
         feed.attach(source(connection.tenant, app))
-        let subscription = Subscription(id: id, feed: feed, filter: filter, rate: min(max(rate, 1), Self.maxRate)) { [weak connection] in
+        let subscription = Subscription(id: id, tenantID: connection.tenantID, feed: feed, filter: filter,
+                                        rate: min(max(rate, 1), Self.maxRate)) { [weak connection] in
             connection?.wake()
         }
-        guard connection.add(subscription) else { throw .duplicateID }
+        guard connection.add(subscription) else {
+            release(tenantID: connection.tenantID)
+            throw .duplicateID
+        }
         feed.add(subscription)
     }
+
+    private func release(tenantID: String) {
+        perTenant.withLock { counts in
+            counts[tenantID, default: 1] -= 1
+            if counts[tenantID] == 0 { counts[tenantID] = nil }
+        }
+    }
+
+    /// Subscriptions the tenant holds over all its connections.
+    public func subscriptionCount(tenantID: String) -> Int { perTenant.withLock { $0[tenantID] ?? 0 } }
 
     /// True when there was such a subscription.
     public func unsubscribe(_ connection: StreamConnection, id: String) -> Bool {
         guard let subscription = connection.remove(id: id) else { return false }
-        drop(subscription, tenant: connection.tenant)
+        drop(subscription)
         return true
     }
 
     public func disconnect(_ connection: StreamConnection) {
-        for subscription in connection.removeAll() { drop(subscription, tenant: connection.tenant) }
+        for subscription in connection.removeAll() { drop(subscription) }
         connection.finish()
     }
 
-    private func drop(_ subscription: Subscription, tenant: String) {
+    private func drop(_ subscription: Subscription) {
         subscription.close()
+        release(tenantID: subscription.tenantID)
         if subscription.feed.remove(subscription) {
             feeds.withLock { feeds in
-                let key = "\(tenant)/\(subscription.feed.app)/\(subscription.feed.grid)"
+                let key = "\(subscription.tenantID)/\(subscription.feed.app)/\(subscription.feed.grid)"
                 if feeds[key] === subscription.feed, subscription.feed.memberCount == 0 { feeds[key] = nil }
             }
         }
@@ -165,10 +235,7 @@ public final class FanoutHub: Sendable {
     /// (and once a starting app has declared the grid) the subscribers resync, and stay
     /// subscribed.
     public func refresh() {
-        for (key, feed) in feeds.withLock({ $0 }) {
-            let tenant = String(key.prefix { $0 != "/" })
-            feed.attach(source(tenant, feed.app))
-        }
+        for feed in feeds.withLock({ Array($0.values) }) { feed.attach(source(feed.tenant, feed.app)) }
     }
 
     public var subscriptionCount: Int { feeds.withLock { $0.values.reduce(0) { $0 + $1.memberCount } } }

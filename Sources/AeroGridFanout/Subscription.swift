@@ -8,6 +8,8 @@ import Synchronization
 /// connection drains — from the log, or as a snapshot when the client is too far behind.
 public final class Subscription: Sendable {
     public let id: String
+    /// The tenant it counts against.
+    let tenantID: String
     let feed: GridFeed
     let filter: SubscriptionFilter
     let rate: Int
@@ -37,8 +39,9 @@ public final class Subscription: Sendable {
 
     private let state = Mutex(State())
 
-    init(id: String, feed: GridFeed, filter: SubscriptionFilter, rate: Int, wake: @escaping @Sendable () -> Void) {
+    init(id: String, tenantID: String, feed: GridFeed, filter: SubscriptionFilter, rate: Int, wake: @escaping @Sendable () -> Void) {
         self.id = id
+        self.tenantID = tenantID
         self.feed = feed
         self.filter = filter
         self.rate = rate

@@ -8,6 +8,12 @@ public struct Hello: Sendable, Equatable {
         /// `"str"`, `"bytes"`, `"int"` … or a record's name: informational.
         public let keyType: String
         public let valueType: String
+
+        public init(name: String, keyType: String, valueType: String) {
+            self.name = name
+            self.keyType = keyType
+            self.valueType = valueType
+        }
     }
 
     public struct Grid: Sendable, Equatable {
@@ -23,6 +29,11 @@ public struct Hello: Sendable, Equatable {
     public struct Stream: Sendable, Equatable {
         public let name: String
         public let topic: String
+
+        public init(name: String, topic: String) {
+            self.name = name
+            self.topic = topic
+        }
     }
 
     public let protocolVersion: String

@@ -21,13 +21,14 @@ final class AppConnection: Sendable {
         var shutdownSent = false
     }
 
-    /// `onFrame` runs on the reader thread, one frame at a time; `onEnd` runs once when the
-    /// connection ends (EOF, an error, or a protocol violation, which it is given).
-    init(fd: Int32, limits: AppLimits, onFrame: @escaping @Sendable (AppFrame) throws(ProtocolViolation) -> Void,
+    /// `onFrame` runs on the reader thread, one frame at a time, with the size of the frame's
+    /// payload; `onEnd` runs once when the connection ends (EOF, an error, or a protocol
+    /// violation, which it is given).
+    init(fd: Int32, limits: AppLimits, log: AppLog, onFrame: @escaping @Sendable (AppFrame, Int) throws(ProtocolViolation) -> Void,
          onEnd: @escaping @Sendable (ProtocolViolation?) -> Void) {
         self.fd = fd
         let reader = Thread { [self] in
-            let violation = readLoop(limits: limits, onFrame)
+            let violation = readLoop(limits: limits, log: log, onFrame)
             loopFinished()
             onEnd(violation)
         }
@@ -80,13 +81,16 @@ final class AppConnection: Sendable {
     /// How long the app has been silent (any frame counts).
     var silence: Duration { ContinuousClock.now - lastReceived.withLock { $0 } }
 
-    private func readLoop(limits: AppLimits, _ onFrame: @Sendable (AppFrame) throws(ProtocolViolation) -> Void) -> ProtocolViolation? {
+    private func readLoop(limits: AppLimits, log: AppLog, _ onFrame: @Sendable (AppFrame, Int) throws(ProtocolViolation) -> Void) -> ProtocolViolation? {
         var decoder = FrameDecoder()
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        // Frames and bytes in the current one-second window, against the app's caps.
+        // Frames and bytes in the current one-second window, against the app's caps; log
+        // frames read, and dropped, in it.
         var windowStart = ContinuousClock.now
         var frames = 0
         var bytes = 0
+        var logBytes = 0
+        var dropped = (frames: 0, bytes: 0)
         while true {
             let count = buffer.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
@@ -97,6 +101,9 @@ final class AppConnection: Sendable {
                 windowStart = now
                 frames = 0
                 bytes = 0
+                logBytes = 0
+                if dropped.frames > 0 { log.droppedFrames(dropped.frames, bytes: dropped.bytes) }
+                dropped = (0, 0)
             }
             bytes += count
             buffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
@@ -109,7 +116,17 @@ final class AppConnection: Sendable {
                     guard frames <= limits.framesPerSecond else {
                         throw ProtocolViolation("the app sent over \(limits.framesPerSecond) frames in a second (the cap)")
                     }
-                    try onFrame(try AppFrame.decode(type: type, payload: payload))
+                    // Log frames cost the supervisor their decoding: past their bounds they
+                    // are dropped unread (and counted), never parsed.
+                    if type == FrameType.log.rawValue {
+                        logBytes += payload.count
+                        if payload.count > limits.log.frameBytes || logBytes > limits.log.frameBytesPerSecond {
+                            dropped.frames += 1
+                            dropped.bytes += payload.count
+                            continue
+                        }
+                    }
+                    try onFrame(try AppFrame.decode(type: type, payload: payload), payload.count)
                 }
             } catch let violation as ProtocolViolation {
                 shutdown(fd, Int32(SHUT_RDWR))

@@ -3,8 +3,10 @@ import Logging
 import Synchronization
 
 /// One app's log: its stdout, stderr and log frames, and the supervisor's notes about it.
-/// Bounded twice: the last `capacity` lines are kept (for the API and the console), and at
-/// most `forwardPerSecond` lines a second go on to the supervisor's own log — an app that
+/// Bounded in bytes three times over: a line is cut at `maxLineBytes` (on a Unicode scalar
+/// boundary: one "character" can be megabytes of combining marks), the log keeps the last
+/// lines that fit in `maxBytes` (and `capacity` lines), and at most `forwardPerSecond` lines
+/// and `forwardBytesPerSecond` bytes a second go on to the supervisor's own log. An app that
 /// writes 100 MB to stdout costs a fixed amount of memory and a note of what was dropped.
 public final class AppLog: Sendable {
     public struct Line: Sendable, Equatable {
@@ -15,63 +17,107 @@ public final class AppLog: Sendable {
         public let text: String
     }
 
+    /// What bounds one app's log.
+    public struct Limits: Sendable, Equatable {
+        /// Lines kept, at most, and their UTF-8 bytes in all.
+        public var lines: Int
+        public var bytes: Int
+        /// A longer line is cut to this many bytes (and marked with "…").
+        public var lineBytes: Int
+        /// Passed on to the supervisor's log each second, at most; the rest is counted.
+        public var forwardLinesPerSecond: Int
+        public var forwardBytesPerSecond: Int
+        /// A log frame larger than this is dropped undecoded, and log frames beyond this many
+        /// bytes a second too: decoding them is the supervisor's work, not the app's.
+        public var frameBytes: Int
+        public var frameBytesPerSecond: Int
+        /// stdout and stderr are each read at most this fast: a faster app blocks on its pipe.
+        public var outputBytesPerSecond: Int
+
+        public init(lines: Int = 2_000, bytes: Int = 1 << 20, lineBytes: Int = 16 << 10,
+                    forwardLinesPerSecond: Int = 100, forwardBytesPerSecond: Int = 64 << 10,
+                    frameBytes: Int = 64 << 10, frameBytesPerSecond: Int = 1 << 20, outputBytesPerSecond: Int = 1 << 20) {
+            self.lines = lines
+            self.bytes = bytes
+            self.lineBytes = lineBytes
+            self.forwardLinesPerSecond = forwardLinesPerSecond
+            self.forwardBytesPerSecond = forwardBytesPerSecond
+            self.frameBytes = frameBytes
+            self.frameBytesPerSecond = frameBytesPerSecond
+            self.outputBytesPerSecond = outputBytesPerSecond
+        }
+    }
+
     private struct State {
+        /// Kept lines are `lines[first...]`, oldest first; the dropped prefix is compacted
+        /// away from time to time.
         var lines: [Line] = []
-        var next = 0
+        var first = 0
+        var keptBytes = 0
         var total = 0
         var windowStart = ContinuousClock.now
-        var forwardedInWindow = 0
+        var forwardedLines = 0
+        var forwardedBytes = 0
         var droppedInWindow = 0
         var notForwarded = 0
+
+        mutating func keep(_ line: Line, limits: Limits) {
+            lines.append(line)
+            keptBytes += line.text.utf8.count
+            while lines.count - first > max(1, limits.lines) || (keptBytes > limits.bytes && lines.count - first > 1) {
+                keptBytes -= lines[first].text.utf8.count
+                first += 1
+            }
+            if first > 64 && first > lines.count / 2 {
+                lines.removeFirst(first)
+                first = 0
+            }
+        }
+
+        var kept: ArraySlice<Line> { lines[first...] }
     }
 
     private let state = Mutex(State())
-    private let capacity: Int
-    private let forwardPerSecond: Int
+    public let limits: Limits
     private let logger: Logger
 
-    init(capacity: Int, forwardPerSecond: Int, logger: Logger) {
-        self.capacity = max(1, capacity)
-        self.forwardPerSecond = forwardPerSecond
+    init(limits: Limits, logger: Logger) {
+        self.limits = limits
         self.logger = logger
     }
 
     func append(_ text: String, source: String, level: Logger.Level = .info) {
-        // A single line is bounded too: 16 KiB is plenty for a traceback line.
-        let text = text.utf8.count > 16_384 ? String(text.prefix(16_384)) + "…" : text
+        let text = Self.truncated(text, toBytes: limits.lineBytes)
+        let bytes = text.utf8.count
         let line = Line(time: Date(), source: source, level: level.rawValue, text: text)
         let (forward, dropped) = state.withLock { state -> (Bool, Int) in
-            if state.lines.count < capacity {
-                state.lines.append(line)
-            } else {
-                state.lines[state.next] = line
-                state.next = (state.next + 1) % capacity
-            }
+            state.keep(line, limits: limits)
             state.total += 1
             var droppedBefore = 0
             if ContinuousClock.now - state.windowStart >= .seconds(1) {
                 droppedBefore = state.droppedInWindow
                 state.windowStart = .now
-                state.forwardedInWindow = 0
+                state.forwardedLines = 0
+                state.forwardedBytes = 0
                 state.droppedInWindow = 0
             }
-            guard state.forwardedInWindow < forwardPerSecond else {
+            guard state.forwardedLines < limits.forwardLinesPerSecond, state.forwardedBytes + bytes <= limits.forwardBytesPerSecond else {
                 state.droppedInWindow += 1
                 state.notForwarded += 1
                 return (false, droppedBefore)
             }
-            state.forwardedInWindow += 1
+            state.forwardedLines += 1
+            state.forwardedBytes += bytes
             return (true, droppedBefore)
         }
         if dropped > 0 {
-            let note = "the app wrote more than \(forwardPerSecond) lines a second: \(dropped) lines were not passed on to the supervisor's log (this log keeps the last \(capacity))"
+            let note = "the app wrote more than \(limits.forwardLinesPerSecond) lines or \(limits.forwardBytesPerSecond) bytes a second: "
+                + "\(dropped) lines were not passed on to the supervisor's log (this log keeps the last \(limits.lines) lines or \(limits.bytes) bytes)"
             logger.warning("\(note)")
+            let noteLine = Line(time: Date(), source: "supervisor", level: "warning", text: note)
             state.withLock { state in
-                let noteLine = Line(time: Date(), source: "supervisor", level: "warning", text: note)
-                if state.lines.count < capacity { state.lines.append(noteLine) } else {
-                    state.lines[state.next] = noteLine
-                    state.next = (state.next + 1) % capacity
-                }
+                state.keep(noteLine, limits: limits)
+                state.total += 1
             }
         }
         if forward {
@@ -79,26 +125,42 @@ public final class AppLog: Sendable {
         }
     }
 
+    /// Log frames dropped undecoded (over `frameBytes`, or beyond `frameBytesPerSecond`):
+    /// one note a second at most says how many.
+    func droppedFrames(_ count: Int, bytes: Int) {
+        append("\(count) log frames (\(bytes) bytes) were dropped: a log frame may be \(limits.frameBytes) bytes, "
+               + "and at most \(limits.frameBytesPerSecond) bytes of them a second are read", source: "supervisor", level: .warning)
+    }
+
+    /// `text` cut to at most `limit` UTF-8 bytes on a Unicode scalar boundary, with "…"
+    /// after a cut. Counted in bytes: a single Character can be megabytes long.
+    static func truncated(_ text: String, toBytes limit: Int) -> String {
+        let utf8 = text.utf8
+        guard utf8.count > limit else { return text }
+        var end = utf8.index(utf8.startIndex, offsetBy: max(0, limit))
+        while end > utf8.startIndex && UTF8.isContinuation(utf8[end]) { end = utf8.index(before: end) }
+        return String(decoding: utf8[..<end], as: UTF8.self) + "…"
+    }
+
     /// The most recent lines, oldest first.
     public func tail(_ count: Int) -> [Line] {
-        state.withLock { state in
-            let ordered = Array(state.lines[state.next...] + state.lines[..<state.next])
-            return Array(ordered.suffix(count))
-        }
+        state.withLock { Array($0.kept.suffix(max(0, count))) }
     }
 
     /// The lines after the first `seen` ever written (those still kept), and the count to
     /// pass next time: how a follower reads on without repeats.
     public func lines(after seen: Int) -> (lines: [Line], seen: Int) {
         state.withLock { state in
-            let ordered = Array(state.lines[state.next...] + state.lines[..<state.next])
-            let new = max(0, min(state.total - seen, ordered.count))
-            return (Array(ordered.suffix(new)), state.total)
+            let new = max(0, min(state.total - seen, state.kept.count))
+            return (Array(state.kept.suffix(new)), state.total)
         }
     }
 
     /// Lines written since the start, kept or not.
     public var totalLines: Int { state.withLock { $0.total } }
+
+    /// The bytes of the lines kept now.
+    public var keptBytes: Int { state.withLock { $0.keptBytes } }
 
     /// Lines kept here but not passed on to the supervisor's log (over the rate).
     public var linesNotForwarded: Int { state.withLock { $0.notForwarded } }

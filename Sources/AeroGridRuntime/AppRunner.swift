@@ -63,7 +63,7 @@ public final class AppRunner: Sendable {
         logger[metadataKey: "aerogrid.tenant"] = "\(spec.tenant)"
         logger[metadataKey: "aerogrid.app"] = "\(spec.name)"
         self.logger = logger
-        log = AppLog(capacity: spec.appLimits.logLines, forwardPerSecond: spec.appLimits.logLinesPerSecond, logger: logger)
+        log = AppLog(limits: spec.appLimits.log, logger: logger)
     }
 
     public var status: Status { statusState.withLock { $0 } }
@@ -165,8 +165,9 @@ public final class AppRunner: Sendable {
         statusState.withLock { $0.failedRecords += records.count }
         let producer = self.producer.withLock { $0 }
         for (record, reason) in records {
-            logger.warning("record \(record.topic)/\(record.partition)@\(record.offset) cannot be delivered: \(reason)",
-                           metadata: ["aerogrid.dlq": "\(deadLetterTopic)"])
+            // Through the app's log: kept there, and passed on to the supervisor's at its rate.
+            log.append("record \(record.topic)/\(record.partition)@\(record.offset) cannot be delivered: \(reason) (sent to \(deadLetterTopic))",
+                       source: "supervisor", level: .warning)
             let headers = [
                 KafkaHeader("aerogrid.error.kind", Array("too-large".utf8)),
                 KafkaHeader("aerogrid.error.message", Array(reason.utf8)),
@@ -198,14 +199,16 @@ public final class AppRunner: Sendable {
         }
         let producer = self.producer.withLock { $0 }
         for error in errors {
-            logger.warning("record \(error.topic)/\(error.partition)@\(error.offset) failed (\(error.kind)): \(error.error)",
-                           metadata: ["aerogrid.dlq": "\(deadLetterTopic)"])
+            // The app chose these texts: bounded before they are logged or produced.
+            let message = AppLog.truncated(error.error, toBytes: 16 << 10)
+            log.append("record \(error.topic)/\(error.partition)@\(error.offset) failed (\(error.kind)): \(message) (sent to \(deadLetterTopic))",
+                       source: "supervisor", level: .warning)
             let original = byPosition["\(error.topic)/\(error.partition)/\(error.offset)"]
             let headers = (original?.headers ?? []).map { KafkaHeader($0.0, $0.1) } + [
-                KafkaHeader("aerogrid.error.kind", Array(error.kind.utf8)),
-                KafkaHeader("aerogrid.error.handler", Array((error.handler ?? "").utf8)),
-                KafkaHeader("aerogrid.error.message", Array(error.error.utf8)),
-                KafkaHeader("aerogrid.error.traceback", Array(error.traceback.utf8)),
+                KafkaHeader("aerogrid.error.kind", Array(AppLog.truncated(error.kind, toBytes: 256).utf8)),
+                KafkaHeader("aerogrid.error.handler", Array(AppLog.truncated(error.handler ?? "", toBytes: 256).utf8)),
+                KafkaHeader("aerogrid.error.message", Array(message.utf8)),
+                KafkaHeader("aerogrid.error.traceback", Array(AppLog.truncated(error.traceback, toBytes: 64 << 10).utf8)),
                 KafkaHeader("aerogrid.source.topic", Array(error.topic.utf8)),
                 KafkaHeader("aerogrid.source.partition", Array(String(error.partition).utf8)),
                 KafkaHeader("aerogrid.source.offset", Array(String(error.offset).utf8)),
@@ -264,6 +267,7 @@ public final class AppRunner: Sendable {
         sandbox.bundle = spec.bundle
         sandbox.environment = [("AEROGRID_IPC_FD", "3"), ("LANG", "C.UTF-8"), ("PYTHONDONTWRITEBYTECODE", "1")]
         sandbox.cgroupPath = [spec.tenant, spec.name]
+        sandbox.hostUID = spec.hostUID
         sandbox.withIPCSocket = true
         sandbox.output = .pipes
         let process: SandboxedProcess
@@ -276,8 +280,8 @@ public final class AppRunner: Sendable {
         forwardOutput(process.stdout!, stream: "stdout")
         forwardOutput(process.stderr!, stream: "stderr")
         let connection = AppConnection(
-            fd: process.ipcSocket!, limits: spec.appLimits,
-            onFrame: { frame throws(ProtocolViolation) in try session.handle(frame) },
+            fd: process.ipcSocket!, limits: spec.appLimits, log: log,
+            onFrame: { frame, bytes throws(ProtocolViolation) in try session.handle(frame, bytes: bytes) },
             onEnd: { violation in
                 if let violation {
                     killReason.withLock { $0 = $0 ?? .protocolViolation(violation.message) }
@@ -294,12 +298,18 @@ public final class AppRunner: Sendable {
             currentSession.withLock { $0 = nil }
         }
         let ended = Task { await process.wait() }
-        // An app that sends nothing (not even a heartbeat) for this long is stuck.
-        let watchdog = Task { [heartbeatTimeout = spec.heartbeatTimeout] in
+        // An app that sends nothing (not even a heartbeat) for this long is stuck; one that
+        // keeps a batch unconfirmed this long holds what it sent for it, and its partitions.
+        let watchdog = Task { [heartbeatTimeout = spec.heartbeatTimeout, batchTimeout = spec.appLimits.batchTimeout] in
             while !Task.isCancelled {
                 try await Task.sleep(for: .seconds(1))
                 if connection.silence > heartbeatTimeout {
                     killReason.withLock { $0 = $0 ?? .heartbeatTimeout }
+                    process.kill()
+                    return
+                }
+                if let (id, age) = session.oldestUnconfirmed, age > batchTimeout {
+                    killReason.withLock { $0 = $0 ?? .quota("batch \(id) was not confirmed within \(batchTimeout) (the limit for one batch)") }
                     process.kill()
                     return
                 }
@@ -466,16 +476,25 @@ public final class AppRunner: Sendable {
         return termination
     }
 
-    /// The app's stdout and stderr, line by line, into its log. Read as fast as the app
-    /// writes, so it never blocks on a full pipe.
+    /// The app's stdout and stderr, line by line, into its log. Read at most
+    /// `outputBytesPerSecond`: an app writing faster blocks on its full pipe, and its
+    /// output costs the supervisor a bounded amount of work.
     private func forwardOutput(_ fd: Int32, stream: String) {
         let log = self.log
+        let budget = spec.appLimits.log.outputBytesPerSecond
         let thread = Thread {
             let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
             var pending = Data()
+            var window = (start: ContinuousClock.now, bytes: 0)
             while true {
                 let chunk = handle.availableData
                 if chunk.isEmpty { break }
+                if ContinuousClock.now - window.start >= .seconds(1) { window = (.now, 0) }
+                window.bytes += chunk.count
+                if window.bytes > budget {
+                    Thread.sleep(until: Date(timeIntervalSinceNow: max(0, 1 - Self.seconds(ContinuousClock.now - window.start))))
+                    window = (.now, 0)
+                }
                 pending.append(chunk)
                 while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
                     log.append(String(decoding: pending[pending.startIndex..<newline], as: UTF8.self), source: stream)
@@ -491,6 +510,10 @@ public final class AppRunner: Sendable {
         }
         thread.name = "aerogrid-app-\(stream)"
         thread.start()
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     /// New cgroup limits: applied to the running process's cgroup at once (no restart), and

@@ -31,6 +31,8 @@ final class AppSession: Sendable {
         var columns: [String: Set<String>] = [:]
         var produces: Set<String> = []
         var streams = 1
+        /// What the frames held for the oldest batch cost (see `AppLimits.pendingBytes`).
+        var pendingBytes = 0
     }
 
     private let state = Mutex(State())
@@ -113,13 +115,14 @@ final class AppSession: Sendable {
             state.updates.removeAll()
             state.produced.removeAll()
             state.errors.removeAll()
+            state.pendingBytes = 0
         }
         resolveHello(nil)
         credits.finish()
     }
 
-    /// One frame from the app, on the reader thread.
-    func handle(_ frame: AppFrame) throws(ProtocolViolation) {
+    /// One frame from the app, on the reader thread; `bytes` is the size of its payload.
+    func handle(_ frame: AppFrame, bytes: Int = 0) throws(ProtocolViolation) {
         switch frame {
         case .hello(let hello):
             let first = state.withLock { state -> Bool in
@@ -128,8 +131,7 @@ final class AppSession: Sendable {
                 return true
             }
             guard first else { throw ProtocolViolation("a second hello") }
-            let names = hello.grids.map(\.name)
-            guard Set(names).count == names.count else { throw ProtocolViolation("hello declares a grid twice") }
+            try check(hello)
             resolveHello(hello)
         case .gridUpdate(let update):
             try state.withLock { state throws(ProtocolViolation) in
@@ -139,11 +141,12 @@ final class AppSession: Sendable {
                 try Self.checkPending(state, adding: state.updates.count,
                                       limit: limits.gridRows + Int(state.inFlight.first?.records ?? 0) * state.streams, what: "grid-updates")
                 guard let columns = state.columns[update.grid] else {
-                    throw ProtocolViolation("a grid-update for undeclared grid '\(update.grid)'")
+                    throw ProtocolViolation("a grid-update for undeclared grid '\(update.grid.prefix(64))'")
                 }
                 if let row = update.row, let unknown = row.keys.first(where: { !columns.contains($0) }) {
-                    throw ProtocolViolation("grid '\(update.grid)' has no column '\(unknown)'")
+                    throw ProtocolViolation("grid '\(update.grid)' has no column '\(unknown.prefix(64))'")
                 }
+                try hold(&state, bytes + 128 + 64 * (update.row?.count ?? 0))
                 state.updates.append((update.grid, update.key, update.row))
             }
         case .produce(let request):
@@ -151,14 +154,16 @@ final class AppSession: Sendable {
                 // Up to 16 records produced per record read: a fan-out, not a flood.
                 try Self.checkPending(state, adding: state.produced.count, limit: 16 * Int(state.inFlight.first?.records ?? 0), what: "produce frames")
                 guard state.produces.contains(request.topic) else {
-                    throw ProtocolViolation("a produce to '\(request.topic)', which hello did not declare")
+                    throw ProtocolViolation("a produce to '\(request.topic.prefix(255))', which hello did not declare")
                 }
+                try hold(&state, bytes + 128 + 64 * request.headers.count)
                 state.produced.append(request)
             }
         case .error(let error):
             try state.withLock { state throws(ProtocolViolation) in
                 // A record can fail in each stream that reads it.
                 try Self.checkPending(state, adding: state.errors.count, limit: Int(state.inFlight.first?.records ?? 0) * state.streams, what: "error frames")
+                try hold(&state, bytes + 128)
                 state.errors.append(error)
             }
         case .batchDone(let done):
@@ -168,6 +173,56 @@ final class AppSession: Sendable {
         case .heartbeat, .unknown:
             break
         }
+    }
+
+    /// Counts what a frame for the oldest batch costs the supervisor until its batch-done;
+    /// past `AppLimits.pendingBytes` the app is stopped with the numbers (`quota`).
+    private func hold(_ state: inout State, _ cost: Int) throws(ProtocolViolation) {
+        let total = state.pendingBytes + cost
+        guard total <= limits.pendingBytes else {
+            let detail = "batch \(state.inFlight.first?.id ?? 0): the app sent \(total) bytes of grid-updates, errors and produce requests "
+                + "before its batch-done (payloads, plus 128 bytes a frame and 64 a cell); the limit is \(limits.pendingBytes)"
+            onQuotaExceeded(detail)
+            throw ProtocolViolation("over its quota: \(detail)")
+        }
+        state.pendingBytes = total
+    }
+
+    /// What hello declares, within the app's limits: names as docs/ipc.md gives them, and
+    /// counts and sizes the supervisor holds for as long as the app runs.
+    private func check(_ hello: Hello) throws(ProtocolViolation) {
+        guard hello.grids.count <= limits.grids else {
+            throw ProtocolViolation("hello declares \(hello.grids.count) grids; an app may have \(limits.grids)")
+        }
+        var names = Set<String>()
+        for grid in hello.grids {
+            if let problem = ResourceName.problem(with: grid.name) {
+                throw ProtocolViolation("grid name '\(grid.name.prefix(64))' is not valid: \(problem)")
+            }
+            guard names.insert(grid.name).inserted else { throw ProtocolViolation("hello declares grid '\(grid.name)' twice") }
+            guard !grid.columns.isEmpty, grid.columns.count <= limits.columnsPerGrid else {
+                throw ProtocolViolation("grid '\(grid.name)' declares \(grid.columns.count) columns; a grid has 1 to \(limits.columnsPerGrid)")
+            }
+            for column in grid.columns where column.isEmpty || column.utf8.count > limits.columnNameBytes {
+                throw ProtocolViolation("grid '\(grid.name)' has a column name of \(column.utf8.count) bytes; names are 1 to \(limits.columnNameBytes) bytes")
+            }
+            guard Set(grid.columns).count == grid.columns.count else {
+                throw ProtocolViolation("grid '\(grid.name)' declares a column twice")
+            }
+        }
+        for (what, count) in [("topics", hello.topics.count), ("streams", hello.streams.count), ("produce topics", hello.produces.count)]
+        where count > limits.declaredTopics {
+            throw ProtocolViolation("hello declares \(count) \(what); an app may declare \(limits.declaredTopics)")
+        }
+        let topics = hello.topics.map(\.name) + hello.streams.map(\.topic) + hello.produces
+        if let long = topics.first(where: { $0.isEmpty || $0.utf8.count > 249 }) {
+            throw ProtocolViolation("topic name '\(long.prefix(64))…' is not 1 to 249 bytes long")
+        }
+    }
+
+    /// The oldest batch not yet confirmed, and how long ago it was sent.
+    var oldestUnconfirmed: (id: UInt64, age: Duration)? {
+        state.withLock { state in state.inFlight.first.map { ($0.id, ContinuousClock.now - $0.sent) } }
     }
 
     /// A batch's frames come only while it is outstanding, and no more of them than it can
@@ -206,6 +261,7 @@ final class AppSession: Sendable {
                 state.updates.removeAll(keepingCapacity: true)
                 state.errors.removeAll()
                 state.produced.removeAll()
+                state.pendingBytes = 0
             }
             let over = grids.apply(batch, maxRows: limits.gridRows, maxBytes: limits.gridBytes)
             return (state.errors, state.produced, state.errors.isEmpty ? [] : oldest.frame, over, oldest.sent)

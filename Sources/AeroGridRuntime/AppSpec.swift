@@ -27,6 +27,8 @@ public struct AppSpec: Sendable {
     public var outOfRangePolicy: OutOfRangePolicy
     /// Caps that keep one app from exhausting the supervisor.
     public var appLimits: AppLimits
+    /// The unprivileged host uid (and gid) the sandbox's root maps to: the tenant's own.
+    public var hostUID: UInt32 = 65534
 
     public init(
         tenant: String, name: String, bundle: String, entrypoint: String = "app.py", sdkPath: String,
@@ -92,9 +94,10 @@ public enum OutOfRangePolicy: String, Sendable, CaseIterable {
     case resetToLatest = "latest"
 }
 
-/// What one app may cost the supervisor. Crossing a frame cap is a protocol violation (the
-/// app is stopped); crossing a grid quota stops it with crash reason `quota`; output over
-/// its rate is dropped (and counted), never buffered without bound.
+/// What one app may cost the supervisor, each bound in bytes (or a count of small fixed
+/// things) and, where something waits, in time. Crossing a frame cap is a protocol
+/// violation (the app is stopped); crossing a quota stops it with crash reason `quota` and
+/// the numbers; output over its rate is dropped (and counted), never buffered without bound.
 public struct AppLimits: Sendable, Equatable {
     /// Frames the app may send per second, and bytes per second.
     public var framesPerSecond: Int
@@ -102,18 +105,35 @@ public struct AppLimits: Sendable, Equatable {
     /// Rows over all the app's grids, and their approximate size in bytes.
     public var gridRows: Int
     public var gridBytes: Int
-    /// Lines of stdout, stderr and log frames kept for the app's log, and how many per
-    /// second are passed on to the supervisor's own log.
-    public var logLines: Int
-    public var logLinesPerSecond: Int
+    /// What the app's frames for one batch (grid-updates, errors, produce requests) may hold
+    /// in the supervisor until its batch-done: their payloads plus 128 bytes a frame and 64
+    /// a cell, about what they take in memory once decoded.
+    public var pendingBytes: Int
+    /// How long a batch may stay unconfirmed; past it the app is stopped (`quota`).
+    public var batchTimeout: Duration
+    /// What hello may declare: grids, columns per grid, bytes per column name; topics,
+    /// streams and produce topics (each).
+    public var grids: Int
+    public var columnsPerGrid: Int
+    public var columnNameBytes: Int
+    public var declaredTopics: Int
+    /// The app's log (stdout, stderr and log frames).
+    public var log: AppLog.Limits
 
     public init(framesPerSecond: Int = 200_000, bytesPerSecond: Int = 64 << 20, gridRows: Int = 100_000,
-                gridBytes: Int = 64 << 20, logLines: Int = 2_000, logLinesPerSecond: Int = 100) {
+                gridBytes: Int = 64 << 20, pendingBytes: Int = 32 << 20, batchTimeout: Duration = .seconds(300),
+                grids: Int = 64, columnsPerGrid: Int = 1_024, columnNameBytes: Int = 256, declaredTopics: Int = 64,
+                log: AppLog.Limits = AppLog.Limits()) {
         self.framesPerSecond = framesPerSecond
         self.bytesPerSecond = bytesPerSecond
         self.gridRows = gridRows
         self.gridBytes = gridBytes
-        self.logLines = logLines
-        self.logLinesPerSecond = logLinesPerSecond
+        self.pendingBytes = pendingBytes
+        self.batchTimeout = batchTimeout
+        self.grids = grids
+        self.columnsPerGrid = columnsPerGrid
+        self.columnNameBytes = columnNameBytes
+        self.declaredTopics = declaredTopics
+        self.log = log
     }
 }

@@ -73,9 +73,16 @@ public final class GridState: Sendable {
         }
     }
 
-    /// Makes sure the declared grids exist with their columns (an app's hello).
+    /// Makes sure the declared grids exist with their columns (an app's hello). Grids an
+    /// earlier process declared and this one does not are dropped when they hold no rows:
+    /// otherwise each restart with other names would add to what the supervisor keeps (grids
+    /// with rows stay, within the row quota, as the checkpoint has them).
     public func declare(_ grids: [(name: String, columns: [String])]) {
         state.withLock { state in
+            let declared = Set(grids.map(\.name))
+            for (name, grid) in state.grids where !declared.contains(name) && grid.rows.isEmpty {
+                state.grids[name] = nil
+            }
             for grid in grids {
                 state.grids[grid.name, default: Grid(columns: grid.columns, rows: [:], version: 0)].columns = grid.columns
             }

@@ -10,7 +10,9 @@ public struct CompiledProfile: Sendable {
     public let quotaDefaults: SeccompProfile.QuotaDefaults
 
     /// Loads `path`, from `cacheDirectory` when this exact profile was compiled before.
-    /// The cache is only an accelerator: any problem with it means compiling again.
+    /// The cache is only an accelerator: any problem with it means compiling again. It is
+    /// trusted only when it and its directory belong to this process's user and nobody else
+    /// may write them: a filter someone else could have written would be the sandbox's.
     public static func load(path: String, cacheDirectory: String = "/run/aerogrid/filters") throws(SandboxError) -> CompiledProfile {
         let bytes: [UInt8]
         do {
@@ -21,10 +23,14 @@ public struct CompiledProfile: Sendable {
         // A cache hit, the common case, never makes the profile a String: on the way to
         // every sandbox's clone, that is most of what the load costs.
         let cachePath = "\(cacheDirectory)/\(fnv1a64(bytes, libseccompVersion.utf8)).bpf"
-        if let cached = readCache(cachePath) { return cached }
+        let trusted = isTrusted(directory: cacheDirectory)
+        if trusted, let cached = readCache(cachePath) { return cached }
         let profile = try SeccompProfile.parse(String(decoding: bytes, as: UTF8.self), source: path)
         let compiled = CompiledProfile(filter: try SeccompFilter(profile: profile), quotaDefaults: profile.quotaDefaults)
-        try? SysFS.makeDirectories(cacheDirectory)
+        if !trusted {
+            try? SysFS.makeDirectories(cacheDirectory)
+            guard isTrusted(directory: cacheDirectory) else { return compiled }
+        }
         compiled.writeCache(cachePath)
         return compiled
     }
@@ -39,7 +45,8 @@ public struct CompiledProfile: Sendable {
         let q = quotaDefaults
         let header = "aerogrid-bpf-1 \(q.memoryBytes.map(String.init) ?? "-") \(q.cpus.map { String($0) } ?? "-") \(q.pids.map(String.init) ?? "-") \(q.openFiles.map(String.init) ?? "-") \(q.tmpBytes.map(String.init) ?? "-")\n"
         let temporary = "\(path).\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        unlink(temporary)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return }
         let bytes = Array(header.utf8) + filter.program
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
@@ -48,12 +55,21 @@ public struct CompiledProfile: Sendable {
         if written == bytes.count { rename(temporary, path) } else { unlink(temporary) }
     }
 
+    /// Owned by us and writable by nobody else (so no one else can have put a file in it).
+    static func isTrusted(directory: String) -> Bool {
+        var info = stat()
+        guard lstat(directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { return false }
+        return info.st_uid == geteuid() && info.st_mode & 0o022 == 0
+    }
+
     private static func readCache(_ path: String) -> CompiledProfile? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0, info.st_size > 0, info.st_size < 1 << 20 else { return nil }
+        // A regular file of ours that nobody else could have written.
+        guard info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid(), info.st_mode & 0o022 == 0 else { return nil }
         var buffer = [UInt8](repeating: 0, count: Int(info.st_size))
         let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         guard count > 0, let newline = buffer[0..<count].firstIndex(of: UInt8(ascii: "\n")) else { return nil }

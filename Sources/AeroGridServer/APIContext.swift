@@ -3,11 +3,13 @@ import Foundation
 public import Hummingbird
 public import NIOCore
 
-/// Who is calling: a token's id, role and (for tenant roles) tenant.
+/// Who is calling: a token's id, role and (for tenant roles) tenant, by name and by its
+/// immutable id.
 public struct Principal: Sendable {
     public let tokenID: String
     public let role: Role
     public let tenant: String?
+    public let tenantID: String?
 }
 
 /// The request context of the API: the client's address (for the audit) and, once the
@@ -15,11 +17,14 @@ public struct Principal: Sendable {
 public struct APIContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: SocketAddress?
+    /// The connection the request came on: what the connection caps count.
+    public let connection: ObjectIdentifier
     public var principal: Principal?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
+        connection = ObjectIdentifier(source.channel)
     }
 
     /// Bundles are up to 16 MiB; a little more is read so the refusal can say by how much.

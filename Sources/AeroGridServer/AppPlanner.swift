@@ -28,22 +28,29 @@ public struct AppPlanner: Sendable {
     }
 
     public func plan(_ app: AppRecord) async throws -> AppPlan {
-        let tenant = try await tenant(app.tenant)
-        return AppPlan(quota: appQuota(app), topics: TopicACL.stored(tenant.topics, tenant: app.tenant))
+        plan(app, tenant: try await tenant(app.tenant))
+    }
+
+    func plan(_ app: AppRecord, tenant: TenantRecord) -> AppPlan {
+        AppPlan(quota: appQuota(app), topics: TopicACL.stored(tenant.topics, tenant: app.tenant), tenantID: tenant.id, hostUID: tenant.hostUID)
     }
 
     /// What the tenant's apps that should run use, leaving out `except`.
     func used(tenant: String, except: String? = nil) async throws -> (apps: Int, running: Int, memoryBytes: UInt64, cpus: Double) {
-        let apps = try await store.apps(tenant: tenant)
+        used(try await store.apps(tenant: tenant), except: except)
+    }
+
+    private func used(_ apps: [AppRecord], except: String?) -> (apps: Int, running: Int, memoryBytes: UInt64, cpus: Double) {
         let running = apps.filter { $0.desiredState == "running" && $0.name != except }
+        // Each quota is bounded (QuotaJSON), so the sums cannot overflow.
         return (apps.count, running.count,
                 running.reduce(0) { $0 + appQuota($1).memoryBytes }, running.reduce(0) { $0 + appQuota($1).cpus })
     }
 
     /// Refuses, with the numbers, a start that would take the tenant over its memory or CPU.
-    func admit(_ app: AppRecord, quota: AppQuota) async throws {
-        let limits = try await tenantQuota(app.tenant)
-        let used = try await used(tenant: app.tenant, except: app.name)
+    /// `apps` are the tenant's apps as the same transaction reads them.
+    func admit(_ app: AppRecord, quota: AppQuota, within limits: TenantQuota, apps: [AppRecord]) throws {
+        let used = used(apps, except: app.name)
         if used.memoryBytes + quota.memoryBytes > limits.memoryBytes {
             throw APIError.overQuota(
                 "app '\(app.name)' needs \(quota.memoryBytes.mebibytes) of memory; tenant \(app.tenant) may use \(limits.memoryBytes.mebibytes) "
@@ -56,8 +63,7 @@ public struct AppPlanner: Sendable {
     }
 
     /// Refuses an app quota larger than its tenant's whole quota.
-    func check(_ quota: AppQuota, tenant: String) async throws {
-        let limits = try await tenantQuota(tenant)
+    func check(_ quota: AppQuota, within limits: TenantQuota, tenant: String) throws {
         if quota.memoryBytes > limits.memoryBytes {
             throw APIError.overQuota("memory_bytes \(quota.memoryBytes) is more than tenant \(tenant)'s whole quota, \(limits.memoryBytes)")
         }

@@ -72,11 +72,13 @@ public actor AppSupervisor {
         let key = Self.key(app.tenant, app.name)
         if let entry = entries[key], entry.task != nil, entry.bundleDigest == app.bundleDigest { return }
         var spec = AppSpec(
-            tenant: app.tenant, name: app.name, bundle: bundles.path(digest: app.bundleDigest), entrypoint: app.entrypoint,
+            tenant: app.tenant, name: app.name, bundle: bundles.path(tenantID: plan.tenantID, digest: app.bundleDigest), entrypoint: app.entrypoint,
             sdkPath: defaults.sdkPath, profile: defaults.profile, limits: plan.quota.cgroupLimits, kafka: defaults.kafka,
             checkpointInterval: defaults.checkpointInterval, outOfRangePolicy: defaults.outOfRangePolicy)
         spec.shutdownGrace = .seconds(10)
         spec.appLimits.gridRows = plan.quota.gridRows
+        // The tenant's own host uid: no two tenants' apps share one (or its process count).
+        if let uid = plan.hostUID { spec.hostUID = uid }
         // Read at each process start, so a changed ACL applies to the next restart.
         topicRules.set(app.tenant, plan.topics)
         spec.topicPolicy = { [topicRules, tenant = app.tenant] topic in

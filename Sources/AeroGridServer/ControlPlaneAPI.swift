@@ -5,6 +5,7 @@ public import AeroGridStore
 import Foundation
 public import Hummingbird
 import Logging
+import Synchronization
 import ServiceLifecycle
 
 /// The REST API under `/api/v1` (see docs/api.md and Resources/openapi.json): tenants,
@@ -18,6 +19,14 @@ public struct ControlPlaneAPI: Sendable {
     let metrics: ServerMetrics
     let stream: @Sendable () -> (connections: Int, subscriptions: Int, blocked: Int)
     let sites: [StaticSite]
+    /// Open connections (anonymous, and per tenant), and the long-lived sessions that a
+    /// revoked token or a deleted tenant ends.
+    let gate: ConnectionGate?
+    let sessions: Sessions
+    /// Each new tenant gets a host uid of its own from this range.
+    let hostUIDs: ClosedRange<UInt32>
+    /// How long a request body may take to arrive.
+    let bodyTimeout: Duration
     let readiness: @Sendable () async -> String?
     /// Told (tenant, app) after a deploy, start, stop or restart, so the stream's discovery
     /// has an event for it even when the app ends as it was (a stop and a start between
@@ -25,11 +34,17 @@ public struct ControlPlaneAPI: Sendable {
     let changed: @Sendable (String, String) -> Void
 
     /// `readiness` answers nil when ready, else what is not.
-    public init(store: Store, bundles: BundleStore, supervisor: AppSupervisor, planner: AppPlanner, metrics: ServerMetrics,
-                stream: @escaping @Sendable () -> (connections: Int, subscriptions: Int, blocked: Int) = { (0, 0, 0) },
-                sites: [StaticSite] = [], changed: @escaping @Sendable (String, String) -> Void = { _, _ in },
-                readiness: @escaping @Sendable () async -> String?) {
+    init(store: Store, bundles: BundleStore, supervisor: AppSupervisor, planner: AppPlanner, metrics: ServerMetrics,
+         stream: @escaping @Sendable () -> (connections: Int, subscriptions: Int, blocked: Int) = { (0, 0, 0) },
+         sites: [StaticSite] = [], gate: ConnectionGate? = nil, sessions: Sessions = Sessions(),
+         hostUIDs: ClosedRange<UInt32> = ServerConfiguration.defaultHostUIDs, bodyTimeout: Duration = .seconds(120),
+         changed: @escaping @Sendable (String, String) -> Void = { _, _ in },
+         readiness: @escaping @Sendable () async -> String?) {
         self.stream = stream
+        self.gate = gate
+        self.sessions = sessions
+        self.hostUIDs = hostUIDs
+        self.bodyTimeout = bodyTimeout
         self.changed = changed
         self.sites = sites
         self.store = store
@@ -53,13 +68,13 @@ public struct ControlPlaneAPI: Sendable {
         router.get("api/v1/openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.bytes)))
         }
-        router.group("metrics").add(middleware: AuthMiddleware(store: store)).get { _, context in
+        router.group("metrics").add(middleware: AuthMiddleware(store: store, gate: gate, planner: planner)).get { _, context in
             _ = try context.requireOperator()
             let text = await metrics.scrape(supervisor, stream: stream())
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
         }
-        let api = router.group("api/v1").add(middleware: AuthMiddleware(store: store))
+        let api = router.group("api/v1").add(middleware: AuthMiddleware(store: store, gate: gate, planner: planner))
         addTenantRoutes(api)
         addQuotaRoutes(api)
         addTokenRoutes(api)
@@ -67,14 +82,15 @@ public struct ControlPlaneAPI: Sendable {
         api.get("audit") { request, context in
             let principal = try context.principal ?? { throw APIError.unauthorized("a bearer token is required") }()
             let limit = try queryInt(request, "limit", default: 100, range: 1...1000)
-            let tenant: String?
+            let tenantID: String?
             switch principal.role {
-            case .operator: tenant = nil
-            case .admin: tenant = principal.tenant
+            case .operator: tenantID = nil
+            case .admin: tenantID = principal.tenantID ?? "none"
             default: throw APIError.forbidden("role \(principal.role.rawValue) may not read the audit log; it needs admin or operator")
             }
-            let entries = try await store.auditEntries(tenant: tenant, limit: limit).map { entry -> [String: Any] in
-                ["id": entry.id, "time": JSONResponse.time(entry.time), "tenant": entry.tenant ?? NSNull(), "actor": entry.actor,
+            // By the tenant's id: a tenant reads what happened to it, never to a namesake.
+            let entries = try await store.auditEntries(tenantID: tenantID, limit: limit).map { entry -> [String: Any] in
+                ["id": entry.id, "time": JSONResponse.time(entry.time), "tenant": entry.tenant ?? NSNull(), "tenant_id": entry.tenantID ?? NSNull(), "actor": entry.actor,
                  "action": entry.action, "target": entry.target, "source": entry.source, "outcome": entry.outcome]
             }
             return JSONResponse.make(["entries": entries])
@@ -87,19 +103,25 @@ public struct ControlPlaneAPI: Sendable {
     private func addTenantRoutes(_ api: RouterGroup<APIContext>) {
         api.post("tenants") { request, context in
             let principal = try context.requireOperator()
-            let body = try await jsonObject(request, context: context)
+            let body = try await jsonObject(request, context: context, timeout: bodyTimeout)
             let name = try validName(body["name"], kind: "tenant name")
             let topics = try body["topics"].map { try TopicACL.validated($0) }
             let (token, secret) = TokenSecret.issue(tenant: name, name: "admin", role: .admin)
+            let tenant: TenantRecord
             do {
-                try await store.createTenant(name, firstToken: token, topics: topics?.json)
-            } catch is StoreConflict {
+                tenant = try await store.createTenant(name, firstToken: token, topics: topics?.json, hostUIDs: hostUIDs)
+            } catch StoreConflict.tenantExists {
                 throw APIError.conflict("tenant '\(name)' already exists")
+            } catch StoreConflict.nameRetired {
+                throw APIError(.conflict, "name_retired",
+                               "tenant name '\(name)' belonged to a deleted tenant; names are never given out again (its topics and audit stay its own): choose another")
+            } catch StoreConflict.noHostUID(let range) {
+                throw APIError(.serviceUnavailable, "no_host_uid",
+                               "every host uid of [sandbox] host_uids (\(range.lowerBound)-\(range.upperBound)) is taken; an operator must widen the range")
             }
-            try await audit(principal, tenant: name, "tenant.create", target: name, context)
-            let tenant = try await store.tenant(name)
+            try await audit(principal, tenant: tenant, "tenant.create", target: name, context)
             return JSONResponse.make(
-                ["tenant": tenantJSON(tenant!), "admin_token": newTokenJSON(token, secret: secret)], status: .created)
+                ["tenant": tenantJSON(tenant), "admin_token": newTokenJSON(token, secret: secret)], status: .created)
         }
         api.get("tenants") { _, context in
             _ = try context.requireOperator()
@@ -109,10 +131,10 @@ public struct ControlPlaneAPI: Sendable {
         api.post("tenants/:tenant/tokens") { _, context in
             let principal = try context.requireOperator()
             let name = try context.parameters.require("tenant")
-            guard try await store.tenant(name) != nil else { throw APIError.notFound("no tenant '\(name)'") }
+            guard let tenant = try await store.tenant(name) else { throw APIError.notFound("no tenant '\(name)'") }
             let (token, secret) = TokenSecret.issue(tenant: name, name: "admin", role: .admin)
             try await store.createToken(token)
-            try await audit(principal, tenant: name, "token.create", target: token.id, context)
+            try await audit(principal, tenant: tenant, "token.create", target: token.id, context)
             return JSONResponse.make(newTokenJSON(token, secret: secret), status: .created)
         }
         api.get("tenants/:tenant") { _, context in
@@ -124,15 +146,17 @@ public struct ControlPlaneAPI: Sendable {
         api.delete("tenants/:tenant") { _, context in
             let principal = try context.requireOperator()
             let name = try context.parameters.require("tenant")
-            guard try await store.tenant(name) != nil else { throw APIError.notFound("no tenant '\(name)'") }
+            guard let tenant = try await store.tenant(name) else { throw APIError.notFound("no tenant '\(name)'") }
             for app in try await store.apps(tenant: name) {
                 await supervisor.remove(tenant: name, name: app.name)
             }
             try await store.deleteTenant(name)
+            // Its streams and followed logs end now, not at their next request.
+            sessions.endTenant(tenant.id)
             // Its apps' cgroups are gone; the tenant's own directory goes too.
             if let hierarchy = Sandbox.cgroups.hierarchy, let group = try? hierarchy.group([name]) { try? group.remove() }
-            bundles.removeUnused(keeping: try await store.bundleDigestsInUse())
-            try await audit(principal, tenant: name, "tenant.delete", target: name, context)
+            bundles.removeUnused(keeping: try await store.bundlesInUse())
+            try await audit(principal, tenant: tenant, "tenant.delete", target: name, context)
             return Response(status: .noContent)
         }
     }
@@ -148,9 +172,9 @@ public struct ControlPlaneAPI: Sendable {
             let principal = try context.requireOperator()
             let name = try context.parameters.require("tenant")
             let tenant = try await planner.tenant(name)
-            let merged = try QuotaJSON.merge(try await jsonObject(request, context: context), into: tenant.quota, keys: QuotaJSON.tenantKeys)
+            let merged = try QuotaJSON.merge(try await jsonObject(request, context: context, timeout: bodyTimeout), into: tenant.quota, keys: QuotaJSON.tenantKeys)
             try await store.setTenantQuota(name, json: merged)
-            try await audit(principal, tenant: name, "quota.set", target: name, context, outcome: "ok: \(merged)")
+            try await audit(principal, tenant: tenant, "quota.set", target: name, context, outcome: "ok: \(merged)")
             return JSONResponse.make(try await tenantQuotaJSON(name))
         }
         api.get("tenants/:tenant/apps/:app/quota") { _, context in
@@ -161,20 +185,30 @@ public struct ControlPlaneAPI: Sendable {
         api.put("tenants/:tenant/apps/:app/quota") { request, context in
             let principal = try context.requireOperator()
             let tenant = try context.parameters.require("tenant")
-            var app = try await app(tenant, context)
-            let merged = try QuotaJSON.merge(try await jsonObject(request, context: context), into: app.quota, keys: QuotaJSON.appKeys)
-            let quota = QuotaJSON.app(merged, defaults: planner.appDefaults)
-            try await planner.check(quota, tenant: tenant)
-            if app.desiredState == "running" { try await planner.admit(app, quota: quota) }
-            try await store.setAppQuota(tenant: tenant, name: app.name, json: merged)
-            app.quota = merged
+            let record = try await planner.tenant(tenant)
+            let stored = try await app(tenant, context)
+            // As text: the transaction below runs it, and a dictionary of Any cannot be sent there.
+            let body = QuotaJSON.encode(try await jsonObject(request, context: context, timeout: bodyTimeout))
+            let limits = QuotaJSON.tenant(record.quota)
+            // Merged, checked and written in one transaction with the tenant's other apps as
+            // they are then: two changes at once cannot pass the tenant's quota together.
+            let changed = try await store.changeApp(tenant: tenant, name: stored.name) { [planner] app, all in
+                let merged = try QuotaJSON.merge(QuotaJSON.decode(body), into: app.quota, keys: QuotaJSON.appKeys)
+                let quota = QuotaJSON.app(merged, defaults: planner.appDefaults)
+                try planner.check(quota, within: limits, tenant: tenant)
+                if app.desiredState == "running" { try planner.admit(app, quota: quota, within: limits, apps: all) }
+                return (app.desiredState, merged)
+            }
+            guard let app = changed else { throw APIError.notFound("no app '\(stored.name)'") }
+            let merged = app.quota
+            let quota = planner.appQuota(app)
             // A running app gets its new cgroup limits now; grid rows count from its next start.
             do {
                 try await supervisor.updateLimits(tenant: tenant, name: app.name, quota.cgroupLimits)
             } catch let error as SandboxError {
                 throw APIError(.internalServerError, "internal", "the quota is stored but the running app's cgroup refused it: \(error.message)")
             }
-            try await audit(principal, tenant: tenant, "quota.set", target: app.name, context, outcome: "ok: \(merged)")
+            try await audit(principal, tenant: record, "quota.set", target: app.name, context, outcome: "ok: \(merged)")
             return JSONResponse.make(appQuotaJSON(quota))
         }
         api.get("tenants/:tenant/acl") { _, context in
@@ -186,11 +220,11 @@ public struct ControlPlaneAPI: Sendable {
         api.put("tenants/:tenant/acl") { request, context in
             let principal = try context.requireOperator()
             let name = try context.parameters.require("tenant")
-            _ = try await planner.tenant(name)
-            let acl = try TopicACL.validated(try await jsonObject(request, context: context)["topics"])
+            let tenant = try await planner.tenant(name)
+            let acl = try TopicACL.validated(try await jsonObject(request, context: context, timeout: bodyTimeout)["topics"])
             try await store.setTenantTopics(name, json: acl.json)
             supervisor.topicRules.set(name, acl)
-            try await audit(principal, tenant: name, "acl.set", target: name, context, outcome: "ok: \(acl.rules.joined(separator: " "))")
+            try await audit(principal, tenant: tenant, "acl.set", target: name, context, outcome: "ok: \(acl.rules.joined(separator: " "))")
             return JSONResponse.make(["topics": acl.rules])
         }
         api.get("quota") { _, context in
@@ -203,7 +237,7 @@ public struct ControlPlaneAPI: Sendable {
     private func tenantQuotaJSON(_ tenant: String) async throws -> [String: Any] {
         let quota = try await planner.tenantQuota(tenant)
         let used = try await planner.used(tenant: tenant)
-        return ["max_apps": quota.maxApps, "memory_bytes": quota.memoryBytes, "cpus": quota.cpus, "max_connections": quota.maxConnections,
+        return ["max_apps": quota.maxApps, "memory_bytes": quota.memoryBytes, "cpus": quota.cpus, "max_connections": quota.maxConnections, "max_subscriptions": quota.maxSubscriptions,
                 "used": ["apps": used.apps, "running_apps": used.running, "memory_bytes": used.memoryBytes, "cpus": used.cpus]]
     }
 
@@ -212,16 +246,16 @@ public struct ControlPlaneAPI: Sendable {
     private func addTokenRoutes(_ api: RouterGroup<APIContext>) {
         api.post("tokens") { request, context in
             let (tenant, principal) = try context.requireTenant(.admin)
-            let body = try await jsonObject(request, context: context)
-            guard let name = body["name"] as? String, (1...64).contains(name.count) else {
-                throw APIError.badRequest("\"name\" must be a string of 1 to 64 characters naming the token")
+            let body = try await jsonObject(request, context: context, timeout: bodyTimeout)
+            guard let name = body["name"] as? String, (1...64).contains(name.utf8.count) else {
+                throw APIError.badRequest("\"name\" must be a string of 1 to 64 bytes naming the token")
             }
             guard let roleText = body["role"] as? String, let role = Role(rawValue: roleText), role != .operator else {
                 throw APIError.badRequest("\"role\" must be one of admin, developer, viewer")
             }
             let (token, secret) = TokenSecret.issue(tenant: tenant, name: name, role: role)
             try await store.createToken(token)
-            try await audit(principal, tenant: tenant, "token.create", target: token.id, context)
+            try await audit(principal, "token.create", target: token.id, context)
             return JSONResponse.make(newTokenJSON(token, secret: secret), status: .created)
         }
         api.get("tokens") { _, context in
@@ -231,8 +265,10 @@ public struct ControlPlaneAPI: Sendable {
         api.delete("tokens/:id") { _, context in
             let (tenant, principal) = try context.requireTenant(.admin)
             let id = try context.parameters.require("id")
-            guard try await store.revokeToken(id: id, tenant: tenant) else { throw APIError.notFound("no token '\(id)' in this tenant") }
-            try await audit(principal, tenant: tenant, "token.revoke", target: id, context)
+            guard try await store.revokeToken(id: id, tenant: tenant) else { throw APIError.notFound("no token '\(id.prefix(64))' in this tenant") }
+            // Its open streams and followed logs end now, not at their next request.
+            sessions.endToken(id)
+            try await audit(principal, "token.revoke", target: id, context)
             return Response(status: .noContent)
         }
     }
@@ -242,33 +278,36 @@ public struct ControlPlaneAPI: Sendable {
     private func addAppRoutes(_ api: RouterGroup<APIContext>) {
         api.post("apps") { request, context in
             let (tenant, principal) = try context.requireTenant(.developer)
-            var request = request
             let body: ByteBuffer
             do {
-                body = try await request.collectBody(upTo: context.maxUploadSize)
-            } catch {
+                body = try await collect(request, upTo: context.maxUploadSize, what: "the bundle")
+            } catch let error as APIError where error.status == .contentTooLarge {
                 throw APIError.tooLarge("the bundle is larger than \(bundles.limits.maxUploadBytes >> 20) MiB, the limit")
             }
+            let record = try await planner.tenant(tenant)
+            guard let uid = record.hostUID else { throw APIError(.serviceUnavailable, "no_host_uid", "tenant \(tenant) has no host uid yet; try again") }
             let stored: StoredBundle
             do {
-                stored = try bundles.store(Data(buffer: body))
+                stored = try bundles.store(Data(buffer: body), owner: BundleOwner(tenantID: record.id, uid: uid))
             } catch let error as BundleRefused {
-                try await audit(principal, tenant: tenant, "app.deploy", target: "?", context, outcome: "refused: \(error.message)")
+                try await audit(principal, "app.deploy", target: "?", context, outcome: "refused: \(error.message)")
                 throw error.tooLarge ? APIError.tooLarge(error.message) : APIError.invalidBundle(error.message)
             }
             // Kept from the bundle clean-up until the app's record names it.
-            defer { bundles.release(stored.digest) }
+            defer { bundles.release(stored) }
             let manifest = stored.manifest
-            if try await store.app(tenant: tenant, name: manifest.name) == nil {
-                let quota = try await planner.tenantQuota(tenant)
-                let count = try await store.apps(tenant: tenant).count
-                guard count < quota.maxApps else {
-                    bundles.removeUnused(keeping: try await store.bundleDigestsInUse())
-                    throw APIError.overQuota("tenant \(tenant) has \(count) apps, its quota (max_apps \(quota.maxApps)); delete one first")
-                }
+            let quota = QuotaJSON.tenant(record.quota)
+            let app: AppRecord
+            let created: Bool
+            do {
+                // Counted and inserted in one transaction: concurrent deploys cannot pass max_apps together.
+                (app, created) = try await store.deployApp(
+                    tenant: tenant, name: manifest.name, bundleDigest: stored.digest, entrypoint: manifest.entrypoint, runtime: manifest.runtime,
+                    maxApps: quota.maxApps)
+            } catch StoreConflict.tooManyApps(let count, let limit) {
+                bundles.removeUnused(keeping: try await store.bundlesInUse())
+                throw APIError.overQuota("tenant \(tenant) has \(count) apps, its quota (max_apps \(limit)); delete one first")
             }
-            let (app, created) = try await store.deployApp(
-                tenant: tenant, name: manifest.name, bundleDigest: stored.digest, entrypoint: manifest.entrypoint, runtime: manifest.runtime)
             // A running app moves to the new version at once.
             if app.desiredState == "running" {
                 let plan = try await planner.plan(app)
@@ -276,8 +315,8 @@ public struct ControlPlaneAPI: Sendable {
                 await supervisor.start(app, plan: plan)
             }
             changed(tenant, app.name)
-            bundles.removeUnused(keeping: try await store.bundleDigestsInUse())
-            try await audit(principal, tenant: tenant, "app.deploy", target: app.name, context, outcome: "ok: version \(app.version)")
+            bundles.removeUnused(keeping: try await store.bundlesInUse())
+            try await audit(principal, "app.deploy", target: app.name, context, outcome: "ok: version \(app.version)")
             return JSONResponse.make(await appJSON(app), status: created ? .created : .ok)
         }
         api.get("apps") { _, context in
@@ -299,7 +338,7 @@ public struct ControlPlaneAPI: Sendable {
             try await store.setDesiredState(tenant: tenant, name: app.name, "stopped")
             await supervisor.stop(tenant: tenant, name: app.name)
             changed(tenant, app.name)
-            try await audit(principal, tenant: tenant, "app.stop", target: app.name, context)
+            try await audit(principal, "app.stop", target: app.name, context)
             return JSONResponse.make(await appJSON(try await self.app(tenant, context)))
         }
         api.post("apps/:app/restart") { _, context in
@@ -310,12 +349,12 @@ public struct ControlPlaneAPI: Sendable {
             let app = try await app(tenant, context)
             await supervisor.remove(tenant: tenant, name: app.name)
             try await store.deleteApp(tenant: tenant, name: app.name)
-            bundles.removeUnused(keeping: try await store.bundleDigestsInUse())
-            try await audit(principal, tenant: tenant, "app.delete", target: app.name, context)
+            bundles.removeUnused(keeping: try await store.bundlesInUse())
+            try await audit(principal, "app.delete", target: app.name, context)
             return Response(status: .noContent)
         }
         api.get("apps/:app/logs") { request, context in
-            let (tenant, _) = try context.requireTenant(.viewer)
+            let (tenant, principal) = try context.requireTenant(.viewer)
             let app = try await app(tenant, context)
             let tail = try queryInt(request, "tail", default: 100, range: 1...10_000)
             let follow = try queryBool(request, "follow")
@@ -323,9 +362,13 @@ public struct ControlPlaneAPI: Sendable {
             guard follow else { return JSONResponse.make(["lines": (current?.tail(tail) ?? []).map(logLineJSON)]) }
             let first = current?.tail(tail) ?? []
             let seen = current?.totalLines ?? 0
+            // A session: revoking the token or deleting the tenant ends the follow at once.
+            let ended = Mutex(false)
+            let session = sessions.open(tokenID: principal.tokenID, tenantID: principal.tenantID) { _ in ended.withLock { $0 = true } }
             return Response(
                 status: .ok, headers: [.contentType: "application/x-ndjson"],
-                body: ResponseBody { writer in
+                body: ResponseBody { [sessions] writer in
+                    defer { sessions.close(session) }
                     for line in first { try await writer.write(ndjson(logLineJSON(line))) }
                     var log = current
                     var seen = seen
@@ -333,7 +376,7 @@ public struct ControlPlaneAPI: Sendable {
                     // the app is deleted. A start, restart or new version brings a new run
                     // with a log of its own: followed from its first line.
                     var checked = ContinuousClock.now
-                    while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                    while !Task.isCancelled && !Task.isShuttingDownGracefully && !ended.withLock({ $0 }) {
                         if ContinuousClock.now - checked > .milliseconds(500) {
                             checked = .now
                             guard try await store.app(tenant: tenant, name: app.name) != nil else { break }
@@ -399,20 +442,27 @@ public struct ControlPlaneAPI: Sendable {
     /// Start (or restart) the app: within the tenant's quota, its desired state `running`.
     private func run(_ context: APIContext, action: String, restart: Bool) async throws -> Response {
         let (tenant, principal) = try context.requireTenant(.developer)
-        let app = try await app(tenant, context)
-        let plan = try await planner.plan(app)
-        try await planner.admit(app, quota: plan.quota)
-        try await store.setDesiredState(tenant: tenant, name: app.name, "running")
+        let stored = try await app(tenant, context)
+        let record = try await planner.tenant(tenant)
+        let limits = QuotaJSON.tenant(record.quota)
+        // Admitted and marked running in one transaction, against the tenant's apps as they
+        // are then: concurrent starts cannot pass the tenant's memory or CPU together.
+        let admitted = try await store.changeApp(tenant: tenant, name: stored.name) { [planner] app, all in
+            try planner.admit(app, quota: planner.appQuota(app), within: limits, apps: all)
+            return ("running", app.quota)
+        }
+        guard let app = admitted else { throw APIError.notFound("no app '\(stored.name)'") }
+        let plan = planner.plan(app, tenant: record)
         if restart { await supervisor.stop(tenant: tenant, name: app.name) }
         await supervisor.start(app, plan: plan)
         changed(tenant, app.name)
-        try await audit(principal, tenant: tenant, "app.\(action)", target: app.name, context)
+        try await audit(principal, "app.\(action)", target: app.name, context)
         return JSONResponse.make(await appJSON(try await self.app(tenant, context)))
     }
 
     private func app(_ tenant: String, _ context: APIContext) async throws -> AppRecord {
         let name = try context.parameters.require("app")
-        guard let app = try await store.app(tenant: tenant, name: name) else { throw APIError.notFound("no app '\(name)'") }
+        guard let app = try await store.app(tenant: tenant, name: name) else { throw APIError.notFound("no app '\(name.prefix(64))'") }
         return app
     }
 
@@ -468,8 +518,49 @@ public struct ControlPlaneAPI: Sendable {
         ]
     }
 
-    private func audit(_ principal: Principal, tenant: String?, _ action: String, target: String, _ context: APIContext, outcome: String = "ok") async throws {
-        try await store.audit(tenant: tenant, actor: principal.tokenID, action: action, target: target, source: context.source, outcome: outcome)
+    /// An entry for the caller's own tenant.
+    private func audit(_ principal: Principal, _ action: String, target: String, _ context: APIContext, outcome: String = "ok") async throws {
+        try await store.audit(tenant: principal.tenant, tenantID: principal.tenantID, actor: principal.tokenID, action: action, target: target,
+                              source: context.source, outcome: outcome)
+    }
+
+    /// An entry about `tenant` (an operator's action on it).
+    private func audit(_ principal: Principal, tenant: TenantRecord, _ action: String, target: String, _ context: APIContext,
+                       outcome: String = "ok") async throws {
+        try await store.audit(tenant: tenant.name, tenantID: tenant.id, actor: principal.tokenID, action: action, target: target,
+                              source: context.source, outcome: outcome)
+    }
+
+    /// The request's body, at most `limit` bytes and within the body timeout.
+    private func collect(_ request: Request, upTo limit: Int, what: String) async throws -> ByteBuffer {
+        let timeout = bodyTimeout
+        return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+            group.addTask { [request] in
+                var request = request
+                do {
+                    return try await request.collectBody(upTo: limit)
+                } catch {
+                    throw APIError.tooLarge("\(what) is larger than \(limit) bytes, the limit")
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let body = first else {
+                throw APIError(.requestTimeout, "timeout", "\(what) did not arrive within \(timeout)")
+            }
+            return body
+        }
+    }
+
+    private func jsonObject(_ request: Request, context: APIContext, timeout: Duration) async throws -> [String: Any] {
+        let body = try await collect(request, upTo: 64 << 10, what: "the body")
+        guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] else {
+            throw APIError.badRequest("the body must be a JSON object")
+        }
+        return object
     }
 }
 
@@ -480,16 +571,36 @@ struct GridSnapshotView {
     let columns: [String]
     let rows: [GridKey: GridRow]
 
-    /// `key,<columns…>`, then one line per row in key order; RFC 4180 quoting.
+    /// `key,<columns…>`, then one line per row in key order; RFC 4180 quoting. Our users
+    /// open these in Excel, which runs a cell that starts with `=`, `+`, `-`, `@`, a tab or a
+    /// carriage return as a formula: such text (an app writes it, a record carries it) gets
+    /// a leading `'`, which Excel shows as text. Numbers are written as numbers.
     var csv: String {
         func field(_ text: String) -> String {
             text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
                 ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
         }
-        var lines = [(["key"] + columns).map(field).joined(separator: ",")]
+        func text(_ value: String) -> String {
+            guard let first = value.unicodeScalars.first, ["=", "+", "-", "@", "\t", "\r"].contains(first) else { return value }
+            return "'" + value
+        }
+        func cell(_ value: GridValue?) -> String {
+            switch value {
+            case .string(let string)?: text(string)
+            case let other?: other.description
+            case nil: ""
+            }
+        }
+        func keyText(_ key: GridKey) -> String {
+            switch key {
+            case .string(let string): text(string)
+            case .int(let number): String(number)
+            }
+        }
+        var lines = [(["key"] + columns.map(text)).map(field).joined(separator: ",")]
         for key in rows.keys.sorted() {
             let row = rows[key]!
-            lines.append(([key.description] + columns.map { row[$0]?.description ?? "" }).map(field).joined(separator: ","))
+            lines.append(([keyText(key)] + columns.map { cell(row[$0]) }).map(field).joined(separator: ","))
         }
         return lines.joined(separator: "\r\n") + "\r\n"
     }
@@ -500,7 +611,8 @@ private func appQuotaJSON(_ quota: AppQuota) -> [String: Any] {
 }
 
 private func tenantJSON(_ tenant: TenantRecord) -> [String: Any] {
-    ["name": tenant.name, "created_at": JSONResponse.time(tenant.createdAt), "apps": tenant.apps]
+    ["id": tenant.id, "name": tenant.name, "created_at": JSONResponse.time(tenant.createdAt), "apps": tenant.apps,
+     "host_uid": tenant.hostUID.map { Int($0) as Any } ?? NSNull()]
 }
 
 private func newTokenJSON(_ token: Store.NewTokenRow, secret: String) -> [String: Any] {
@@ -522,15 +634,6 @@ private func ndjson(_ object: [String: Any]) -> ByteBuffer {
     var data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
     data.append(UInt8(ascii: "\n"))
     return ByteBuffer(bytes: data)
-}
-
-private func jsonObject(_ request: Request, context: APIContext) async throws -> [String: Any] {
-    var request = request
-    let body = try await request.collectBody(upTo: 64 << 10)
-    guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] else {
-        throw APIError.badRequest("the body must be a JSON object")
-    }
-    return object
 }
 
 private func validName(_ value: Any?, kind: String) throws -> String {

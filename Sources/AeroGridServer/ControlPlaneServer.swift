@@ -9,6 +9,7 @@ import HummingbirdCore
 import HummingbirdTLS
 import HummingbirdWebSocket
 import AeroGridFanout
+import NIOCore
 import NIOSSL
 public import Logging
 import ServiceLifecycle
@@ -57,8 +58,13 @@ public struct ControlPlaneServer: Sendable {
 
     /// Runs until SIGTERM or SIGINT. `onListening` gets each listener's URL once bound.
     public func run(store: Store, onListening: @escaping @Sendable (String) -> Void = { _ in }) async throws {
+        Self.raiseOpenFileLimit(logger: logger)
         let data = configuration.dataDirectory
+        // Tenants made before each had a host uid of its own get one now.
+        let given = try await store.assignHostUIDs(in: configuration.hostUIDs)
+        if given > 0 { logger.info("gave \(given) tenants a host uid of their own from \(configuration.hostUIDs)") }
         let bundles = try BundleStore(directory: "\(data)/bundles")
+        try await bundles.adoptSharedBundles(store: store)
         let profile = try CompiledProfile.load(path: configuration.profile ?? defaultProfile)
         let quotas = profile.quotaDefaults
         let limits = CgroupLimits(
@@ -75,35 +81,43 @@ public struct ControlPlaneServer: Sendable {
         let readiness = KafkaReadiness(configuration: kafka, logger: logger)
         let registry = supervisor.grids
         let hub = FanoutHub { tenant, app in registry.grids(tenant: tenant, app: app) }
+        let gate = ConnectionGate(limits: configuration.connections)
+        let sessions = Sessions()
         let gatewayBox = Mutex<StreamGateway?>(nil)
         let watcherBox = Mutex<AppWatcher?>(nil)
         let api = ControlPlaneAPI(
-            store: store, bundles: bundles, supervisor: supervisor, planner: planner, metrics: ServerMetrics(),
-            stream: { gatewayBox.withLock { $0 }?.stats ?? (0, 0, 0) }, sites: sites,
+            store: store, bundles: bundles, supervisor: supervisor, planner: planner, metrics: ServerMetrics(gate: gate, hub: hub),
+            stream: { gatewayBox.withLock { $0 }?.stats ?? (0, 0, 0) }, sites: sites, gate: gate, sessions: sessions,
+            hostUIDs: configuration.hostUIDs, bodyTimeout: configuration.connections.bodyTimeout,
             changed: { tenant, app in watcherBox.withLock { $0 }?.touch(tenant: tenant, app: app) }
         ) {
-            do { try await store.ping() } catch { return "the store does not answer: \(error)" }
-            return await readiness.problem()
+            // Anyone may ask: the answer names what is not ready, never an address or an error text.
+            do { try await store.ping() } catch { return "the store does not answer" }
+            return await readiness.isReady() ? nil : "Kafka does not answer"
         }
         let watcher = AppWatcher(store: store, hub: hub) { app in await api.appJSON(app) }
         watcherBox.withLock { $0 = watcher }
-        let gateway = StreamGateway(store: store, hub: hub, watcher: watcher, planner: planner, logger: logger)
+        let gateway = StreamGateway(store: store, hub: hub, watcher: watcher, planner: planner, gate: gate, sessions: sessions, logger: logger)
         gatewayBox.withLock { $0 = gateway }
+        let tls = try configuration.tls.map(Self.tlsConfiguration)
 
         // Shut down in reverse: the listeners first, then the apps.
         var services: [any Service] = [SupervisorService(supervisor: supervisor, store: store, planner: planner, watcher: watcher)]
         let listeners: [(ServerConfiguration.Listener, Bool)] =
             [(configuration.listen, configuration.tls != nil)] + (configuration.httpListen.map { [($0, false)] } ?? [])
+        let http1 = HTTP1Channel.Configuration(idleTimeout: TimeAmount(configuration.connections.idleTimeout))
         for (listener, secure) in listeners {
-            // HTTP/1 with the stream's WebSocket upgrade, in TLS when configured.
-            let http = HTTPServerBuilder.http1WebSocketUpgrade(configuration: gateway.upgradeConfiguration) { request, channel, _ in
-                gateway.shouldUpgrade(request, channel: channel)
-            }
-            let server: HTTPServerBuilder
-            if secure, let tls = configuration.tls {
-                server = try .tls(http, tlsConfiguration: try Self.tlsConfiguration(tls))
-            } else {
-                server = http
+            // HTTP/1 with the stream's WebSocket upgrade, behind the connection gate (after
+            // TLS when configured, so the gate sees the first request's plaintext).
+            let server = HTTPServerBuilder { responder in
+                let http = HTTP1WebSocketUpgradeChannel(
+                    responder: responder, configuration: .init(http1: http1, ws: gateway.webSocketConfiguration)
+                ) { request, channel, _ in
+                    gateway.shouldUpgrade(request, channel: channel)
+                }
+                let guarded = GuardedChannel(base: http, gate: gate)
+                if secure, let tls { return try TLSChannel(guarded, tlsConfiguration: tls) }
+                return guarded
             }
             let url = "\(secure ? "https" : "http")://\(listener.host):\(listener.port)"
             services.append(Application(
@@ -117,14 +131,36 @@ public struct ControlPlaneServer: Sendable {
         try await group.run()
     }
 
+    /// TLS 1.2 and 1.3 only, with forward-secret AEAD ciphers (the "intermediate" set):
+    /// BoringSSL would otherwise accept TLS 1.0 and 1.1.
     static func tlsConfiguration(_ tls: ServerConfiguration.TLS) throws -> TLSConfiguration {
         do {
             let chain = try NIOSSLCertificate.fromPEMFile(tls.certificate).map { NIOSSLCertificateSource.certificate($0) }
             let key = try NIOSSLPrivateKey(file: tls.key, format: .pem)
-            return TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            configuration.minimumTLSVersion = .tlsv12
+            configuration.cipherSuites = [
+                "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+            ].joined(separator: ":")
+            return configuration
         } catch {
             throw AeroGridError(.invalidConfiguration, "cannot load the TLS certificate \(tls.certificate) and key \(tls.key): \(error)")
         }
+    }
+
+    /// Raises the soft limit on open files to the hard one: every client connection and
+    /// every app (a socket, two pipes, a pidfd) takes descriptors, and the soft default
+    /// (often 1,024) would be reached long before the connection caps are.
+    static func raiseOpenFileLimit(logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        let before = limit.rlim_cur
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 { limit.rlim_cur = before }
+        }
+        logger.info("open files limit: \(limit.rlim_cur) (was \(before); hard limit \(limit.rlim_max))")
     }
 }
 
@@ -150,27 +186,54 @@ struct SupervisorService: Service {
     }
 }
 
-/// Whether Kafka answers, asked at most every few seconds (readiness probes are frequent).
+/// Whether Kafka answers, asked at most every few seconds (readiness probes are frequent)
+/// and by one probe at a time: concurrent callers wait for the probe in flight, so a slow or
+/// unreachable cluster never costs more than one admin client.
 final class KafkaReadiness: Sendable {
     private let configuration: KafkaConfiguration
     private let logger: Logger
-    private let last = Mutex<(at: ContinuousClock.Instant, problem: String?)?>(nil)
+    private struct State {
+        var last: (at: ContinuousClock.Instant, ready: Bool)?
+        var probe: Task<Bool, Never>?
+    }
+    private let state = Mutex(State())
+    /// Probes started so far (a test counts them).
+    let probes = Atomic<Int>(0)
 
     init(configuration: KafkaConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
     }
 
-    func problem() async -> String? {
-        if let last = last.withLock({ $0 }), ContinuousClock.now - last.at < .seconds(5) { return last.problem }
-        var problem: String?
+    func isReady() async -> Bool {
+        // nil: the last answer is recent enough to give again.
+        let probe: Task<Bool, Never>? = state.withLock { state in
+            if let last = state.last, ContinuousClock.now - last.at < .seconds(5) { return nil }
+            if let probe = state.probe { return probe }
+            let probe = Task { await self.ask() }
+            state.probe = probe
+            return probe
+        }
+        guard let probe else { return state.withLock { $0.last?.ready ?? false } }
+        return await probe.value
+    }
+
+    private func ask() async -> Bool {
+        probes.add(1, ordering: .relaxed)
+        var ready = true
         do {
             let admin = try KafkaAdmin(configuration: configuration, logger: logger)
             _ = try await admin.listTopics(timeout: .seconds(2))
         } catch {
-            problem = "Kafka at \(configuration.bootstrapServers) does not answer: \(error)"
+            ready = false
+            // The details are for the operator's log, not for whoever asked.
+            let was = state.withLock { $0.last?.ready }
+            if was != false { logger.warning("not ready: Kafka at \(configuration.bootstrapServers) does not answer: \(error)") }
         }
-        last.withLock { $0 = (.now, problem) }
-        return problem
+        state.withLock { state in
+            state.last = (.now, ready)
+            state.probe = nil
+        }
+        return ready
     }
 }

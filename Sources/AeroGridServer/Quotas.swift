@@ -4,14 +4,15 @@ import AeroGridStore
 import Foundation
 
 /// What one tenant may use in all: apps, memory and CPU of its running apps, client
-/// connections.
+/// connections (REST and streams) and stream subscriptions over all of them.
 public struct TenantQuota: Sendable, Equatable {
     public var maxApps: Int
     public var memoryBytes: UInt64
     public var cpus: Double
     public var maxConnections: Int
+    public var maxSubscriptions: Int
 
-    public static let defaults = TenantQuota(maxApps: 20, memoryBytes: 4 << 30, cpus: 2, maxConnections: 200)
+    public static let defaults = TenantQuota(maxApps: 20, memoryBytes: 4 << 30, cpus: 2, maxConnections: 200, maxSubscriptions: 2_000)
 }
 
 /// What one app may use; each within its tenant's quota.
@@ -26,8 +27,16 @@ public struct AppQuota: Sendable, Equatable {
 
 /// Quota values as stored: only those set, as a JSON object; the rest are the defaults.
 enum QuotaJSON {
-    static let tenantKeys = ["max_apps", "memory_bytes", "cpus", "max_connections"]
+    static let tenantKeys = ["max_apps", "memory_bytes", "cpus", "max_connections", "max_subscriptions"]
     static let appKeys = ["memory_bytes", "cpus", "pids", "grid_rows"]
+
+    /// What an operator may set: every value is bounded, so no sum or conversion of them
+    /// can overflow (a quota near Int.max is refused, not trusted).
+    static let ranges: [String: ClosedRange<Int>] = [
+        "max_apps": 1...10_000, "memory_bytes": (16 << 20)...(1 << 40), "max_connections": 1...1_000_000,
+        "max_subscriptions": 1...1_000_000, "pids": 1...4_194_304, "grid_rows": 1...100_000_000,
+    ]
+    static let maxCPUs = 1024.0
 
     static func decode(_ text: String) -> [String: Any] {
         (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
@@ -37,23 +46,35 @@ enum QuotaJSON {
         String(decoding: (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8), as: UTF8.self)
     }
 
+    /// A stored value within its range (what `merge` let in; anything else is ignored).
+    private static func bounded(_ set: [String: Any], _ key: String) -> Int? {
+        guard let value = set[key] as? Int, ranges[key]?.contains(value) == true else { return nil }
+        return value
+    }
+
+    private static func cpus(_ set: [String: Any]) -> Double? {
+        guard let value = set["cpus"] as? Double, value > 0, value <= maxCPUs else { return nil }
+        return value
+    }
+
     static func tenant(_ text: String) -> TenantQuota {
         let set = decode(text)
         var quota = TenantQuota.defaults
-        if let value = set["max_apps"] as? Int { quota.maxApps = value }
-        if let value = set["memory_bytes"] as? Int { quota.memoryBytes = UInt64(value) }
-        if let value = set["cpus"] as? Double { quota.cpus = value }
-        if let value = set["max_connections"] as? Int { quota.maxConnections = value }
+        if let value = bounded(set, "max_apps") { quota.maxApps = value }
+        if let value = bounded(set, "memory_bytes") { quota.memoryBytes = UInt64(value) }
+        if let value = cpus(set) { quota.cpus = value }
+        if let value = bounded(set, "max_connections") { quota.maxConnections = value }
+        if let value = bounded(set, "max_subscriptions") { quota.maxSubscriptions = value }
         return quota
     }
 
     static func app(_ text: String, defaults: AppQuota) -> AppQuota {
         let set = decode(text)
         var quota = defaults
-        if let value = set["memory_bytes"] as? Int { quota.memoryBytes = UInt64(value) }
-        if let value = set["cpus"] as? Double { quota.cpus = value }
-        if let value = set["pids"] as? Int { quota.pids = value }
-        if let value = set["grid_rows"] as? Int { quota.gridRows = value }
+        if let value = bounded(set, "memory_bytes") { quota.memoryBytes = UInt64(value) }
+        if let value = cpus(set) { quota.cpus = value }
+        if let value = bounded(set, "pids") { quota.pids = value }
+        if let value = bounded(set, "grid_rows") { quota.gridRows = value }
         return quota
     }
 
@@ -72,16 +93,17 @@ enum QuotaJSON {
             }
             switch key {
             case "cpus":
-                guard let number = value as? Double, number > 0, number <= 1024 else {
-                    throw APIError.badRequest("cpus must be a number of cores above 0, such as 0.5")
+                guard let number = value as? Double, number > 0, number <= maxCPUs else {
+                    throw APIError.badRequest("cpus must be a number of cores above 0 and at most 1024, such as 0.5")
                 }
                 set[key] = number
             default:
-                guard let number = value as? Int, number > 0 else {
-                    throw APIError.badRequest("\(key) must be a positive integer")
-                }
-                if key == "memory_bytes" && number < 16 << 20 {
-                    throw APIError.badRequest("memory_bytes must be at least 16 MiB (16777216); Python alone needs about 10 MiB")
+                let range = ranges[key]!
+                guard let number = value as? Int, range.contains(number) else {
+                    if key == "memory_bytes" {
+                        throw APIError.badRequest("memory_bytes must be from 16 MiB (16777216; Python alone needs about 10 MiB) to 1 TiB (1099511627776)")
+                    }
+                    throw APIError.badRequest("\(key) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
                 }
                 set[key] = number
             }
@@ -134,10 +156,13 @@ public struct TopicACL: Sendable, Equatable {
     }
 }
 
-/// How an app is to run: its quota and its tenant's topic ACL.
+/// How an app is to run: its quota, its tenant's topic ACL, and the host uid its sandbox
+/// maps to (its tenant's own).
 public struct AppPlan: Sendable {
     public let quota: AppQuota
     public let topics: TopicACL
+    public let tenantID: String
+    public let hostUID: UInt32?
 }
 
 extension UInt64 {

@@ -39,6 +39,14 @@ public struct ServerConfiguration: Sendable {
     public var profile: String?
     public var sdk: String?
     public var limits = CgroupLimits()
+    /// The host uids (and gids) tenants' apps run as: each tenant gets one of its own.
+    public var hostUIDs: ClosedRange<UInt32> = Self.defaultHostUIDs
+    public static let defaultHostUIDs: ClosedRange<UInt32> = 900_000_000...900_099_999
+    /// Where clients reach the server over HTTPS (`https://host[:port]`): the Excel add-in's
+    /// manifest names this address, whatever Host a request carries.
+    public var publicURL: String?
+    /// What anonymous clients may hold, and the HTTP timeouts.
+    public var connections = ConnectionLimits()
 
     public init(dataDirectory: String, listen: Listener, kafkaBootstrap: String) {
         self.dataDirectory = dataDirectory
@@ -69,8 +77,8 @@ public struct ServerConfiguration: Sendable {
             }
             return Listener(host: String(text[..<colon]), port: port)
         }
-        for key in table.keys where !["data_dir", "listen", "http_listen", "tls", "kafka", "sandbox"].contains(key) {
-            throw bad("unknown key '\(key)' (known: data_dir, listen, http_listen, [tls], [kafka], [sandbox])")
+        for key in table.keys where !["data_dir", "listen", "http_listen", "public_url", "tls", "kafka", "sandbox", "http"].contains(key) {
+            throw bad("unknown key '\(key)' (known: data_dir, listen, http_listen, public_url, [tls], [kafka], [sandbox], [http])")
         }
         guard let dataDirectory = table["data_dir"]?.string else { throw bad("data_dir = \"…\" is required (where the server keeps its state)") }
         guard let listen = try listener("listen") else { throw bad("listen = \"HOST:PORT\" is required") }
@@ -79,6 +87,35 @@ public struct ServerConfiguration: Sendable {
         }
         var configuration = ServerConfiguration(dataDirectory: absolute(dataDirectory), listen: listen, kafkaBootstrap: bootstrap)
         configuration.httpListen = try listener("http_listen")
+        if let value = table["public_url"] {
+            guard let text = value.string, let url = publicURL(text) else {
+                throw bad("public_url must be \"https://HOST\" or \"https://HOST:PORT\", where clients reach this server")
+            }
+            configuration.publicURL = url
+        }
+        if let http = table["http"]?.table {
+            let known = ["max_anonymous_connections", "max_anonymous_connections_per_address", "header_timeout", "idle_timeout", "body_timeout"]
+            for key in http.keys where !known.contains(key) {
+                throw bad("[http] unknown key '\(key)' (known: \(known.joined(separator: ", ")))")
+            }
+            func count(_ key: String) throws(AeroGridError) -> Int? {
+                guard let value = http[key] else { return nil }
+                guard let number = value.int, (1...1_000_000).contains(number) else { throw bad("[http] \(key) must be a whole number from 1 to 1000000") }
+                return number
+            }
+            func seconds(_ key: String) throws(AeroGridError) -> Duration? {
+                guard let value = http[key] else { return nil }
+                guard let number = value.double ?? value.int.map(Double.init), number > 0, number <= 86_400 else {
+                    throw bad("[http] \(key) must be a number of seconds above 0 and at most 86400")
+                }
+                return .milliseconds(Int64(number * 1000))
+            }
+            if let value = try count("max_anonymous_connections") { configuration.connections.anonymous = value }
+            if let value = try count("max_anonymous_connections_per_address") { configuration.connections.anonymousPerAddress = value }
+            if let value = try seconds("header_timeout") { configuration.connections.headerTimeout = value }
+            if let value = try seconds("idle_timeout") { configuration.connections.idleTimeout = value }
+            if let value = try seconds("body_timeout") { configuration.connections.bodyTimeout = value }
+        }
         if let properties = kafka["properties"]?.table {
             for (key, value) in properties {
                 guard let text = value.string ?? value.int.map(String.init) ?? value.bool.map(String.init) else {
@@ -108,8 +145,31 @@ public struct ServerConfiguration: Sendable {
                 guard let count = pids.int, count > 0 else { throw bad("[sandbox] pids must be a positive integer") }
                 configuration.limits.pids = count
             }
+            if let uids = sandbox["host_uids"] {
+                let parts = uids.string?.split(separator: "-").compactMap { UInt32($0) } ?? []
+                guard parts.count == 2, parts[0] >= 1000, parts[0] <= parts[1], parts[1] < UInt32.max else {
+                    throw bad("[sandbox] host_uids must be \"FIRST-LAST\", a range of unused host uids from 1000 up, e.g. \"900000000-900099999\"")
+                }
+                configuration.hostUIDs = parts[0]...parts[1]
+            }
             do { try configuration.limits.validate() } catch { throw bad("[sandbox] \(error.message)") }
         }
         return configuration
+    }
+
+    /// `https://host[:port]` with nothing after it (it is written into the add-in's XML).
+    static func publicURL(_ text: String) -> String? {
+        let trimmed = text.hasSuffix("/") ? String(text.dropLast()) : text
+        guard trimmed.hasPrefix("https://"), trimmed.utf8.count <= 255 else { return nil }
+        let authority = trimmed.dropFirst("https://".count)
+        var host = Substring(authority)
+        if let colon = authority.lastIndex(of: ":"), !authority.hasSuffix("]") {
+            guard let port = Int(authority[authority.index(after: colon)...]), (1...65535).contains(port) else { return nil }
+            host = authority[..<colon]
+        }
+        let plain = host.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }
+        let bracketed = host.hasPrefix("[") && host.hasSuffix("]") && host.dropFirst().dropLast().allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
+        guard !host.isEmpty, plain || bracketed else { return nil }
+        return trimmed
     }
 }

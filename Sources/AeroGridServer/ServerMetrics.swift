@@ -1,3 +1,4 @@
+import AeroGridFanout
 import AeroGridRuntime
 import Hummingbird
 import Prometheus
@@ -48,15 +49,27 @@ public final class ServerMetrics: Sendable {
         return metrics
     }
 
-    public init() {
+    private let gate: ConnectionGate?
+    private let hub: FanoutHub?
+    /// What was already counted into the monotonic counters read from elsewhere.
+    private let counted = Mutex<(ticks: Int, refused: Int)>((0, 0))
+
+    init(gate: ConnectionGate? = nil, hub: FanoutHub? = nil) {
+        self.gate = gate
+        self.hub = hub
         requestsInFlight = registry.makeGauge(name: "aerogrid_http_requests_in_flight", help: "HTTP requests being answered")
     }
 
     func requestStarted() { requestsInFlight.increment() }
 
+    /// Methods are labels: anything but the usual few is "other", or every made-up method a
+    /// client sent would be a series of its own.
+    static let methods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+
     func requestEnded(method: String, status: Int) {
         requestsInFlight.decrement()
-        registry.makeCounter(name: "aerogrid_http_requests_total", labels: [("method", method), ("status", String(status))],
+        let label = Self.methods.contains(method) ? method : "other"
+        registry.makeCounter(name: "aerogrid_http_requests_total", labels: [("method", label), ("status", String(min(max(status, 100), 599)))],
                              help: "HTTP requests answered").increment()
     }
 
@@ -65,6 +78,22 @@ public final class ServerMetrics: Sendable {
         registry.makeGauge(name: "aerogrid_stream_subscriptions", help: "Grid subscriptions on the stream").set(Double(stream.subscriptions))
         registry.makeGauge(name: "aerogrid_stream_connections_not_writable", help: "Stream connections whose client has not read for 5 s or more")
             .set(Double(stream.blocked))
+        let (ticks, refused) = (hub?.stats.tickCount ?? 0, gate?.counts.refused ?? 0)
+        let (newTicks, newRefused) = counted.withLock { counted in
+            defer { counted = (ticks, refused) }
+            return (ticks - counted.ticks, refused - counted.refused)
+        }
+        registry.makeCounter(name: "aerogrid_stream_ticks_total", help: "Ticks of the stream's subscription groups (each after a grid change)")
+            .increment(by: Int64(newTicks))
+        if let gate {
+            let counts = gate.counts
+            registry.makeGauge(name: "aerogrid_http_connections_anonymous", help: "Open connections that have not authenticated a request")
+                .set(Double(counts.anonymous))
+            registry.makeGauge(name: "aerogrid_http_connections_authenticated", help: "Open connections counted against a tenant's max_connections")
+                .set(Double(counts.perTenant.values.reduce(0, +)))
+            registry.makeCounter(name: "aerogrid_http_connections_refused_total", help: "Connections closed as they opened: over the anonymous caps")
+                .increment(by: Int64(newRefused))
+        }
         var running = 0
         var seen = Set<String>()
         for (tenant, name, runner, isRunning) in await supervisor.runners {

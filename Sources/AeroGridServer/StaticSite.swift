@@ -1,3 +1,4 @@
+import Crypto
 public import Foundation
 import HTTPTypes
 public import Hummingbird
@@ -15,16 +16,30 @@ public struct StaticSite: Sendable {
     /// Readable from any origin: Excel on the web fetches the add-in's metadata from its own
     /// domain. Only for public, static files.
     public let crossOrigin: Bool
-    /// Rewrites a file before it is served (the add-in's manifest gets the server's address).
-    public let transform: (@Sendable (_ file: String, _ contents: Data, _ request: Request) -> Data)?
+    /// Rewrites a file before it is served (the add-in's manifest gets the server's public
+    /// address, never one taken from the request). Throws an `APIError` to refuse it.
+    public let transform: (@Sendable (_ file: String, _ contents: Data) throws -> Data)?
 
     public init(root: String, prefix: String, contentSecurityPolicy: String, crossOrigin: Bool = false,
-                transform: (@Sendable (_ file: String, _ contents: Data, _ request: Request) -> Data)? = nil) {
+                transform: (@Sendable (_ file: String, _ contents: Data) throws -> Data)? = nil) {
         self.crossOrigin = crossOrigin
         self.root = root
         self.prefix = prefix
         self.contentSecurityPolicy = contentSecurityPolicy
         self.transform = transform
+    }
+
+    /// The Excel add-in at `/excel/`, readable from any origin. Its manifest names
+    /// `publicURL`, where clients reach the server over HTTPS, and nothing a request says
+    /// (a Host header would let anyone point it elsewhere); without one it is refused.
+    public static func excelAddIn(root: String, contentSecurityPolicy: String, publicURL: String?) -> StaticSite {
+        StaticSite(root: root, prefix: "/excel/", contentSecurityPolicy: contentSecurityPolicy, crossOrigin: true) { file, contents in
+            guard file.hasSuffix(".xml") else { return contents }
+            guard let publicURL else {
+                throw APIError.notFound("the add-in's manifest names the server's public address: set public_url in aerogrid.toml (docs/operations.md)")
+            }
+            return Data(String(decoding: contents, as: UTF8.self).replacingOccurrences(of: "{{AEROGRID_BASE_URL}}", with: publicURL).utf8)
+        }
     }
 
     static let contentTypes = [
@@ -55,10 +70,9 @@ public struct StaticSite: Sendable {
         }
         guard let path = file(for: request.uri.path) else { return nil }
         guard var contents = FileManager.default.contents(atPath: path) else { return nil }
-        if let transform { contents = transform(path, contents, request) }
-        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
-        let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        let etag = "\"\(contents.count)-\(Int(modified * 1000))\""
+        if let transform { contents = try transform(path, contents) }
+        // Of the bytes served: a rewritten file changes its tag with what was written in.
+        let etag = "\"" + SHA256.hash(data: contents).prefix(12).map { String(format: "%02x", $0) }.joined() + "\""
         let type = Self.contentTypes[(path as NSString).pathExtension.lowercased()] ?? "application/octet-stream"
         var headers: HTTPFields = [
             .contentType: type, .cacheControl: "no-cache", .eTag: etag,

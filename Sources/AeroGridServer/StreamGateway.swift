@@ -18,8 +18,9 @@ public final class StreamGateway: Sendable {
     let hub: FanoutHub
     let watcher: AppWatcher
     let planner: AppPlanner
+    let gate: ConnectionGate
+    let sessions: Sessions
     let logger: Logger
-    private let connections = Mutex<[String: Int]>([:])
     private let open = Mutex<[ObjectIdentifier: StreamConnection]>([:])
 
     /// Where the WebSocket is: an upgrade, not a route of the router.
@@ -32,18 +33,24 @@ public final class StreamGateway: Sendable {
     static let authTimeout = Duration.seconds(10)
     /// Frames above this close the connection (the transport's own limit).
     static let maxFrameBytes = 1 << 20
+    /// Operations a connection may send a second; past it, its next message is read later.
+    static let maxOperationsPerSecond = 100
+    /// Client-chosen text echoed in answers (ids, ops), at most: longer is not echoed.
+    static let maxEchoBytes = 64
 
-    init(store: Store, hub: FanoutHub, watcher: AppWatcher, planner: AppPlanner, logger: Logger) {
+    init(store: Store, hub: FanoutHub, watcher: AppWatcher, planner: AppPlanner, gate: ConnectionGate, sessions: Sessions, logger: Logger) {
         self.store = store
         self.hub = hub
         self.watcher = watcher
         self.planner = planner
+        self.gate = gate
+        self.sessions = sessions
         self.logger = logger
     }
 
-    /// The server's HTTP/1 channel with the WebSocket upgrade on the stream's path.
-    var upgradeConfiguration: HTTP1WebSocketUpgradeChannel.Configuration {
-        .init(ws: WebSocketServerConfiguration(maxFrameSize: Self.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(30))))
+    /// The WebSocket's frame limit and pings (an unanswered ping closes the connection).
+    var webSocketConfiguration: WebSocketServerConfiguration {
+        WebSocketServerConfiguration(maxFrameSize: Self.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(30)))
     }
 
     func shouldUpgrade(_ request: HTTPRequest, channel: any Channel) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
@@ -52,7 +59,7 @@ public final class StreamGateway: Sendable {
         let header = request.headerFields[.authorization]
         let remote = channel.remoteAddress?.ipAddress ?? "unknown"
         return .upgrade([:]) { [self] inbound, outbound, _ in
-            await serve(inbound: inbound, outbound: outbound, authorization: header, remote: remote)
+            await serve(inbound: inbound, outbound: outbound, channel: channel, authorization: header, remote: remote)
         }
     }
 
@@ -63,7 +70,8 @@ public final class StreamGateway: Sendable {
 
     // MARK: One connection
 
-    private func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, authorization: String?, remote: String) async {
+    private func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, authorization: String?,
+                       remote: String) async {
         var frames = inbound.makeAsyncIterator()
         let reply: @Sendable ([UInt8]) async throws -> Void = { message in
             try await outbound.withTextMessageWriter { writer in
@@ -91,7 +99,7 @@ public final class StreamGateway: Sendable {
                 guard let first = try await nextMessage(&frames) else { return }
                 guard case .message(let bytes) = first,
                       let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-                      object["op"] as? String == "auth", let token = object["token"] as? String else {
+                      object["op"] as? String == "auth", let token = object["token"] as? String, token.utf8.count <= 256 else {
                     try? await reply(Messages.error(id: nil, code: "unauthorized", message: "the first message must be {\"op\":\"auth\",\"token\":\"agt_…\"}"))
                     try? await outbound.close(.policyViolation, reason: "not authenticated")
                     return
@@ -103,38 +111,49 @@ public final class StreamGateway: Sendable {
             try? await outbound.close(.policyViolation, reason: "not authenticated")
             return
         }
-        guard let principal, let tenant = principal.tenant else {
+        guard let principal, let tenant = principal.tenant, let tenantID = principal.tenantID else {
             try? await reply(Messages.error(id: nil, code: "forbidden", message: "the stream acts within a tenant; use a tenant token, not an operator token"))
             try? await outbound.close(.policyViolation, reason: "no tenant")
             return
         }
-        // Connections per tenant, from its quota.
-        let limit = (try? await planner.tenantQuota(tenant).maxConnections) ?? TenantQuota.defaults.maxConnections
-        let admitted = connections.withLock { counts in
-            guard counts[tenant, default: 0] < limit else { return false }
-            counts[tenant, default: 0] += 1
-            return true
-        }
-        guard admitted else {
-            try? await reply(Messages.error(id: nil, code: "over_quota", message: "tenant \(tenant) has \(limit) stream connections open, its quota (max_connections)"))
+        // The connection now counts against its tenant's max_connections, not the anonymous caps.
+        let quota = (try? await planner.tenantQuota(tenant)) ?? TenantQuota.defaults
+        guard gate.authenticate(ObjectIdentifier(channel), tenantID: tenantID, limit: quota.maxConnections) else {
+            try? await reply(Messages.error(id: nil, code: "over_quota",
+                                            message: "tenant \(tenant) has \(quota.maxConnections) connections open, its quota (max_connections)"))
             try? await outbound.close(.policyViolation, reason: "over quota")
             return
         }
-        let connection = StreamConnection(tenant: tenant, send: reply)
+        let connection = StreamConnection(tenant: tenant, tenantID: tenantID, tokenID: principal.tokenID, send: reply) { [logger] reason in
+            // At once, without a close handshake: the client may not be reading.
+            logger.info("stream from \(remote) closed: \(reason)")
+            channel.close(promise: nil)
+        }
+        // Revoking the token or deleting the tenant closes the connection now.
+        let session = sessions.open(tokenID: principal.tokenID, tenantID: tenantID) { reason in connection.close(reason: reason) }
         open.withLock { $0[ObjectIdentifier(connection)] = connection }
         defer {
+            sessions.close(session)
             hub.disconnect(connection)
             watcher.unwatch(connection)
             open.withLock { $0[ObjectIdentifier(connection)] = nil }
-            connections.withLock { $0[tenant, default: 1] -= 1 }
         }
         connection.enqueue(Self.ready(tenant: tenant, role: principal.role.rawValue))
         let writer = Task { await connection.run() }
         defer { writer.cancel() }
+        var window = (start: ContinuousClock.now, operations: 0)
         do {
-            while let message = try await nextMessage(&frames) {
+            while !connection.isClosed, let message = try await nextMessage(&frames) {
+                guard !connection.isClosed else { break }
+                // Paced, not refused: a client sending faster than the cap waits for the next second.
+                if ContinuousClock.now - window.start >= .seconds(1) { window = (.now, 0) }
+                window.operations += 1
+                if window.operations > Self.maxOperationsPerSecond {
+                    try await Task.sleep(until: window.start + .seconds(1))
+                    window = (.now, 1)
+                }
                 switch message {
-                case .message(let bytes): await handle(bytes, on: connection)
+                case .message(let bytes): await handle(bytes, on: connection, quota: quota)
                 case .tooLarge(let size):
                     connection.enqueue(Messages.error(id: nil, code: "bad_request", message: "a message of \(size)+ bytes; the limit is \(Self.maxMessageBytes)"))
                 }
@@ -165,13 +184,15 @@ public final class StreamGateway: Sendable {
 
     // MARK: Operations
 
-    private func handle(_ bytes: [UInt8], on connection: StreamConnection) async {
+    private func handle(_ bytes: [UInt8], on connection: StreamConnection, quota: TenantQuota) async {
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
             return connection.enqueue(Messages.error(id: nil, code: "bad_request", message: "a message must be a JSON object with an \"op\""))
         }
-        let id = object["id"].map { ($0 as? String) ?? "\($0)" }
+        // Echoed in the answer only when short: a client's 64 KiB id is never copied back.
+        let id = (object["id"] as? String).flatMap { $0.utf8.count <= Self.maxEchoBytes ? $0 : nil }
+            ?? (object["id"] as? NSNumber).map { "\($0)" }
         switch object["op"] as? String {
-        case "subscribe": await subscribe(object, id: id, on: connection)
+        case "subscribe": await subscribe(object, id: id, on: connection, quota: quota)
         case "unsubscribe":
             guard let id else { return connection.enqueue(Messages.error(id: nil, code: "bad_request", message: "unsubscribe needs the subscription's \"id\"")) }
             if hub.unsubscribe(connection, id: id) {
@@ -186,18 +207,25 @@ public final class StreamGateway: Sendable {
         case "auth":
             connection.enqueue(Messages.error(id: id, code: "bad_request", message: "already authenticated"))
         case let op?:
-            connection.enqueue(Messages.error(id: id, code: "bad_request", message: "unknown op '\(op)' (known: subscribe, unsubscribe, watch_apps, ping)"))
+            let shown = op.utf8.count <= Self.maxEchoBytes ? "'\(op)'" : "of \(op.utf8.count) bytes"
+            connection.enqueue(Messages.error(id: id, code: "bad_request", message: "unknown op \(shown) (known: subscribe, unsubscribe, watch_apps, ping)"))
         case nil:
             connection.enqueue(Messages.error(id: id, code: "bad_request", message: "a message needs an \"op\""))
         }
     }
 
-    private func subscribe(_ object: [String: Any], id: String?, on connection: StreamConnection) async {
-        guard let id, !id.isEmpty, id.count <= 64 else {
-            return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "subscribe needs an \"id\" of 1 to 64 characters, chosen by the client"))
+    private func subscribe(_ object: [String: Any], id: String?, on connection: StreamConnection, quota: TenantQuota) async {
+        guard let id, !id.isEmpty else {
+            return connection.enqueue(Messages.error(id: nil, code: "bad_request", message: "subscribe needs an \"id\" of 1 to 64 bytes, chosen by the client"))
         }
         guard let app = object["app"] as? String, let grid = object["grid"] as? String else {
             return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "subscribe needs \"app\" and \"grid\""))
+        }
+        for (kind, name) in [("app", app), ("grid", grid)] {
+            if let problem = ResourceName.problem(with: name) {
+                let shown = name.utf8.count <= Self.maxEchoBytes ? "'\(name)'" : "of \(name.utf8.count) bytes"
+                return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "\(kind) name \(shown) is not valid: \(problem)"))
+            }
         }
         var filter = SubscriptionFilter()
         if let keys = object["keys"] {
@@ -213,8 +241,8 @@ public final class StreamGateway: Sendable {
             filter.keys = set
         }
         if let columns = object["columns"] {
-            guard let list = columns as? [String], list.count <= 1000 else {
-                return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "\"columns\" must be a list of column names"))
+            guard let list = columns as? [String], list.count <= 1024, list.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 256 }) else {
+                return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "\"columns\" must be a list of up to 1,024 column names of 1 to 256 bytes"))
             }
             filter.columns = list
         }
@@ -235,9 +263,14 @@ public final class StreamGateway: Sendable {
         guard !connection.has(id: id) else {
             return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "subscription '\(id)' already exists on this connection"))
         }
-        connection.enqueue(Self.subscribed(id: id, app: app, grid: grid, rate: rate))
         do {
-            try hub.subscribe(connection, id: id, app: app, grid: grid, filter: filter, rate: rate)
+            // "subscribed" goes out before anything of the subscription.
+            try hub.subscribe(connection, id: id, app: app, grid: grid, filter: filter, rate: rate, tenantLimit: quota.maxSubscriptions) {
+                connection.enqueue(Self.subscribed(id: id, app: app, grid: grid, rate: rate))
+            }
+        } catch .overQuota(let limit) {
+            connection.enqueue(Messages.error(id: id, code: "over_quota",
+                                              message: "tenant \(connection.tenant) holds \(limit) subscriptions over its connections, its quota (max_subscriptions)"))
         } catch {
             connection.enqueue(Messages.error(id: id, code: "bad_request", message: "subscription '\(id)' already exists on this connection"))
         }

@@ -56,7 +56,7 @@ enum TokenSecret {
               let role = Role(rawValue: token.role) else {
             throw APIError.unauthorized("the token is not valid (unknown or revoked)")
         }
-        return Principal(tokenID: token.id, role: role, tenant: token.tenant)
+        return Principal(tokenID: token.id, role: role, tenant: token.tenant, tenantID: token.tenantID)
     }
 
     static func sha256Hex(_ secret: String) -> String {
@@ -80,9 +80,9 @@ public func newTokenSecret() -> String { TokenSecret.generate() }
 
 /// Creates a tenant with its first admin token and returns the token's secret. `topics`
 /// is its topic ACL (nil: the default, its own prefix).
-public func createTenant(_ name: String, topics: [String]? = nil, in store: Store) async throws -> String {
+public func createTenant(_ name: String, topics: [String]? = nil, hostUIDs: ClosedRange<UInt32>, in store: Store) async throws -> String {
     let (row, secret) = TokenSecret.issue(tenant: name, name: "admin", role: .admin)
-    try await store.createTenant(name, firstToken: row, topics: topics.map { TopicACL(rules: $0).json })
+    try await store.createTenant(name, firstToken: row, topics: topics.map { TopicACL(rules: $0).json }, hostUIDs: hostUIDs)
     return secret
 }
 

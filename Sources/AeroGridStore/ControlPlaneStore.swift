@@ -34,9 +34,33 @@ func registerControlPlaneMigrations(_ migrator: inout DatabaseMigrator) {
             ALTER TABLE apps ADD COLUMN quota TEXT NOT NULL DEFAULT '{}';
             """)
     }
+    migrator.registerMigration("v4-tenant-ids") { db in
+        // A tenant's immutable id (sessions, feeds and the audit are keyed on it), its own host
+        // uid for its apps (assigned by the server from its configured range), and the names
+        // of deleted tenants, which are never given out again.
+        try db.execute(sql: """
+            ALTER TABLE tenants ADD COLUMN id TEXT;
+            UPDATE tenants SET id = 'ten_' || lower(hex(randomblob(8)));
+            CREATE UNIQUE INDEX tenants_by_id ON tenants (id);
+            ALTER TABLE tenants ADD COLUMN host_uid INTEGER;
+            CREATE UNIQUE INDEX tenants_by_host_uid ON tenants (host_uid);
+            CREATE TABLE retired_tenant_names (
+                name TEXT PRIMARY KEY NOT NULL, tenant_id TEXT, host_uid INTEGER, retired_at REAL NOT NULL) WITHOUT ROWID;
+            INSERT OR IGNORE INTO retired_tenant_names (name, retired_at)
+                SELECT tenant, MAX(time) FROM audit
+                WHERE action = 'tenant.delete' AND tenant IS NOT NULL AND tenant NOT IN (SELECT name FROM tenants) GROUP BY tenant;
+            ALTER TABLE audit ADD COLUMN tenant_id TEXT;
+            -- An entry belongs to the tenant that had the name when it was written; entries
+            -- from before the current tenant was created were a previous owner's.
+            UPDATE audit SET tenant_id = (SELECT t.id FROM tenants t WHERE t.name = audit.tenant AND audit.time >= t.created_at);
+            CREATE INDEX audit_by_tenant_id ON audit (tenant_id, id);
+            """)
+    }
 }
 
 public struct TenantRecord: Sendable, Equatable {
+    /// Immutable: `ten_` and 16 hex digits.
+    public let id: String
     public let name: String
     public let createdAt: Date
     public let apps: Int
@@ -44,11 +68,25 @@ public struct TenantRecord: Sendable, Equatable {
     public let quota: String
     /// Its topic ACL, a JSON array of rules; nil: the default.
     public let topics: String?
+    /// The host uid (and gid) its apps' sandboxes map to: its own, shared with no other tenant.
+    public let hostUID: UInt32?
+
+    init(row: Row) {
+        id = row["id"]
+        name = row["name"]
+        createdAt = Date(timeIntervalSince1970: row["created_at"])
+        apps = row["apps"]
+        quota = row["quota"]
+        topics = row["topics"]
+        hostUID = (row["host_uid"] as Int64?).map { UInt32(truncatingIfNeeded: $0) }
+    }
 }
 
 public struct TokenRecord: Sendable, Equatable {
     public let id: String
     public let tenant: String?
+    /// The tenant's immutable id (nil for operator tokens).
+    public let tenantID: String?
     public let name: String
     public let role: String
     public let createdAt: Date
@@ -58,6 +96,7 @@ public struct TokenRecord: Sendable, Equatable {
     init(row: Row) {
         id = row["id"]
         tenant = row["tenant"]
+        tenantID = row["tenant_id"]
         name = row["name"]
         role = row["role"]
         createdAt = Date(timeIntervalSince1970: row["created_at"])
@@ -98,6 +137,7 @@ public struct AuditEntry: Sendable, Equatable {
     public let id: Int64
     public let time: Date
     public let tenant: String?
+    public let tenantID: String?
     public let actor: String
     public let action: String
     public let target: String
@@ -105,35 +145,81 @@ public struct AuditEntry: Sendable, Equatable {
     public let outcome: String
 }
 
-/// A uniqueness conflict (a tenant that exists), told apart from other store errors.
-public struct StoreConflict: Error, Sendable {}
+/// A write refused by a rule the store checks in the same transaction, told apart from
+/// other store errors.
+public enum StoreConflict: Error, Sendable, Equatable {
+    /// A tenant of that name exists.
+    case tenantExists
+    /// A deleted tenant had that name: names are never given out again.
+    case nameRetired
+    /// Every host uid of the configured range is taken.
+    case noHostUID(ClosedRange<UInt32>)
+    /// The tenant has `count` apps, its quota.
+    case tooManyApps(count: Int, limit: Int)
+}
 
 extension Store {
     // MARK: Tenants
 
-    public func createTenant(_ name: String, firstToken: NewTokenRow, topics: String? = nil) async throws {
+    private static let tenantColumns = """
+        SELECT t.id, t.name, t.created_at, t.quota, t.topics, t.host_uid, (SELECT COUNT(*) FROM apps a WHERE a.tenant = t.name) AS apps
+        FROM tenants t
+        """
+
+    /// Creates the tenant with its first token and a host uid of its own from `hostUIDs`
+    /// (never one a tenant had before). A name in use or once used is refused.
+    @discardableResult
+    public func createTenant(_ name: String, firstToken: NewTokenRow, topics: String? = nil,
+                             hostUIDs: ClosedRange<UInt32> = 900_000_000...900_099_999) async throws -> TenantRecord {
         try await database.write { db in
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM tenants WHERE name = ?", arguments: [name]) == true { throw StoreConflict() }
-            try db.execute(sql: "INSERT INTO tenants (name, created_at, topics) VALUES (?, ?, ?)",
-                           arguments: [name, Date().timeIntervalSince1970, topics])
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM tenants WHERE name = ?", arguments: [name]) == true { throw StoreConflict.tenantExists }
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM retired_tenant_names WHERE name = ?", arguments: [name]) == true {
+                throw StoreConflict.nameRetired
+            }
+            let uid = try Self.nextHostUID(db, in: hostUIDs)
+            let id = "ten_" + (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+            try db.execute(sql: "INSERT INTO tenants (id, name, created_at, topics, host_uid) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [id, name, Date().timeIntervalSince1970, topics, Int64(uid)])
             try insertToken(db, firstToken)
+            return try TenantRecord(row: Row.fetchOne(db, sql: Self.tenantColumns + " WHERE t.id = ?", arguments: [id])!)
+        }
+    }
+
+    /// The lowest uid of the range above every uid a tenant has or had.
+    private static func nextHostUID(_ db: Database, in range: ClosedRange<UInt32>) throws -> UInt32 {
+        let highest = try Int64.fetchOne(db, sql: """
+            SELECT MAX(uid) FROM (SELECT host_uid AS uid FROM tenants WHERE host_uid BETWEEN ? AND ?
+                                  UNION ALL SELECT host_uid FROM retired_tenant_names WHERE host_uid BETWEEN ? AND ?)
+            """, arguments: [Int64(range.lowerBound), Int64(range.upperBound), Int64(range.lowerBound), Int64(range.upperBound)])
+        guard let highest else { return range.lowerBound }
+        guard highest < Int64(range.upperBound) else { throw StoreConflict.noHostUID(range) }
+        return UInt32(highest + 1)
+    }
+
+    /// Gives every tenant without a host uid one of its own (tenants made before uids were
+    /// kept, or under another range); returns how many were given one.
+    @discardableResult
+    public func assignHostUIDs(in range: ClosedRange<UInt32>) async throws -> Int {
+        try await database.write { db in
+            let names = try String.fetchAll(db, sql: "SELECT name FROM tenants WHERE host_uid IS NULL OR host_uid NOT BETWEEN ? AND ? ORDER BY created_at",
+                                            arguments: [Int64(range.lowerBound), Int64(range.upperBound)])
+            for name in names {
+                try db.execute(sql: "UPDATE tenants SET host_uid = ? WHERE name = ?", arguments: [Int64(try Self.nextHostUID(db, in: range)), name])
+            }
+            return names.count
         }
     }
 
     public func tenants() async throws -> [TenantRecord] {
         try await database.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT t.name, t.created_at, t.quota, t.topics, (SELECT COUNT(*) FROM apps a WHERE a.tenant = t.name) AS apps
-                FROM tenants t ORDER BY t.name
-                """).map {
-                    TenantRecord(name: $0["name"], createdAt: Date(timeIntervalSince1970: $0["created_at"]), apps: $0["apps"],
-                                 quota: $0["quota"], topics: $0["topics"])
-                }
+            try Row.fetchAll(db, sql: Self.tenantColumns + " ORDER BY t.name").map(TenantRecord.init(row:))
         }
     }
 
     public func tenant(_ name: String) async throws -> TenantRecord? {
-        try await tenants().first { $0.name == name }
+        try await database.read { db in
+            try Row.fetchOne(db, sql: Self.tenantColumns + " WHERE t.name = ?", arguments: [name]).map(TenantRecord.init(row:))
+        }
     }
 
     public func setTenantQuota(_ name: String, json: String) async throws {
@@ -155,9 +241,14 @@ extension Store {
         }
     }
 
-    /// Removes the tenant with its tokens and apps (their checkpoints included).
+    /// Removes the tenant with its tokens and apps (their checkpoints included). Its name
+    /// and host uid are retired: never given to another tenant.
     public func deleteTenant(_ name: String) async throws {
         try await database.write { db in
+            try db.execute(sql: """
+                INSERT OR REPLACE INTO retired_tenant_names (name, tenant_id, host_uid, retired_at)
+                SELECT name, id, host_uid, ? FROM tenants WHERE name = ?
+                """, arguments: [Date().timeIntervalSince1970, name])
             for table in ["grid_rows", "grid_versions", "source_offsets", "app_epochs"] {
                 try db.execute(sql: "DELETE FROM \(table) WHERE app LIKE ? ESCAPE '\\'", arguments: [Self.likePrefix(name + "/")])
             }
@@ -205,8 +296,10 @@ extension Store {
     /// a minute, so reads do not turn into writes).
     public func authenticate(secretSHA256: String) async throws -> TokenRecord? {
         let found = try await database.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM tokens WHERE secret_sha256 = ? AND revoked_at IS NULL",
-                             arguments: [secretSHA256]).map(TokenRecord.init(row:))
+            try Row.fetchOne(db, sql: """
+                SELECT k.*, t.id AS tenant_id FROM tokens k LEFT JOIN tenants t ON t.name = k.tenant
+                WHERE k.secret_sha256 = ? AND k.revoked_at IS NULL
+                """, arguments: [secretSHA256]).map(TokenRecord.init(row:))
         }
         guard let found else { return nil }
         let now = Date()
@@ -227,7 +320,9 @@ extension Store {
 
     public func tokens(tenant: String) async throws -> [TokenRecord] {
         try await database.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM tokens WHERE tenant = ? ORDER BY created_at, id", arguments: [tenant]).map(TokenRecord.init(row:))
+            try Row.fetchAll(db, sql: """
+                SELECT k.*, t.id AS tenant_id FROM tokens k JOIN tenants t ON t.name = k.tenant WHERE k.tenant = ? ORDER BY k.created_at, k.id
+                """, arguments: [tenant]).map(TokenRecord.init(row:))
         }
     }
 
@@ -258,12 +353,17 @@ extension Store {
     }
 
     /// Creates the app (version 1, stopped) or makes this bundle its next version; returns
-    /// the app and whether it is new.
-    public func deployApp(tenant: String, name: String, bundleDigest: String, entrypoint: String, runtime: String) async throws -> (AppRecord, created: Bool) {
+    /// the app and whether it is new. A new app is refused when the tenant has `maxApps`
+    /// already: counted and inserted in one transaction, so concurrent deploys cannot pass
+    /// the quota together.
+    public func deployApp(tenant: String, name: String, bundleDigest: String, entrypoint: String, runtime: String,
+                          maxApps: Int = .max) async throws -> (AppRecord, created: Bool) {
         try await database.write { db in
             let now = Date().timeIntervalSince1970
             let existing = try Row.fetchOne(db, sql: "SELECT * FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name])
             if existing == nil {
+                let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM apps WHERE tenant = ?", arguments: [tenant]) ?? 0
+                guard count < maxApps else { throw StoreConflict.tooManyApps(count: count, limit: maxApps) }
                 try db.execute(sql: """
                     INSERT INTO apps (tenant, name, version, bundle_digest, entrypoint, runtime, desired_state, created_at, updated_at)
                     VALUES (?, ?, 1, ?, ?, ?, 'stopped', ?, ?)
@@ -276,6 +376,22 @@ extension Store {
             }
             let row = try Row.fetchOne(db, sql: "SELECT * FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name])!
             return (AppRecord(row: row), existing == nil)
+        }
+    }
+
+    /// Runs `change` on the tenant's apps as they are now and writes what it returns (the
+    /// app's new desired state and quota), in one transaction: an admission check inside it
+    /// sees every start and quota change before it, so concurrent ones cannot pass a
+    /// tenant's quota together. `change` throws to refuse.
+    public func changeApp(tenant: String, name: String,
+                          _ change: @Sendable (_ app: AppRecord, _ all: [AppRecord]) throws -> (desiredState: String, quota: String)) async throws -> AppRecord? {
+        try await database.write { db in
+            let all = try Row.fetchAll(db, sql: "SELECT * FROM apps WHERE tenant = ? ORDER BY name", arguments: [tenant]).map(AppRecord.init(row:))
+            guard let app = all.first(where: { $0.name == name }) else { return nil }
+            let (desired, quota) = try change(app, all)
+            try db.execute(sql: "UPDATE apps SET desired_state = ?, quota = ?, updated_at = ? WHERE tenant = ? AND name = ?",
+                           arguments: [desired, quota, Date().timeIntervalSince1970, tenant, name])
+            return try Row.fetchOne(db, sql: "SELECT * FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name]).map(AppRecord.init(row:))
         }
     }
 
@@ -297,32 +413,36 @@ extension Store {
         }
     }
 
-    /// Bundle digests some app still uses.
-    public func bundleDigestsInUse() async throws -> Set<String> {
-        try await database.read { db in Set(try String.fetchAll(db, sql: "SELECT DISTINCT bundle_digest FROM apps")) }
+    /// The bundles some app still uses, as `<tenant id>/<digest>`.
+    public func bundlesInUse() async throws -> Set<String> {
+        try await database.read { db in
+            Set(try String.fetchAll(db, sql: "SELECT DISTINCT t.id || '/' || a.bundle_digest FROM apps a JOIN tenants t ON t.name = a.tenant"))
+        }
     }
 
     // MARK: Audit
 
-    public func audit(tenant: String?, actor: String, action: String, target: String, source: String, outcome: String) async throws {
+    /// One entry: it belongs to the tenant with id `tenantID` (its name kept for reading).
+    public func audit(tenant: String?, tenantID: String?, actor: String, action: String, target: String, source: String,
+                      outcome: String) async throws {
         try await database.write { db in
             try db.execute(sql: """
-                INSERT INTO audit (time, tenant, actor, action, target, source, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [Date().timeIntervalSince1970, tenant, actor, action, target, source, outcome])
+                INSERT INTO audit (time, tenant, tenant_id, actor, action, target, source, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [Date().timeIntervalSince1970, tenant, tenantID, actor, action, target, source, outcome])
         }
     }
 
-    /// Newest first; all tenants' when `tenant` is nil.
-    public func auditEntries(tenant: String?, limit: Int) async throws -> [AuditEntry] {
+    /// Newest first: the tenant's (by its id), or all tenants' when `tenantID` is nil.
+    public func auditEntries(tenantID: String?, limit: Int) async throws -> [AuditEntry] {
         try await database.read { db in
-            let rows = if let tenant {
-                try Row.fetchAll(db, sql: "SELECT * FROM audit WHERE tenant = ? ORDER BY id DESC LIMIT ?", arguments: [tenant, limit])
+            let rows = if let tenantID {
+                try Row.fetchAll(db, sql: "SELECT * FROM audit WHERE tenant_id = ? ORDER BY id DESC LIMIT ?", arguments: [tenantID, limit])
             } else {
                 try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?", arguments: [limit])
             }
             return rows.map {
-                AuditEntry(id: $0["id"], time: Date(timeIntervalSince1970: $0["time"]), tenant: $0["tenant"], actor: $0["actor"],
-                           action: $0["action"], target: $0["target"], source: $0["source"], outcome: $0["outcome"])
+                AuditEntry(id: $0["id"], time: Date(timeIntervalSince1970: $0["time"]), tenant: $0["tenant"], tenantID: $0["tenant_id"],
+                           actor: $0["actor"], action: $0["action"], target: $0["target"], source: $0["source"], outcome: $0["outcome"])
             }
         }
     }

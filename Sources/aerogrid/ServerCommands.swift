@@ -58,7 +58,7 @@ func runServer(_ configuration: ServerConfiguration, logger: Logger, operatorTok
         configuration: configuration, defaultProfile: try InstallLayout.resource("sandbox-profiles/python.json"),
         defaultSDK: try InstallLayout.resource("python"), logger: logger)
     server.outOfRangePolicy = outOfRangePolicy
-    server.sites = WebSites.installed(httpsPort: configuration.tls != nil ? configuration.listen.port : nil)
+    server.sites = WebSites.installed(publicURL: configuration.publicURL)
     try await server.run(store: store) { url in
         printLine("listening on \(url)")
         onListening(url)
@@ -111,6 +111,7 @@ struct DevCommand: AsyncParsableCommand {
             dataDirectory: directory, listen: .init(host: host, port: httpsPort), kafkaBootstrap: kafka.bootstrapServers)
         configuration.httpListen = .init(host: host, port: httpPort)
         configuration.tls = tls
+        configuration.publicURL = "https://\(host.contains(":") ? "[\(host)]" : host):\(httpsPort)"
 
         var tokens = DevTokens(path: "\(directory)/dev-tokens")
         let operatorToken = tokens.values["operator"] ?? AeroGridServer.newTokenSecret()
@@ -122,9 +123,14 @@ struct DevCommand: AsyncParsableCommand {
         let shared = DevBlock()
         try await runServer(configuration, logger: logger, operatorToken: operatorToken, outOfRangePolicy: .resetToEarliest,
                             afterBootstrap: { store in
-            if try await store.tenant("demo") == nil || tokens.values["demo-admin"] == nil {
-                if try await store.tenant("demo") != nil { try await store.deleteTenant("demo") }
-                tokens.values["demo-admin"] = try await AeroGridServer.createTenant("demo", topics: ["orders", "fx-prices", "pixels", "demo.*"], in: store)
+            if try await store.tenant("demo") == nil {
+                tokens.values["demo-admin"] = try await AeroGridServer.createTenant(
+                    "demo", topics: ["orders", "fx-prices", "pixels", "demo.*"], hostUIDs: configuration.hostUIDs, in: store)
+                tokens.values["demo-developer"] = nil
+                tokens.values["demo-viewer"] = nil
+            } else if tokens.values["demo-admin"] == nil {
+                // The tokens file was lost: new tokens for the same tenant (a name is never reused).
+                tokens.values["demo-admin"] = try await AeroGridServer.createToken(tenant: "demo", name: "admin", role: .admin, in: store)
                 tokens.values["demo-developer"] = nil
                 tokens.values["demo-viewer"] = nil
             }
@@ -306,37 +312,16 @@ enum WebSites {
         + "object-src 'none'; base-uri 'none'; "
         + "frame-ancestors 'self' https://*.office.com https://*.office365.com https://*.officeapps.live.com https://*.microsoft.com"
 
-    /// `httpsPort`: the HTTPS listener's port, which the add-in's manifest must name even
-    /// when it was fetched over plain HTTP (Office loads add-ins over HTTPS only).
-    static func installed(httpsPort: Int?) -> [StaticSite] {
+    /// `publicURL`: where clients reach the server over HTTPS, which the add-in's manifest
+    /// names (Office loads add-ins over HTTPS only). Without it the manifest is refused.
+    static func installed(publicURL: String?) -> [StaticSite] {
         var sites: [StaticSite] = []
         if let console = try? InstallLayout.resource("console") {
             sites.append(StaticSite(root: console, prefix: "/", contentSecurityPolicy: consolePolicy))
         }
         if let excel = try? InstallLayout.resource("clients/excel") {
-            // The manifest names the server by the host the request came to.
-            sites.append(StaticSite(root: excel, prefix: "/excel/", contentSecurityPolicy: excelPolicy, crossOrigin: true) { file, contents, request in
-                guard file.hasSuffix(".xml"), let base = manifestBase(request.head.authority, httpsPort: httpsPort) else { return contents }
-                return Data(String(decoding: contents, as: UTF8.self).replacingOccurrences(of: "{{AEROGRID_BASE_URL}}", with: base).utf8)
-            })
+            sites.append(StaticSite.excelAddIn(root: excel, contentSecurityPolicy: excelPolicy, publicURL: publicURL))
         }
         return sites
-    }
-
-    /// `https://host[:port]` from a Host header that is only a host name or address and a
-    /// port (anything else would be written into XML); nil when it is not.
-    static func manifestBase(_ authority: String?, httpsPort: Int?) -> String? {
-        guard let authority, authority.count <= 255 else { return nil }
-        var host = authority
-        var port: Int?
-        if let colon = authority.lastIndex(of: ":"), !authority.hasSuffix("]"), let number = Int(authority[authority.index(after: colon)...]) {
-            host = String(authority[..<colon])
-            port = number
-        }
-        let plain = host.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }
-        let bracketed = host.hasPrefix("[") && host.hasSuffix("]") && host.dropFirst().dropLast().allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
-        guard !host.isEmpty, plain || bracketed else { return nil }
-        let chosen = httpsPort ?? port
-        return "https://\(host)" + (chosen.map { $0 == 443 ? "" : ":\($0)" } ?? "")
     }
 }

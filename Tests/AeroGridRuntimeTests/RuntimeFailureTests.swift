@@ -145,8 +145,10 @@ struct RuntimeFailureTests {
         let (store, path) = try makeStore()
         defer { try? FileManager.default.removeItem(atPath: path) }
         let chatty = "import sys\nline = 'x' * 1023 + '\\n'\nfor _ in range(102400):\n    sys.stdout.write(line)\nsys.stdout.flush()\n" + seedApp.replacingOccurrences(of: "'ordersapp'", with: "'chatty'")
+        // Read at 64 MiB/s here (the default, 1 MiB/s, is below): this is about what is kept.
         let runner = AppRunner(spec: makeSpec(name: "chatty", bundle: try makeBundle(name: "chatty", code: chatty), kafka: kafka,
-                                              limits: AppLimits(logLines: 500, logLinesPerSecond: 50)), store: store, logger: runtimeLogger)
+                                              limits: AppLimits(log: AppLog.Limits(lines: 500, forwardLinesPerSecond: 50, outputBytesPerSecond: 64 << 20))),
+                               store: store, logger: runtimeLogger)
         let residentBefore = residentBytes()
         let stop = start(runner)
         try await waitFor("100 MB of output and every record", timeout: .seconds(120)) {
@@ -157,6 +159,35 @@ struct RuntimeFailureTests {
         #expect(runner.log.tail(10_000).count <= 500, "the log keeps its last 500 lines")
         #expect(runner.log.linesNotForwarded > 100_000, "the supervisor's own log got at most 50 lines a second")
         #expect(growth < 64 << 20, "the supervisor grew by \(growth >> 20) MiB for 100 MiB of output")
+        #expect(unitsSold(runner) == orders.sums)
+    }
+
+    /// Output is read at most `outputBytesPerSecond`: an app writing faster blocks on its
+    /// pipe (2 MiB at 256 KiB/s takes eight seconds to be read, not a fraction of one).
+    @Test func stdoutIsReadAtMostAtItsRate() async throws {
+        let kafka = try EmbeddedKafka(logger: runtimeLogger)
+        try kafka.createTopic("orders", partitions: 1)
+        let orders = Orders.random(50)
+        try await orders.produce(to: kafka)
+        let (store, path) = try makeStore()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let chatty = "import sys\nline = 'y' * 1023 + '\\n'\nfor _ in range(2048):\n    sys.stdout.write(line)\nsys.stdout.flush()\n"
+            + seedApp.replacingOccurrences(of: "'ordersapp'", with: "'paced'")
+        let runner = AppRunner(spec: makeSpec(name: "paced", bundle: try makeBundle(name: "paced", code: chatty), kafka: kafka,
+                                              limits: AppLimits(log: AppLog.Limits(outputBytesPerSecond: 256 << 10))), store: store, logger: runtimeLogger)
+        let stop = start(runner)
+        try await waitFor("the first lines", timeout: .seconds(30)) { runner.log.totalLines > 0 }
+        let first = ContinuousClock.now
+        try await Task.sleep(for: .seconds(3))
+        let afterThree = runner.log.totalLines
+        try await waitFor("every line and record", timeout: .seconds(30)) {
+            runner.log.totalLines >= 2048 && runner.grids.appliedRecords == orders.records.count
+        }
+        let took = ContinuousClock.now - first
+        try await stop()
+        // Three seconds and the window the first lines came in: at most 4 × 256 lines of 1 KiB.
+        #expect(afterThree <= 4 * 256 + 64, "\(afterThree) lines read in 3 s at 256 KiB/s")
+        #expect(took >= .seconds(6), "2 MiB read in \(took) at 256 KiB/s")
         #expect(unitsSold(runner) == orders.sums)
     }
 
@@ -259,7 +290,7 @@ struct HostileAppTests {
         let stop = start(runner)
         try await waitFor("the violation") { runner.status.lifecycle.lastCrash != nil }
         try await stop()
-        #expect(runner.status.lifecycle.lastCrash == .protocolViolation("hello declares a grid twice"))
+        #expect(runner.status.lifecycle.lastCrash == .protocolViolation("hello declares grid 'g' twice"))
     }
 
     @Test func gridUpdatesWithNoBatchOutstandingAreAViolation() async throws {

@@ -10,7 +10,7 @@
 // - a wrong token, no token, a missing app, grid or row, an unreachable server: readable
 //   messages in the cells; an app deployed later fills its cells in;
 // - the server killed with SIGKILL and started again: the cells resume, in the new epoch;
-// - /excel/ served with the manifest naming the server (every URL https);
+// - /excel/ served with the manifest naming the server's public_url, whatever the Host (every URL https);
 // - the task pane in headless Chromium with stand-in Office.js objects lists the apps and
 //   inserts formulas (taskpane_check.py, selenium).
 //
@@ -21,7 +21,8 @@ import { spawn, spawnSync } from "node:child_process";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { loadAddin } from "./excel-runtime.mjs";
-import { APP, GRID, Platform, REPO, expectedGrid, freePort, log, missingPrerequisites, newToken, poll, sleep } from "./platform.mjs";
+import { APP, GRID, PUBLIC_URL, Platform, REPO, expectedGrid, freePort, inCI, log, missingPrerequisites, newToken, poll,
+  requirePrerequisites, sleep, skipUnlessReady } from "./platform.mjs";
 import { checkManifest } from "./manifest.mjs";
 
 const missing = missingPrerequisites();
@@ -45,8 +46,9 @@ function messagesOf(socket, id) {
   return socket.received.filter((r) => r.message.id === id);
 }
 
-describe("the add-in against a running server", { skip: missing ? `needs ${missing}` : false }, () => {
+describe("the add-in against a running server", { skip: skipUnlessReady(missing) }, () => {
   before(async () => {
+    requirePrerequisites(missing);
     platform = await Platform.start();
     await platform.produce(WAVE);
     await platform.waitGrid();
@@ -255,12 +257,12 @@ describe("the add-in against a running server", { skip: missing ? `needs ${missi
     }
   });
 
-  test("/excel/ is served, its manifest naming the server the request came to", { timeout: 60000 }, async () => {
-    const host = "excel.example.com:8443";
-    const manifest = await platform.server.expect(200, "GET", "/excel/manifest.xml", { headers: { Host: host, Accept: "*/*" } });
+  test("/excel/ is served, its manifest naming the server's public_url whatever the Host", { timeout: 60000 }, async () => {
+    const manifest = await platform.server.expect(200, "GET", "/excel/manifest.xml", { headers: { Host: "evil.example", Accept: "*/*" } });
     assert.match(manifest.headers["content-type"], /^application\/xml/);
     assert.match(manifest.headers["content-security-policy"] || "", /frame-ancestors[^;]*office/);
-    const { urls } = checkManifest(manifest.text(), `https://${host}`);
+    assert.ok(!manifest.text().includes("evil.example"), "the manifest names the request's Host");
+    const { urls } = checkManifest(manifest.text(), PUBLIC_URL);
     // Every file the manifest names is served, with its type.
     const types = { html: /^text\/html/, js: /^text\/javascript/, json: /^application\/json/, png: /^image\/png/ };
     for (const url of urls) {
@@ -278,7 +280,10 @@ describe("the add-in against a running server", { skip: missing ? `needs ${missi
   test("the task pane in headless Chromium lists the apps and their grids and inserts formulas", { timeout: 180000 }, async (t) => {
     const check = spawnSync("python3", ["-c", "import selenium"], { stdio: "ignore" });
     if (check.status !== 0 || spawnSync("sh", ["-c", "command -v chromedriver"], { stdio: "ignore" }).status !== 0) {
-      t.skip("needs chromium, chromedriver and selenium (scripts/setup)");
+      const why = "needs chromium, chromedriver and selenium (scripts/setup)";
+      if (inCI()) throw new Error(`cannot run: ${why}`);
+      console.error(`SKIPPED: the task pane check ${why}; in CI this fails`);
+      t.skip(why);
       return;
     }
     const script = path.join(REPO, "Tests", "Excel", "taskpane_check.py");

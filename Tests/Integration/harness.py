@@ -313,10 +313,17 @@ class Supervisor(Managed):
         return CGROUP_ROOT / "aerogrid" / self.tenant / self.app_name / "cgroup.procs"
 
     def sandbox_pids(self) -> list:
+        """The pids in the app's cgroup: none when the app's group is gone (its processes
+        ended and it was removed), an error when there is no aerogrid cgroup root at all to
+        look in (an empty answer would then prove nothing)."""
+        procs = self.procs_file()
+        if not procs.parent.parent.parent.is_dir():
+            raise AssertionError(f"no aerogrid cgroup root at {procs.parent.parent.parent}: cannot list the sandbox's processes")
         try:
-            return [int(p) for p in self.procs_file().read_text().split()]
-        except (OSError, ValueError):
+            text = procs.read_text()
+        except FileNotFoundError:
             return []
+        return [int(p) for p in text.split()]
 
     def app_pid(self) -> "int | None":
         """The app's python3 process (not the sandbox's init)."""
@@ -370,8 +377,11 @@ class Supervisor(Managed):
 
 
 def assert_cgroups_removed(supervisor: "Supervisor") -> None:
-    """After a clean stop the app's cgroup is gone, in every controller."""
-    for directory in supervisor.cgroup_dirs():
+    """After a clean stop the app's cgroup is gone, in every controller. With no aerogrid
+    cgroup root anywhere there is nothing to look in, and the check fails rather than pass."""
+    directories = supervisor.cgroup_dirs()
+    assert directories, f"no aerogrid cgroup root under {CGROUP_ROOT}: cannot check that the app's cgroup was removed"
+    for directory in directories:
         if directory.exists():
             procs = (directory / "cgroup.procs").read_text().split() if (directory / "cgroup.procs").exists() else "?"
             raise AssertionError(f"{directory} is left after a clean stop (processes in it: {procs})")

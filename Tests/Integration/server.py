@@ -185,9 +185,11 @@ class Server(Managed):
 
     def __init__(self, directory: Path, bootstrap: str, *, name: str = "server",
                  operator_token: "str | None" = None, data_dir: "Path | None" = None,
-                 kafka_properties: "dict | None" = None, wait: bool = True, tls: "tuple | None" = None) -> None:
+                 kafka_properties: "dict | None" = None, wait: bool = True, tls: "tuple | None" = None,
+                 top_level: "list | None" = None, tables: "dict | None" = None) -> None:
         """With `tls` (certificate, key), `listen` is HTTPS on `tls_port` and `http_listen` a
-        plain-HTTP listener on `port`, the one the helpers (client, waits) use."""
+        plain-HTTP listener on `port`, the one the helpers (client, waits) use. `top_level`:
+        more `key = value` lines; `tables`: more tables, {"http": {"idle_timeout": 5}}."""
         self.directory = directory
         self.data_dir = data_dir or directory / "data"
         self.tmp_dir = directory / "tmp"  # the server's TMPDIR: a refused upload leaves nothing here either
@@ -198,7 +200,7 @@ class Server(Managed):
         self.operator_token = operator_token
         self.config_path = directory / f"{name}.toml"
         properties = {"fetch.wait.max.ms": "10", **(kafka_properties or {})}
-        lines = [f'data_dir = "{self.data_dir}"']
+        lines = [f'data_dir = "{self.data_dir}"'] + list(top_level or [])
         if tls is not None:
             lines += [f'listen = "{self.host}:{self.tls_port}"', f'http_listen = "{self.host}:{self.port}"', "", "[tls]",
                       f'certificate = "{tls[0]}"', f'key = "{tls[1]}"']
@@ -206,6 +208,8 @@ class Server(Managed):
             lines += [f'listen = "{self.host}:{self.port}"']
         lines += ["", "[kafka]", f'bootstrap = "{bootstrap}"', "", "[kafka.properties]"]
         lines += [f'"{key}" = "{value}"' for key, value in properties.items()]
+        for table, values in (tables or {}).items():
+            lines += ["", f"[{table}]"] + [f"{key} = {json.dumps(value)}" for key, value in values.items()]
         self.config_path.write_text("\n".join(lines) + "\n")
         env = {k: v for k, v in os.environ.items() if k != "AEROGRID_OPERATOR_TOKEN"}
         env["TMPDIR"] = str(self.tmp_dir)

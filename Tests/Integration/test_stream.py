@@ -946,7 +946,7 @@ PROBE = "Probe"       # a product of its own, one unit every PROBE_INTERVAL: its
 PROBE_INTERVAL = 0.05
 WARM, BASE, FREEZE = 5.0, 25.0, 30.0
 FROZEN_SUBSCRIPTIONS = 50  # at max_rate 50: ~1 MB/s the server cannot write while the client sleeps
-RSS_BOUND = 50 << 20
+RSS_BOUND = 8 << 20   # docs/performance.md and docs/protocol.md: a frozen client costs the server at most 8 MiB
 LATENCY_RATIO = 1.2
 
 

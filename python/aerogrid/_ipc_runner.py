@@ -114,10 +114,22 @@ def _print_shutdown(payload: bytes) -> None:
         print(f"aerogrid: shutdown: {reason}", file=sys.stderr)
 
 
+# The supervisor drops log frames over 64 KiB unread (docs/ipc.md): a message is cut to 8 KiB
+# of UTF-8, which JSON's escaping (at most six bytes for each one) keeps under the limit.
+_LOG_MESSAGE_BYTES = 8 * 1024
+
+
+def _cut(message: str) -> str:
+    encoded = message.encode("utf-8", "replace")
+    if len(encoded) <= _LOG_MESSAGE_BYTES:
+        return message
+    return encoded[:_LOG_MESSAGE_BYTES].decode("utf-8", "ignore") + "…"
+
+
 def _log(conn: Connection, level: str, message: str) -> None:
     print(f"aerogrid: {message}", file=sys.stderr)
     try:
-        conn.send(f.json_frame(f.LOG, {"level": level, "message": message}))
+        conn.send(f.json_frame(f.LOG, {"level": level, "message": _cut(message)}))
     except OSError:
         pass
 
@@ -133,7 +145,7 @@ def _forward_logging(conn: Connection) -> None:
         def emit(self, record):
             level = next((name for number, name in _LEVELS if record.levelno >= number), "debug")
             try:
-                conn.send(f.json_frame(f.LOG, {"level": level, "message": self.format(record)}))
+                conn.send(f.json_frame(f.LOG, {"level": level, "message": _cut(self.format(record))}))
             except Exception:
                 self.handleError(record)
 
