@@ -188,7 +188,7 @@ let package = Package(
         .testTarget(
             name: "AeroGridServerTests",
             dependencies: [
-                "AeroGridServer", "AeroGridStore", "CLibZ",
+                "AeroGridRuntime", "AeroGridServer", "AeroGridStore", "CLibZ",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

@@ -6,8 +6,8 @@ import Synchronization
 /// turn, the control messages (answers, errors, app events) and whatever each subscription
 /// has pending. Writes wait for the client (the transport's backpressure); meanwhile
 /// nothing piles up but one pending message per subscription and the control messages,
-/// bounded in bytes: a client that lets more than `controlBytes` of them wait is
-/// disconnected (it asked for them and does not read them).
+/// bounded in bytes: a client that lets more than `replyBytes` of them wait is disconnected
+/// (it asked for them and does not read them).
 public final class StreamConnection: Sendable {
     /// The tenant's name (what the store's queries take) and its immutable id (what the
     /// connection is counted and found by: a revoked token or a deleted tenant closes it).
@@ -24,12 +24,14 @@ public final class StreamConnection: Sendable {
     /// When the write in progress started: a client that does not read shows here.
     private let writing = Mutex<ContinuousClock.Instant?>(nil)
 
-    /// Control messages (answers, errors, app events) that may wait for a client, in bytes.
-    public static let controlBytes = 1 << 20
+    /// Control messages (answers, errors, app events) that may wait for the client, in bytes.
+    public let replyBytes: Int
 
-    public init(tenant: String, tenantID: String, tokenID: String, send: @escaping @Sendable ([UInt8]) async throws -> Void,
+    public init(tenant: String, tenantID: String, tokenID: String, replyBytes: Int = 1 << 20,
+                send: @escaping @Sendable ([UInt8]) async throws -> Void,
                 disconnect: @escaping @Sendable (String) -> Void = { _ in }) {
         self.tenant = tenant
+        self.replyBytes = replyBytes
         self.tenantID = tenantID
         self.tokenID = tokenID
         self.send = send
@@ -46,10 +48,10 @@ public final class StreamConnection: Sendable {
             guard !control.closed else { return false }
             control.messages.append(message)
             control.bytes += message.count
-            return control.bytes > Self.controlBytes
+            return control.bytes > replyBytes
         }
         if overflow {
-            close(reason: "over \(Self.controlBytes) bytes of replies and events waited for the client to read them")
+            close(reason: "over \(replyBytes) bytes of replies and events waited for the client to read them")
         } else {
             wake()
         }

@@ -16,6 +16,8 @@ public struct RuntimeDefaults: Sendable {
     public var checkpointInterval: Duration = .seconds(1)
     /// What an app does when its checkpoint is no longer in Kafka (see `OutOfRangePolicy`).
     public var outOfRangePolicy: OutOfRangePolicy = .fail
+    /// What one app may cost the supervisor (its grid rows come from its quota).
+    public var appLimits = AppLimits()
 
     public init(kafka: KafkaConfiguration, profile: CompiledProfile, sdkPath: String, limits: CgroupLimits? = nil) {
         self.kafka = kafka
@@ -76,6 +78,7 @@ public actor AppSupervisor {
             sdkPath: defaults.sdkPath, profile: defaults.profile, limits: plan.quota.cgroupLimits, kafka: defaults.kafka,
             checkpointInterval: defaults.checkpointInterval, outOfRangePolicy: defaults.outOfRangePolicy)
         spec.shutdownGrace = .seconds(10)
+        spec.appLimits = defaults.appLimits
         spec.appLimits.gridRows = plan.quota.gridRows
         // The tenant's own host uid: no two tenants' apps share one (or its process count).
         if let uid = plan.hostUID { spec.hostUID = uid }

@@ -73,9 +73,10 @@ public struct ControlPlaneServer: Sendable {
         let kafka = KafkaConfiguration(bootstrapServers: configuration.kafkaBootstrap, properties: configuration.kafkaProperties)
         var defaults = RuntimeDefaults(kafka: kafka, profile: profile, sdkPath: configuration.sdk ?? defaultSDK, limits: limits)
         defaults.outOfRangePolicy = outOfRangePolicy
+        defaults.appLimits = configuration.appLimits
         let supervisor = AppSupervisor(store: store, bundles: bundles, defaults: defaults, logger: logger)
         let planner = AppPlanner(store: store, appDefaults: AppQuota(
-            memoryBytes: limits.memoryBytes ?? 256 << 20, cpus: limits.cpus ?? 1, pids: limits.pids ?? 64, gridRows: AppLimits().gridRows))
+            memoryBytes: limits.memoryBytes ?? 256 << 20, cpus: limits.cpus ?? 1, pids: limits.pids ?? 64, gridRows: configuration.appLimits.gridRows))
         // Every app that should run, runs: from its checkpoint.
         await supervisor.reconcile(store: store, planner: planner)
         let readiness = KafkaReadiness(configuration: kafka, logger: logger)
@@ -97,7 +98,8 @@ public struct ControlPlaneServer: Sendable {
         }
         let watcher = AppWatcher(store: store, hub: hub) { app in await api.appJSON(app) }
         watcherBox.withLock { $0 = watcher }
-        let gateway = StreamGateway(store: store, hub: hub, watcher: watcher, planner: planner, gate: gate, sessions: sessions, logger: logger)
+        let gateway = StreamGateway(store: store, hub: hub, watcher: watcher, planner: planner, gate: gate, sessions: sessions,
+                                    limits: configuration.stream, logger: logger)
         gatewayBox.withLock { $0 = gateway }
         let tls = try configuration.tls.map(Self.tlsConfiguration)
 

@@ -1,4 +1,5 @@
 public import AeroGridCore
+public import AeroGridRuntime
 public import AeroGridSandbox
 import Foundation
 import TOMLKit
@@ -47,6 +48,9 @@ public struct ServerConfiguration: Sendable {
     public var publicURL: String?
     /// What anonymous clients may hold, and the HTTP timeouts.
     public var connections = ConnectionLimits()
+    /// What one app may cost the supervisor (`[apps]`), and one stream connection (`[stream]`).
+    public var appLimits = AppLimits()
+    public var stream = StreamLimits()
 
     public init(dataDirectory: String, listen: Listener, kafkaBootstrap: String) {
         self.dataDirectory = dataDirectory
@@ -77,8 +81,9 @@ public struct ServerConfiguration: Sendable {
             }
             return Listener(host: String(text[..<colon]), port: port)
         }
-        for key in table.keys where !["data_dir", "listen", "http_listen", "public_url", "tls", "kafka", "sandbox", "http"].contains(key) {
-            throw bad("unknown key '\(key)' (known: data_dir, listen, http_listen, public_url, [tls], [kafka], [sandbox], [http])")
+        let sections = ["data_dir", "listen", "http_listen", "public_url", "tls", "kafka", "sandbox", "http", "apps", "stream"]
+        for key in table.keys where !sections.contains(key) {
+            throw bad("unknown key '\(key)' (known: data_dir, listen, http_listen, public_url, [tls], [kafka], [sandbox], [http], [apps], [stream])")
         }
         guard let dataDirectory = table["data_dir"]?.string else { throw bad("data_dir = \"…\" is required (where the server keeps its state)") }
         guard let listen = try listener("listen") else { throw bad("listen = \"HOST:PORT\" is required") }
@@ -93,28 +98,42 @@ public struct ServerConfiguration: Sendable {
             }
             configuration.publicURL = url
         }
+        if let apps = table["apps"]?.table {
+            var limits = Limits(apps, section: "apps", bad: bad)
+            try limits.count("frames_per_second", into: &configuration.appLimits.framesPerSecond)
+            try limits.bytes("bytes_per_second", into: &configuration.appLimits.bytesPerSecond)
+            try limits.bytes("grid_bytes", into: &configuration.appLimits.gridBytes)
+            try limits.bytes("pending_bytes", into: &configuration.appLimits.pendingBytes)
+            try limits.seconds("batch_timeout", into: &configuration.appLimits.batchTimeout)
+            try limits.count("grids", into: &configuration.appLimits.grids)
+            try limits.count("columns_per_grid", into: &configuration.appLimits.columnsPerGrid)
+            try limits.count("log_lines", into: &configuration.appLimits.log.lines)
+            try limits.bytes("log_bytes", into: &configuration.appLimits.log.bytes)
+            try limits.bytes("log_line_bytes", into: &configuration.appLimits.log.lineBytes)
+            try limits.count("log_forward_lines_per_second", into: &configuration.appLimits.log.forwardLinesPerSecond)
+            try limits.bytes("log_forward_bytes_per_second", into: &configuration.appLimits.log.forwardBytesPerSecond)
+            try limits.bytes("log_frame_bytes", into: &configuration.appLimits.log.frameBytes)
+            try limits.bytes("log_frame_bytes_per_second", into: &configuration.appLimits.log.frameBytesPerSecond)
+            try limits.bytes("output_bytes_per_second", into: &configuration.appLimits.log.outputBytesPerSecond)
+            try limits.finish()
+        }
+        if let stream = table["stream"]?.table {
+            var limits = Limits(stream, section: "stream", bad: bad)
+            try limits.bytes("message_bytes", into: &configuration.stream.messageBytes)
+            try limits.count("subscriptions_per_connection", into: &configuration.stream.subscriptionsPerConnection)
+            try limits.bytes("reply_bytes", into: &configuration.stream.replyBytes)
+            try limits.count("operations_per_second", into: &configuration.stream.operationsPerSecond)
+            try limits.seconds("auth_timeout", into: &configuration.stream.authTimeout)
+            try limits.finish()
+        }
         if let http = table["http"]?.table {
-            let known = ["max_anonymous_connections", "max_anonymous_connections_per_address", "header_timeout", "idle_timeout", "body_timeout"]
-            for key in http.keys where !known.contains(key) {
-                throw bad("[http] unknown key '\(key)' (known: \(known.joined(separator: ", ")))")
-            }
-            func count(_ key: String) throws(AeroGridError) -> Int? {
-                guard let value = http[key] else { return nil }
-                guard let number = value.int, (1...1_000_000).contains(number) else { throw bad("[http] \(key) must be a whole number from 1 to 1000000") }
-                return number
-            }
-            func seconds(_ key: String) throws(AeroGridError) -> Duration? {
-                guard let value = http[key] else { return nil }
-                guard let number = value.double ?? value.int.map(Double.init), number > 0, number <= 86_400 else {
-                    throw bad("[http] \(key) must be a number of seconds above 0 and at most 86400")
-                }
-                return .milliseconds(Int64(number * 1000))
-            }
-            if let value = try count("max_anonymous_connections") { configuration.connections.anonymous = value }
-            if let value = try count("max_anonymous_connections_per_address") { configuration.connections.anonymousPerAddress = value }
-            if let value = try seconds("header_timeout") { configuration.connections.headerTimeout = value }
-            if let value = try seconds("idle_timeout") { configuration.connections.idleTimeout = value }
-            if let value = try seconds("body_timeout") { configuration.connections.bodyTimeout = value }
+            var limits = Limits(http, section: "http", bad: bad)
+            try limits.count("max_anonymous_connections", into: &configuration.connections.anonymous)
+            try limits.count("max_anonymous_connections_per_address", into: &configuration.connections.anonymousPerAddress)
+            try limits.seconds("header_timeout", into: &configuration.connections.headerTimeout)
+            try limits.seconds("idle_timeout", into: &configuration.connections.idleTimeout)
+            try limits.seconds("body_timeout", into: &configuration.connections.bodyTimeout)
+            try limits.finish()
         }
         if let properties = kafka["properties"]?.table {
             for (key, value) in properties {
@@ -155,6 +174,54 @@ public struct ServerConfiguration: Sendable {
             do { try configuration.limits.validate() } catch { throw bad("[sandbox] \(error.message)") }
         }
         return configuration
+    }
+
+    /// Reads the limits of one section, each checked (a size such as "32M", a whole count, a
+    /// number of seconds), and refuses a key it does not know.
+    struct Limits {
+        let table: TOMLTable
+        let section: String
+        let bad: (String) -> AeroGridError
+        var known: [String] = []
+
+        init(_ table: TOMLTable, section: String, bad: @escaping (String) -> AeroGridError) {
+            self.table = table
+            self.section = section
+            self.bad = bad
+        }
+
+        mutating func count(_ key: String, into value: inout Int) throws(AeroGridError) {
+            known.append(key)
+            guard let entry = table[key] else { return }
+            guard let number = entry.int, (1...1_000_000_000).contains(number) else {
+                throw bad("[\(section)] \(key) must be a whole number from 1 to 1000000000")
+            }
+            value = number
+        }
+
+        mutating func bytes(_ key: String, into value: inout Int) throws(AeroGridError) {
+            known.append(key)
+            guard let entry = table[key] else { return }
+            guard let size = entry.string.flatMap(parseSize) ?? entry.int.flatMap(UInt64.init(exactly:)), (1...(UInt64(1) << 40)).contains(size) else {
+                throw bad("[\(section)] \(key) must be a size from 1 byte to 1T, such as \"64K\" or \"32M\"")
+            }
+            value = Int(size)
+        }
+
+        mutating func seconds(_ key: String, into value: inout Duration) throws(AeroGridError) {
+            known.append(key)
+            guard let entry = table[key] else { return }
+            guard let number = entry.double ?? entry.int.map(Double.init), number > 0, number <= 86_400 else {
+                throw bad("[\(section)] \(key) must be a number of seconds above 0 and at most 86400")
+            }
+            value = .milliseconds(Int64(number * 1000))
+        }
+
+        func finish() throws(AeroGridError) {
+            for key in table.keys where !known.contains(key) {
+                throw bad("[\(section)] unknown key '\(key)' (known: \(known.joined(separator: ", ")))")
+            }
+        }
     }
 
     /// `https://host[:port]` with nothing after it (it is written into the add-in's XML).

@@ -10,6 +10,23 @@ import NIOCore
 import NIOWebSocket
 import Synchronization
 
+/// What one stream connection may ask of the server (`[stream]` in aerogrid.toml).
+public struct StreamLimits: Sendable, Equatable {
+    /// A client message larger than this is refused (the connection stays).
+    public var messageBytes = 64 << 10
+    /// Subscriptions one connection may hold (a tenant's over all of them: its quota).
+    public var subscriptionsPerConnection = 100
+    /// Answers, errors and app events that may wait for a client that does not read; past
+    /// this the connection is closed.
+    public var replyBytes = 1 << 20
+    /// Operations a connection may send a second; past it, its next message is read later.
+    public var operationsPerSecond = 100
+    /// How long a connection may wait before its `auth` message.
+    public var authTimeout: Duration = .seconds(10)
+
+    public init() {}
+}
+
 /// `/api/v1/stream`: the WebSocket every client (the Excel add-in, the console, scripts)
 /// uses to watch grids and apps. JSON messages per docs/protocol.md. One connection
 /// multiplexes many subscriptions; errors are per subscription and never close it.
@@ -20,37 +37,34 @@ public final class StreamGateway: Sendable {
     let planner: AppPlanner
     let gate: ConnectionGate
     let sessions: Sessions
+    let limits: StreamLimits
     let logger: Logger
     private let open = Mutex<[ObjectIdentifier: StreamConnection]>([:])
 
     /// Where the WebSocket is: an upgrade, not a route of the router.
     static let path = "/api/v1/stream"
-    /// A client message larger than this is refused (the connection stays).
-    static let maxMessageBytes = 64 << 10
-    /// Subscriptions one connection may hold.
-    static let maxSubscriptions = 100
-    /// How long a connection may wait before its `auth` message.
-    static let authTimeout = Duration.seconds(10)
-    /// Frames above this close the connection (the transport's own limit).
-    static let maxFrameBytes = 1 << 20
-    /// Operations a connection may send a second; past it, its next message is read later.
-    static let maxOperationsPerSecond = 100
     /// Client-chosen text echoed in answers (ids, ops), at most: longer is not echoed.
     static let maxEchoBytes = 64
 
-    init(store: Store, hub: FanoutHub, watcher: AppWatcher, planner: AppPlanner, gate: ConnectionGate, sessions: Sessions, logger: Logger) {
+    init(store: Store, hub: FanoutHub, watcher: AppWatcher, planner: AppPlanner, gate: ConnectionGate, sessions: Sessions,
+         limits: StreamLimits = StreamLimits(), logger: Logger) {
         self.store = store
         self.hub = hub
         self.watcher = watcher
         self.planner = planner
         self.gate = gate
         self.sessions = sessions
+        self.limits = limits
         self.logger = logger
     }
 
+    /// Frames above this close the connection (the transport's own limit): 1 MiB, or a
+    /// whole message if that is larger.
+    var maxFrameBytes: Int { max(1 << 20, limits.messageBytes) }
+
     /// The WebSocket's frame limit and pings (an unanswered ping closes the connection).
     var webSocketConfiguration: WebSocketServerConfiguration {
-        WebSocketServerConfiguration(maxFrameSize: Self.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(30)))
+        WebSocketServerConfiguration(maxFrameSize: maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(30)))
     }
 
     func shouldUpgrade(_ request: HTTPRequest, channel: any Channel) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
@@ -73,11 +87,12 @@ public final class StreamGateway: Sendable {
     private func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, authorization: String?,
                        remote: String) async {
         var frames = inbound.makeAsyncIterator()
+        let chunk = maxFrameBytes / 2
         let reply: @Sendable ([UInt8]) async throws -> Void = { message in
             try await outbound.withTextMessageWriter { writer in
                 var start = 0
                 while start < message.count {
-                    let end = min(start + Self.maxFrameBytes / 2, message.count)
+                    let end = min(start + chunk, message.count)
                     try await writer(ByteBuffer(bytes: message[start..<end]))
                     start = end
                 }
@@ -91,8 +106,8 @@ public final class StreamGateway: Sendable {
             } else {
                 // A client that never authenticates does not hold the connection.
                 let deadline = Task {
-                    try await Task.sleep(for: Self.authTimeout)
-                    try? await reply(Messages.error(id: nil, code: "unauthorized", message: "no auth message within \(Self.authTimeout)"))
+                    try await Task.sleep(for: limits.authTimeout)
+                    try? await reply(Messages.error(id: nil, code: "unauthorized", message: "no auth message within \(limits.authTimeout)"))
                     try? await outbound.close(.policyViolation, reason: "not authenticated")
                 }
                 defer { deadline.cancel() }
@@ -124,7 +139,8 @@ public final class StreamGateway: Sendable {
             try? await outbound.close(.policyViolation, reason: "over quota")
             return
         }
-        let connection = StreamConnection(tenant: tenant, tenantID: tenantID, tokenID: principal.tokenID, send: reply) { [logger] reason in
+        let connection = StreamConnection(tenant: tenant, tenantID: tenantID, tokenID: principal.tokenID, replyBytes: limits.replyBytes,
+                                          send: reply) { [logger] reason in
             // At once, without a close handshake: the client may not be reading.
             logger.info("stream from \(remote) closed: \(reason)")
             channel.close(promise: nil)
@@ -148,14 +164,14 @@ public final class StreamGateway: Sendable {
                 // Paced, not refused: a client sending faster than the cap waits for the next second.
                 if ContinuousClock.now - window.start >= .seconds(1) { window = (.now, 0) }
                 window.operations += 1
-                if window.operations > Self.maxOperationsPerSecond {
+                if window.operations > limits.operationsPerSecond {
                     try await Task.sleep(until: window.start + .seconds(1))
                     window = (.now, 1)
                 }
                 switch message {
                 case .message(let bytes): await handle(bytes, on: connection, quota: quota)
                 case .tooLarge(let size):
-                    connection.enqueue(Messages.error(id: nil, code: "bad_request", message: "a message of \(size)+ bytes; the limit is \(Self.maxMessageBytes)"))
+                    connection.enqueue(Messages.error(id: nil, code: "bad_request", message: "a message of \(size)+ bytes; the limit is \(limits.messageBytes)"))
                 }
             }
         } catch {
@@ -175,9 +191,9 @@ public final class StreamGateway: Sendable {
         var size = 0
         while let frame = try await frames.next() {
             size += frame.data.readableBytes
-            if size <= Self.maxMessageBytes { bytes += frame.data.readableBytesView }
+            if size <= limits.messageBytes { bytes += frame.data.readableBytesView }
             guard frame.fin else { continue }
-            return size > Self.maxMessageBytes ? .tooLarge(size) : .message(bytes)
+            return size > limits.messageBytes ? .tooLarge(size) : .message(bytes)
         }
         return nil
     }
@@ -253,8 +269,8 @@ public final class StreamGateway: Sendable {
             }
             rate = min(number, FanoutHub.maxRate)
         }
-        guard connection.subscriptionCount < Self.maxSubscriptions else {
-            return connection.enqueue(Messages.error(id: id, code: "over_quota", message: "a connection may hold \(Self.maxSubscriptions) subscriptions"))
+        guard connection.subscriptionCount < limits.subscriptionsPerConnection else {
+            return connection.enqueue(Messages.error(id: id, code: "over_quota", message: "a connection may hold \(limits.subscriptionsPerConnection) subscriptions"))
         }
         guard (try? await store.app(tenant: connection.tenant, name: app)) != nil else {
             return connection.enqueue(Messages.error(id: id, code: "not_found", message: "no app '\(app)'"))

@@ -1,4 +1,5 @@
 import AeroGridKafka
+import AeroGridRuntime
 import AeroGridSandbox
 @testable import AeroGridServer
 import AeroGridStore
@@ -61,12 +62,48 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
         #expect(configuration.limits.memoryBytes == 128 << 20)
     }
 
+    @Test func limitsAreReadFromTheirSections() throws {
+        let configuration = try ServerConfiguration.parse("""
+            data_dir = "state"
+            listen = "0.0.0.0:8443"
+            public_url = "https://aerogrid.example.com:8443/"
+            [kafka]
+            bootstrap = "k1:9092"
+            [sandbox]
+            host_uids = "500000-500999"
+            [http]
+            max_anonymous_connections = 10
+            header_timeout = 2.5
+            [apps]
+            pending_bytes = "8M"
+            batch_timeout = 60
+            log_bytes = 65536
+            [stream]
+            reply_bytes = "256K"
+            subscriptions_per_connection = 20
+            """, source: "aerogrid.toml", relativeTo: "/etc/aerogrid")
+        #expect(configuration.publicURL == "https://aerogrid.example.com:8443")
+        #expect(configuration.hostUIDs == 500_000...500_999)
+        #expect(configuration.connections.anonymous == 10 && configuration.connections.headerTimeout == .milliseconds(2500))
+        #expect(configuration.connections.anonymousPerAddress == ConnectionLimits().anonymousPerAddress)
+        #expect(configuration.appLimits.pendingBytes == 8 << 20 && configuration.appLimits.batchTimeout == .seconds(60))
+        #expect(configuration.appLimits.log.bytes == 65536 && configuration.appLimits.log.lines == AppLog.Limits().lines)
+        #expect(configuration.stream.replyBytes == 256 << 10 && configuration.stream.subscriptionsPerConnection == 20)
+    }
+
     @Test(arguments: [
         ("listen = \"x\"\ndata_dir = \"d\"\n[kafka]\nbootstrap = \"k\"", "listen must be"),
         ("listen = \"a:1\"\n[kafka]\nbootstrap = \"k\"", "data_dir"),
         ("listen = \"a:1\"\ndata_dir = \"d\"", "[kafka] bootstrap"),
         ("listen = \"a:1\"\ndata_dir = \"d\"\nport = 3\n[kafka]\nbootstrap = \"k\"", "unknown key 'port'"),
         ("listen = \"a:1\"\ndata_dir = \"d\"\n[kafka]\nbootstrap = \"k\"\n[sandbox]\nmemory = \"lots\"", "[sandbox] memory"),
+        ("listen = \"a:1\"\ndata_dir = \"d\"\n[kafka]\nbootstrap = \"k\"\n[apps]\npending_bytes = \"2T\"", "[apps] pending_bytes must be a size"),
+        ("listen = \"a:1\"\ndata_dir = \"d\"\n[kafka]\nbootstrap = \"k\"\n[apps]\npending = 3", "[apps] unknown key 'pending'"),
+        ("listen = \"a:1\"\ndata_dir = \"d\"\n[kafka]\nbootstrap = \"k\"\n[stream]\noperations_per_second = 0", "[stream] operations_per_second"),
+        ("listen = \"a:1\"\ndata_dir = \"d\"\n[kafka]\nbootstrap = \"k\"\n[http]\nheader_timeout = -1", "[http] header_timeout"),
+        ("listen = \"a:1\"\ndata_dir = \"d\"\npublic_url = \"http://x\"\n[kafka]\nbootstrap = \"k\"", "public_url must be"),
+        ("listen = \"a:1\"\ndata_dir = \"d\"\npublic_url = \"https://x/<script>\"\n[kafka]\nbootstrap = \"k\"", "public_url must be"),
+        ("listen = \"a:1\"\ndata_dir = \"d\"\n[kafka]\nbootstrap = \"k\"\n[sandbox]\nhost_uids = \"0-10\"", "[sandbox] host_uids"),
     ])
     func mistakesAreNamed(text: String, expected: String) {
         #expect { try ServerConfiguration.parse(text, source: "aerogrid.toml", relativeTo: "") } throws: { error in
