@@ -142,10 +142,11 @@ struct QuotaCommand: AsyncParsableCommand {
         @Option(help: "Rows across the app's grids (app).") var gridRows: Int?
         @Option(help: "Apps the tenant may have (tenant).") var maxApps: Int?
         @Option(help: "Client connections the tenant may have (tenant).") var maxConnections: Int?
+        @Option(help: "Stream subscriptions over all the tenant's connections (tenant).") var maxSubscriptions: Int?
 
         func validate() throws {
-            if app != nil && (maxApps != nil || maxConnections != nil) {
-                throw ValidationError("--max-apps and --max-connections are tenant quotas: leave out the app")
+            if app != nil && (maxApps != nil || maxConnections != nil || maxSubscriptions != nil) {
+                throw ValidationError("--max-apps, --max-connections and --max-subscriptions are tenant quotas: leave out the app")
             }
             if app == nil && (pids != nil || gridRows != nil) {
                 throw ValidationError("--pids and --grid-rows are app quotas: name the app")
@@ -162,6 +163,7 @@ struct QuotaCommand: AsyncParsableCommand {
                 if let gridRows { body["grid_rows"] = gridRows }
                 if let maxApps { body["max_apps"] = maxApps }
                 if let maxConnections { body["max_connections"] = maxConnections }
+                if let maxSubscriptions { body["max_subscriptions"] = maxSubscriptions }
                 guard !body.isEmpty else { throw ValidationError("nothing to set: give --memory, --cpus, … (see --help)") }
                 let path = app.map { "api/v1/tenants/\(tenant)/apps/\($0)/quota" } ?? "api/v1/tenants/\(tenant)/quota"
                 let data = try await client.client().request("PUT", path, json: body)

@@ -62,6 +62,23 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
         #expect(configuration.limits.memoryBytes == 128 << 20)
     }
 
+    /// docs/operations.md shows every [http], [stream] and [apps] key at its default: the
+    /// example parses, and gives exactly the defaults.
+    @Test func theDocumentedLimitsAreTheDefaults() throws {
+        let document = try String(contentsOfFile: "\(repository)/docs/operations.md", encoding: .utf8)
+        let start = try #require(document.range(of: "An example with every one of these keys at its default:\n\n```toml\n"))
+        let end = try #require(document.range(of: "```", range: start.upperBound..<document.endIndex))
+        let example = String(document[start.upperBound..<end.lowerBound])
+        let configuration = try ServerConfiguration.parse(
+            "data_dir = \"d\"\nlisten = \"a:1\"\n[kafka]\nbootstrap = \"k\"\n" + example, source: "operations.md", relativeTo: "")
+        #expect(configuration.connections == ConnectionLimits())
+        #expect(configuration.stream == StreamLimits())
+        #expect(configuration.appLimits == AppLimits())
+        for key in ["max_anonymous_connections", "subscriptions_per_connection", "pending_bytes", "output_bytes_per_second"] {
+            #expect(example.contains(key + " = "))
+        }
+    }
+
     @Test func limitsAreReadFromTheirSections() throws {
         let configuration = try ServerConfiguration.parse("""
             data_dir = "state"
