@@ -36,6 +36,20 @@ public struct JSONWriter {
         bytes.append(UInt8(ascii: "\""))
     }
 
+    /// How many bytes `string(text)` writes: what a text takes in a message, escapes
+    /// included (a control character is six bytes there).
+    public static func length(of text: String) -> Int {
+        var count = 2
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), 0x0A, 0x0D, 0x09: count += 2
+            case ..<0x20: count += 6
+            default: count += 1
+            }
+        }
+        return count
+    }
+
     public mutating func number(_ value: Int64) {
         bytes.append(contentsOf: String(value).utf8)
     }

@@ -38,8 +38,13 @@ public final class GridFeed: Sendable {
     struct LogEntry {
         let version: UInt64
         let key: GridKey
-        /// Changed columns; nil when the whole row is new or deleted.
+        /// Changed columns; nil when the whole row is new or deleted (or most of it changed).
         let columns: [String]?
+
+        static func bytes(_ key: GridKey, _ columns: [String]?) -> Int {
+            let keyBytes = if case .string(let text) = key { text.utf8.count } else { 8 }
+            return 48 + keyBytes + (columns?.reduce(0) { $0 + $1.utf8.count + 16 } ?? 0)
+        }
     }
 
     struct State {
@@ -48,6 +53,8 @@ public final class GridFeed: Sendable {
         var version: UInt64 = 0
         var rowCount = 0
         var log: [LogEntry] = []
+        /// What the log's entries hold: their keys and column names, and a fixed part each.
+        var logBytes = 0
         /// Versions after this one are all in the log; a cursor before it needs a snapshot.
         var logBase: UInt64 = 0
         var listener: Task<Void, Never>?
@@ -60,6 +67,7 @@ public final class GridFeed: Sendable {
         /// or `waiting` when it has no such grid yet.
         mutating func restart(from source: GridState?, grid: String) {
             log.removeAll()
+            logBytes = 0
             if let source, let snapshot = source.snapshot(grid) {
                 version = snapshot.grid.version
                 epoch = snapshot.epoch
@@ -80,8 +88,12 @@ public final class GridFeed: Sendable {
         let filter: SubscriptionFilter
     }
 
-    /// The log keeps at most this many cell-row changes; older cursors get a snapshot.
+    /// The log keeps at most this many cell-row changes, and this many bytes of them (an
+    /// app chooses its keys and columns); older cursors get a snapshot.
     static let logCapacity = 50_000
+    static let logByteCapacity = 2 << 20
+    /// A row with more changed columns than this is logged as changed whole.
+    static let columnsLogged = 16
 
     let state = Mutex(State())
     let stats: FanoutStats
@@ -129,6 +141,7 @@ public final class GridFeed: Sendable {
             state.waiting = false
             if broken {
                 state.log.removeAll()
+                state.logBytes = 0
                 state.logBase = change.version
                 state.version = change.version
                 state.epoch = change.epoch
@@ -136,14 +149,22 @@ public final class GridFeed: Sendable {
             }
             for (index, (key, _)) in change.rows.enumerated() {
                 let columns = index < change.changedColumns.count ? change.changedColumns[index] : nil
-                state.log.append(LogEntry(version: change.version, key: key, columns: columns))
+                let kept = (columns?.count ?? 0) > Self.columnsLogged ? nil : columns
+                state.log.append(LogEntry(version: change.version, key: key, columns: kept))
+                state.logBytes += LogEntry.bytes(key, kept)
             }
             state.version = change.version
             state.epoch = change.epoch
-            if state.log.count > 2 * Self.logCapacity {
-                let dropped = state.log.count - Self.logCapacity
-                state.logBase = state.log[dropped - 1].version
-                state.log.removeFirst(dropped)
+            if state.log.count > 2 * Self.logCapacity || state.logBytes > 2 * Self.logByteCapacity {
+                var dropped = 0
+                while state.log.count - dropped > Self.logCapacity || state.logBytes > Self.logByteCapacity {
+                    state.logBytes -= LogEntry.bytes(state.log[dropped].key, state.log[dropped].columns)
+                    dropped += 1
+                }
+                if dropped > 0 {
+                    state.logBase = state.log[dropped - 1].version
+                    state.log.removeFirst(dropped)
+                }
             }
             return ([], Array(state.groups.values))
         }

@@ -138,6 +138,8 @@ public final class StreamConnection: Sendable {
 
     public func has(id: String) -> Bool { subscriptions.withLock { $0[id] != nil } }
 
+    func subscription(_ id: String) -> Subscription? { subscriptions.withLock { $0[id] } }
+
     /// Stops the writer.
     public func finish() { signal.finish() }
 }

@@ -90,6 +90,7 @@ final class AppConnection: Sendable {
         var frames = 0
         var bytes = 0
         var logBytes = 0
+        var logFrames = 0
         var dropped = (frames: 0, bytes: 0)
         while true {
             let count = buffer.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
@@ -102,6 +103,7 @@ final class AppConnection: Sendable {
                 frames = 0
                 bytes = 0
                 logBytes = 0
+                logFrames = 0
                 if dropped.frames > 0 { log.droppedFrames(dropped.frames, bytes: dropped.bytes) }
                 dropped = (0, 0)
             }
@@ -120,7 +122,9 @@ final class AppConnection: Sendable {
                     // are dropped unread (and counted), never parsed.
                     if type == FrameType.log.rawValue {
                         logBytes += payload.count
-                        if payload.count > limits.log.frameBytes || logBytes > limits.log.frameBytesPerSecond {
+                        logFrames += 1
+                        if payload.count > limits.log.frameBytes || logBytes > limits.log.frameBytesPerSecond
+                            || logFrames > limits.log.linesPerSecond {
                             dropped.frames += 1
                             dropped.bytes += payload.count
                             continue

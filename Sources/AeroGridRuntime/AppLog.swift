@@ -31,12 +31,15 @@ public final class AppLog: Sendable {
         /// bytes a second too: decoding them is the supervisor's work, not the app's.
         public var frameBytes: Int
         public var frameBytesPerSecond: Int
-        /// stdout and stderr are each read at most this fast: a faster app blocks on its pipe.
+        /// stdout and stderr are each read at most this fast, in bytes and in lines: a faster
+        /// app blocks on its pipe. Log frames past the lines a second are dropped undecoded.
         public var outputBytesPerSecond: Int
+        public var linesPerSecond: Int
 
         public init(lines: Int = 2_000, bytes: Int = 1 << 20, lineBytes: Int = 16 << 10,
                     forwardLinesPerSecond: Int = 100, forwardBytesPerSecond: Int = 64 << 10,
-                    frameBytes: Int = 64 << 10, frameBytesPerSecond: Int = 1 << 20, outputBytesPerSecond: Int = 1 << 20) {
+                    frameBytes: Int = 64 << 10, frameBytesPerSecond: Int = 1 << 20, outputBytesPerSecond: Int = 1 << 20,
+                    linesPerSecond: Int = 1_000) {
             self.lines = lines
             self.bytes = bytes
             self.lineBytes = lineBytes
@@ -45,6 +48,7 @@ public final class AppLog: Sendable {
             self.frameBytes = frameBytes
             self.frameBytesPerSecond = frameBytesPerSecond
             self.outputBytesPerSecond = outputBytesPerSecond
+            self.linesPerSecond = linesPerSecond
         }
     }
 
@@ -128,8 +132,8 @@ public final class AppLog: Sendable {
     /// Log frames dropped undecoded (over `frameBytes`, or beyond `frameBytesPerSecond`):
     /// one note a second at most says how many.
     func droppedFrames(_ count: Int, bytes: Int) {
-        append("\(count) log frames (\(bytes) bytes) were dropped: a log frame may be \(limits.frameBytes) bytes, "
-               + "and at most \(limits.frameBytesPerSecond) bytes of them a second are read", source: "supervisor", level: .warning)
+        append("\(count) log frames (\(bytes) bytes) were dropped: a log frame may be \(limits.frameBytes) bytes, and at most "
+               + "\(limits.linesPerSecond) of them and \(limits.frameBytesPerSecond) bytes a second are read", source: "supervisor", level: .warning)
     }
 
     /// `text` cut to at most `limit` UTF-8 bytes on a Unicode scalar boundary, with "…"

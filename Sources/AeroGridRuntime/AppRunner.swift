@@ -477,31 +477,41 @@ public final class AppRunner: Sendable {
     }
 
     /// The app's stdout and stderr, line by line, into its log. Read at most
-    /// `outputBytesPerSecond`: an app writing faster blocks on its full pipe, and its
-    /// output costs the supervisor a bounded amount of work.
+    /// `outputBytesPerSecond` and `linesPerSecond`: an app writing faster blocks on its full
+    /// pipe, and its output costs the supervisor a bounded amount of work (a line is work
+    /// whatever its length).
     private func forwardOutput(_ fd: Int32, stream: String) {
         let log = self.log
-        let budget = spec.appLimits.log.outputBytesPerSecond
+        let (bytesBudget, linesBudget) = (spec.appLimits.log.outputBytesPerSecond, spec.appLimits.log.linesPerSecond)
         let thread = Thread {
             let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
             var pending = Data()
-            var window = (start: ContinuousClock.now, bytes: 0)
+            var window = (start: ContinuousClock.now, bytes: 0, lines: 0)
+            /// Waits for the next second when this one's budget is spent (the app waits too).
+            func pace(bytes: Int, lines: Int) {
+                if ContinuousClock.now - window.start >= .seconds(1) { window = (.now, 0, 0) }
+                if window.bytes + bytes > bytesBudget || window.lines + lines > linesBudget {
+                    Thread.sleep(until: Date(timeIntervalSinceNow: max(0, 1 - Self.seconds(ContinuousClock.now - window.start))))
+                    window = (.now, 0, 0)
+                }
+                window.bytes += bytes
+                window.lines += lines
+            }
             while true {
                 let chunk = handle.availableData
                 if chunk.isEmpty { break }
-                if ContinuousClock.now - window.start >= .seconds(1) { window = (.now, 0) }
-                window.bytes += chunk.count
-                if window.bytes > budget {
-                    Thread.sleep(until: Date(timeIntervalSinceNow: max(0, 1 - Self.seconds(ContinuousClock.now - window.start))))
-                    window = (.now, 0)
-                }
+                pace(bytes: chunk.count, lines: 0)
                 pending.append(chunk)
-                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                    log.append(String(decoding: pending[pending.startIndex..<newline], as: UTF8.self), source: stream)
-                    pending.removeSubrange(pending.startIndex...newline)
+                var start = pending.startIndex
+                while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                    pace(bytes: 0, lines: 1)
+                    log.append(String(decoding: pending[start..<newline], as: UTF8.self), source: stream)
+                    start = pending.index(after: newline)
                 }
+                pending.removeSubrange(pending.startIndex..<start)
                 // A "line" without an end is cut at 64 KiB rather than held forever.
                 if pending.count > 65_536 {
+                    pace(bytes: 0, lines: 1)
                     log.append(String(decoding: pending, as: UTF8.self), source: stream)
                     pending.removeAll()
                 }

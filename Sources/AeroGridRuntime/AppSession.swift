@@ -143,6 +143,9 @@ final class AppSession: Sendable {
                 guard let columns = state.columns[update.grid] else {
                     throw ProtocolViolation("a grid-update for undeclared grid '\(update.grid.prefix(64))'")
                 }
+                if case .string(let key) = update.key, key.utf8.count > limits.keyBytes {
+                    throw ProtocolViolation("grid '\(update.grid)' got a key of \(key.utf8.count) bytes; a key is at most \(limits.keyBytes)")
+                }
                 if let row = update.row, let unknown = row.keys.first(where: { !columns.contains($0) }) {
                     throw ProtocolViolation("grid '\(update.grid)' has no column '\(unknown.prefix(64))'")
                 }

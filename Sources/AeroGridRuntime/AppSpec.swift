@@ -102,9 +102,11 @@ public struct AppLimits: Sendable, Equatable {
     /// Frames the app may send per second, and bytes per second.
     public var framesPerSecond: Int
     public var bytesPerSecond: Int
-    /// Rows over all the app's grids, and their approximate size in bytes.
+    /// Rows over all the app's grids, and their size in bytes as JSON (what a snapshot of
+    /// them takes); one row key's UTF-8 bytes.
     public var gridRows: Int
     public var gridBytes: Int
+    public var keyBytes: Int
     /// What the app's frames for one batch (grid-updates, errors, produce requests) may hold
     /// in the supervisor until its batch-done: their payloads plus 128 bytes a frame and 64
     /// a cell, about what they take in memory once decoded.
@@ -121,13 +123,14 @@ public struct AppLimits: Sendable, Equatable {
     public var log: AppLog.Limits
 
     public init(framesPerSecond: Int = 200_000, bytesPerSecond: Int = 64 << 20, gridRows: Int = 100_000,
-                gridBytes: Int = 64 << 20, pendingBytes: Int = 32 << 20, batchTimeout: Duration = .seconds(300),
+                gridBytes: Int = 16 << 20, keyBytes: Int = 1 << 10, pendingBytes: Int = 32 << 20, batchTimeout: Duration = .seconds(300),
                 grids: Int = 64, columnsPerGrid: Int = 1_024, columnNameBytes: Int = 256, declaredTopics: Int = 64,
                 log: AppLog.Limits = AppLog.Limits()) {
         self.framesPerSecond = framesPerSecond
         self.bytesPerSecond = bytesPerSecond
         self.gridRows = gridRows
         self.gridBytes = gridBytes
+        self.keyBytes = keyBytes
         self.pendingBytes = pendingBytes
         self.batchTimeout = batchTimeout
         self.grids = grids

@@ -171,9 +171,24 @@ public final class GridState: Sendable {
         }
     }
 
-    /// A row's approximate size: its key, column names and values as text.
+    /// A row's size as the messages and the REST answer write it: its key, column names and
+    /// values in JSON, escapes included (a grid of control characters is six times its
+    /// text), plus the punctuation. The grid quota is counted in these bytes, so it bounds
+    /// what one snapshot of the grid can take.
     static func size(_ key: GridKey, _ row: GridRow) -> Int {
-        row.reduce(key.description.utf8.count + 16) { $0 + $1.key.utf8.count + $1.value.description.utf8.count + 8 }
+        row.reduce(length(key) + 16) { total, cell in total + JSONWriter.length(of: cell.key) + length(cell.value) + 8 }
+    }
+
+    private static func length(_ key: GridKey) -> Int {
+        switch key {
+        case .string(let text): JSONWriter.length(of: text)
+        case .int(let number): String(number).utf8.count
+        }
+    }
+
+    private static func length(_ value: GridValue) -> Int {
+        if case .string(let text) = value { return JSONWriter.length(of: text) }
+        return value.description.utf8.count
     }
 
     /// Rows over all grids and their approximate size in bytes.

@@ -189,7 +189,11 @@ public final class SandboxedProcess: Sendable {
         // exist, but a cgroup may still hold exiting processes) goes, then the group.
         if let cgroup {
             try? cgroup.killAll()
-            try? cgroup.remove()
+            // Processes just killed may still be leaving it (EBUSY): a leaf left behind would
+            // keep its tenant's directory when the tenant is deleted.
+            for _ in 0..<50 {
+                do { try cgroup.remove(); break } catch { usleep(20_000) }
+            }
         }
         child.withLock { sbx_child_close(&$0) }
         return record(termination)

@@ -5,14 +5,18 @@ import Synchronization
 
 /// What one listener lets clients hold before they have shown a token, and for how long.
 public struct ConnectionLimits: Sendable, Equatable {
-    /// Connections that have not yet authenticated a request, in all and per client address.
-    /// Behind a proxy or a Kubernetes Service every client has the proxy's address: raise
-    /// the per-address cap there (authenticated connections count against their tenant's
+    /// Connections that have not yet authenticated a request, in all and per client network
+    /// (an IPv4 /24, an IPv6 /64: one client easily has many addresses of one network).
+    /// Behind a proxy or a Kubernetes Service every client has the proxy's address: raise the
+    /// per-network cap there (authenticated connections count against their tenant's
     /// `max_connections` instead).
     public var anonymous: Int = 1_024
-    public var anonymousPerAddress: Int = 64
+    public var anonymousPerNetwork: Int = 64
     /// A new connection must send a whole request header within this time.
     public var headerTimeout: Duration = .seconds(10)
+    /// A connection still anonymous this long after it opened is closed, whatever it sends
+    /// (requests that need no token, such as /healthz, do not keep it).
+    public var anonymousTimeout: Duration = .seconds(30)
     /// A connection with no request in progress is closed after this long without a request
     /// (this also bounds a later request's header).
     public var idleTimeout: Duration = .seconds(60)
@@ -28,16 +32,18 @@ public struct ConnectionLimits: Sendable, Equatable {
 /// one); neither can use up the descriptors the apps' sandboxes need.
 final class ConnectionGate: Sendable {
     enum Holder: Equatable {
-        case anonymous(address: String)
+        case anonymous(network: String)
         case tenant(id: String)
         case `operator`
     }
 
     private struct State {
         var anonymous = 0
-        var perAddress: [String: Int] = [:]
+        var perNetwork: [String: Int] = [:]
         var perTenant: [String: Int] = [:]
         var holders: [ObjectIdentifier: Holder] = [:]
+        /// What to do when a connection closes (a slot it holds goes back).
+        var closers: [ObjectIdentifier: [@Sendable () -> Void]] = [:]
         var refused = 0
     }
 
@@ -48,17 +54,43 @@ final class ConnectionGate: Sendable {
         self.limits = limits
     }
 
-    /// A new connection from `address`: false when the anonymous caps are reached.
-    func admit(_ connection: ObjectIdentifier, address: String) -> Bool {
+    /// A new connection from `network` (see `network(of:)`): false when the anonymous caps
+    /// are reached.
+    func admit(_ connection: ObjectIdentifier, network: String) -> Bool {
         state.withLock { state in
-            guard state.anonymous < limits.anonymous, state.perAddress[address, default: 0] < limits.anonymousPerAddress else {
+            guard state.anonymous < limits.anonymous, state.perNetwork[network, default: 0] < limits.anonymousPerNetwork else {
                 state.refused += 1
                 return false
             }
             state.anonymous += 1
-            state.perAddress[address, default: 0] += 1
-            state.holders[connection] = .anonymous(address: address)
+            state.perNetwork[network, default: 0] += 1
+            state.holders[connection] = .anonymous(network: network)
             return true
+        }
+    }
+
+    /// Whether the connection has not authenticated a request yet.
+    func isAnonymous(_ connection: ObjectIdentifier) -> Bool {
+        state.withLock { state in
+            if case .anonymous? = state.holders[connection] { return true }
+            return false
+        }
+    }
+
+    /// The network an address counts in: its /24 for IPv4 (an IPv4 address mapped into IPv6
+    /// too), its /64 for IPv6.
+    static func network(of address: SocketAddress?) -> String {
+        switch address {
+        case .v4(let v4)?:
+            return "v4 \(UInt32(bigEndian: v4.address.sin_addr.s_addr) >> 8)"
+        case .v6(let v6)?:
+            let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+            if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
+                return "v4 \(UInt32(bytes[12]) << 16 | UInt32(bytes[13]) << 8 | UInt32(bytes[14]))"
+            }
+            return "v6 " + bytes[0..<8].map { String($0, radix: 16) }.joined(separator: ":")
+        default:
+            return "other"
         }
     }
 
@@ -84,18 +116,29 @@ final class ConnectionGate: Sendable {
     }
 
     func closed(_ connection: ObjectIdentifier) {
+        let closers = state.withLock { state -> [@Sendable () -> Void] in
+            if let holder = state.holders.removeValue(forKey: connection) { Self.release(holder, in: &state) }
+            return state.closers.removeValue(forKey: connection) ?? []
+        }
+        for closer in closers { closer() }
+    }
+
+    /// Runs `action` when the connection closes; false (and nothing kept) when the gate
+    /// does not know it: it has closed already.
+    func whenClosed(_ connection: ObjectIdentifier, _ action: @escaping @Sendable () -> Void) -> Bool {
         state.withLock { state in
-            guard let holder = state.holders.removeValue(forKey: connection) else { return }
-            Self.release(holder, in: &state)
+            guard state.holders[connection] != nil else { return false }
+            state.closers[connection, default: []].append(action)
+            return true
         }
     }
 
     private static func release(_ holder: Holder, in state: inout State) {
         switch holder {
-        case .anonymous(let address):
+        case .anonymous(let network):
             state.anonymous -= 1
-            state.perAddress[address, default: 1] -= 1
-            if state.perAddress[address] == 0 { state.perAddress[address] = nil }
+            state.perNetwork[network, default: 1] -= 1
+            if state.perNetwork[network] == 0 { state.perNetwork[network] = nil }
         case .tenant(let id):
             state.perTenant[id, default: 1] -= 1
             if state.perTenant[id] == 0 { state.perTenant[id] = nil }
@@ -134,8 +177,9 @@ struct GuardedChannel<Base: ServerChildChannel>: ServerChildChannel {
 }
 
 /// Admits a connection through the gate as it opens (closing it when over a cap), closes
-/// it when its first request header has not arrived within the header timeout, and tells
-/// the gate when it closes. Later requests are bounded by the HTTP handler's idle timeout.
+/// it when its first request header has not arrived within the header timeout, or when it
+/// is still anonymous at the anonymous timeout, and tells the gate when it closes. Later
+/// requests are bounded by the HTTP handler's idle timeout.
 final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -147,6 +191,7 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     /// The last bytes seen, to find "\r\n\r\n" across reads.
     private var tail: [UInt8] = []
     private var deadline: Scheduled<Void>?
+    private var anonymousDeadline: Scheduled<Void>?
 
     init(gate: ConnectionGate, logger: Logger) {
         self.gate = gate
@@ -165,16 +210,24 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     private func start(_ context: ChannelHandlerContext) {
         guard !admitted else { return }
         let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
-        guard gate.admit(ObjectIdentifier(context.channel), address: address) else {
+        let connection = ObjectIdentifier(context.channel)
+        guard gate.admit(connection, network: ConnectionGate.network(of: context.channel.remoteAddress)) else {
             logger.debug("connection from \(address) refused: over the cap of anonymous connections")
             context.close(promise: nil)
             return
         }
         admitted = true
         let timeout = gate.limits.headerTimeout
-        deadline = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: TimeAmount(timeout)) { [self] in
+        let loop = context.eventLoop.assumeIsolatedUnsafeUnchecked()
+        deadline = loop.scheduleTask(in: TimeAmount(timeout)) { [self] in
             guard !headerComplete else { return }
             logger.debug("connection from \(address) closed: no whole request header within \(timeout)")
+            context.close(promise: nil)
+        }
+        let anonymousTimeout = gate.limits.anonymousTimeout
+        anonymousDeadline = loop.scheduleTask(in: TimeAmount(anonymousTimeout)) { [self] in
+            guard gate.isAnonymous(connection) else { return }
+            logger.debug("connection from \(address) closed: still anonymous after \(anonymousTimeout)")
             context.close(promise: nil)
         }
     }
@@ -205,6 +258,8 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         deadline?.cancel()
         deadline = nil
+        anonymousDeadline?.cancel()
+        anonymousDeadline = nil
         if admitted {
             admitted = false
             gate.closed(ObjectIdentifier(context.channel))
@@ -215,6 +270,8 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         deadline?.cancel()
         deadline = nil
+        anonymousDeadline?.cancel()
+        anonymousDeadline = nil
         if admitted {
             admitted = false
             gate.closed(ObjectIdentifier(context.channel))

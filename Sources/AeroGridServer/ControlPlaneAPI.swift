@@ -27,6 +27,8 @@ public struct ControlPlaneAPI: Sendable {
     let hostUIDs: ClosedRange<UInt32>
     /// How long a request body may take to arrive.
     let bodyTimeout: Duration
+    /// Whole-grid reads in progress per tenant.
+    let gridReads = GridReads()
     let readiness: @Sendable () async -> String?
     /// Told (tenant, app) after a deploy, start, stop or restart, so the stream's discovery
     /// has an event for it even when the app ends as it was (a stop and a start between
@@ -147,14 +149,18 @@ public struct ControlPlaneAPI: Sendable {
             let principal = try context.requireOperator()
             let name = try context.parameters.require("tenant")
             guard let tenant = try await store.tenant(name) else { throw APIError.notFound("no tenant '\(name)'") }
-            for app in try await store.apps(tenant: name) {
-                await supervisor.remove(tenant: name, name: app.name)
+            let apps = try await store.apps(tenant: name).map(\.name)
+            for app in apps {
+                await supervisor.remove(tenant: name, name: app)
             }
             try await store.deleteTenant(name)
             // Its streams and followed logs end now, not at their next request.
             sessions.endTenant(tenant.id)
-            // Its apps' cgroups are gone; the tenant's own directory goes too.
-            if let hierarchy = Sandbox.cgroups.hierarchy, let group = try? hierarchy.group([name]) { try? group.remove() }
+            // Its apps' cgroups are gone (any leaf left, empty, goes now); its own directory too.
+            if let hierarchy = Sandbox.cgroups.hierarchy {
+                for app in apps { if let leaf = try? hierarchy.group([name, app]) { try? leaf.remove() } }
+                if let group = try? hierarchy.group([name]) { try? group.remove() }
+            }
             bundles.removeUnused(keeping: try await store.bundlesInUse())
             try await audit(principal, tenant: tenant, "tenant.delete", target: name, context)
             return Response(status: .noContent)
@@ -413,13 +419,22 @@ public struct ControlPlaneAPI: Sendable {
             guard format == nil || format == "json" || format == "csv" else {
                 throw APIError.badRequest("format must be json or csv, not '\(format!)'")
             }
+            // A slot per connection, held until it closes: the server holds the answer until the
+            // client reads it, and nothing tells when that was short of the connection going.
+            let tenantID = context.principal?.tenantID ?? tenant
+            if let gate {
+                guard gridReads.take(tenantID, connection: context.connection, gate: gate) else {
+                    throw APIError(.tooManyRequests, "too_many_requests",
+                                   "tenant \(tenant) has \(gridReads.limit) connections reading whole grids; close one, or try again later")
+                }
+            }
             let grids = try await gridSnapshots(app)
             guard let grid = grids[name] else { throw APIError.notFound("app '\(app.name)' has no grid '\(name)'") }
             let wantsCSV = format == "csv" || (format == nil && request.headers[.accept]?.contains("text/csv") == true)
-            if wantsCSV {
-                return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8"],
-                                body: ResponseBody(byteBuffer: ByteBuffer(string: grid.csv)))
+            let answer = { (type: String, body: ByteBuffer) in
+                Response(status: .ok, headers: [.contentType: type], body: ResponseBody(byteBuffer: body))
             }
+            if wantsCSV { return answer("text/csv; charset=utf-8", ByteBuffer(string: grid.csv)) }
             // Written directly: JSONSerialization would turn a cell's 4.0 into 4.
             var json = JSONWriter(capacity: 128 + grid.rows.count * 64)
             json.raw("{\"columns\":")
@@ -433,7 +448,7 @@ public struct ControlPlaneAPI: Sendable {
             json.raw(",\"version\":")
             json.number(grid.version)
             json.raw("}")
-            return JSONResponse.make(bytes: json.bytes)
+            return answer("application/json; charset=utf-8", ByteBuffer(bytes: json.bytes))
         }
     }
 

@@ -103,6 +103,7 @@ public struct ServerConfiguration: Sendable {
             try limits.count("frames_per_second", into: &configuration.appLimits.framesPerSecond)
             try limits.bytes("bytes_per_second", into: &configuration.appLimits.bytesPerSecond)
             try limits.bytes("grid_bytes", into: &configuration.appLimits.gridBytes)
+            try limits.bytes("key_bytes", into: &configuration.appLimits.keyBytes)
             try limits.bytes("pending_bytes", into: &configuration.appLimits.pendingBytes)
             try limits.seconds("batch_timeout", into: &configuration.appLimits.batchTimeout)
             try limits.count("grids", into: &configuration.appLimits.grids)
@@ -115,6 +116,7 @@ public struct ServerConfiguration: Sendable {
             try limits.bytes("log_frame_bytes", into: &configuration.appLimits.log.frameBytes)
             try limits.bytes("log_frame_bytes_per_second", into: &configuration.appLimits.log.frameBytesPerSecond)
             try limits.bytes("output_bytes_per_second", into: &configuration.appLimits.log.outputBytesPerSecond)
+            try limits.count("log_lines_per_second", into: &configuration.appLimits.log.linesPerSecond)
             try limits.finish()
         }
         if let stream = table["stream"]?.table {
@@ -129,8 +131,9 @@ public struct ServerConfiguration: Sendable {
         if let http = table["http"]?.table {
             var limits = Limits(http, section: "http", bad: bad)
             try limits.count("max_anonymous_connections", into: &configuration.connections.anonymous)
-            try limits.count("max_anonymous_connections_per_address", into: &configuration.connections.anonymousPerAddress)
+            try limits.count("max_anonymous_connections_per_network", into: &configuration.connections.anonymousPerNetwork)
             try limits.seconds("header_timeout", into: &configuration.connections.headerTimeout)
+            try limits.seconds("anonymous_timeout", into: &configuration.connections.anonymousTimeout)
             try limits.seconds("idle_timeout", into: &configuration.connections.idleTimeout)
             try limits.seconds("body_timeout", into: &configuration.connections.bodyTimeout)
             try limits.finish()

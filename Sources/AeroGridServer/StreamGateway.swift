@@ -257,8 +257,11 @@ public final class StreamGateway: Sendable {
             filter.keys = set
         }
         if let columns = object["columns"] {
-            guard let list = columns as? [String], list.count <= 1024, list.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 256 }) else {
-                return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "\"columns\" must be a list of up to 1,024 column names of 1 to 256 bytes"))
+            // Each name once: a repeated one would repeat its cells in every message.
+            guard let list = columns as? [String], list.count <= 1024, list.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 256 }),
+                  Set(list).count == list.count else {
+                return connection.enqueue(Messages.error(id: id, code: "bad_request",
+                                                         message: "\"columns\" must be a list of up to 1,024 different column names of 1 to 256 bytes"))
             }
             filter.columns = list
         }

@@ -40,6 +40,32 @@ import Testing
         hub.disconnect(client)
     }
 
+    /// The change log of a watched grid is bounded in bytes as well as entries: an app
+    /// chooses its keys (up to 1 KiB) and may change up to 1,024 columns a row (past 16, a
+    /// row is logged as changed whole).
+    @Test func aGridsChangeLogIsBoundedInBytes() async throws {
+        let grids = GridState()
+        grids.restore(.init(), epoch: 1)
+        let columns = (0..<64).map { "column-number-\($0)" }
+        grids.declare([("g", columns)])
+        let hub = FanoutHub { _, _ in grids }
+        let client = connection()
+        try hub.subscribe(client, id: "s", app: "app", grid: "g", filter: SubscriptionFilter(keys: [.string("none")]), rate: 50)
+        let feed = try #require(client.subscription("s")?.feed)
+        for round in 0..<100 {
+            var batch = GridState.Batch()
+            batch.updates = (0..<50).map { index in
+                ("g", .string(String(repeating: "k", count: 1_000) + "\(index)"), Dictionary(uniqueKeysWithValues: columns.map { ($0, GridValue.int(Int64(round))) }))
+            }
+            grids.apply(batch)
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let (entries, bytes) = feed.state.withLock { ($0.log.count, $0.logBytes) }
+        #expect(bytes <= 2 * GridFeed.logByteCapacity, "the log holds \(bytes) bytes in \(entries) entries")
+        #expect(feed.state.withLock { $0.log.allSatisfy { ($0.columns?.count ?? 0) <= GridFeed.columnsLogged } })
+        hub.disconnect(client)
+    }
+
     @Test func aTenantHoldsAtMostItsQuotaOfSubscriptions() throws {
         let hub = FanoutHub { _, _ in nil }
         let first = connection(), second = connection()

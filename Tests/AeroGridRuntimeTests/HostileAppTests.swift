@@ -122,6 +122,26 @@ final class ForwardedBytes: LogHandler, Sendable {
         }
     }
 
+    @Test func aKeyOverItsBoundIsAViolation() throws {
+        let session = session(limits: AppLimits(), over: Detail())
+        let greeting = hello(grids: [Hello.Grid(name: "g", columns: ["c"])])
+        try session.handle(AppFrame.hello(greeting))
+        session.accept(greeting)
+        session.registerBatch(AppSession.InFlight(id: 1, records: 1, offsets: [:], frame: []))
+        let long = AppFrame.gridUpdate(GridUpdate(grid: "g", key: .string(String(repeating: "k", count: 2_000)), row: ["c": .int(1)]))
+        let refusal = Self.violation { () throws(ProtocolViolation) in try session.handle(long, bytes: 2_100) }
+        #expect(refusal?.message.contains("a key is at most 1024") == true, "\(String(describing: refusal))")
+    }
+
+    /// The grid quota counts bytes as a message writes them: a control character is six.
+    @Test func gridBytesAreCountedAsJSON() {
+        let grids = GridState()
+        var batch = GridState.Batch()
+        batch.updates = [("g", .string("k"), ["c": .string(String(repeating: "\u{1}", count: 1_000))])]
+        #expect(grids.apply(batch, maxBytes: 5_000) != nil, "1,000 control characters are 6,000 bytes in a message")
+        #expect(grids.apply(batch, maxBytes: 7_000) == nil)
+    }
+
     @Test func gridsAnEarlierProcessDeclaredDoNotAccumulate() {
         let grids = GridState()
         for run in 0..<100 { grids.declare([("run-\(run)", ["c"])]) }

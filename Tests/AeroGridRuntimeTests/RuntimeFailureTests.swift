@@ -145,9 +145,11 @@ struct RuntimeFailureTests {
         let (store, path) = try makeStore()
         defer { try? FileManager.default.removeItem(atPath: path) }
         let chatty = "import sys\nline = 'x' * 1023 + '\\n'\nfor _ in range(102400):\n    sys.stdout.write(line)\nsys.stdout.flush()\n" + seedApp.replacingOccurrences(of: "'ordersapp'", with: "'chatty'")
-        // Read at 64 MiB/s here (the default, 1 MiB/s, is below): this is about what is kept.
+        // Read at 64 MiB and 1,000,000 lines a second here (the defaults, 1 MiB and 1,000 lines,
+        // are tested below): this is about what is kept.
         let runner = AppRunner(spec: makeSpec(name: "chatty", bundle: try makeBundle(name: "chatty", code: chatty), kafka: kafka,
-                                              limits: AppLimits(log: AppLog.Limits(lines: 500, forwardLinesPerSecond: 50, outputBytesPerSecond: 64 << 20))),
+                                              limits: AppLimits(log: AppLog.Limits(lines: 500, forwardLinesPerSecond: 50, outputBytesPerSecond: 64 << 20,
+                                                                                   linesPerSecond: 1_000_000))),
                                store: store, logger: runtimeLogger)
         let residentBefore = residentBytes()
         let stop = start(runner)
@@ -174,7 +176,8 @@ struct RuntimeFailureTests {
         let chatty = "import sys\nline = 'y' * 1023 + '\\n'\nfor _ in range(2048):\n    sys.stdout.write(line)\nsys.stdout.flush()\n"
             + seedApp.replacingOccurrences(of: "'ordersapp'", with: "'paced'")
         let runner = AppRunner(spec: makeSpec(name: "paced", bundle: try makeBundle(name: "paced", code: chatty), kafka: kafka,
-                                              limits: AppLimits(log: AppLog.Limits(outputBytesPerSecond: 256 << 10))), store: store, logger: runtimeLogger)
+                                              limits: AppLimits(log: AppLog.Limits(outputBytesPerSecond: 256 << 10, linesPerSecond: 1_000_000))),
+                               store: store, logger: runtimeLogger)
         let stop = start(runner)
         try await waitFor("the first lines", timeout: .seconds(30)) { runner.log.totalLines > 0 }
         let first = ContinuousClock.now
@@ -189,6 +192,26 @@ struct RuntimeFailureTests {
         #expect(afterThree <= 4 * 256 + 64, "\(afterThree) lines read in 3 s at 256 KiB/s")
         #expect(took >= .seconds(6), "2 MiB read in \(took) at 256 KiB/s")
         #expect(unitsSold(runner) == orders.sums)
+    }
+
+    /// Lines cost the supervisor work whatever their length: empty lines are read at most
+    /// `linesPerSecond` (here 500) too, the app blocking on its pipe.
+    @Test func emptyLinesAreReadAtMostAtTheLineRate() async throws {
+        let kafka = try EmbeddedKafka(logger: runtimeLogger)
+        try kafka.createTopic("orders", partitions: 1)
+        let (store, path) = try makeStore()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let empty = "import os\nwhile True:\n    os.write(1, b'\\n' * 65536)\n"
+        let runner = AppRunner(spec: makeSpec(name: "empty", bundle: try makeBundle(name: "empty", code: empty), kafka: kafka,
+                                              limits: AppLimits(log: AppLog.Limits(linesPerSecond: 500))), store: store, logger: runtimeLogger)
+        let stop = start(runner)
+        try await waitFor("the first lines", timeout: .seconds(30)) { runner.log.totalLines > 0 }
+        try await Task.sleep(for: .seconds(3))
+        let lines = runner.log.totalLines
+        try await stop()
+        // Three seconds, and the second the first lines came in: at most 4 × 500 lines.
+        #expect(lines <= 4 * 500 + 10, "\(lines) lines read in about 3 s at 500 a second")
+        #expect(lines >= 500)
     }
 
     @Test func aGridPastItsQuotaStopsTheAppWithTheNumbers() async throws {

@@ -102,7 +102,7 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
         #expect(configuration.publicURL == "https://aerogrid.example.com:8443")
         #expect(configuration.hostUIDs == 500_000...500_999)
         #expect(configuration.connections.anonymous == 10 && configuration.connections.headerTimeout == .milliseconds(2500))
-        #expect(configuration.connections.anonymousPerAddress == ConnectionLimits().anonymousPerAddress)
+        #expect(configuration.connections.anonymousPerNetwork == ConnectionLimits().anonymousPerNetwork)
         #expect(configuration.appLimits.pendingBytes == 8 << 20 && configuration.appLimits.batchTimeout == .seconds(60))
         #expect(configuration.appLimits.log.bytes == 65536 && configuration.appLimits.log.lines == AppLog.Limits().lines)
         #expect(configuration.stream.replyBytes == 256 << 10 && configuration.stream.subscriptionsPerConnection == 20)

@@ -1,7 +1,7 @@
 """The server against a hostile tenant and anonymous clients: each test is one way found to
 take the supervisor down, exhaust it or reach across tenants, and pins that it no longer
 works. One server (and one embedded cluster) for the module, with small caps and timeouts
-so the tests are quick: 2 s to send a request header, 20 anonymous connections per address
+so the tests are quick: 2 s to send a request header, 20 anonymous connections per network
 and 40 in all, 3 s for a request body.
 
 - a ZIP64 bundle whose directory offset is near 2^63 (the server died);
@@ -42,7 +42,7 @@ APP = "ordersapp"
 GRID = "product_sum"
 HEADER_TIMEOUT = 2
 BODY_TIMEOUT = 3
-PER_ADDRESS = 20
+PER_NETWORK = 20
 ANONYMOUS = 40
 
 
@@ -59,7 +59,7 @@ def hard(workdir):
                         top_level=['public_url = "https://aerogrid.example.com:8443"'],
                         tables={"http": {"header_timeout": HEADER_TIMEOUT, "body_timeout": BODY_TIMEOUT, "idle_timeout": 10,
                                          "max_anonymous_connections": ANONYMOUS,
-                                         "max_anonymous_connections_per_address": PER_ADDRESS}})
+                                         "max_anonymous_connections_per_network": PER_NETWORK}})
         server.wait_ready()
         yield SimpleNamespace(server=server, cluster=cluster, orders=orders, directory=directory)
     finally:
@@ -357,41 +357,42 @@ def test_a_slow_request_body_is_cut_off(hard):
         sock.close()
 
 
-def test_anonymous_connections_are_capped_per_address_and_in_all(testdir, hard):
-    """Idle connections that never authenticate: at most 20 per address and 40 in all (the
-    caps set here); more are closed as they open, while authenticated connections count
-    against their tenant instead. Before, one client could hold every descriptor, and the
-    apps' launches with them. (A server of its own, with 30 s to send a header, so the held
-    connections stay while the test looks.)"""
+def test_anonymous_connections_are_capped_per_network_and_in_all(testdir, hard):
+    """Idle connections that never authenticate: at most 20 per network (an IPv4 /24) and 40
+    in all (the caps set here); more are closed as they open, while authenticated
+    connections count against their tenant instead. Before, one client could hold every
+    descriptor, and the apps' launches with them. (A server of its own, with 30 s to send a
+    header, so the held connections stay while the test looks.)"""
     server = Server(testdir, hard.cluster.bootstrap, name="capped", operator_token=new_operator_token(),
                     tables={"http": {"header_timeout": 30, "max_anonymous_connections": ANONYMOUS,
-                                     "max_anonymous_connections_per_address": PER_ADDRESS}})
+                                     "max_anonymous_connections_per_network": PER_NETWORK}})
     tenant = create_tenant(server, "conns")
     held: list = []
     try:
         # An authenticated keep-alive connection, made first, is not counted as anonymous.
         keep = http.client.HTTPConnection(server.host, server.port, timeout=10)
         keep.request("GET", "/api/v1/apps", headers={"Authorization": f"Bearer {tenant.token}"})
-        expect_status = keep.getresponse()
-        expect_status.read()
-        assert expect_status.status == 200
-        for source in ("127.0.0.2", "127.0.0.3"):
-            for _ in range(PER_ADDRESS):
+        first = keep.getresponse()
+        first.read()
+        assert first.status == 200
+        # Two networks: 127.0.1.0/24 and 127.0.2.0/24, 20 connections from each (two addresses each).
+        for source in ("127.0.1.2", "127.0.1.3", "127.0.2.2", "127.0.2.3"):
+            for _ in range(PER_NETWORK // 2):
                 sock = raw_connection(source)
                 sock.connect((server.host, server.port))
                 held.append(sock)
         time.sleep(0.3)
-        # Per address: the 21st from 127.0.0.2 is closed at once.
-        extra = raw_connection("127.0.0.2")
+        # Per network: a 21st from 127.0.1.0/24, from yet another of its addresses, is closed at once.
+        extra = raw_connection("127.0.1.99")
         extra.connect((server.host, server.port))
-        assert closed_within(extra, 1.5) is not None, "a 21st anonymous connection from one address stayed open"
+        assert closed_within(extra, 1.5) is not None, "a 21st anonymous connection from one network stayed open"
         extra.close()
-        # In all: 40 are held, so one from a third address is closed too.
-        third = raw_connection("127.0.0.4")
+        # In all: 40 are held, so one from a third network is closed too.
+        third = raw_connection("127.0.3.2")
         third.connect((server.host, server.port))
         assert closed_within(third, 1.5) is not None, "a 41st anonymous connection stayed open"
         third.close()
-        # The authenticated connection still works, and the refusals were counted.
+        # The authenticated connection still works.
         keep.request("GET", "/api/v1/apps", headers={"Authorization": f"Bearer {tenant.token}"})
         again = keep.getresponse()
         again.read()
@@ -410,12 +411,46 @@ def test_anonymous_connections_are_capped_per_address_and_in_all(testdir, hard):
         server.stop()
 
 
+def test_an_anonymous_connection_is_closed_however_busy_it_keeps(testdir, hard):
+    """Requests that need no token (/healthz) kept an anonymous connection open for ever,
+    so 16 networks' worth of them held every anonymous slot: now it is closed at the
+    anonymous timeout (3 s here), while an authenticated one stays."""
+    server = Server(testdir, hard.cluster.bootstrap, name="anonymous", operator_token=new_operator_token(),
+                    tables={"http": {"anonymous_timeout": 3, "idle_timeout": 60}})
+    tenant = create_tenant(server, "kept")
+    try:
+        anonymous = http.client.HTTPConnection(server.host, server.port, timeout=10)
+        known = http.client.HTTPConnection(server.host, server.port, timeout=10)
+        began = time.monotonic()
+        closed_after = None
+        while time.monotonic() - began < 8:
+            for connection, headers in ((anonymous, {}), (known, {"Authorization": f"Bearer {tenant.token}"})):
+                if connection is anonymous and closed_after is not None:
+                    continue
+                try:
+                    connection.request("GET", "/healthz" if connection is anonymous else "/api/v1/apps", headers=headers)
+                    answer = connection.getresponse()
+                    answer.read()
+                    if connection is anonymous and answer.getheader("Connection", "").lower() == "close":
+                        closed_after = time.monotonic() - began
+                except (ConnectionError, http.client.HTTPException, OSError):
+                    if connection is known:
+                        raise AssertionError("the authenticated keep-alive connection was closed")
+                    closed_after = time.monotonic() - began
+            time.sleep(0.5)
+        log(f"anonymous timeout: the /healthz connection closed after {closed_after} s")
+        assert closed_after is not None and 2.5 <= closed_after <= 5, f"closed after {closed_after} s, not at about 3 s"
+        known.close()
+    finally:
+        server.stop()
+
+
 def test_readyz_with_kafka_away_asks_once_for_everyone(testdir):
     """300 probes at once with Kafka unreachable: one admin client at a time, not one each
     (before: 7 → 1,212 threads), and an answer that names no address and no error text."""
     # Probes from one address, all at once: the anonymous caps are raised out of the way.
     server = Server(testdir, "127.0.0.1:9", name="no-kafka", operator_token=new_operator_token(),
-                    tables={"http": {"max_anonymous_connections": 1000, "max_anonymous_connections_per_address": 1000}})
+                    tables={"http": {"max_anonymous_connections": 1000, "max_anonymous_connections_per_network": 1000}})
     try:
         pid = server.pid
         threads_before, fds_before = int(proc_status(pid, "Threads")), open_fds(pid)
@@ -547,8 +582,60 @@ def test_replies_a_client_never_reads_are_bounded(hard):
         client.send({"op": "subscribe", "id": "g", "app": APP, "grid": "../etc"})
         error = client.wait(lambda m: m.get("type") == "error" and m.get("id") == "g", 10, "the bad grid name")
         assert error["code"] == "bad_request" and "grid name" in error["message"], error
+        # A column named twice would be written twice in every message: refused.
+        client.send({"op": "subscribe", "id": "d", "app": APP, "grid": GRID, "columns": ["units_sold"] * 40})
+        error = client.wait(lambda m: m.get("type") == "error" and m.get("id") == "d", 10, "the repeated column")
+        assert error["code"] == "bad_request" and "different" in error["message"], error
     finally:
         client.close()
+
+
+BIG_GRID_APP = '''
+import aerogrid
+
+app = aerogrid.App('bigapp', broker=BROKER_URI)
+orders = app.topic('orders', key_type=str, value_type=bytes)
+big = app.Grid('big', columns=['c'])
+done = []
+
+@app.stream(orders)
+async def fill(stream):
+    async for key, value in stream.items():
+        if not done:
+            done.append(1)
+            for index in range(80):
+                big['row%d' % index] = {'c': 'x' * 100_000}
+'''
+
+
+def test_whole_grid_reads_that_are_not_read_are_bounded(hard):
+    """Each REST read of a grid builds it in memory and holds it until the client reads it.
+    Before, 20 clients that asked for a 4 MB grid and never read took the server from 136 to
+    627 MB: now a tenant has 4 connections reading grids at once, a fifth is told to try again
+    (429), and a slot comes back when its connection closes."""
+    tenant = create_tenant(hard.server, "reads")
+    expect(tenant.admin.deploy(bundle("bigapp", BIG_GRID_APP)), 201)
+    expect(tenant.admin.action("bigapp", "start"), 200)
+    stuck = []
+    try:
+        poll(lambda: tenant.admin.grid("bigapp", "big"), lambda a: a.status == 200 and len(a.json()["rows"]) == 80, 60, "the 8 MB grid")
+        for _ in range(4):
+            sock = raw_connection()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect((hard.server.host, hard.server.port))
+            # Asks for 8 MB and does not read: more than the sockets' buffers hold.
+            sock.sendall(f"GET /api/v1/apps/bigapp/grids/big HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tenant.token}\r\n\r\n".encode())
+            stuck.append(sock)
+        time.sleep(1)
+        refused = expect(tenant.admin.grid("bigapp", "big"), 429, "too_many_requests")
+        assert "4 connections reading whole grids" in refused.error["message"], refused
+        stuck.pop().close()
+        answer = poll(lambda: tenant.admin.grid("bigapp", "big"), lambda a: a.status != 429, 10, "a slot back")
+        expect(answer, 200)
+    finally:
+        for sock in stuck:
+            sock.close()
+        expect(tenant.admin.action("bigapp", "stop"), 200)
 
 
 # --------------------------------------------------------------------------------------------
