@@ -2,19 +2,20 @@
 """One hostile tenant against one well-behaved one, on one server (`make bench-soak`).
 
 The good tenant runs the orders app with 50 stream clients watching its grid while orders
-arrive at a steady rate, with a probe order every 100 ms whose arrival each client times.
+arrive at a steady rate, with a probe order every 50 ms whose arrival each client times.
 Each run has two windows of the same length: the good tenant alone, then with a hostile
 tenant doing, all at once, what a review found could take the supervisor down:
 
 - an app sending 8 MiB log frames and writing 8 MiB lines (one grapheme cluster each);
 - an app that takes a batch, never confirms it and sends 8 MiB grid-updates for it;
-- anonymous connections held with half-sent headers, from ten addresses, reopened as the
-  server closes them, and request bodies trickled a byte at a time;
+- anonymous connections held with half-sent headers, from ten client networks, reopened as
+  the server closes them, and request bodies trickled a byte at a time;
 - 20 connections × 100 subscriptions with their own column lists on an app that does not run;
 - 10 connections sending pings with 60 KiB ids and never reading, reconnecting when closed.
 
-It reports, per window, the good clients' latency from an order's produce to its delta
-(p50, p99), the server's RSS (max) and CPU, and at the end whether the good tenant's grid
+It reports, per window, the good clients' latency from a probe order's produce to the first
+delta showing it (p50, p99), the server's RSS (max) and CPU, and at the end whether the good
+tenant's grid
 equals the orders produced. The result is the median over the runs of the p99 ratio
 (hostile / alone); it fails (exit 1) when the server went down, the grid is not exact, the
 RSS passed its bound, or the median ratio is above 1.5.
@@ -28,7 +29,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import secrets
 import signal
 import socket
@@ -44,40 +44,13 @@ HERE = Path(__file__).resolve()
 sys.path.insert(0, str(REPO / "Tests" / "Integration"))
 os.environ.setdefault("AEROGRID_BIN", str(REPO / ".build" / "release" / "aerogrid"))
 
-from harness import ORDERSAPP, TOPIC, KafkaCluster, Managed, log  # noqa: E402
+from harness import ORDERSAPP, TOPIC, KafkaCluster, Managed, log, raw_app_code  # noqa: E402
 from server import Server, expect, new_operator_token, poll, wait_state, zip_entries  # noqa: E402
 
 GRID = "product_sum"
 PROBE = "Probe"
 RSS_BOUND = 512 << 20
 RATIO_BOUND = 1.5
-
-HOARDER = r'''
-import json, socket, struct, time
-s = socket.socket(fileno=3)
-def send(kind, payload):
-    s.sendall(struct.pack('>IB', len(payload) + 1, kind) + payload)
-send(1, json.dumps({"protocol": "1.0", "sdk": "hostile", "app": "@APP@",
-                    "topics": [{"name": "@TOPIC@", "key_type": "str", "value_type": "str"}],
-                    "grids": [{"name": "g", "columns": ["c"]}], "streams": [{"name": "s", "topic": "@TOPIC@"}],
-                    "produces": []}).encode())
-buffer = b''
-def frame():
-    global buffer
-    while True:
-        if len(buffer) >= 5:
-            length, kind = struct.unpack('>IB', buffer[:5])
-            if len(buffer) >= 4 + length:
-                payload, buffer = buffer[5:4 + length], buffer[4 + length:]
-                return kind, payload
-        chunk = s.recv(1 << 20)
-        if not chunk:
-            raise SystemExit(0)
-        buffer += chunk
-while frame()[0] != 0x13:
-    pass
-@BODY@
-'''
 
 HOARD = r'''
 big = 'x' * (8 << 20)
@@ -108,8 +81,8 @@ def bundle(name: str, code: str) -> bytes:
     return zip_entries([("app.toml", manifest.encode()), ("app.py", code.encode())])
 
 
-def raw_app(name: str, body: str, topic: str) -> bytes:
-    return bundle(name, HOARDER.replace("@APP@", name).replace("@TOPIC@", topic).replace("@BODY@", body))
+def raw_app(name: str, body: str) -> bytes:
+    return bundle(name, raw_app_code(name, body))
 
 
 def proc_value(pid: int, field: str) -> int:
@@ -176,41 +149,6 @@ def run_watch(url: str, token: str, app: str, clients: int, out: str) -> None:
         Path(out).write_text(json.dumps({"seen": seen, "rows": rows}))
 
     asyncio.run(main())
-
-
-def run_produce(bootstrap: str, rate: int, probe_interval: float, out: str) -> None:
-    """Orders at `rate` a second and a probe order every `probe_interval` (one unit of
-    PROBE, all to partition 0) until SIGTERM; writes the totals and each probe's time."""
-    from confluent_kafka import Producer
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50})
-    prober = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
-    rnd = random.Random(7)
-    products = ["Widget", "Gadget", "Gizmo", "Sprocket", "Doohickey", "Thingamajig"]
-    totals: dict = {}
-    probes: list = []
-    count = 0
-    started = time.monotonic()
-    next_probe = started
-    print("producing", flush=True)
-    while not stop.is_set():
-        now = time.monotonic()
-        while count < (now - started) * rate:
-            product = rnd.choice(products)
-            totals[product] = totals.get(product, 0) + 1
-            producer.produce(TOPIC, key=f"o{count}", value=json.dumps({"product": product, "quantity": 1}))
-            count += 1
-        if now >= next_probe:
-            probes.append([len(probes) + 1, time.monotonic()])
-            prober.produce(TOPIC, key=f"p{len(probes)}", partition=0, value=json.dumps({"product": PROBE, "quantity": 1}))
-            prober.poll(0)
-            totals[PROBE] = len(probes)
-            next_probe += probe_interval
-        producer.poll(0)
-        time.sleep(0.002)
-    assert producer.flush(60) == 0 and prober.flush(60) == 0
-    Path(out).write_text(json.dumps({"totals": totals, "probes": probes}))
 
 
 def run_hostile(host: str, port: int, token: str, stopped_app: str) -> None:
@@ -284,7 +222,8 @@ def run_hostile(host: str, port: int, token: str, stopped_app: str) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        sources = [f"127.0.0.{index}" for index in range(10, 20)]
+        # Ten client networks (the server counts an IPv4 /24 as one), 64 connections each.
+        sources = [f"127.0.{index}.1" for index in range(10, 20)]
         tasks = [asyncio.create_task(half_sent_header(source)) for source in sources for _ in range(64)]
         tasks += [asyncio.create_task(trickled_body(source)) for source in sources[:2] for _ in range(4)]
         tasks += [asyncio.create_task(idle_subscriber(number)) for number in range(20)]
@@ -300,8 +239,11 @@ def run_hostile(host: str, port: int, token: str, stopped_app: str) -> None:
 
 
 class Helper(Managed):
-    def __init__(self, name: str, args: list, directory: Path, ready: str) -> None:
-        super().__init__(name, [sys.executable, str(HERE), *map(str, args)], directory, cwd=REPO)
+    """This file (or, with `script`, the one its first argument names) run as a helper."""
+
+    def __init__(self, name: str, args: list, directory: Path, ready: str, script: bool = False) -> None:
+        argv = [sys.executable, *map(str, args)] if script else [sys.executable, str(HERE), *map(str, args)]
+        super().__init__(name, argv, directory, cwd=REPO / "Tests" / "Integration" if script else REPO)
         self.ready = ready
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -363,7 +305,7 @@ def one_run(directory: Path, seconds: float, clients: int, rate: int) -> dict:
         bad_name, bad_token = tenant("hostile")
         bad = server.client(bad_token)
         for name, body in (("hoarder", HOARD), ("shouter", SHOUT), ("idle", "time.sleep(1e9)")):
-            expect(bad.deploy(raw_app(name, body, TOPIC)), 201)
+            expect(bad.deploy(raw_app(name, body)), 201)
 
         def sample() -> None:
             while not sampling.is_set():
@@ -378,7 +320,9 @@ def one_run(directory: Path, seconds: float, clients: int, rate: int) -> dict:
         watcher = Helper("watch", ["watch", url, good_token, "ordersapp", clients, directory / "watch.json"], directory, "watching")
         helpers.append(watcher)
         watcher.wait_ready()
-        producer = Helper("produce", ["produce", cluster.bootstrap, rate, 0.1, directory / "produced.json"], directory, "producing")
+        # The stream tests' producer: orders at `rate`, a probe order every 50 ms.
+        producer = Helper("produce", [REPO / "Tests" / "Integration" / "test_stream.py", "produce", cluster.bootstrap, rate,
+                                      directory / "produced.json"], directory, "producing", script=True)
         helpers.append(producer)
         producer.wait_ready()
         time.sleep(5)  # warm up
@@ -439,11 +383,6 @@ def main() -> int:
         watch.add_argument(name)
     watch.add_argument("clients", type=int)
     watch.add_argument("out")
-    produce = commands.add_parser("produce")
-    produce.add_argument("bootstrap")
-    produce.add_argument("rate", type=int)
-    produce.add_argument("interval", type=float)
-    produce.add_argument("out")
     hostile = commands.add_parser("hostile")
     hostile.add_argument("host")
     hostile.add_argument("port", type=int)
@@ -457,9 +396,6 @@ def main() -> int:
     args = parser.parse_args()
     if args.command == "watch":
         run_watch(args.url, args.token, args.app, args.clients, args.out)
-        return 0
-    if args.command == "produce":
-        run_produce(args.bootstrap, args.rate, args.interval, args.out)
         return 0
     if args.command == "hostile":
         run_hostile(args.host, args.port, args.token, args.app)

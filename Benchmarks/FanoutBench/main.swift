@@ -70,6 +70,11 @@ try """
     bootstrap = "\(kafka.bootstrapServers)"
     [kafka.properties]
     "fetch.wait.max.ms" = "5"
+    # Every client comes from 127.0.0.1, one network: each is anonymous until its upgrade
+    # authenticates, so the caps on anonymous connections must hold all of them at once.
+    [http]
+    max_anonymous_connections = \(clientCount + 100)
+    max_anonymous_connections_per_network = \(clientCount + 100)
     """.write(toFile: "\(directory)/aerogrid.toml", atomically: true, encoding: .utf8)
 let server = Process()
 server.executableURL = URL(fileURLWithPath: aerogrid)

@@ -217,17 +217,18 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         admitted = true
-        let timeout = gate.limits.headerTimeout
-        let loop = context.eventLoop.assumeIsolatedUnsafeUnchecked()
-        deadline = loop.scheduleTask(in: TimeAmount(timeout)) { [self] in
-            guard !headerComplete else { return }
-            logger.debug("connection from \(address) closed: no whole request header within \(timeout)")
-            context.close(promise: nil)
-        }
-        let anonymousTimeout = gate.limits.anonymousTimeout
-        anonymousDeadline = loop.scheduleTask(in: TimeAmount(anonymousTimeout)) { [self] in
-            guard gate.isAnonymous(connection) else { return }
-            logger.debug("connection from \(address) closed: still anonymous after \(anonymousTimeout)")
+        deadline = close(context, after: gate.limits.headerTimeout, unless: { [self] in headerComplete },
+                         "no whole request header within", address)
+        anonymousDeadline = close(context, after: gate.limits.anonymousTimeout, unless: { [gate] in !gate.isAnonymous(connection) },
+                                  "still anonymous after", address)
+    }
+
+    /// Closes the connection after `timeout` unless `done` says it has met the deadline.
+    private func close(_ context: ChannelHandlerContext, after timeout: Duration, unless done: @escaping () -> Bool,
+                       _ why: String, _ address: String) -> Scheduled<Void> {
+        context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: TimeAmount(timeout)) { [logger] in
+            guard !done() else { return }
+            logger.debug("connection from \(address) closed: \(why) \(timeout)")
             context.close(promise: nil)
         }
     }
@@ -256,18 +257,16 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        deadline?.cancel()
-        deadline = nil
-        anonymousDeadline?.cancel()
-        anonymousDeadline = nil
-        if admitted {
-            admitted = false
-            gate.closed(ObjectIdentifier(context.channel))
-        }
+        finish(context)
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        finish(context)
+    }
+
+    /// The connection is gone (or no longer watched): its deadlines and its count go.
+    private func finish(_ context: ChannelHandlerContext) {
         deadline?.cancel()
         deadline = nil
         anonymousDeadline?.cancel()

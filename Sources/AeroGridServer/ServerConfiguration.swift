@@ -194,30 +194,34 @@ public struct ServerConfiguration: Sendable {
         }
 
         mutating func count(_ key: String, into value: inout Int) throws(AeroGridError) {
-            known.append(key)
-            guard let entry = table[key] else { return }
-            guard let number = entry.int, (1...1_000_000_000).contains(number) else {
-                throw bad("[\(section)] \(key) must be a whole number from 1 to 1000000000")
+            try read(key, into: &value, "a whole number from 1 to 1000000000") { entry -> Int? in
+                guard let number = entry.int, (1...1_000_000_000).contains(number) else { return nil }
+                return number
             }
-            value = number
         }
 
         mutating func bytes(_ key: String, into value: inout Int) throws(AeroGridError) {
-            known.append(key)
-            guard let entry = table[key] else { return }
-            guard let size = entry.string.flatMap(parseSize) ?? entry.int.flatMap(UInt64.init(exactly:)), (1...(UInt64(1) << 40)).contains(size) else {
-                throw bad("[\(section)] \(key) must be a size from 1 byte to 1T, such as \"64K\" or \"32M\"")
+            try read(key, into: &value, "a size from 1 byte to 1T, such as \"64K\" or \"32M\"") { entry -> Int? in
+                guard let size: UInt64 = entry.string.flatMap(parseSize) ?? entry.int.flatMap(UInt64.init(exactly:)),
+                      (1...(UInt64(1) << 40)).contains(size) else { return nil }
+                return Int(size)
             }
-            value = Int(size)
         }
 
         mutating func seconds(_ key: String, into value: inout Duration) throws(AeroGridError) {
+            try read(key, into: &value, "a number of seconds above 0 and at most 86400") { entry -> Duration? in
+                guard let seconds: Double = entry.double ?? entry.int.map(Double.init), seconds > 0, seconds <= 86_400 else { return nil }
+                return .milliseconds(Int64(seconds * 1000))
+            }
+        }
+
+        /// The key's value, converted and checked by `convert` (nil: refused with `rule`).
+        private mutating func read<Value>(_ key: String, into value: inout Value, _ rule: String,
+                                          _ convert: (any TOMLValueConvertible) -> Value?) throws(AeroGridError) {
             known.append(key)
             guard let entry = table[key] else { return }
-            guard let number = entry.double ?? entry.int.map(Double.init), number > 0, number <= 86_400 else {
-                throw bad("[\(section)] \(key) must be a number of seconds above 0 and at most 86400")
-            }
-            value = .milliseconds(Int64(number * 1000))
+            guard let converted = convert(entry) else { throw bad("[\(section)] \(key) must be \(rule)") }
+            value = converted
         }
 
         func finish() throws(AeroGridError) {

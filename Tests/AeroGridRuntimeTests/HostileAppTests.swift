@@ -157,37 +157,12 @@ final class ForwardedBytes: LogHandler, Sendable {
 /// The same bounds with real sandboxed apps that speak the protocol themselves.
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct RawProtocolAppTests {
-    /// A raw-protocol app: hello, then, for the first batch, `body` (Python) instead of
-    /// confirming it; heartbeats keep it alive.
-    private func rawApp(_ name: String, grids: String, body: String) -> String {
-        """
-        import json, socket, struct, time
-        s = socket.socket(fileno=3)
-        def send(kind, payload):
-            s.sendall(struct.pack('>IB', len(payload) + 1, kind) + payload)
-        send(1, json.dumps({"protocol": "1.0", "sdk": "hostile", "app": "\(name)",
-                            "topics": [{"name": "orders", "key_type": "str", "value_type": "str"}],
-                            "grids": \(grids), "streams": [{"name": "s", "topic": "orders"}], "produces": []}).encode())
-        buffer = b''
-        def frame():
-            global buffer
-            while True:
-                if len(buffer) >= 5:
-                    length, kind = struct.unpack('>IB', buffer[:5])
-                    if len(buffer) >= 4 + length:
-                        payload, buffer = buffer[5:4 + length], buffer[4 + length:]
-                        return kind, payload
-                chunk = s.recv(1 << 20)
-                if not chunk:
-                    raise SystemExit(0)
-                buffer += chunk
-        while frame()[0] != 0x13:
-            pass
-        \(body)
-        while True:
-            send(0x20, b'')
-            time.sleep(0.5)
-        """
+    /// A raw-protocol app (Tests/raw_protocol_app.py.template): hello, then, for the first
+    /// batch, `body` (Python) instead of confirming it; heartbeats keep it alive.
+    private func rawApp(_ name: String, grids: String, body: String) throws -> String {
+        try String(contentsOfFile: "\(repositoryRoot)/Tests/raw_protocol_app.py.template", encoding: .utf8)
+            .replacingOccurrences(of: "@APP@", with: name).replacingOccurrences(of: "@TOPIC@", with: "orders")
+            .replacingOccurrences(of: "@GRIDS@", with: grids).replacingOccurrences(of: "@BODY@", with: body)
     }
 
     /// The review's case: one batch taken and never confirmed, heartbeats, and 8 MiB
@@ -199,7 +174,7 @@ struct RawProtocolAppTests {
         try await Orders.random(10).produce(to: kafka)
         let (store, path) = try makeStore()
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let code = rawApp("hoarder", grids: #"[{"name": "g", "columns": ["c"]}]"#, body: """
+        let code = try rawApp("hoarder", grids: #"[{"name": "g", "columns": ["c"]}]"#, body: """
             big = 'x' * (8 << 20)
             for i in range(100):
                 send(2, json.dumps({"grid": "g", "key": "k%d" % i, "row": {"c": big}}).encode())
@@ -232,7 +207,7 @@ struct RawProtocolAppTests {
         let (store, path) = try makeStore()
         defer { try? FileManager.default.removeItem(atPath: path) }
         let grids = "[" + (0..<10_000).map { #"{"name": "g\#($0)", "columns": ["c"]}"# }.joined(separator: ",") + "]"
-        let runner = AppRunner(spec: makeSpec(name: "declarer", bundle: try makeBundle(name: "declarer", code: rawApp("declarer", grids: grids, body: "pass")),
+        let runner = AppRunner(spec: makeSpec(name: "declarer", bundle: try makeBundle(name: "declarer", code: try rawApp("declarer", grids: grids, body: "pass")),
                                               kafka: kafka), store: store, logger: runtimeLogger)
         let stop = start(runner)
         try await waitFor("hello to be refused", timeout: .seconds(30)) { runner.status.lifecycle.lastCrash != nil }

@@ -33,6 +33,17 @@ PRODUCTS = ["Widget", "Gadget", "Gizmo", "Sprocket", "Doohickey", "Thingamajig",
 QUANTITIES = [1, 2, 3, 5, 10, 25]
 
 
+RAW_APP_TEMPLATE = REPO / "Tests" / "raw_protocol_app.py.template"
+
+
+def raw_app_code(app: str, body: str, grids: "list | None" = None, topic: str = TOPIC) -> str:
+    """The code of an app that speaks the IPC protocol itself (Tests/raw_protocol_app.py.template):
+    hello for `app` reading `topic`, then `body` once the first batch has come."""
+    grids = grids if grids is not None else [{"name": "g", "columns": ["c"]}]
+    return (RAW_APP_TEMPLATE.read_text().replace("@APP@", app).replace("@TOPIC@", topic)
+            .replace("@GRIDS@", json.dumps(grids)).replace("@BODY@", body))
+
+
 def log(message: str) -> None:
     """A line that shows with `pytest -s` (and in the captured output of a failure)."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)

@@ -34,7 +34,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import ORDERSAPP, TOPIC, KafkaCluster, Orders, log, produce
+from harness import TOPIC, KafkaCluster, Orders, log, produce, raw_app_code
 from server import Client, Server, expect, free_port, new_operator_token, poll, wait_state
 from test_stream import StreamClient, bundle, orders_bundle, websockets_sync
 
@@ -147,33 +147,10 @@ def test_a_zip64_bundle_pointing_near_2_to_63_is_refused_and_the_server_stays_up
 # An app's log
 
 
-# An app that speaks the protocol itself (no SDK to cut its messages): hello, then for the
-# first batch, 30 log frames of one 8 MiB grapheme cluster each, paced under the bytes-a-second
-# cap, then 30 such lines on stdout.
-GRAPHEME_APP = r'''
-import json, socket, struct, sys, time
-s = socket.socket(fileno=3)
-def send(kind, payload):
-    s.sendall(struct.pack('>IB', len(payload) + 1, kind) + payload)
-send(1, json.dumps({"protocol": "1.0", "sdk": "hostile", "app": "grapheme",
-                    "topics": [{"name": "orders", "key_type": "str", "value_type": "str"}],
-                    "grids": [{"name": "seen", "columns": ["n"]}], "streams": [{"name": "s", "topic": "orders"}],
-                    "produces": []}).encode())
-buffer = b''
-def frame():
-    global buffer
-    while True:
-        if len(buffer) >= 5:
-            length, kind = struct.unpack('>IB', buffer[:5])
-            if len(buffer) >= 4 + length:
-                payload, buffer = buffer[5:4 + length], buffer[4 + length:]
-                return kind, payload
-        chunk = s.recv(1 << 20)
-        if not chunk:
-            raise SystemExit(0)
-        buffer += chunk
-while frame()[0] != 0x13:
-    pass
+# An app that speaks the protocol itself (no SDK to cut its messages): for its first batch,
+# 30 log frames of one 8 MiB grapheme cluster each, paced under the bytes-a-second cap,
+# then 30 such lines on stdout.
+GRAPHEME_BODY = r'''
 grapheme = 'a' + '\u0301' * (4 << 20)
 line = json.dumps({"level": "warning", "message": grapheme}, ensure_ascii=False).encode()
 for _ in range(30):
@@ -183,9 +160,6 @@ for _ in range(30):
 for _ in range(30):  # read at 1 MiB/s by the supervisor: this blocks on the pipe
     sys.stdout.write(grapheme + '\n')
     sys.stdout.flush()
-while True:
-    send(0x20, b'')
-    time.sleep(0.5)
 '''
 
 
@@ -194,7 +168,7 @@ def test_an_app_log_of_8_mib_characters_is_bounded_in_bytes(hard):
     Characters each was one line: the supervisor decoded, kept and forwarded hundreds of MB,
     and one GET …/logs returned them."""
     tenant = create_tenant(hard.server, "graph")
-    expect(tenant.admin.deploy(bundle("grapheme", GRAPHEME_APP)), 201)
+    expect(tenant.admin.deploy(bundle("grapheme", raw_app_code("grapheme", GRAPHEME_BODY))), 201)
     pid = hard.server.pid
     stderr_before = (hard.server.directory / f"{hard.server.name}.stderr").stat().st_size
     rss_before = rss(pid)
@@ -590,22 +564,15 @@ def test_replies_a_client_never_reads_are_bounded(hard):
         client.close()
 
 
-BIG_GRID_APP = '''
-import aerogrid
-
-app = aerogrid.App('bigapp', broker=BROKER_URI)
-orders = app.topic('orders', key_type=str, value_type=bytes)
-big = app.Grid('big', columns=['c'])
-done = []
-
-@app.stream(orders)
-async def fill(stream):
-    async for key, value in stream.items():
-        if not done:
-            done.append(1)
-            for index in range(80):
-                big['row%d' % index] = {'c': 'x' * 100_000}
-'''
+def once_app(name: str, grid: str, columns: list, body: str) -> bytes:
+    """An SDK app with one grid (`grid`, named so in `body`) that runs `body` at its first record."""
+    code = "\n".join([
+        "import aerogrid", f"app = aerogrid.App({name!r}, broker=BROKER_URI)",
+        "orders = app.topic('orders', key_type=str, value_type=bytes)", f"grid = app.Grid({grid!r}, columns={columns!r})",
+        "done = []", "@app.stream(orders)", "async def once(stream):", "    async for key, value in stream.items():",
+        "        if not done:", "            done.append(1)",
+    ] + ["            " + line for line in body.strip().splitlines()]) + "\n"
+    return bundle(name, code)
 
 
 def test_whole_grid_reads_that_are_not_read_are_bounded(hard):
@@ -614,7 +581,7 @@ def test_whole_grid_reads_that_are_not_read_are_bounded(hard):
     627 MB: now a tenant has 4 connections reading grids at once, a fifth is told to try again
     (429), and a slot comes back when its connection closes."""
     tenant = create_tenant(hard.server, "reads")
-    expect(tenant.admin.deploy(bundle("bigapp", BIG_GRID_APP)), 201)
+    expect(tenant.admin.deploy(once_app("bigapp", "big", ["c"], "for index in range(80):\n    grid['row%d' % index] = {'c': 'x' * 100_000}")), 201)
     expect(tenant.admin.action("bigapp", "start"), 200)
     stuck = []
     try:
@@ -642,20 +609,26 @@ def test_whole_grid_reads_that_are_not_read_are_bounded(hard):
 # Quotas
 
 
-def test_concurrent_deploys_cannot_pass_max_apps(hard):
-    tenant = create_tenant(hard.server, "maxapps", max_apps=1)
-    answers: list = [None] * 6
-    barrier = threading.Barrier(6)
+def at_once(count: int, request) -> list:
+    """`request(index)` from `count` threads released together; their answers in order."""
+    answers: list = [None] * count
+    barrier = threading.Barrier(count)
 
-    def deploy(index: int) -> None:
+    def run(index: int) -> None:
         barrier.wait(10)
-        answers[index] = tenant.admin.deploy(orders_bundle(f"race{index}"))
+        answers[index] = request(index)
 
-    threads = [threading.Thread(target=deploy, args=(index,)) for index in range(6)]
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
+    return answers
+
+
+def test_concurrent_deploys_cannot_pass_max_apps(hard):
+    tenant = create_tenant(hard.server, "maxapps", max_apps=1)
+    answers = at_once(6, lambda index: tenant.admin.deploy(orders_bundle(f"race{index}")))
     statuses = sorted(answer.status for answer in answers)
     apps = expect(tenant.admin.get("/api/v1/apps"), 200).json()["apps"]
     assert statuses == [201, 403, 403, 403, 403, 403] and len(apps) == 1, f"{statuses}; apps {[a['name'] for a in apps]}"
@@ -668,18 +641,7 @@ def test_concurrent_starts_cannot_pass_the_memory_quota(hard):
         expect(tenant.admin.deploy(orders_bundle(f"mem{index}")), 201)
         expect(hard.server.operator.request("PUT", f"/api/v1/tenants/{tenant.name}/apps/mem{index}/quota",
                                             json_body={"memory_bytes": 256 << 20}), 200)
-    answers: list = [None] * 4
-    barrier = threading.Barrier(4)
-
-    def start(index: int) -> None:
-        barrier.wait(10)
-        answers[index] = tenant.admin.action(f"mem{index}", "start")
-
-    threads = [threading.Thread(target=start, args=(index,)) for index in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    answers = at_once(4, lambda index: tenant.admin.action(f"mem{index}", "start"))
     statuses = sorted(answer.status for answer in answers)
     used = expect(tenant.admin.get("/api/v1/quota"), 200).json()["quota"]["used"]
     for index, answer in enumerate(answers):
@@ -740,27 +702,15 @@ def read(path: str) -> str:
         return ""
 
 
-FORMULA_APP = '''
-import aerogrid
-
-app = aerogrid.App(@APP@, broker=BROKER_URI)
-orders = app.topic('orders', key_type=str, value_type=bytes)
-cells = app.Grid('cells', columns=['text', 'number'])
-done = []
-
-@app.stream(orders)
-async def write(stream):
-    async for key, value in stream.items():
-        if not done:
-            done.append(1)
-            for index, text in enumerate(['=HYPERLINK("http://x","y")', '+1+2', '-3-4', '@SUM(A1)', '\\tTab', '\\rCR', 'plain', '-']):
-                cells[text] = {'text': text, 'number': -index}
+FORMULAS = r'''
+for index, text in enumerate(['=HYPERLINK("http://x","y")', '+1+2', '-3-4', '@SUM(A1)', '\tTab', '\rCR', 'plain', '-']):
+    grid[text] = {'text': text, 'number': -index}
 '''
 
 
 def test_csv_cells_that_excel_would_run_as_formulas_are_neutralised(hard):
     tenant = create_tenant(hard.server, "csv")
-    expect(tenant.admin.deploy(bundle("formulas", FORMULA_APP.replace("@APP@", repr("formulas")))), 201)
+    expect(tenant.admin.deploy(once_app("formulas", "cells", ["text", "number"], FORMULAS)), 201)
     expect(tenant.admin.action("formulas", "start"), 200)
     try:
         poll(lambda: tenant.admin.grid("formulas", "cells"), lambda a: a.status == 200 and len(a.json()["rows"]) == 8, 60,
