@@ -158,8 +158,13 @@ struct DevCommand: AsyncParsableCommand {
                 "  tokens are kept in \(tokens.path); Ctrl-C stops everything",
             ].compactMap { $0 } }
         }, onListening: { url in
-            // Once plain HTTP answers: the demo, then the block (it says the demo is there).
-            guard url.hasPrefix("http://") else { return }
+            // Once both listeners answer (they start concurrently): the demo, then the block
+            // (it names both ports and says the demo is there).
+            let both = shared.listening.withLock { listening in
+                listening.insert(url)
+                return listening.count == 2
+            }
+            guard both else { return }
             Task {
                 await demo.start(developerToken: shared.developerToken.withLock { $0 })
                 for line in shared.lines.withLock({ $0 }) { printLine(line) }
@@ -174,6 +179,7 @@ struct DevCommand: AsyncParsableCommand {
 final class DevBlock: Sendable {
     let lines = Mutex<[String]>([])
     let developerToken = Mutex("")
+    let listening = Mutex<Set<String>>([])
 }
 
 /// `aerogrid dev`'s demo: the orders app deployed and started through the API, and orders
