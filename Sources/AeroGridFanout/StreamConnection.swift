@@ -41,8 +41,9 @@ public final class StreamConnection: Sendable {
 
     public func wake() { signal.yield() }
 
-    /// Queues an answer, an error or an app event. Past `controlBytes` waiting, the client
-    /// is not reading what it asked for: the connection is closed.
+    /// Queues an answer, an error or an app event. Past `replyBytes` waiting (queued, or
+    /// taken by the writer and not yet written), the client is not reading what it asked
+    /// for: the connection is closed.
     public func enqueue(_ message: [UInt8]) {
         let overflow = control.withLock { control -> Bool in
             guard !control.closed else { return false }
@@ -80,14 +81,16 @@ public final class StreamConnection: Sendable {
                 while true {
                     var wrote = false
                     let messages = control.withLock { control in
-                        defer {
-                            control.messages.removeAll()
-                            control.bytes = 0
-                        }
+                        defer { control.messages.removeAll() }
                         return control.messages
                     }
                     for message in messages {
                         try await write(message)
+                        // Counted until written, not until taken: the batch in hand waits
+                        // for the client as much as the queue does.
+                        control.withLock { control in
+                            if !control.closed { control.bytes -= message.count }
+                        }
                         wrote = true
                     }
                     for subscription in subscriptions.withLock({ Array($0.values) }) {

@@ -83,8 +83,9 @@ import Testing
         #expect(hub.subscriptionCount(tenantID: "ten_a") == 5)
     }
 
-    /// A client that asks and never reads: past 1 MiB of waiting replies it is disconnected,
-    /// where before 256 replies of up to 64 KiB each waited per connection.
+    /// A client that asks and never reads: past 1 MiB of waiting replies (queued or in the
+    /// writer's hands) it is disconnected, where before 256 replies of up to 64 KiB each
+    /// waited per connection.
     @Test func repliesAClientDoesNotReadAreBoundedInBytes() async throws {
         let disconnected = Sent()
         let stuck = StreamConnection(tenant: "a", tenantID: "ten_a", tokenID: "tok_a", send: { _ in
@@ -93,7 +94,14 @@ import Testing
         let writer = Task { await stuck.run() }
         defer { writer.cancel() }
         let reply = [UInt8](repeating: UInt8(ascii: "x"), count: 4 << 10)
+        // A hundred replies first, taken by the writer, which then waits on the client:
+        // what it holds counts as much as what is queued.
         var sent = 0
+        while sent < 100 {
+            stuck.enqueue(reply)
+            sent += 1
+        }
+        while stuck.blockedFor == nil { try await Task.sleep(for: .milliseconds(1)) }
         while !stuck.isClosed && sent < 1_000 {
             stuck.enqueue(reply)
             sent += 1
