@@ -35,6 +35,8 @@ let package = Package(
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-openapi-generator", from: "1.14.3"),
+        .package(url: "https://github.com/apple/swift-openapi-runtime", from: "1.13.4"),
     ],
     targets: [
         // librdkafka (Debian: librdkafka-dev), including the embedded mock cluster header.
@@ -125,6 +127,15 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The API's shapes, generated from its OpenAPI document at build time: the server,
+        // the CLI and the tests share them.
+        .target(
+            name: "AeroGridAPI",
+            dependencies: ["AeroGridCore", .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+            resources: [.copy("openapi.json")],
+            swiftSettings: strictSettings,
+            plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]
+        ),
         // Grid changes to many clients: snapshot then conflated deltas per subscription.
         .target(
             name: "AeroGridFanout",
@@ -135,7 +146,8 @@ let package = Package(
         .target(
             name: "AeroGridServer",
             dependencies: [
-                "AeroGridCore", "AeroGridFanout", "AeroGridKafka", "AeroGridRuntime", "AeroGridSandbox", "AeroGridStore", "CLibZ",
+                "AeroGridAPI", "AeroGridCore", "AeroGridFanout", "AeroGridKafka", "AeroGridRuntime", "AeroGridSandbox", "AeroGridStore",
+                "CLibZ",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -147,12 +159,12 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            resources: [.copy("Resources/openapi.json")],
             swiftSettings: strictSettings
         ),
         .executableTarget(
             name: "aerogrid",
             dependencies: [
+                "AeroGridAPI",
                 "AeroGridCore",
                 "AeroGridServer",
                 "AeroGridKafka",
@@ -188,7 +200,7 @@ let package = Package(
         .testTarget(
             name: "AeroGridServerTests",
             dependencies: [
-                "AeroGridRuntime", "AeroGridServer", "AeroGridStore", "CLibZ",
+                "AeroGridAPI", "AeroGridRuntime", "AeroGridServer", "AeroGridStore", "CLibZ",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

@@ -25,6 +25,16 @@ public enum Sandbox {
     /// and libraries. On merged-/usr systems /bin, /lib… are symlinks, copied as such.
     static let systemPaths = ["/usr", "/bin", "/sbin", "/lib", "/lib64"]
 
+    /// Removes the empty cgroups named by `paths` (each under the aerogrid root), deepest
+    /// first as given; one still in use, or already gone, is left as it is. Without cgroups,
+    /// nothing to do.
+    public static func removeCgroups(_ paths: [[String]]) {
+        guard let hierarchy = cgroups.hierarchy else { return }
+        for path in paths {
+            if let group = try? hierarchy.group(path) { try? group.remove() }
+        }
+    }
+
     public static func launch(_ spec: SandboxSpec) throws(SandboxError) -> SandboxedProcess {
         guard let name = spec.command.first else { throw SandboxError(.invalidArgument, "no command to run") }
         guard spec.hostUID != 0 else { throw SandboxError(.invalidArgument, "the sandbox may not map to host root (uid 0)") }

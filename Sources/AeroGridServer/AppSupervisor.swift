@@ -152,6 +152,13 @@ public actor AppSupervisor {
         grids.set(Self.key(tenant, name), nil)
     }
 
+    /// Stops and forgets a deleted tenant's apps, and removes their cgroups and the
+    /// tenant's own (a leaf left behind by a kill, empty by now, goes too).
+    public func removeTenant(_ tenant: String, apps: [String]) async {
+        for app in apps { await remove(tenant: tenant, name: app) }
+        Sandbox.removeCgroups(apps.map { [tenant, $0] } + [[tenant]])
+    }
+
     /// Stops every app (the server is shutting down); their desired state stays.
     public func stopAll() async {
         for key in entries.keys.sorted() {

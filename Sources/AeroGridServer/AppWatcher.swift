@@ -1,3 +1,4 @@
+import AeroGridAPI
 import AeroGridFanout
 import AeroGridStore
 import Foundation
@@ -14,14 +15,14 @@ import Synchronization
 final class AppWatcher: Sendable {
     private let store: Store
     private let hub: FanoutHub
-    private let describe: @Sendable (AppRecord) async -> [String: Any]
+    private let apps: AppService
     private struct Watching {
         /// Connections that get events.
         var connections: [ObjectIdentifier: StreamConnection] = [:]
         /// Connections waiting for their `apps` list (sent by the next pass).
         var pending: [ObjectIdentifier: StreamConnection] = [:]
         /// Per tenant watched: each app's last description, compared by the next pass.
-        var last: [String: [String: Summary]] = [:]
+        var last: [String: [String: SteadyApp]] = [:]
         /// Per tenant: apps changed through the API since the last pass, which get an event
         /// even when they end as they were.
         var touched: [String: Set<String>] = [:]
@@ -32,11 +33,12 @@ final class AppWatcher: Sendable {
     private let wake: AsyncStream<Void>.Continuation
     static let interval = Duration.milliseconds(250)
 
-    init(store: Store, hub: FanoutHub, describe: @escaping @Sendable (AppRecord) async -> [String: Any]) {
-        self.store = store
+    init(hub: FanoutHub, apps: AppService) {
+        self.store = apps.store
         self.hub = hub
-        self.describe = describe
+        self.apps = apps
         (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        apps.events.listen { [weak self] tenant, app in self?.touch(tenant: tenant, app: app) }
     }
 
     /// Sends `connection` the list of its tenant's apps (again, if it watches already), then
@@ -60,20 +62,6 @@ final class AppWatcher: Sendable {
             $0.connections[ObjectIdentifier(connection)] = nil
             $0.pending[ObjectIdentifier(connection)] = nil
         }
-    }
-
-    typealias Summary = (json: Data, state: String, desired: String, version: Int)
-
-    /// An app as events describe it: without the counters that move all the time.
-    static func steady(_ object: [String: Any]) -> [String: Any] {
-        var object = object
-        for volatile in ["records", "lag", "usage", "updated_at"] { object[volatile] = nil }
-        return object
-    }
-
-    static func summary(_ steady: [String: Any], _ app: AppRecord) -> Summary {
-        ((try? JSONSerialization.data(withJSONObject: steady, options: [.sortedKeys])) ?? Data(),
-         steady["state"] as? String ?? "", app.desiredState, app.version)
     }
 
     /// Runs until cancelled.
@@ -103,14 +91,12 @@ final class AppWatcher: Sendable {
                 watching.withLock { $0.touched[tenant, default: []].formUnion(touched) }
                 continue
             }
-            var now: [String: Summary] = [:]
-            var full: [[String: Any]] = []
-            var steady: [String: [String: Any]] = [:]
+            var now: [String: SteadyApp] = [:]
+            var full: [Schemas.App] = []
             for app in apps {
-                let object = await describe(app)
-                full.append(object)
-                steady[app.name] = Self.steady(object)
-                now[app.name] = Self.summary(steady[app.name]!, app)
+                let described = await self.apps.describe(app)
+                full.append(described)
+                now[app.name] = SteadyApp(described)
             }
             let (previous, targets, newcomers) = watching.withLock { watching in
                 defer { watching.last[tenant] = now }
@@ -123,25 +109,25 @@ final class AppWatcher: Sendable {
                 return (watching.last[tenant], targets, newcomers)
             }
             if !newcomers.isEmpty {
-                let list = Self.encode(["type": "apps", "apps": full])
+                let list = APIJSON.encode(AppsMessage(apps: full))
                 for connection in newcomers { connection.enqueue(list) }
             }
             guard let previous, !targets.isEmpty else { continue }
             var events: [[UInt8]] = []
             for (name, current) in now.sorted(by: { $0.key < $1.key }) {
                 guard let before = previous[name] else {
-                    events.append(Self.encode(["type": "app", "event": "deploy", "app": steady[name]!]))
+                    events.append(APIJSON.encode(AppEventMessage(event: "deploy", app: current)))
                     continue
                 }
-                guard before.json != current.json || touched.contains(name) else { continue }
+                guard before != current || touched.contains(name) else { continue }
                 let event = if current.version != before.version { "deploy" }
-                    else if current.desired != before.desired { current.desired == "running" ? "start" : "stop" }
-                    else if current.state != before.state && (current.state == "crashed" || current.state == "backoff") { "crash" }
+                    else if current.desiredState != before.desiredState { current.desiredState == .running ? "start" : "stop" }
+                    else if current.state != before.state && (current.state == .crashed || current.state == .backoff) { "crash" }
                     else { "state" }
-                events.append(Self.encode(["type": "app", "event": event, "app": steady[name]!]))
+                events.append(APIJSON.encode(AppEventMessage(event: event, app: current)))
             }
             for name in previous.keys.sorted() where now[name] == nil {
-                events.append(Self.encode(["type": "app", "event": "delete", "app": ["name": name]]))
+                events.append(APIJSON.encode(AppDeletedMessage(app: .init(name: name))))
             }
             for connection in targets { for event in events { connection.enqueue(event) } }
         }
@@ -151,8 +137,54 @@ final class AppWatcher: Sendable {
             for tenant in watching.touched.keys where !tenants.contains(tenant) { watching.touched[tenant] = nil }
         }
     }
+}
 
-    static func encode(_ object: [String: Any]) -> [UInt8] {
-        [UInt8]((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data())
+/// `{"type":"apps","apps":[App…]}`: the answer to `watch_apps`.
+struct AppsMessage: Encodable {
+    let type = "apps"
+    let apps: [Schemas.App]
+}
+
+/// `{"type":"app","event","app"}`: an app changed.
+struct AppEventMessage: Encodable {
+    let type = "app"
+    let event: String
+    let app: SteadyApp
+}
+
+/// `{"type":"app","event":"delete","app":{"name"}}`: an app was deleted.
+struct AppDeletedMessage: Encodable {
+    struct Name: Encodable { let name: String }
+    let type = "app"
+    let event = "delete"
+    let app: Name
+}
+
+/// An app as events describe it (and compare it): without the counters that move all the
+/// time (records, lag, usage, updated_at).
+struct SteadyApp: Encodable, Equatable {
+    let name: String
+    let version: Int
+    let bundleDigest: String
+    let entrypoint: String
+    let runtime: String
+    let desiredState: Schemas.App.DesiredStatePayload
+    let state: Schemas.App.StatePayload
+    let crashReason: Schemas.App.CrashReasonPayload?
+    let lastCrash: String?
+    let restarts: Int
+    let quota: Schemas.AppQuota
+    let createdAt: Date
+
+    init(_ app: Schemas.App) {
+        (name, version, bundleDigest, entrypoint, runtime) = (app.name, app.version, app.bundleDigest, app.entrypoint, app.runtime)
+        (desiredState, state, crashReason, lastCrash, restarts) = (app.desiredState, app.state, app.crashReason, app.lastCrash, app.restarts)
+        (quota, createdAt) = (app.quota, app.createdAt)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, version, entrypoint, runtime, state, restarts, quota
+        case bundleDigest = "bundle_digest", desiredState = "desired_state", crashReason = "crash_reason", lastCrash = "last_crash"
+        case createdAt = "created_at"
     }
 }

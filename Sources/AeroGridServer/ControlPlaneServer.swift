@@ -84,23 +84,20 @@ public struct ControlPlaneServer: Sendable {
         let hub = FanoutHub { tenant, app in registry.grids(tenant: tenant, app: app) }
         let gate = ConnectionGate(limits: configuration.connections)
         let sessions = Sessions()
-        let gatewayBox = Mutex<StreamGateway?>(nil)
-        let watcherBox = Mutex<AppWatcher?>(nil)
-        let api = ControlPlaneAPI(
-            store: store, bundles: bundles, supervisor: supervisor, planner: planner, metrics: ServerMetrics(gate: gate, hub: hub),
-            stream: { gatewayBox.withLock { $0 }?.stats ?? (0, 0, 0) }, sites: sites, gate: gate, sessions: sessions,
-            hostUIDs: configuration.hostUIDs, bodyTimeout: configuration.connections.bodyTimeout,
-            changed: { tenant, app in watcherBox.withLock { $0 }?.touch(tenant: tenant, app: app) }
+        // Built in dependency order: the app service, discovery (which hears its changes),
+        // the stream (which uses discovery), then the routes (whose metrics count the stream).
+        let apps = AppService(store: store, bundles: bundles, supervisor: supervisor, planner: planner, events: AppEvents())
+        let watcher = AppWatcher(hub: hub, apps: apps)
+        let gateway = StreamGateway(store: store, hub: hub, watcher: watcher, planner: planner, gate: gate, sessions: sessions,
+                                    limits: configuration.stream, logger: logger)
+        let routes = APIRouter(
+            apps: apps, metrics: ServerMetrics(gate: gate, hub: hub), stream: { gateway.stats }, sites: sites, gate: gate,
+            sessions: sessions, hostUIDs: configuration.hostUIDs, bodyTimeout: configuration.connections.bodyTimeout
         ) {
             // Anyone may ask: the answer names what is not ready, never an address or an error text.
             do { try await store.ping() } catch { return "the store does not answer" }
             return await readiness.isReady() ? nil : "Kafka does not answer"
         }
-        let watcher = AppWatcher(store: store, hub: hub) { app in await api.appJSON(app) }
-        watcherBox.withLock { $0 = watcher }
-        let gateway = StreamGateway(store: store, hub: hub, watcher: watcher, planner: planner, gate: gate, sessions: sessions,
-                                    limits: configuration.stream, logger: logger)
-        gatewayBox.withLock { $0 = gateway }
         let tls = try configuration.tls.map(Self.tlsConfiguration)
 
         // Shut down in reverse: the listeners first, then the apps.
@@ -123,7 +120,7 @@ public struct ControlPlaneServer: Sendable {
             }
             let url = "\(secure ? "https" : "http")://\(listener.host):\(listener.port)"
             services.append(Application(
-                router: api.makeRouter(), server: server,
+                router: routes.makeRouter(), server: server,
                 configuration: ApplicationConfiguration(address: .hostname(listener.host, port: listener.port), serverName: "aerogrid"),
                 onServerRunning: { _ in onListening(url) }, logger: logger))
         }

@@ -25,7 +25,8 @@ public struct AppQuota: Sendable, Equatable {
     public var cgroupLimits: CgroupLimits { CgroupLimits(memoryBytes: memoryBytes, cpus: cpus, pids: pids) }
 }
 
-/// Quota values as stored: only those set, as a JSON object; the rest are the defaults.
+/// Quota values as stored (a JSON object of the values set; the rest are the defaults),
+/// and an operator's change to them.
 enum QuotaJSON {
     static let tenantKeys = ["max_apps", "memory_bytes", "cpus", "max_connections", "max_subscriptions"]
     static let appKeys = ["memory_bytes", "cpus", "pids", "grid_rows"]
@@ -38,77 +39,110 @@ enum QuotaJSON {
     ]
     static let maxCPUs = 1024.0
 
-    static func decode(_ text: String) -> [String: Any] {
-        (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+    /// The values set, by key: whole numbers, and `cpus`.
+    struct Values: Codable, Equatable {
+        var numbers: [String: Int] = [:]
+        var cpus: Double?
+
+        init() {}
+
+        /// Leniently: a value of the wrong type or out of its range is left out (the
+        /// default applies), never trusted.
+        init(stored text: String) {
+            guard let object = try? JSONDecoder().decode([String: StoredNumber].self, from: Data(text.utf8)) else { return }
+            for (key, value) in object {
+                if key == "cpus" {
+                    let number = switch value {
+                    case .int(let whole): Double(whole)
+                    case .double(let number): number
+                    }
+                    if number > 0, number <= maxCPUs { cpus = number }
+                } else if case .int(let number) = value, ranges[key]?.contains(number) == true {
+                    numbers[key] = number
+                }
+            }
+        }
+
+        var text: String {
+            var object = numbers.mapValues { StoredNumber.int($0) }
+            if let cpus { object["cpus"] = .double(cpus) }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            return String(decoding: (try? encoder.encode(object)) ?? Data("{}".utf8), as: UTF8.self)
+        }
     }
 
-    static func encode(_ object: [String: Any]) -> String {
-        String(decoding: (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8), as: UTF8.self)
-    }
+    /// A stored number: whole, or not.
+    enum StoredNumber: Codable, Equatable {
+        case int(Int), double(Double)
 
-    /// A stored value within its range (what `merge` let in; anything else is ignored).
-    private static func bounded(_ set: [String: Any], _ key: String) -> Int? {
-        guard let value = set[key] as? Int, ranges[key]?.contains(value) == true else { return nil }
-        return value
-    }
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let number = try? container.decode(Int.self) { self = .int(number) } else { self = .double(try container.decode(Double.self)) }
+        }
 
-    private static func cpus(_ set: [String: Any]) -> Double? {
-        guard let value = set["cpus"] as? Double, value > 0, value <= maxCPUs else { return nil }
-        return value
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            switch self {
+            case .int(let number): try container.encode(number)
+            case .double(let number): try container.encode(number)
+            }
+        }
     }
 
     static func tenant(_ text: String) -> TenantQuota {
-        let set = decode(text)
+        let set = Values(stored: text)
         var quota = TenantQuota.defaults
-        if let value = bounded(set, "max_apps") { quota.maxApps = value }
-        if let value = bounded(set, "memory_bytes") { quota.memoryBytes = UInt64(value) }
-        if let value = cpus(set) { quota.cpus = value }
-        if let value = bounded(set, "max_connections") { quota.maxConnections = value }
-        if let value = bounded(set, "max_subscriptions") { quota.maxSubscriptions = value }
+        if let value = set.numbers["max_apps"] { quota.maxApps = value }
+        if let value = set.numbers["memory_bytes"] { quota.memoryBytes = UInt64(value) }
+        if let value = set.cpus { quota.cpus = value }
+        if let value = set.numbers["max_connections"] { quota.maxConnections = value }
+        if let value = set.numbers["max_subscriptions"] { quota.maxSubscriptions = value }
         return quota
     }
 
     static func app(_ text: String, defaults: AppQuota) -> AppQuota {
-        let set = decode(text)
+        let set = Values(stored: text)
         var quota = defaults
-        if let value = bounded(set, "memory_bytes") { quota.memoryBytes = UInt64(value) }
-        if let value = cpus(set) { quota.cpus = value }
-        if let value = bounded(set, "pids") { quota.pids = value }
-        if let value = bounded(set, "grid_rows") { quota.gridRows = value }
+        if let value = set.numbers["memory_bytes"] { quota.memoryBytes = UInt64(value) }
+        if let value = set.cpus { quota.cpus = value }
+        if let value = set.numbers["pids"] { quota.pids = value }
+        if let value = set.numbers["grid_rows"] { quota.gridRows = value }
         return quota
     }
 
-    /// Merges a request's values into the stored ones, checking each: an unknown key or a
-    /// value out of range is refused with what is allowed.
-    static func merge(_ request: [String: Any], into stored: String, keys: [String]) throws -> String {
-        var set = decode(stored)
-        for (key, value) in request {
-            guard keys.contains(key) else {
-                throw APIError.badRequest("unknown quota '\(key)' (known: \(keys.joined(separator: ", ")))")
-            }
-            if value is NSNull { set[key] = nil; continue }
-            // JSON's true and false arrive as numbers too: told apart by their type code.
-            if let number = value as? NSNumber, ["c", "B"].contains(String(cString: number.objCType)) {
-                throw APIError.badRequest("\(key) must be a number, not \(number.boolValue)")
-            }
-            switch key {
-            case "cpus":
-                guard let number = value as? Double, number > 0, number <= maxCPUs else {
-                    throw APIError.badRequest("cpus must be a number of cores above 0 and at most 1024, such as 0.5")
-                }
-                set[key] = number
-            default:
-                let range = ranges[key]!
-                guard let number = value as? Int, range.contains(number) else {
-                    if key == "memory_bytes" {
-                        throw APIError.badRequest("memory_bytes must be from 16 MiB (16777216; Python alone needs about 10 MiB) to 1 TiB (1099511627776)")
-                    }
-                    throw APIError.badRequest("\(key) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
-                }
-                set[key] = number
-            }
+    /// An operator's change: the values to set, and the keys sent as `null` (back to the
+    /// default).
+    struct Change: Sendable {
+        var numbers: [String: Int] = [:]
+        var cpus: Double?
+        var reset: Set<String> = []
+    }
+
+    /// Applies a change to the stored values, checking each: a value out of range is
+    /// refused with what is allowed.
+    static func merge(_ change: Change, into stored: String) throws -> String {
+        var set = Values(stored: stored)
+        for key in change.reset {
+            if key == "cpus" { set.cpus = nil } else { set.numbers[key] = nil }
         }
-        return encode(set)
+        if let cpus = change.cpus {
+            guard cpus > 0, cpus <= maxCPUs else {
+                throw APIError.badRequest("cpus must be a number of cores above 0 and at most 1024, such as 0.5")
+            }
+            set.cpus = cpus
+        }
+        for (key, number) in change.numbers {
+            let range = ranges[key]!
+            guard range.contains(number) else {
+                if key == "memory_bytes" {
+                    throw APIError.badRequest("memory_bytes must be from 16 MiB (16777216; Python alone needs about 10 MiB) to 1 TiB (1099511627776)")
+                }
+                throw APIError.badRequest("\(key) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+            }
+            set.numbers[key] = number
+        }
+        return set.text
     }
 }
 
@@ -120,19 +154,19 @@ public struct TopicACL: Sendable, Equatable {
     static func defaults(tenant: String) -> TopicACL { TopicACL(rules: ["\(tenant).*"]) }
 
     static func stored(_ text: String?, tenant: String) -> TopicACL {
-        guard let text, let rules = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String] else {
+        guard let text, let rules = try? JSONDecoder().decode([String].self, from: Data(text.utf8)) else {
             return defaults(tenant: tenant)
         }
         return TopicACL(rules: rules)
     }
 
     var json: String {
-        String(decoding: (try? JSONSerialization.data(withJSONObject: rules)) ?? Data("[]".utf8), as: UTF8.self)
+        String(decoding: (try? JSONEncoder().encode(rules)) ?? Data("[]".utf8), as: UTF8.self)
     }
 
     /// Checks the rules' form: topic characters, with at most a trailing `*`.
-    static func validated(_ value: Any?) throws -> TopicACL {
-        guard let rules = value as? [String], rules.count <= 100 else {
+    static func validated(_ rules: [String]) throws -> TopicACL {
+        guard rules.count <= 100 else {
             throw APIError.badRequest("\"topics\" must be a list of up to 100 topic names or prefixes such as \"market.*\"")
         }
         for rule in rules {

@@ -1,6 +1,7 @@
 import AeroGridKafka
 import AeroGridRuntime
 import AeroGridSandbox
+import AeroGridAPI
 @testable import AeroGridServer
 import AeroGridStore
 import Foundation
@@ -13,18 +14,9 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
 @Suite struct OpenAPIRoutesTests {
     /// Every served route is documented and every documented route is served.
     @Test func servedRoutesAndTheDocumentMatchBothWays() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("aerogrid-routes-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let store = try Store(path: "\(directory)/aerogrid.sqlite")
-        let bundles = try BundleStore(directory: "\(directory)/bundles")
-        let defaults = RuntimeDefaults(
-            kafka: KafkaConfiguration(bootstrapServers: "127.0.0.1:9"),
-            profile: try CompiledProfile.load(path: "\(repository)/sandbox-profiles/python.json"), sdkPath: "\(repository)/python")
-        let supervisor = AppSupervisor(store: store, bundles: bundles, defaults: defaults, logger: Logger(label: "test"))
-        let planner = AppPlanner(store: store, appDefaults: AppQuota(memoryBytes: 256 << 20, cpus: 0.5, pids: 64, gridRows: 100_000))
-        let router = ControlPlaneAPI(store: store, bundles: bundles, supervisor: supervisor, planner: planner, metrics: ServerMetrics()) { nil }
-            .makeRouter()
+        let fixture = try await RouteContractTests.Fixture.make()
+        defer { try? FileManager.default.removeItem(atPath: fixture.directory) }
+        let router = fixture.router
 
         // The stream is served by the WebSocket upgrade, beside the router.
         let served = Set(["GET \(StreamGateway.path)"]).union(router.routes.map { route in

@@ -24,7 +24,7 @@ from urllib.parse import quote, urlencode
 
 from harness import AEROGRID, REPO, Deadline, Managed, ProcessError, log
 
-OPENAPI = REPO / "Sources" / "AeroGridServer" / "Resources" / "openapi.json"
+OPENAPI = REPO / "Sources" / "AeroGridAPI" / "openapi.json"
 
 
 def free_port() -> int:

@@ -1,0 +1,159 @@
+import AeroGridAPI
+import AeroGridCore
+import AeroGridRuntime
+import AeroGridStore
+import Foundation
+import Synchronization
+
+/// What the API does to apps, apart from HTTP: deploy, start, stop, restart and delete,
+/// each admitted against the tenant's quota; the app as the API describes it; its grids.
+/// Every change is announced on `events`, so discovery tells the clients.
+struct AppService: Sendable {
+    let store: Store
+    let bundles: BundleStore
+    let supervisor: AppSupervisor
+    let planner: AppPlanner
+    let events: AppEvents
+
+    /// The app, or "not found" (also for another tenant's app of that name).
+    func app(_ tenant: String, _ name: String) async throws -> AppRecord {
+        guard let app = try await store.app(tenant: tenant, name: name) else { throw APIError.notFound("no app '\(name.prefix(64))'") }
+        return app
+    }
+
+    /// Stores a bundle and deploys it as a new version (or the app's first); a running app
+    /// moves to it at once. Throws `BundleRefused` for a bundle that is not valid.
+    func deploy(_ bundle: Data, tenant: TenantRecord) async throws -> (app: AppRecord, created: Bool) {
+        guard let uid = tenant.hostUID else { throw APIError(.serviceUnavailable, "no_host_uid", "tenant \(tenant.name) has no host uid yet; try again") }
+        let stored = try bundles.store(bundle, owner: BundleOwner(tenantID: tenant.id, uid: uid))
+        // Kept from the bundle clean-up until the app's record names it.
+        defer { bundles.release(stored) }
+        let manifest = stored.manifest
+        let app: AppRecord
+        let created: Bool
+        do {
+            // Counted and inserted in one transaction: concurrent deploys cannot pass max_apps together.
+            (app, created) = try await store.deployApp(
+                tenant: tenant.name, name: manifest.name, bundleDigest: stored.digest, entrypoint: manifest.entrypoint,
+                runtime: manifest.runtime, maxApps: QuotaJSON.tenant(tenant.quota).maxApps)
+        } catch StoreConflict.tooManyApps(let count, let limit) {
+            bundles.removeUnused(keeping: try await store.bundlesInUse())
+            throw APIError.overQuota("tenant \(tenant.name) has \(count) apps, its quota (max_apps \(limit)); delete one first")
+        }
+        if app.desiredState == "running" {
+            let plan = try await planner.plan(app)
+            await supervisor.stop(tenant: tenant.name, name: app.name)
+            await supervisor.start(app, plan: plan)
+        }
+        events.announce(tenant: tenant.name, app: app.name)
+        bundles.removeUnused(keeping: try await store.bundlesInUse())
+        return (app, created)
+    }
+
+    /// Starts (or restarts) the app: admitted within the tenant's quota, its desired state
+    /// `running`.
+    func start(_ tenant: String, _ name: String, restart: Bool) async throws -> AppRecord {
+        let record = try await planner.tenant(tenant)
+        let limits = QuotaJSON.tenant(record.quota)
+        // Admitted and marked running in one transaction, against the tenant's apps as they
+        // are then: concurrent starts cannot pass the tenant's memory or CPU together.
+        let admitted = try await store.changeApp(tenant: tenant, name: name) { [planner] app, all in
+            try planner.admit(app, quota: planner.appQuota(app), within: limits, apps: all)
+            return ("running", app.quota)
+        }
+        guard let app = admitted else { throw APIError.notFound("no app '\(name.prefix(64))'") }
+        if restart { await supervisor.stop(tenant: tenant, name: app.name) }
+        await supervisor.start(app, plan: planner.plan(app, tenant: record))
+        events.announce(tenant: tenant, app: app.name)
+        return try await self.app(tenant, app.name)
+    }
+
+    func stop(_ tenant: String, _ name: String) async throws -> AppRecord {
+        try await store.setDesiredState(tenant: tenant, name: name, "stopped")
+        await supervisor.stop(tenant: tenant, name: name)
+        events.announce(tenant: tenant, app: name)
+        return try await app(tenant, name)
+    }
+
+    func delete(_ tenant: String, _ name: String) async throws {
+        await supervisor.remove(tenant: tenant, name: name)
+        try await store.deleteApp(tenant: tenant, name: name)
+        bundles.removeUnused(keeping: try await store.bundlesInUse())
+        events.announce(tenant: tenant, app: name)
+    }
+
+    /// Stops and removes every app of a tenant being deleted, with their cgroups.
+    func removeAll(of tenant: String) async throws {
+        let apps = try await store.apps(tenant: tenant).map(\.name)
+        await supervisor.removeTenant(tenant, apps: apps)
+    }
+
+    /// The app as the API shows it.
+    func describe(_ app: AppRecord) async -> Schemas.App {
+        let view = await supervisor.view(app)
+        let state: Schemas.App.StatePayload
+        if let status = view.status {
+            state = view.failure != nil ? .crashed : Schemas.App.StatePayload(rawValue: status.lifecycle.state.name) ?? .stopped
+        } else {
+            state = .created
+        }
+        let crash = view.status?.lifecycle.lastCrash
+        let quota = planner.appQuota(app)
+        return Schemas.App(
+            name: app.name, version: app.version, bundleDigest: app.bundleDigest, entrypoint: app.entrypoint, runtime: app.runtime,
+            desiredState: app.desiredState == "running" ? .running : .stopped, state: state,
+            crashReason: crash.flatMap { Schemas.App.CrashReasonPayload(rawValue: $0.code) },
+            lastCrash: view.failure ?? crash?.description, restarts: view.status?.lifecycle.restarts ?? 0, records: view.records,
+            lag: view.lag.map { Int(clamping: $0) },
+            usage: view.usage.map { Schemas.Usage(cpuSeconds: Double($0.cpuNanoseconds) / 1e9, memoryBytes: Int(clamping: $0.memoryBytes), pids: $0.pids) },
+            quota: Schemas.AppQuota(quota), createdAt: app.createdAt, updatedAt: app.updatedAt)
+    }
+
+    /// The app's grids: live from its runner, or from its last checkpoint when it has not
+    /// run since the server started.
+    func grids(_ app: AppRecord) async throws -> [String: GridSnapshotView] {
+        var views: [String: GridSnapshotView] = [:]
+        if let runner = await supervisor.runner(tenant: app.tenant, name: app.name) {
+            for name in runner.grids.gridNames {
+                guard let snapshot = runner.grids.snapshot(name) else { continue }
+                // Restored from a checkpoint and not yet declared by the app's hello: the
+                // columns are those the rows have.
+                let columns = snapshot.grid.columns.isEmpty ? Self.columns(of: snapshot.grid.rows) : snapshot.grid.columns
+                views[name] = GridSnapshotView(version: snapshot.grid.version, epoch: runner.grids.epoch, columns: columns, rows: snapshot.grid.rows)
+            }
+            return views
+        }
+        let checkpoint = try await store.loadCheckpoint(app: "\(app.tenant)/\(app.name)")
+        for (name, rows) in checkpoint.grids {
+            views[name] = GridSnapshotView(version: checkpoint.versions[name] ?? 0, epoch: checkpoint.epoch, columns: Self.columns(of: rows), rows: rows)
+        }
+        return views
+    }
+
+    private static func columns(of rows: [GridKey: GridRow]) -> [String] {
+        var columns = Set<String>()
+        for row in rows.values { columns.formUnion(row.keys) }
+        return columns.sorted()
+    }
+}
+
+/// Changes to apps, announced by whoever made them (the API's app service) and heard by
+/// discovery, which sends an event for each even when the app ends as it was (a stop and
+/// a start between two of its comparisons).
+final class AppEvents: Sendable {
+    private let listeners = Mutex<[@Sendable (_ tenant: String, _ app: String) -> Void]>([])
+
+    func listen(_ listener: @escaping @Sendable (_ tenant: String, _ app: String) -> Void) {
+        listeners.withLock { $0.append(listener) }
+    }
+
+    func announce(tenant: String, app: String) {
+        for listener in listeners.withLock({ $0 }) { listener(tenant, app) }
+    }
+}
+
+extension Schemas.AppQuota {
+    init(_ quota: AppQuota) {
+        self.init(memoryBytes: Int(clamping: quota.memoryBytes), cpus: quota.cpus, pids: quota.pids, gridRows: quota.gridRows)
+    }
+}

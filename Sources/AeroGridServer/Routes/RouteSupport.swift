@@ -1,0 +1,97 @@
+import AeroGridAPI
+import AeroGridCore
+import AeroGridStore
+import Foundation
+import Hummingbird
+
+/// A body of the API's JSON (APIJSON: keys sorted, nil written as null).
+func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+    JSONResponse.make(bytes: APIJSON.encode(value), status: status)
+}
+
+/// Reading request bodies: bounded in bytes and in time before anything is decoded.
+struct RequestBodies: Sendable {
+    /// How long a request body may take to arrive.
+    let timeout: Duration
+    /// A JSON body is at most this many bytes.
+    static let jsonLimit = 64 << 10
+
+    /// The request's body, at most `limit` bytes and within the body timeout.
+    func collect(_ request: Request, upTo limit: Int, what: String) async throws -> ByteBuffer {
+        let timeout = timeout
+        return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+            group.addTask { [request] in
+                var request = request
+                do {
+                    return try await request.collectBody(upTo: limit)
+                } catch {
+                    throw APIError.tooLarge("\(what) is larger than \(limit) bytes, the limit")
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let body = first else {
+                throw APIError(.requestTimeout, "timeout", "\(what) did not arrive within \(timeout)")
+            }
+            return body
+        }
+    }
+
+    /// The request's JSON body as `type` (a schema of openapi.json).
+    func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+        let body = try await collect(request, upTo: Self.jsonLimit, what: "the body")
+        do {
+            return try APIJSON.decode(type, from: body.readableBytesView)
+        } catch {
+            throw APIError.badRequest(error.message)
+        }
+    }
+}
+
+/// Audit entries for what a caller did.
+struct Auditor: Sendable {
+    let store: Store
+
+    /// An entry for the caller's own tenant.
+    func record(_ principal: Principal, _ action: String, target: String, _ context: APIContext, outcome: String = "ok") async throws {
+        try await store.audit(tenant: principal.tenant, tenantID: principal.tenantID, actor: principal.tokenID, action: action, target: target,
+                              source: context.source, outcome: outcome)
+    }
+
+    /// An entry about `tenant` (an operator's action on it).
+    func record(_ principal: Principal, tenant: TenantRecord, _ action: String, target: String, _ context: APIContext,
+                outcome: String = "ok") async throws {
+        try await store.audit(tenant: tenant.name, tenantID: tenant.id, actor: principal.tokenID, action: action, target: target,
+                              source: context.source, outcome: outcome)
+    }
+}
+
+extension Request {
+    /// A whole-number query parameter within `range`, or `value` when absent.
+    func queryInt(_ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
+        guard let text = uri.queryParameters[Substring(name)] else { return value }
+        guard let number = Int(text), range.contains(number) else {
+            throw APIError.badRequest("\(name) must be an integer from \(range.lowerBound) to \(range.upperBound), not '\(text.prefix(64))'")
+        }
+        return number
+    }
+
+    /// A true/false query parameter, false when absent.
+    func queryBool(_ name: String) throws -> Bool {
+        guard let text = uri.queryParameters[Substring(name)] else { return false }
+        switch text {
+        case "true", "1": return true
+        case "false", "0": return false
+        default: throw APIError.badRequest("\(name) must be true or false, not '\(text.prefix(64))'")
+        }
+    }
+}
+
+/// `name` when it is a valid resource name, else a refusal saying why.
+func validName(_ name: String, kind: String) throws -> String {
+    if let problem = ResourceName.problem(with: name) { throw APIError.badRequest("\(kind) '\(name.prefix(64))' is not valid: \(problem)") }
+    return name
+}

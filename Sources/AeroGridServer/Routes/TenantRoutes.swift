@@ -1,0 +1,91 @@
+import AeroGridAPI
+import AeroGridStore
+import Foundation
+import Hummingbird
+
+/// Tenants (operator): create, list, read, delete, and a new admin token for one.
+struct TenantRoutes: Sendable {
+    let store: Store
+    let apps: AppService
+    let bundles: BundleStore
+    let sessions: Sessions
+    let bodies: RequestBodies
+    let auditor: Auditor
+    /// Each new tenant gets a host uid of its own from this range.
+    let hostUIDs: ClosedRange<UInt32>
+
+    func register(on api: RouterGroup<APIContext>) {
+        api.post("tenants", use: create)
+        api.get("tenants") { _, context in
+            _ = try context.requireOperator()
+            return json(Schemas.TenantList(tenants: try await store.tenants().map(Schemas.Tenant.init)))
+        }
+        // A tenant whose admins lost their tokens gets a new admin token from an operator.
+        api.post("tenants/:tenant/tokens") { _, context in
+            let principal = try context.requireOperator()
+            let tenant = try await tenant(context)
+            let (token, secret) = TokenSecret.issue(tenant: tenant.name, name: "admin", role: .admin)
+            try await store.createToken(token)
+            try await auditor.record(principal, tenant: tenant, "token.create", target: token.id, context)
+            return json(Schemas.NewToken(token, secret: secret), status: .created)
+        }
+        api.get("tenants/:tenant") { _, context in
+            _ = try context.requireOperator()
+            return json(Schemas.Tenant(try await tenant(context)))
+        }
+        api.delete("tenants/:tenant", use: delete)
+    }
+
+    private func tenant(_ context: APIContext) async throws -> TenantRecord {
+        let name = try context.parameters.require("tenant")
+        guard let tenant = try await store.tenant(name) else { throw APIError.notFound("no tenant '\(name.prefix(64))'") }
+        return tenant
+    }
+
+    @Sendable private func create(_ request: Request, _ context: APIContext) async throws -> Response {
+        let principal = try context.requireOperator()
+        let body = try await bodies.decode(Schemas.CreateTenant.self, request)
+        let name = try validName(body.name, kind: "tenant name")
+        let topics = try body.topics.map { try TopicACL.validated($0) }
+        let (token, secret) = TokenSecret.issue(tenant: name, name: "admin", role: .admin)
+        let tenant: TenantRecord
+        do {
+            tenant = try await store.createTenant(name, firstToken: token, topics: topics?.json, hostUIDs: hostUIDs)
+        } catch StoreConflict.tenantExists {
+            throw APIError.conflict("tenant '\(name)' already exists")
+        } catch StoreConflict.nameRetired {
+            throw APIError(.conflict, "name_retired",
+                           "tenant name '\(name)' belonged to a deleted tenant; names are never given out again (its topics and audit stay its own): choose another")
+        } catch StoreConflict.noHostUID(let range) {
+            throw APIError(.serviceUnavailable, "no_host_uid",
+                           "every host uid of [sandbox] host_uids (\(range.lowerBound)-\(range.upperBound)) is taken; an operator must widen the range")
+        }
+        try await auditor.record(principal, tenant: tenant, "tenant.create", target: name, context)
+        return json(Schemas.TenantCreated(tenant: Schemas.Tenant(tenant), adminToken: Schemas.NewToken(token, secret: secret)), status: .created)
+    }
+
+    @Sendable private func delete(_ request: Request, _ context: APIContext) async throws -> Response {
+        let principal = try context.requireOperator()
+        let tenant = try await tenant(context)
+        try await apps.removeAll(of: tenant.name)
+        try await store.deleteTenant(tenant.name)
+        // Its streams and followed logs end now, not at their next request.
+        sessions.endTenant(tenant.id)
+        bundles.removeUnused(keeping: try await store.bundlesInUse())
+        try await auditor.record(principal, tenant: tenant, "tenant.delete", target: tenant.name, context)
+        return Response(status: .noContent)
+    }
+}
+
+extension Schemas.Tenant {
+    init(_ tenant: TenantRecord) {
+        self.init(id: tenant.id, name: tenant.name, createdAt: tenant.createdAt, apps: tenant.apps, hostUid: tenant.hostUID.map { Int($0) })
+    }
+}
+
+extension Schemas.NewToken {
+    init(_ token: Store.NewTokenRow, secret: String) {
+        self.init(id: token.id, name: token.name, role: Schemas.TenantRole(rawValue: token.role) ?? .viewer, tenant: token.tenant ?? "",
+                  secret: secret, createdAt: Date())
+    }
+}
