@@ -62,7 +62,8 @@ test-examples: build
 test-e2e: build
 	cd Tests/EndToEnd && $(PYTEST) -q -p no:cacheprovider $(PYTEST_ARGS)
 
-# Speed and memory, each next to its baseline (release builds; see docs/performance.md). Extra arguments: make bench BENCH_ARGS="--orders 480000".
+# Speed and memory, each next to its baseline (release builds; see docs/performance.md).
+# Extra arguments: make bench BENCH_ARGS="--orders 480000".
 bench: bench-runtime bench-sandbox bench-fanout bench-soak
 
 bench-runtime: deps
