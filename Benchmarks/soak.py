@@ -33,7 +33,6 @@ import secrets
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -44,8 +43,9 @@ HERE = Path(__file__).resolve()
 sys.path.insert(0, str(REPO / "Tests" / "Integration"))
 os.environ.setdefault("AEROGRID_BIN", str(REPO / ".build" / "release" / "aerogrid"))
 
-from harness import ORDERSAPP, TOPIC, KafkaCluster, Managed, log, raw_app_code  # noqa: E402
-from server import Server, expect, new_operator_token, poll, wait_state, zip_entries  # noqa: E402
+from harness import TOPIC, KafkaCluster, Managed, log, raw_app_code  # noqa: E402
+from server import Server, expect, new_operator_token, poll, wait_state  # noqa: E402
+from test_stream import bundle, cpu_seconds, orders_bundle, percentile, rss_bytes  # noqa: E402
 
 GRID = "product_sum"
 PROBE = "Probe"
@@ -76,30 +76,8 @@ while True:
 '''
 
 
-def bundle(name: str, code: str) -> bytes:
-    manifest = f'name = "{name}"\nentrypoint = "app.py"\nruntime = "python3.11"\n'
-    return zip_entries([("app.toml", manifest.encode()), ("app.py", code.encode())])
-
-
 def raw_app(name: str, body: str) -> bytes:
     return bundle(name, raw_app_code(name, body))
-
-
-def proc_value(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list, fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,7 +277,7 @@ def one_run(directory: Path, seconds: float, clients: int, rate: int) -> dict:
 
         good_name, good_token = tenant("good")
         good = server.client(good_token)
-        expect(good.deploy(bundle("ordersapp", (ORDERSAPP / "app.py").read_text())), 201)
+        expect(good.deploy(orders_bundle("ordersapp")), 201)
         expect(good.action("ordersapp", "start"), 200)
         wait_state(good, "ordersapp", "running")
         bad_name, bad_token = tenant("hostile")
@@ -310,7 +288,7 @@ def one_run(directory: Path, seconds: float, clients: int, rate: int) -> dict:
         def sample() -> None:
             while not sampling.is_set():
                 try:
-                    samples.append((time.monotonic(), proc_value(pid, "VmRSS") * 1024, cpu_seconds(pid)))
+                    samples.append((time.monotonic(), rss_bytes(pid), cpu_seconds(pid)))
                 except OSError:
                     return
                 sampling.wait(0.25)
@@ -355,6 +333,9 @@ def one_run(directory: Path, seconds: float, clients: int, rate: int) -> dict:
 
         def stats(span: tuple) -> dict:
             latencies = window(watched["seen"], produced["probes"], *span)
+            # A window with no probe seen would make the ratio NaN, which no bound catches.
+            if not latencies:
+                raise SystemExit(f"soak: no probe was seen by the clients between {span[0]:.0f} and {span[1]:.0f} s")
             inside = [s for s in samples if span[0] <= s[0] <= span[1]]
             return {"p50_ms": percentile(latencies, 0.5) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
                     "observations": len(latencies), "rss_max_mib": max(s[1] for s in inside) / 2**20,
@@ -426,6 +407,8 @@ def main() -> int:
         problems.append("the server went down")
     if not all(r["grid_exact"] for r in results):
         problems.append("the good tenant's grid was not exact")
+    if not all(r["clients_exact"] == f"{args.clients}/{args.clients}" for r in results):
+        problems.append("a good client's copy of the grid was not exact")
     if rss > RSS_BOUND >> 20:
         problems.append(f"the server's RSS reached {rss:.0f} MiB")
     if median > RATIO_BOUND:

@@ -13,7 +13,6 @@ public final class StreamConnection: Sendable {
     /// connection is counted and found by: a revoked token or a deleted tenant closes it).
     public let tenant: String
     public let tenantID: String
-    public let tokenID: String
     private let send: @Sendable ([UInt8]) async throws -> Void
     /// Drops the transport at once, without waiting for the client (which may not read).
     private let disconnect: @Sendable (String) -> Void
@@ -27,13 +26,12 @@ public final class StreamConnection: Sendable {
     /// Control messages (answers, errors, app events) that may wait for the client, in bytes.
     public let replyBytes: Int
 
-    public init(tenant: String, tenantID: String, tokenID: String, replyBytes: Int = 1 << 20,
+    public init(tenant: String, tenantID: String, replyBytes: Int = 1 << 20,
                 send: @escaping @Sendable ([UInt8]) async throws -> Void,
                 disconnect: @escaping @Sendable (String) -> Void = { _ in }) {
         self.tenant = tenant
         self.replyBytes = replyBytes
         self.tenantID = tenantID
-        self.tokenID = tokenID
         self.send = send
         self.disconnect = disconnect
         (signals, signal) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))

@@ -1,3 +1,4 @@
+import AeroGridCore
 public import Foundation
 import Logging
 import Synchronization
@@ -91,7 +92,7 @@ public final class AppLog: Sendable {
     }
 
     func append(_ text: String, source: String, level: Logger.Level = .info) {
-        let text = Self.truncated(text, toBytes: limits.lineBytes)
+        let text = text.cut(toBytes: limits.lineBytes)
         let bytes = text.utf8.count
         let line = Line(time: Date(), source: source, level: level.rawValue, text: text)
         let (forward, dropped) = state.withLock { state -> (Bool, Int) in
@@ -134,16 +135,6 @@ public final class AppLog: Sendable {
     func droppedFrames(_ count: Int, bytes: Int) {
         append("\(count) log frames (\(bytes) bytes) were dropped: a log frame may be \(limits.frameBytes) bytes, and at most "
                + "\(limits.linesPerSecond) of them and \(limits.frameBytesPerSecond) bytes a second are read", source: "supervisor", level: .warning)
-    }
-
-    /// `text` cut to at most `limit` UTF-8 bytes on a Unicode scalar boundary, with "…"
-    /// after a cut. Counted in bytes: a single Character can be megabytes long.
-    static func truncated(_ text: String, toBytes limit: Int) -> String {
-        let utf8 = text.utf8
-        guard utf8.count > limit else { return text }
-        var end = utf8.index(utf8.startIndex, offsetBy: max(0, limit))
-        while end > utf8.startIndex && UTF8.isContinuation(utf8[end]) { end = utf8.index(before: end) }
-        return String(decoding: utf8[..<end], as: UTF8.self) + "…"
     }
 
     /// The most recent lines, oldest first.

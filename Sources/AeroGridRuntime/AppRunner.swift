@@ -200,16 +200,16 @@ public final class AppRunner: Sendable {
         let producer = self.producer.withLock { $0 }
         for error in errors {
             // The app chose these texts: bounded before they are logged or produced.
-            let message = AppLog.truncated(error.error, toBytes: 16 << 10)
+            let message = error.error.cut(toBytes: 16 << 10)
             log.append("record \(error.topic)/\(error.partition)@\(error.offset) failed (\(error.kind)): \(message) (sent to \(deadLetterTopic))",
                        source: "supervisor", level: .warning)
             let original = byPosition["\(error.topic)/\(error.partition)/\(error.offset)"]
             let headers = (original?.headers ?? []).map { KafkaHeader($0.0, $0.1) } + [
-                KafkaHeader("aerogrid.error.kind", Array(AppLog.truncated(error.kind, toBytes: 256).utf8)),
-                KafkaHeader("aerogrid.error.handler", Array(AppLog.truncated(error.handler ?? "", toBytes: 256).utf8)),
+                KafkaHeader("aerogrid.error.kind", Array(error.kind.cut(toBytes: 256).utf8)),
+                KafkaHeader("aerogrid.error.handler", Array((error.handler ?? "").cut(toBytes: 256).utf8)),
                 KafkaHeader("aerogrid.error.message", Array(message.utf8)),
-                KafkaHeader("aerogrid.error.traceback", Array(AppLog.truncated(error.traceback, toBytes: 64 << 10).utf8)),
-                KafkaHeader("aerogrid.source.topic", Array(error.topic.utf8)),
+                KafkaHeader("aerogrid.error.traceback", Array(error.traceback.cut(toBytes: 64 << 10).utf8)),
+                KafkaHeader("aerogrid.source.topic", Array(error.topic.cut(toBytes: 249).utf8)),
                 KafkaHeader("aerogrid.source.partition", Array(String(error.partition).utf8)),
                 KafkaHeader("aerogrid.source.offset", Array(String(error.offset).utf8)),
             ]

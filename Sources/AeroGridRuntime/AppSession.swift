@@ -141,13 +141,13 @@ final class AppSession: Sendable {
                 try Self.checkPending(state, adding: state.updates.count,
                                       limit: limits.gridRows + Int(state.inFlight.first?.records ?? 0) * state.streams, what: "grid-updates")
                 guard let columns = state.columns[update.grid] else {
-                    throw ProtocolViolation("a grid-update for undeclared grid '\(update.grid.prefix(64))'")
+                    throw ProtocolViolation("a grid-update for undeclared grid '\(update.grid.cut(toBytes: 64))'")
                 }
                 if case .string(let key) = update.key, key.utf8.count > limits.keyBytes {
                     throw ProtocolViolation("grid '\(update.grid)' got a key of \(key.utf8.count) bytes; a key is at most \(limits.keyBytes)")
                 }
                 if let row = update.row, let unknown = row.keys.first(where: { !columns.contains($0) }) {
-                    throw ProtocolViolation("grid '\(update.grid)' has no column '\(unknown.prefix(64))'")
+                    throw ProtocolViolation("grid '\(update.grid)' has no column '\(unknown.cut(toBytes: 64))'")
                 }
                 try hold(&state, bytes + 128 + 64 * (update.row?.count ?? 0))
                 state.updates.append((update.grid, update.key, update.row))
@@ -157,7 +157,7 @@ final class AppSession: Sendable {
                 // Up to 16 records produced per record read: a fan-out, not a flood.
                 try Self.checkPending(state, adding: state.produced.count, limit: 16 * Int(state.inFlight.first?.records ?? 0), what: "produce frames")
                 guard state.produces.contains(request.topic) else {
-                    throw ProtocolViolation("a produce to '\(request.topic.prefix(255))', which hello did not declare")
+                    throw ProtocolViolation("a produce to '\(request.topic.cut(toBytes: 255))', which hello did not declare")
                 }
                 try hold(&state, bytes + 128 + 64 * request.headers.count)
                 state.produced.append(request)
@@ -200,7 +200,7 @@ final class AppSession: Sendable {
         var names = Set<String>()
         for grid in hello.grids {
             if let problem = ResourceName.problem(with: grid.name) {
-                throw ProtocolViolation("grid name '\(grid.name.prefix(64))' is not valid: \(problem)")
+                throw ProtocolViolation("grid name '\(grid.name.cut(toBytes: 64))' is not valid: \(problem)")
             }
             guard names.insert(grid.name).inserted else { throw ProtocolViolation("hello declares grid '\(grid.name)' twice") }
             guard !grid.columns.isEmpty, grid.columns.count <= limits.columnsPerGrid else {
@@ -219,7 +219,7 @@ final class AppSession: Sendable {
         }
         let topics = hello.topics.map(\.name) + hello.streams.map(\.topic) + hello.produces
         if let long = topics.first(where: { $0.isEmpty || $0.utf8.count > 249 }) {
-            throw ProtocolViolation("topic name '\(long.prefix(64))…' is not 1 to 249 bytes long")
+            throw ProtocolViolation("topic name '\(long.cut(toBytes: 64))…' is not 1 to 249 bytes long")
         }
     }
 

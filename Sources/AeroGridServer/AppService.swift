@@ -17,14 +17,14 @@ struct AppService: Sendable {
 
     /// The app, or "not found" (also for another tenant's app of that name).
     func app(_ tenant: String, _ name: String) async throws -> AppRecord {
-        guard let app = try await store.app(tenant: tenant, name: name) else { throw APIError.notFound("no app '\(name.prefix(64))'") }
+        guard let app = try await store.app(tenant: tenant, name: name) else { throw APIError.notFound("no app '\(name.cut(toBytes: 64))'") }
         return app
     }
 
     /// Stores a bundle and deploys it as a new version (or the app's first); a running app
     /// moves to it at once. Throws `BundleRefused` for a bundle that is not valid.
     func deploy(_ bundle: Data, tenant: TenantRecord) async throws -> (app: AppRecord, created: Bool) {
-        guard let uid = tenant.hostUID else { throw APIError(.serviceUnavailable, "no_host_uid", "tenant \(tenant.name) has no host uid yet; try again") }
+        guard let uid = tenant.hostUID else { throw APIError(.serviceUnavailable, .noHostUid, "tenant \(tenant.name) has no host uid yet; try again") }
         let stored = try bundles.store(bundle, owner: BundleOwner(tenantID: tenant.id, uid: uid))
         // Kept from the bundle clean-up until the app's record names it.
         defer { bundles.release(stored) }
@@ -41,7 +41,7 @@ struct AppService: Sendable {
             throw APIError.overQuota("tenant \(tenant.name) has \(count) apps, its quota (max_apps \(limit)); delete one first")
         }
         if app.desiredState == "running" {
-            let plan = try await planner.plan(app)
+            let plan = planner.plan(app, tenant: tenant)
             await supervisor.stop(tenant: tenant.name, name: app.name)
             await supervisor.start(app, plan: plan)
         }
@@ -61,7 +61,7 @@ struct AppService: Sendable {
             try planner.admit(app, quota: planner.appQuota(app), within: limits, apps: all)
             return ("running", app.quota)
         }
-        guard let app = admitted else { throw APIError.notFound("no app '\(name.prefix(64))'") }
+        guard let app = admitted else { throw APIError.notFound("no app '\(name.cut(toBytes: 64))'") }
         if restart { await supervisor.stop(tenant: tenant, name: app.name) }
         await supervisor.start(app, plan: planner.plan(app, tenant: record))
         events.announce(tenant: tenant, app: app.name)
@@ -109,12 +109,12 @@ struct AppService: Sendable {
             quota: Schemas.AppQuota(quota), createdAt: app.createdAt, updatedAt: app.updatedAt)
     }
 
-    /// The app's grids: live from its runner, or from its last checkpoint when it has not
-    /// run since the server started.
-    func grids(_ app: AppRecord) async throws -> [String: GridSnapshotView] {
+    /// The app's grids (or only the one named `only`): live from its runner, or from its
+    /// last checkpoint when it has not run since the server started.
+    func grids(_ app: AppRecord, only: String? = nil) async throws -> [String: GridSnapshotView] {
         var views: [String: GridSnapshotView] = [:]
         if let runner = await supervisor.runner(tenant: app.tenant, name: app.name) {
-            for name in runner.grids.gridNames {
+            for name in only.map({ [$0] }) ?? runner.grids.gridNames {
                 guard let snapshot = runner.grids.snapshot(name) else { continue }
                 // Restored from a checkpoint and not yet declared by the app's hello: the
                 // columns are those the rows have.
@@ -124,7 +124,7 @@ struct AppService: Sendable {
             return views
         }
         let checkpoint = try await store.loadCheckpoint(app: "\(app.tenant)/\(app.name)")
-        for (name, rows) in checkpoint.grids {
+        for (name, rows) in checkpoint.grids where only == nil || only == name {
             views[name] = GridSnapshotView(version: checkpoint.versions[name] ?? 0, epoch: checkpoint.epoch, columns: Self.columns(of: rows), rows: rows)
         }
         return views

@@ -13,7 +13,6 @@ import Synchronization
 /// new watchers asked for and the events for the others, so a list and the events after it
 /// are always consecutive states: nothing falls between them.
 final class AppWatcher: Sendable {
-    private let store: Store
     private let hub: FanoutHub
     private let apps: AppService
     private struct Watching {
@@ -34,7 +33,6 @@ final class AppWatcher: Sendable {
     static let interval = Duration.milliseconds(250)
 
     init(hub: FanoutHub, apps: AppService) {
-        self.store = apps.store
         self.hub = hub
         self.apps = apps
         (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -87,7 +85,7 @@ final class AppWatcher: Sendable {
         for tenant in tenants {
             // Taken before the apps are described, so the description is from after the change.
             let touched = watching.withLock { $0.touched.removeValue(forKey: tenant) } ?? []
-            guard let apps = try? await store.apps(tenant: tenant) else {
+            guard let apps = try? await self.apps.store.apps(tenant: tenant) else {
                 watching.withLock { $0.touched[tenant, default: []].formUnion(touched) }
                 continue
             }

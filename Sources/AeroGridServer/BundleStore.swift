@@ -164,8 +164,12 @@ public final class BundleStore: Sendable {
             where !used.contains("\(tenant)/\(digest)") && !busy.contains("\(tenant)/\(digest)") {
                 removeTree("\(tenantDirectory)/\(digest)")
             }
-            // Empty now: gone (rmdir refuses a directory that is not).
-            if !busy.contains(where: { $0.hasPrefix(tenant + "/") }) { rmdir(tenantDirectory) }
+            // Empty now: gone (rmdir refuses a directory that is not). Decided under the
+            // reservations' lock: a deploy reserves before it makes the directory, so it
+            // either stops the removal here or makes the directory again after it.
+            reserved.withLock { table in
+                if !table.keys.contains(where: { $0.hasPrefix(tenant + "/") }) { rmdir(tenantDirectory) }
+            }
         }
     }
 
@@ -196,7 +200,7 @@ public final class BundleStore: Sendable {
 
     private func check(_ entry: ZipArchive.Entry) throws(BundleRefused) {
         let name = entry.name
-        let shown = "entry '\(name.prefix(200))'"
+        let shown = "entry '\(name.cut(toBytes: 200))'"
         guard !name.isEmpty else { throw BundleRefused("an entry has an empty name") }
         guard !name.hasPrefix("/"), !name.contains("\\"), !(name.count > 1 && name.dropFirst().first == ":") else {
             throw BundleRefused("\(shown) has an absolute path; entries must be relative to the bundle's root")
@@ -235,10 +239,10 @@ public final class BundleStore: Sendable {
             try makeDirectory((target as NSString).deletingLastPathComponent, for: name)
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory) {
-                throw BundleRefused("entry '\(name.prefix(200))' appears twice in the bundle\(isDirectory.boolValue ? " (as a directory and as a file)" : "")")
+                throw BundleRefused("entry '\(name.cut(toBytes: 200))' appears twice in the bundle\(isDirectory.boolValue ? " (as a directory and as a file)" : "")")
             }
             let fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-            guard fd >= 0 else { throw BundleRefused("entry '\(name.prefix(200))' could not be written") }
+            guard fd >= 0 else { throw BundleRefused("entry '\(name.cut(toBytes: 200))' could not be written") }
             defer { close(fd) }
             // Counted as it is inflated: the sizes the archive states are not trusted.
             let allowed = max(entry.compressedSize.multipliedReportingOverflow(by: limits.maxRatio).partialValue, 1 << 20)
@@ -247,7 +251,7 @@ public final class BundleStore: Sendable {
                 written += chunk.count
                 expanded += chunk.count
                 if written > allowed {
-                    throw BundleRefused("entry '\(name.prefix(200))' expands more than \(limits.maxRatio) times its compressed size (\(entry.compressedSize) bytes): refused as a zip bomb")
+                    throw BundleRefused("entry '\(name.cut(toBytes: 200))' expands more than \(limits.maxRatio) times its compressed size (\(entry.compressedSize) bytes): refused as a zip bomb")
                 }
                 if expanded > limits.maxExpandedBytes {
                     throw BundleRefused("the bundle expands beyond \(limits.maxExpandedBytes >> 20) MiB; the limit is \(limits.maxExpandedBytes) bytes in all")
@@ -256,7 +260,7 @@ public final class BundleStore: Sendable {
                 while offset < chunk.count {
                     let count = write(fd, chunk.baseAddress! + offset, chunk.count - offset)
                     if count < 0 && errno == EINTR { continue }
-                    guard count > 0 else { throw BundleRefused("entry '\(name.prefix(200))' could not be written") }
+                    guard count > 0 else { throw BundleRefused("entry '\(name.cut(toBytes: 200))' could not be written") }
                     offset += count
                 }
             }
@@ -268,14 +272,14 @@ public final class BundleStore: Sendable {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else {
-                throw BundleRefused("entry '\(name.prefix(200))' is inside a path that is also a file in the bundle")
+                throw BundleRefused("entry '\(name.cut(toBytes: 200))' is inside a path that is also a file in the bundle")
             }
             return
         }
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
-            throw BundleRefused("entry '\(name.prefix(200))' could not be unpacked (a file and a directory of the same name, or a path too long)")
+            throw BundleRefused("entry '\(name.cut(toBytes: 200))' could not be unpacked (a file and a directory of the same name, or a path too long)")
         }
     }
 

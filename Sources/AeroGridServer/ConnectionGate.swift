@@ -151,9 +151,6 @@ final class ConnectionGate: Sendable {
     var counts: (anonymous: Int, perTenant: [String: Int], refused: Int) {
         state.withLock { ($0.anonymous, $0.perTenant, $0.refused) }
     }
-
-    /// A tenant's open authenticated connections.
-    func connections(tenantID: String) -> Int { state.withLock { $0.perTenant[tenantID] ?? 0 } }
 }
 
 /// Puts a `ConnectionGuard` in front of a listener's HTTP (or WebSocket) pipeline, after

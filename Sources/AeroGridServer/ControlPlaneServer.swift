@@ -196,8 +196,6 @@ final class KafkaReadiness: Sendable {
         var probe: Task<Bool, Never>?
     }
     private let state = Mutex(State())
-    /// Probes started so far (a test counts them).
-    let probes = Atomic<Int>(0)
 
     init(configuration: KafkaConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -218,7 +216,6 @@ final class KafkaReadiness: Sendable {
     }
 
     private func ask() async -> Bool {
-        probes.add(1, ordering: .relaxed)
         var ready = true
         do {
             let admin = try KafkaAdmin(configuration: configuration, logger: logger)

@@ -174,7 +174,7 @@ public struct TopicACL: Sendable, Equatable {
             let allowed = name.unicodeScalars.allSatisfy {
                 ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "." || $0 == "_" || $0 == "-"
             }
-            guard !rule.isEmpty, rule.count <= 249, allowed, !name.contains("*") else {
+            guard !rule.isEmpty, rule.utf8.count <= 249, allowed, !name.contains("*") else {
                 throw APIError.badRequest("topic rule '\(rule)' is not valid: a topic name, or a prefix ending in '*' (letters, digits, '.', '_', '-')")
             }
         }

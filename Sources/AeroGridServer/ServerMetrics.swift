@@ -78,15 +78,15 @@ public final class ServerMetrics: Sendable {
         registry.makeGauge(name: "aerogrid_stream_subscriptions", help: "Grid subscriptions on the stream").set(Double(stream.subscriptions))
         registry.makeGauge(name: "aerogrid_stream_connections_not_writable", help: "Stream connections whose client has not read for 5 s or more")
             .set(Double(stream.blocked))
-        let (ticks, refused) = (hub?.stats.tickCount ?? 0, gate?.counts.refused ?? 0)
+        let connections = gate?.counts
+        let (ticks, refused) = (hub?.stats.tickCount ?? 0, connections?.refused ?? 0)
         let (newTicks, newRefused) = counted.withLock { counted in
             defer { counted = (ticks, refused) }
             return (ticks - counted.ticks, refused - counted.refused)
         }
         registry.makeCounter(name: "aerogrid_stream_ticks_total", help: "Ticks of the stream's subscription groups (each after a grid change)")
             .increment(by: Int64(newTicks))
-        if let gate {
-            let counts = gate.counts
+        if let counts = connections {
             registry.makeGauge(name: "aerogrid_http_connections_anonymous", help: "Open connections that have not authenticated a request")
                 .set(Double(counts.anonymous))
             registry.makeGauge(name: "aerogrid_http_connections_authenticated", help: "Open connections counted against a tenant's max_connections")

@@ -37,8 +37,6 @@ final class Sessions: Sendable {
         end(where: { $0.tenantID == tenantID }, reason: "the tenant was deleted")
     }
 
-    var count: Int { table.withLock { $0.sessions.count } }
-
     private func end(where matches: (Session) -> Bool, reason: String) {
         let ended = table.withLock { table in
             let ids = table.sessions.filter { matches($0.value) }.map(\.key)

@@ -139,7 +139,7 @@ public final class StreamGateway: Sendable {
             try? await outbound.close(.policyViolation, reason: "over quota")
             return
         }
-        let connection = StreamConnection(tenant: tenant, tenantID: tenantID, tokenID: principal.tokenID, replyBytes: limits.replyBytes,
+        let connection = StreamConnection(tenant: tenant, tenantID: tenantID, replyBytes: limits.replyBytes,
                                           send: reply) { [logger] reason in
             // At once, without a close handshake: the client may not be reading.
             logger.info("stream from \(remote) closed: \(reason)")
@@ -190,8 +190,11 @@ public final class StreamGateway: Sendable {
         var bytes: [UInt8] = []
         var size = 0
         while let frame = try await frames.next() {
-            size += frame.data.readableBytes
-            if size <= limits.messageBytes { bytes += frame.data.readableBytesView }
+            // Counted only up to the limit: a message that never ends cannot overflow it.
+            if size <= limits.messageBytes {
+                size += frame.data.readableBytes
+                if size <= limits.messageBytes { bytes += frame.data.readableBytesView }
+            }
             guard frame.fin else { continue }
             return size > limits.messageBytes ? .tooLarge(size) : .message(bytes)
         }

@@ -1,3 +1,4 @@
+import AeroGridCore
 import Crypto
 public import AeroGridStore
 import Foundation
@@ -34,8 +35,7 @@ enum TokenSecret {
     }
 
     static func newID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return "tok_" + (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        RandomID.make(prefix: "tok_")
     }
 
     /// A new token: the row to store (its secret only as a hash) and the secret to show once.

@@ -1,3 +1,4 @@
+import AeroGridCore
 import CLibZ
 
 /// A zip archive held in memory, read without trusting any number in it. Every offset,
@@ -108,7 +109,7 @@ struct ZipArchive {
         guard let name = String(validating: nameBytes, as: UTF8.self) else {
             throw BundleRefused("an entry's name is not valid UTF-8")
         }
-        let shown = "entry '\(name.prefix(200))'"
+        let shown = "entry '\(name.cut(toBytes: 200))'"
         guard flags & 0x0800 != 0 || nameBytes.allSatisfy({ $0 < 0x80 }) else {
             throw BundleRefused("\(shown) has a name that is neither ASCII nor marked UTF-8")
         }
@@ -194,7 +195,7 @@ struct ZipArchive {
     /// `consume` may throw to stop early (a size limit). Checks the CRC-32 and the size the
     /// central directory states.
     func extract(_ entry: Entry, _ consume: (UnsafeRawBufferPointer) throws(BundleRefused) -> Void) throws(BundleRefused) {
-        let shown = "entry '\(entry.name.prefix(200))'"
+        let shown = "entry '\(entry.name.cut(toBytes: 200))'"
         let damaged = BundleRefused("\(shown) is damaged (its data does not match its CRC-32 or size); zip the app again")
         var checksum: UInt = 0
         var produced = 0
@@ -206,7 +207,7 @@ struct ZipArchive {
 
     private func unpack(_ entry: Entry, from archive: UnsafeRawBufferPointer, checksum: inout UInt, produced: inout Int,
                          _ consume: (UnsafeRawBufferPointer) throws(BundleRefused) -> Void) throws(BundleRefused) {
-        let shown = "entry '\(entry.name.prefix(200))'"
+        let shown = "entry '\(entry.name.cut(toBytes: 200))'"
         let damaged = BundleRefused("\(shown) is damaged (its data does not match its CRC-32 or size); zip the app again")
         do {
             let data = UnsafeRawBufferPointer(rebasing: archive[entry.dataOffset..<(entry.dataOffset + entry.compressedSize)])

@@ -1,3 +1,4 @@
+import AeroGridCore
 public import Foundation
 import GRDB
 
@@ -177,7 +178,7 @@ extension Store {
                 throw StoreConflict.nameRetired
             }
             let uid = try Self.nextHostUID(db, in: hostUIDs)
-            let id = "ten_" + (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+            let id = RandomID.make(prefix: "ten_")
             try db.execute(sql: "INSERT INTO tenants (id, name, created_at, topics, host_uid) VALUES (?, ?, ?, ?, ?)",
                            arguments: [id, name, Date().timeIntervalSince1970, topics, Int64(uid)])
             try insertToken(db, firstToken)

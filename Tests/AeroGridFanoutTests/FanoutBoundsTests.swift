@@ -9,7 +9,7 @@ import Testing
 /// are bounded in bytes.
 @Suite struct FanoutBoundsTests {
     private func connection(sent: Sent = Sent(), disconnected: Sent = Sent(), tenantID: String = "ten_a") -> StreamConnection {
-        StreamConnection(tenant: "a", tenantID: tenantID, tokenID: "tok_a", send: { message in sent.add(message.count) },
+        StreamConnection(tenant: "a", tenantID: tenantID, send: { message in sent.add(message.count) },
                          disconnect: { _ in disconnected.add(1) })
     }
 
@@ -62,6 +62,8 @@ import Testing
         try await Task.sleep(for: .milliseconds(300))
         let (entries, bytes) = feed.state.withLock { ($0.log.count, $0.logBytes) }
         #expect(bytes <= 2 * GridFeed.logByteCapacity, "the log holds \(bytes) bytes in \(entries) entries")
+        // It was filled (and trimmed), not left empty.
+        #expect(bytes >= GridFeed.logByteCapacity / 2, "the log holds \(bytes) bytes in \(entries) entries")
         #expect(feed.state.withLock { $0.log.allSatisfy { ($0.columns?.count ?? 0) <= GridFeed.columnsLogged } })
         hub.disconnect(client)
     }
@@ -88,7 +90,7 @@ import Testing
     /// waited per connection.
     @Test func repliesAClientDoesNotReadAreBoundedInBytes() async throws {
         let disconnected = Sent()
-        let stuck = StreamConnection(tenant: "a", tenantID: "ten_a", tokenID: "tok_a", send: { _ in
+        let stuck = StreamConnection(tenant: "a", tenantID: "ten_a", send: { _ in
             try await Task.sleep(for: .seconds(3600))  // the client never reads
         }, disconnect: { _ in disconnected.add(1) })
         let writer = Task { await stuck.run() }
@@ -101,7 +103,11 @@ import Testing
             stuck.enqueue(reply)
             sent += 1
         }
-        while stuck.blockedFor == nil { try await Task.sleep(for: .milliseconds(1)) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while stuck.blockedFor == nil {
+            try #require(ContinuousClock.now < deadline, "the writer never waited on the client")
+            try await Task.sleep(for: .milliseconds(1))
+        }
         while !stuck.isClosed && sent < 1_000 {
             stuck.enqueue(reply)
             sent += 1

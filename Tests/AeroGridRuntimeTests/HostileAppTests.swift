@@ -39,7 +39,7 @@ import Testing
     @Test func cuttingNeverSplitsAScalar() {
         for text in ["héllo wörld", String(repeating: "€", count: 10), "🇫🇷🇩🇪", "ab"] {
             for limit in 0...12 {
-                let cut = AppLog.truncated(text, toBytes: limit)
+                let cut = text.cut(toBytes: limit)
                 #expect(!cut.contains("\u{FFFD}"))
                 #expect(cut == text || cut.utf8.count <= limit + 3)
             }

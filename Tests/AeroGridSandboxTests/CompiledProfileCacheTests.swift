@@ -14,7 +14,7 @@ import Testing
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
         let real = try CompiledProfile.load(path: profile, cacheDirectory: directory).filter.program
         let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".bpf") }
-        #expect(files.count == 1, "the first load writes its entry")
+        try #require(files.count == 1, "the first load writes its entry")
         let file = "\(directory)/\(files[0])"
         let text = try Data(contentsOf: URL(fileURLWithPath: file))
         let header = text.prefix(through: text.firstIndex(of: UInt8(ascii: "\n"))!)

@@ -23,9 +23,7 @@ import json
 import os
 import re
 import secrets
-import shutil
 import socket
-import struct
 import subprocess
 import threading
 import time
@@ -36,7 +34,7 @@ import pytest
 
 from harness import TOPIC, KafkaCluster, Orders, log, produce, raw_app_code
 from server import Client, Server, expect, free_port, new_operator_token, poll, wait_state
-from test_stream import StreamClient, bundle, orders_bundle, websockets_sync
+from test_stream import StreamClient, bundle, cpu_seconds, orders_bundle, rss_bytes, websockets_sync
 
 APP = "ordersapp"
 GRID = "product_sum"
@@ -103,15 +101,6 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def rss(pid: int) -> int:
-    return int(proc_status(pid, "VmRSS").split()[0]) * 1024
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def metric(client: Client, name: str) -> float:
     text = expect(client.get("/metrics", headers={"Accept": "text/plain"}), 200).text
     found = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ") or line.startswith(name + "{")]
@@ -171,13 +160,13 @@ def test_an_app_log_of_8_mib_characters_is_bounded_in_bytes(hard):
     expect(tenant.admin.deploy(bundle("grapheme", raw_app_code("grapheme", GRAPHEME_BODY))), 201)
     pid = hard.server.pid
     stderr_before = (hard.server.directory / f"{hard.server.name}.stderr").stat().st_size
-    rss_before = rss(pid)
+    rss_before = rss_bytes(pid)
     expect(tenant.admin.action("grapheme", "start"), 200)
     peak = rss_before
 
     def lines():
         nonlocal peak
-        peak = max(peak, rss(pid))
+        peak = max(peak, rss_bytes(pid))
         return expect(tenant.admin.get("/api/v1/apps/grapheme/logs", query={"tail": 10_000}, timeout=30), 200)
 
     # The log frames come first: dropped unread, with a note of how many.
@@ -507,7 +496,7 @@ def test_replies_a_client_never_reads_are_bounded(hard):
     for index in range(20):  # so that each `apps` answer is about 15 KiB
         expect(tenant.admin.deploy(orders_bundle(f"app{index}")), 201)
     url = f"ws://{hard.server.host}:{hard.server.port}/api/v1/stream"
-    before = rss(hard.server.pid)
+    before = rss_bytes(hard.server.pid)
     sockets = []
     try:
         for _ in range(10):
@@ -524,7 +513,7 @@ def test_replies_a_client_never_reads_are_bounded(hard):
             for _ in range(256):
                 ws.send(json.dumps({"op": "ping", "id": long_id}))
         time.sleep(4)  # answered at 100 operations a second per connection
-        grown = rss(hard.server.pid) - before
+        grown = rss_bytes(hard.server.pid) - before
         log(f"unread replies: the server grew {grown >> 20} MiB")
         assert grown < 40 << 20, f"the server grew {grown >> 20} MiB for ten clients that do not read"
         # One that asks for the apps list, again and again, without reading, is closed.

@@ -7,8 +7,6 @@ import Hummingbird
 /// tenant's app is "not found", never "forbidden".
 struct AppRoutes: Sendable {
     let apps: AppService
-    let planner: AppPlanner
-    let bundles: BundleStore
     let bodies: RequestBodies
     let auditor: Auditor
 
@@ -48,9 +46,9 @@ struct AppRoutes: Sendable {
         do {
             body = try await bodies.collect(request, upTo: context.maxUploadSize, what: "the bundle")
         } catch let error as APIError where error.status == .contentTooLarge {
-            throw APIError.tooLarge("the bundle is larger than \(bundles.limits.maxUploadBytes >> 20) MiB, the limit")
+            throw APIError.tooLarge("the bundle is larger than \(apps.bundles.limits.maxUploadBytes >> 20) MiB, the limit")
         }
-        let record = try await planner.tenant(tenant)
+        let record = try await apps.planner.tenant(tenant)
         do {
             let (app, created) = try await apps.deploy(Data(buffer: body), tenant: record)
             try await auditor.record(principal, "app.deploy", target: app.name, context, outcome: "ok: version \(app.version)")

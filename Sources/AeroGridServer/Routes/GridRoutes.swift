@@ -27,18 +27,18 @@ struct GridRoutes: Sendable {
         let name = try context.parameters.require("grid")
         let format = request.uri.queryParameters["format"].map(String.init)
         guard format == nil || format == "json" || format == "csv" else {
-            throw APIError.badRequest("format must be json or csv, not '\(format!.prefix(64))'")
+            throw APIError.badRequest("format must be json or csv, not '\(format!.cut(toBytes: 64))'")
         }
         // A slot per connection, held until it closes: the server holds the answer until the
         // client reads it, and nothing tells when that was short of the connection going.
         let tenantID = context.principal?.tenantID ?? tenant
         if let gate {
             guard gridReads.take(tenantID, connection: context.connection, gate: gate) else {
-                throw APIError(.tooManyRequests, "too_many_requests",
+                throw APIError(.tooManyRequests, .tooManyRequests,
                                "tenant \(tenant) has \(gridReads.limit) connections reading whole grids; close one, or try again later")
             }
         }
-        guard let grid = try await apps.grids(app)[name] else { throw APIError.notFound("app '\(app.name)' has no grid '\(name.prefix(64))'") }
+        guard let grid = try await apps.grids(app, only: name)[name] else { throw APIError.notFound("app '\(app.name)' has no grid '\(name.cut(toBytes: 64))'") }
         let wantsCSV = format == "csv" || (format == nil && request.headers[.accept]?.contains("text/csv") == true)
         if wantsCSV {
             return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8"], body: ResponseBody(byteBuffer: ByteBuffer(string: grid.csv)))

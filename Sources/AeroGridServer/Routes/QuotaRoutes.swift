@@ -1,17 +1,16 @@
 import AeroGridAPI
-import AeroGridSandbox
 import AeroGridStore
 import Hummingbird
 
 /// Quotas and topic ACLs: an operator reads and changes a tenant's and each app's; a
 /// tenant reads its own.
 struct QuotaRoutes: Sendable {
-    let store: Store
     let apps: AppService
-    let planner: AppPlanner
-    let supervisor: AppSupervisor
     let bodies: RequestBodies
     let auditor: Auditor
+    private var store: Store { apps.store }
+    private var planner: AppPlanner { apps.planner }
+    private var supervisor: AppSupervisor { apps.supervisor }
 
     func register(on api: RouterGroup<APIContext>) {
         api.get("tenants/:tenant/quota") { _, context in
@@ -84,7 +83,7 @@ struct QuotaRoutes: Sendable {
             try await supervisor.updateLimits(tenant: tenant, name: app.name, quota.cgroupLimits)
         } catch {
             // updateLimits throws only SandboxError.
-            throw APIError(.internalServerError, "internal", "the quota is stored but the running app's cgroup refused it: \(error.message)")
+            throw APIError(.internalServerError, ._internal, "the quota is stored but the running app's cgroup refused it: \(error.message)")
         }
         try await auditor.record(principal, tenant: record, "quota.set", target: app.name, context, outcome: "ok: \(app.quota)")
         return json(Schemas.AppQuota(quota))

@@ -34,7 +34,7 @@ struct RequestBodies: Sendable {
             }
             defer { group.cancelAll() }
             guard let first = try await group.next(), let body = first else {
-                throw APIError(.requestTimeout, "timeout", "\(what) did not arrive within \(timeout)")
+                throw APIError(.requestTimeout, .timeout, "\(what) did not arrive within \(timeout)")
             }
             return body
         }
@@ -74,7 +74,7 @@ extension Request {
     func queryInt(_ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
         guard let text = uri.queryParameters[Substring(name)] else { return value }
         guard let number = Int(text), range.contains(number) else {
-            throw APIError.badRequest("\(name) must be an integer from \(range.lowerBound) to \(range.upperBound), not '\(text.prefix(64))'")
+            throw APIError.badRequest("\(name) must be an integer from \(range.lowerBound) to \(range.upperBound), not '\(String(text).cut(toBytes: 64))'")
         }
         return number
     }
@@ -85,13 +85,13 @@ extension Request {
         switch text {
         case "true", "1": return true
         case "false", "0": return false
-        default: throw APIError.badRequest("\(name) must be true or false, not '\(text.prefix(64))'")
+        default: throw APIError.badRequest("\(name) must be true or false, not '\(String(text).cut(toBytes: 64))'")
         }
     }
 }
 
 /// `name` when it is a valid resource name, else a refusal saying why.
 func validName(_ name: String, kind: String) throws -> String {
-    if let problem = ResourceName.problem(with: name) { throw APIError.badRequest("\(kind) '\(name.prefix(64))' is not valid: \(problem)") }
+    if let problem = ResourceName.problem(with: name) { throw APIError.badRequest("\(kind) '\(name.cut(toBytes: 64))' is not valid: \(problem)") }
     return name
 }

@@ -12,7 +12,7 @@ struct SystemRoutes: Sendable {
         router.get("healthz") { _, _ in json(Schemas.Health(status: .ok)) }
         router.get("readyz") { _, _ in
             // The answer names what is not ready, never an address or an error text.
-            if let problem = await readiness() { throw APIError(.serviceUnavailable, "not_ready", problem) }
+            if let problem = await readiness() { throw APIError(.serviceUnavailable, .notReady, problem) }
             return json(Schemas.Ready(status: .ready))
         }
         router.get("api/v1/openapi.json") { _, _ in

@@ -1,18 +1,18 @@
 import AeroGridAPI
+import AeroGridCore
 import AeroGridStore
 import Foundation
 import Hummingbird
 
 /// Tenants (operator): create, list, read, delete, and a new admin token for one.
 struct TenantRoutes: Sendable {
-    let store: Store
     let apps: AppService
-    let bundles: BundleStore
     let sessions: Sessions
     let bodies: RequestBodies
     let auditor: Auditor
     /// Each new tenant gets a host uid of its own from this range.
     let hostUIDs: ClosedRange<UInt32>
+    private var store: Store { apps.store }
 
     func register(on api: RouterGroup<APIContext>) {
         api.post("tenants", use: create)
@@ -38,7 +38,7 @@ struct TenantRoutes: Sendable {
 
     private func tenant(_ context: APIContext) async throws -> TenantRecord {
         let name = try context.parameters.require("tenant")
-        guard let tenant = try await store.tenant(name) else { throw APIError.notFound("no tenant '\(name.prefix(64))'") }
+        guard let tenant = try await store.tenant(name) else { throw APIError.notFound("no tenant '\(name.cut(toBytes: 64))'") }
         return tenant
     }
 
@@ -54,10 +54,10 @@ struct TenantRoutes: Sendable {
         } catch StoreConflict.tenantExists {
             throw APIError.conflict("tenant '\(name)' already exists")
         } catch StoreConflict.nameRetired {
-            throw APIError(.conflict, "name_retired",
+            throw APIError(.conflict, .nameRetired,
                            "tenant name '\(name)' belonged to a deleted tenant; names are never given out again (its topics and audit stay its own): choose another")
         } catch StoreConflict.noHostUID(let range) {
-            throw APIError(.serviceUnavailable, "no_host_uid",
+            throw APIError(.serviceUnavailable, .noHostUid,
                            "every host uid of [sandbox] host_uids (\(range.lowerBound)-\(range.upperBound)) is taken; an operator must widen the range")
         }
         try await auditor.record(principal, tenant: tenant, "tenant.create", target: name, context)
@@ -71,7 +71,7 @@ struct TenantRoutes: Sendable {
         try await store.deleteTenant(tenant.name)
         // Its streams and followed logs end now, not at their next request.
         sessions.endTenant(tenant.id)
-        bundles.removeUnused(keeping: try await store.bundlesInUse())
+        apps.bundles.removeUnused(keeping: try await store.bundlesInUse())
         try await auditor.record(principal, tenant: tenant, "tenant.delete", target: tenant.name, context)
         return Response(status: .noContent)
     }

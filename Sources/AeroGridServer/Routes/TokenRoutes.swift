@@ -1,4 +1,5 @@
 import AeroGridAPI
+import AeroGridCore
 import AeroGridStore
 import Hummingbird
 
@@ -32,7 +33,7 @@ struct TokenRoutes: Sendable {
         api.delete("tokens/:id") { _, context in
             let (tenant, principal) = try context.requireTenant(.admin)
             let id = try context.parameters.require("id")
-            guard try await store.revokeToken(id: id, tenant: tenant) else { throw APIError.notFound("no token '\(id.prefix(64))' in this tenant") }
+            guard try await store.revokeToken(id: id, tenant: tenant) else { throw APIError.notFound("no token '\(id.cut(toBytes: 64))' in this tenant") }
             sessions.endToken(id)
             try await auditor.record(principal, "token.revoke", target: id, context)
             return Response(status: .noContent)
