@@ -212,13 +212,18 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "AeroGridStoreTests",
+            dependencies: ["AeroGridCore", "AeroGridStore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "AeroGridCLITests",
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "AeroGridKafkaTests",
             dependencies: [
-                "AeroGridKafka",
+                "AeroGridCore", "AeroGridKafka",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

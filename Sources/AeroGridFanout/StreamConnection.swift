@@ -236,11 +236,12 @@ public final class FanoutHub: Sendable {
         }
     }
 
-    /// Points every feed at its app's current grids: after a start, a stop or a restart
-    /// (and once a starting app has declared the grid) the subscribers resync, and stay
-    /// subscribed.
-    public func refresh() {
-        for feed in feeds.withLock({ Array($0.values) }) { feed.attach(source(feed.tenant, feed.app)) }
+    /// Points the feeds of one app at its current grids, told when the app changed: after a
+    /// start, a stop or a restart (and once a starting app has declared the grid) their
+    /// subscribers resync, and stay subscribed.
+    public func refresh(tenant: String, app: String) {
+        let affected = feeds.withLock { $0.values.filter { $0.tenant == tenant && $0.app == app } }
+        for feed in affected { feed.attach(source(tenant, app)) }
     }
 
     public var subscriptionCount: Int { feeds.withLock { $0.values.reduce(0) { $0 + $1.memberCount } } }

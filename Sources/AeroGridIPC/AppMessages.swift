@@ -94,28 +94,32 @@ public struct ProduceRequest: Sendable, Equatable {
     public let topic: String
     public let key: [UInt8]?
     public let value: [UInt8]?
-    public let headers: [(String, [UInt8]?)]
+    public let headers: [KafkaHeader]
 
-    public init(topic: String, key: [UInt8]?, value: [UInt8]?, headers: [(String, [UInt8]?)]) {
+    public init(topic: String, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader]) {
         self.topic = topic
         self.key = key
         self.value = value
         self.headers = headers
     }
 
-    public static func == (lhs: ProduceRequest, rhs: ProduceRequest) -> Bool {
-        lhs.topic == rhs.topic && lhs.key == rhs.key && lhs.value == rhs.value
-            && lhs.headers.map(\.0) == rhs.headers.map(\.0) && lhs.headers.map(\.1) == rhs.headers.map(\.1)
+}
+
+public struct LogMessage: Sendable, Equatable, Decodable {
+    public let level: String
+    public let message: String
+
+    enum CodingKeys: String, CodingKey { case level, message }
+
+    public init(from decoder: any Decoder) throws {
+        let fields = try decoder.container(keyedBy: CodingKeys.self)
+        level = try fields.decodeIfPresent(String.self, forKey: .level) ?? "info"
+        message = try fields.decode(String.self, forKey: .message)
     }
 }
 
-public struct LogMessage: Sendable, Equatable {
-    public let level: String
-    public let message: String
-}
-
 /// A record the app could not decode or whose handler raised.
-public struct RecordError: Sendable, Equatable {
+public struct RecordError: Sendable, Equatable, Decodable {
     public let batch: UInt64
     public let topic: String
     public let partition: Int32
@@ -124,6 +128,20 @@ public struct RecordError: Sendable, Equatable {
     public let handler: String?
     public let error: String
     public let traceback: String
+
+    enum CodingKeys: String, CodingKey { case batch, topic, partition, offset, kind, handler, error, traceback }
+
+    public init(from decoder: any Decoder) throws {
+        let fields = try decoder.container(keyedBy: CodingKeys.self)
+        batch = try fields.decode(UInt64.self, forKey: .batch)
+        topic = try fields.decode(String.self, forKey: .topic)
+        partition = try fields.decode(Int32.self, forKey: .partition)
+        offset = try fields.decode(Int64.self, forKey: .offset)
+        kind = try fields.decode(String.self, forKey: .kind)
+        handler = try fields.decodeIfPresent(String.self, forKey: .handler)
+        error = try fields.decode(String.self, forKey: .error)
+        traceback = try fields.decodeIfPresent(String.self, forKey: .traceback) ?? ""
+    }
 }
 
 /// A frame received from the app.
@@ -144,7 +162,7 @@ extension AppFrame {
     public static func decode(type: UInt8, payload: ArraySlice<UInt8>) throws(ProtocolViolation) -> AppFrame {
         guard let known = FrameType(rawValue: type) else { return .unknown(type) }
         switch known {
-        case .hello: return .hello(try decodeHello(try jsonObject(payload, "hello")))
+        case .hello: return .hello(try decodeJSON(HelloFrame.self, payload, "hello").hello)
         case .gridUpdate: return .gridUpdate(try decodeGridUpdate(try jsonObject(payload, "grid-update")))
         case .batchDone:
             var reader = BinaryReader(payload, frame: "batch-done")
@@ -157,19 +175,8 @@ extension AppFrame {
             let (key, value, headers) = try reader.keyValueHeaders()
             try reader.expectEnd()
             return .produce(ProduceRequest(topic: topic, key: key, value: value, headers: headers))
-        case .log:
-            let object = try jsonObject(payload, "log")
-            return .log(LogMessage(level: object["level"] as? String ?? "info", message: try string(object, "message", "log")))
-        case .error:
-            let object = try jsonObject(payload, "error")
-            guard let batch = (object["batch"] as? NSNumber)?.uint64Value, let partition = (object["partition"] as? NSNumber)?.int32Value,
-                  let offset = (object["offset"] as? NSNumber)?.int64Value else {
-                throw ProtocolViolation("an error frame needs batch, partition and offset numbers")
-            }
-            return .error(RecordError(
-                batch: batch, topic: try string(object, "topic", "error"), partition: partition, offset: offset,
-                kind: try string(object, "kind", "error"), handler: object["handler"] as? String,
-                error: try string(object, "error", "error"), traceback: object["traceback"] as? String ?? ""))
+        case .log: return .log(try decodeJSON(LogMessage.self, payload, "log"))
+        case .error: return .error(try decodeJSON(RecordError.self, payload, "error"))
         case .heartbeat:
             return .heartbeat
         case .restore, .restoreDone, .records, .shutdown:
@@ -177,6 +184,38 @@ extension AppFrame {
         }
     }
 
+    /// A control frame's JSON as `type`; a violation names the field to fix.
+    private static func decodeJSON<T: Decodable>(_ type: T.Type, _ payload: ArraySlice<UInt8>, _ frame: String) throws(ProtocolViolation) -> T {
+        func field(_ path: [any CodingKey], _ last: (any CodingKey)? = nil) -> String {
+            (path + (last.map { [$0] } ?? [])).map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+        }
+        func kind(_ type: Any.Type) -> String {
+            switch type {
+            case is String.Type: "a string"
+            case is Bool.Type: "true or false"
+            case is any BinaryInteger.Type: "an integer"
+            case is any BinaryFloatingPoint.Type: "a number"
+            case is any Collection.Type: "a list"
+            default: "an object"
+            }
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(payload))
+        } catch DecodingError.keyNotFound(let key, let context) {
+            throw ProtocolViolation("the \(frame) frame needs '\(field(context.codingPath, key))'")
+        } catch DecodingError.valueNotFound(let type, let context) {
+            throw ProtocolViolation("the \(frame) frame needs \(kind(type)) '\(field(context.codingPath))', not null")
+        } catch DecodingError.typeMismatch(let type, let context) {
+            if context.codingPath.isEmpty { throw ProtocolViolation("the \(frame) frame is not a JSON object") }
+            throw ProtocolViolation("the \(frame) frame needs \(kind(type)) '\(field(context.codingPath))'")
+        } catch {
+            throw ProtocolViolation("the \(frame) frame is not valid JSON")
+        }
+    }
+
+    /// Grid updates are read with JSONSerialization, not `Decodable`: a cell keeps the JSON
+    /// type it was written with (1 stays an integer, 1.0 a double), which only
+    /// JSONSerialization's tagged numbers tell apart.
     private static func jsonObject(_ payload: ArraySlice<UInt8>, _ frame: String) throws(ProtocolViolation) -> [String: Any] {
         let object: Any
         do {
@@ -188,43 +227,8 @@ extension AppFrame {
         return dictionary
     }
 
-    private static func string(_ object: [String: Any], _ key: String, _ frame: String) throws(ProtocolViolation) -> String {
-        guard let value = object[key] as? String else { throw ProtocolViolation("the \(frame) frame needs a string '\(key)'") }
-        return value
-    }
-
-    private static func decodeHello(_ object: [String: Any]) throws(ProtocolViolation) -> Hello {
-        func list(_ key: String) throws(ProtocolViolation) -> [[String: Any]] {
-            guard let array = (object[key] ?? [Any]()) as? [Any] else { throw ProtocolViolation("hello.\(key) must be an array") }
-            var result: [[String: Any]] = []
-            for element in array {
-                guard let dictionary = element as? [String: Any] else { throw ProtocolViolation("hello.\(key) must hold objects") }
-                result.append(dictionary)
-            }
-            return result
-        }
-        func typeName(_ value: Any?) -> String {
-            if let text = value as? String { return text }
-            if let record = value as? [String: Any], let name = record["record"] as? String { return name }
-            return "?"
-        }
-        let topics = try list("topics").map { topic throws(ProtocolViolation) in
-            Hello.Topic(name: try string(topic, "name", "hello topic"), keyType: typeName(topic["key_type"]), valueType: typeName(topic["value_type"]))
-        }
-        let grids = try list("grids").map { grid throws(ProtocolViolation) in
-            Hello.Grid(name: try string(grid, "name", "hello grid"), columns: grid["columns"] as? [String] ?? [])
-        }
-        let streams = try list("streams").map { stream throws(ProtocolViolation) in
-            Hello.Stream(name: try string(stream, "name", "hello stream"), topic: try string(stream, "topic", "hello stream"))
-        }
-        return Hello(
-            protocolVersion: try string(object, "protocol", "hello"), sdk: object["sdk"] as? String ?? "",
-            app: try string(object, "app", "hello"), topics: topics, grids: grids, streams: streams,
-            produces: object["produces"] as? [String] ?? [])
-    }
-
     private static func decodeGridUpdate(_ object: [String: Any]) throws(ProtocolViolation) -> GridUpdate {
-        let grid = try string(object, "grid", "grid-update")
+        guard let grid = object["grid"] as? String else { throw ProtocolViolation("the grid-update frame needs a string 'grid'") }
         let key: GridKey
         switch object["key"] {
         case let text as String: key = .string(text)
@@ -242,5 +246,63 @@ extension AppFrame {
             row[column] = cell
         }
         return GridUpdate(grid: grid, key: key, row: row)
+    }
+}
+
+/// The `hello` frame as the SDK writes it (docs/ipc.md).
+private struct HelloFrame: Decodable {
+    /// A key or value type: a name ("str", "int" …) or a record `{"record": name}`;
+    /// informational, so anything else reads as "?".
+    struct TypeName: Decodable {
+        let name: String
+
+        init(from decoder: any Decoder) throws {
+            struct Record: Decodable { let record: String }
+            let value = try decoder.singleValueContainer()
+            name = (try? value.decode(String.self)) ?? (try? value.decode(Record.self).record) ?? "?"
+        }
+    }
+
+    struct Topic: Decodable {
+        let name: String
+        let keyType: TypeName?
+        let valueType: TypeName?
+
+        enum CodingKeys: String, CodingKey {
+            case name
+            case keyType = "key_type", valueType = "value_type"
+        }
+    }
+
+    struct Grid: Decodable {
+        let name: String
+        let columns: [String]?
+    }
+
+    struct Stream: Decodable {
+        let name: String
+        let topic: String
+    }
+
+    let protocolVersion: String
+    let sdk: String?
+    let app: String
+    let topics: [Topic]?
+    let grids: [Grid]?
+    let streams: [Stream]?
+    let produces: [String]?
+
+    enum CodingKeys: String, CodingKey {
+        case protocolVersion = "protocol"
+        case sdk, app, topics, grids, streams, produces
+    }
+
+    var hello: Hello {
+        Hello(
+            protocolVersion: protocolVersion, sdk: sdk ?? "", app: app,
+            topics: (topics ?? []).map { Hello.Topic(name: $0.name, keyType: $0.keyType?.name ?? "?", valueType: $0.valueType?.name ?? "?") },
+            grids: (grids ?? []).map { Hello.Grid(name: $0.name, columns: $0.columns ?? []) },
+            streams: (streams ?? []).map { Hello.Stream(name: $0.name, topic: $0.topic) },
+            produces: produces ?? [])
     }
 }

@@ -41,16 +41,16 @@ struct BinaryReader {
 
     /// The tail that records and produce frames share: `i32 key_len, i32 value_len,
     /// u16 header_count`, then the key, the value and each header.
-    mutating func keyValueHeaders() throws(ProtocolViolation) -> (key: [UInt8]?, value: [UInt8]?, headers: [(String, [UInt8]?)]) {
+    mutating func keyValueHeaders() throws(ProtocolViolation) -> (key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader]) {
         let keyLength = try i32()
         let valueLength = try i32()
         let headerCount = try u16()
         let key = try bytes(length: keyLength)
         let value = try bytes(length: valueLength)
-        var headers: [(String, [UInt8]?)] = []
+        var headers: [KafkaHeader] = []
         for _ in 0..<headerCount {
             let name = try string16()
-            headers.append((name, try bytes(length: try i32())))
+            headers.append(KafkaHeader(name, try bytes(length: try i32())))
         }
         return (key, value, headers)
     }

@@ -15,7 +15,11 @@ public enum SupervisorFrames {
     public static let restoreDone = frame(.restoreDone)
 
     public static func shutdown(reason: String) -> [UInt8] {
-        frame(.shutdown, payload: json(["reason": reason]))
+        var payload = JSONWriter(capacity: reason.utf8.count + 16)
+        payload.raw("{\"reason\":")
+        payload.string(reason)
+        payload.raw("}")
+        return frame(.shutdown, payload: payload.bytes)
     }
 
     /// Restore frames for one grid's rows, split so each stays well under the frame limit.
@@ -49,32 +53,6 @@ public enum SupervisorFrames {
         flush()
         return frames
     }
-
-    private static func json(_ object: [String: Any]) -> [UInt8] {
-        // Our own values only: serialization cannot fail.
-        Array((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8))
-    }
-}
-
-/// One record for a `records` frame.
-public struct OutgoingRecord: Sendable {
-    public let topic: String
-    public let partition: Int32
-    public let offset: Int64
-    public let timestamp: Int64?
-    public let key: [UInt8]?
-    public let value: [UInt8]?
-    public let headers: [(String, [UInt8]?)]
-
-    public init(topic: String, partition: Int32, offset: Int64, timestamp: Int64?, key: [UInt8]?, value: [UInt8]?, headers: [(String, [UInt8]?)] = []) {
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.timestamp = timestamp
-        self.key = key
-        self.value = value
-        self.headers = headers
-    }
 }
 
 /// Builds a `records` frame: batch id, a topic table, then each record with its fixed
@@ -94,7 +72,7 @@ public struct RecordsFrameBuilder {
     public var byteCount: Int { body.bytes.count }
 
     public mutating func append(topic: String, partition: Int32, offset: Int64, timestamp: Int64?,
-                                key: [UInt8]?, value: [UInt8]?, headers: [(String, [UInt8]?)] = []) {
+                                key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader] = []) {
         // Arrays: lend their storage to the buffer form.
         withOptionalBuffer(key) { keyBytes in
             withOptionalBuffer(value) { valueBytes in
@@ -105,7 +83,7 @@ public struct RecordsFrameBuilder {
 
     /// Appends one record from borrowed bytes (a Kafka client's buffers, say).
     public mutating func append(topic: String, partition: Int32, offset: Int64, timestamp: Int64?,
-                                key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, headers: [(String, [UInt8]?)] = []) {
+                                key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, headers: [KafkaHeader] = []) {
         let index = topicIndex(topic)
         body.u16(index)
         body.i32(partition)
@@ -116,10 +94,10 @@ public struct RecordsFrameBuilder {
         body.u16(UInt16(headers.count))
         body.raw(key)
         body.raw(value)
-        for (name, headerValue) in headers {
-            body.string16(name)
-            body.i32(headerValue.map { Int32($0.count) } ?? -1)
-            body.raw(headerValue)
+        for header in headers {
+            body.string16(header.name)
+            body.i32(header.value.map { Int32($0.count) } ?? -1)
+            body.raw(header.value)
         }
         count += 1
     }
@@ -165,13 +143,13 @@ private func withOptionalBuffer<T>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPo
 /// a failed one) and for tests.
 public enum RecordsFrameReader {
     /// The records of a complete frame (length and type included), in order.
-    public static func records(in frame: [UInt8]) throws(ProtocolViolation) -> (batchID: UInt64, records: [OutgoingRecord]) {
+    public static func records(in frame: [UInt8]) throws(ProtocolViolation) -> (batchID: UInt64, records: [KafkaRecord]) {
         guard frame.count >= 5, frame[4] == FrameType.records.rawValue else { throw ProtocolViolation("not a records frame") }
         var reader = BinaryReader(frame[5...], frame: "records")
         let batchID = try reader.u64()
         var topics: [String] = []
         for _ in 0..<(try reader.u16()) { topics.append(try reader.string16()) }
-        var records: [OutgoingRecord] = []
+        var records: [KafkaRecord] = []
         for _ in 0..<(try reader.u32()) {
             let topicIndex = Int(try reader.u16())
             guard topicIndex < topics.count else { throw ProtocolViolation("a topic index outside the table") }
@@ -179,8 +157,8 @@ public enum RecordsFrameReader {
             let offset = Int64(bitPattern: try reader.u64())
             let timestamp = Int64(bitPattern: try reader.u64())
             let (key, value, headers) = try reader.keyValueHeaders()
-            records.append(OutgoingRecord(topic: topics[topicIndex], partition: partition, offset: offset,
-                                          timestamp: timestamp >= 0 ? timestamp : nil, key: key, value: value, headers: headers))
+            records.append(KafkaRecord(topic: topics[topicIndex], partition: partition, offset: offset,
+                                       timestamp: timestamp >= 0 ? timestamp : nil, key: key, value: value, headers: headers))
         }
         try reader.expectEnd()
         return (batchID, records)

@@ -1,3 +1,4 @@
+public import AeroGridCore
 import CRdKafka
 public import Logging
 
@@ -495,13 +496,13 @@ struct PartitionKey: Hashable {
     let partition: Int32
 }
 
-/// Copies records into `KafkaMessage`s, for `poll`.
+/// Copies records into `KafkaRecord`s, for `poll`.
 private final class MessageCollector: KafkaRecordSink, @unchecked Sendable {
     // @unchecked: used only on the consumer's thread, during one poll.
-    var messages: [KafkaMessage] = []
+    var messages: [KafkaRecord] = []
 
     func receive(_ record: KafkaRecordView) {
-        messages.append(KafkaMessage(
+        messages.append(KafkaRecord(
             topic: record.topic, partition: record.partition, offset: record.offset, timestamp: record.timestamp,
             key: record.key.map { Array($0) }, value: record.value.map { Array($0) }, headers: record.headers))
     }

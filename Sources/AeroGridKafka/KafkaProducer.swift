@@ -1,3 +1,4 @@
+public import AeroGridCore
 import CRdKafka
 import Foundation
 public import Logging

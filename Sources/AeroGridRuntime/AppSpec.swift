@@ -1,12 +1,13 @@
+public import AeroGridCore
 import Foundation
 public import AeroGridKafka
 public import AeroGridSandbox
 
 /// What the runtime needs to run one app.
 public struct AppSpec: Sendable {
-    /// `<tenant>.<app>` style name used for logs, the consumer group and the cgroup path.
-    public var tenant: String
-    public var name: String
+    /// The app: its logs, consumer group, cgroup path, dead-letter topic and checkpoint
+    /// are named after it.
+    public var id: AppID
     /// The bundle's directory (mounted read-only at /app) and its entry point in it.
     public var bundle: String
     public var entrypoint: String
@@ -37,8 +38,7 @@ public struct AppSpec: Sendable {
         heartbeatTimeout: Duration = .seconds(10), outOfRangePolicy: OutOfRangePolicy = .fail,
         appLimits: AppLimits = AppLimits()
     ) {
-        self.tenant = tenant
-        self.name = name
+        id = AppID(tenant: tenant, name: name)
         self.bundle = bundle
         self.entrypoint = entrypoint
         self.sdkPath = sdkPath
@@ -55,8 +55,6 @@ public struct AppSpec: Sendable {
         self.nativeCommand = nil
     }
 
-    /// The key under which the app's checkpoints are stored.
-    public var storeKey: String { "\(tenant)/\(name)" }
 
     /// A native handler's command line, instead of the Python runner: any program that
     /// speaks docs/ipc.md on fd 3 (its directory is mounted read-only).

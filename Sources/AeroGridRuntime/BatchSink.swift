@@ -1,3 +1,4 @@
+import AeroGridCore
 import AeroGridIPC
 import AeroGridKafka
 import AeroGridStore
@@ -14,8 +15,8 @@ final class BatchSink: KafkaRecordSink, @unchecked Sendable {
     // @unchecked: filled on the consumer's thread during one poll, read after it returns.
     private var builder: RecordsFrameBuilder
     private(set) var offsets: [SourcePartition: Int64] = [:]
-    private(set) var overflow: [OutgoingRecord] = []
-    private(set) var unframeable: [(record: OutgoingRecord, reason: String)] = []
+    private(set) var overflow: [KafkaRecord] = []
+    private(set) var unframeable: [(record: KafkaRecord, reason: String)] = []
     private let budget: Int
     /// The partition of the records being appended: records come in runs per partition,
     /// so the dictionary is touched once per run, not once per record.
@@ -24,7 +25,7 @@ final class BatchSink: KafkaRecordSink, @unchecked Sendable {
     /// Room left for the batch head (topic table) inside the frame limit.
     static let defaultBudget = IPCLimits.maxFrameLength - (1 << 20)
 
-    init(expectedRecords: Int, carried: [OutgoingRecord] = [], budget: Int = BatchSink.defaultBudget) {
+    init(expectedRecords: Int, carried: [KafkaRecord] = [], budget: Int = BatchSink.defaultBudget) {
         builder = RecordsFrameBuilder(expectedBytes: min(expectedRecords, 10_000) * 96)
         self.budget = budget
         for record in carried {
@@ -41,24 +42,24 @@ final class BatchSink: KafkaRecordSink, @unchecked Sendable {
 
     func receive(_ record: KafkaRecordView) {
         consider(topic: record.topic, partition: record.partition, offset: record.offset, timestamp: record.timestamp,
-                 key: record.key, value: record.value, headers: record.headers.map { ($0.name, $0.value) })
+                 key: record.key, value: record.value, headers: record.headers)
     }
 
     /// Into the frame, aside for the next batch, or aside for the dead-letter topic. Once a
     /// record is left for the next batch every later one is too, so each partition's
     /// records stay in order and a batch's offsets never pass a record it does not hold.
     private func consider(topic: String, partition: Int32, offset: Int64, timestamp: Int64?,
-                          key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, headers: [(String, [UInt8]?)]) {
-        func copy() -> OutgoingRecord {
-            OutgoingRecord(topic: topic, partition: partition, offset: offset, timestamp: timestamp,
+                          key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, headers: [KafkaHeader]) {
+        func copy() -> KafkaRecord {
+            KafkaRecord(topic: topic, partition: partition, offset: offset, timestamp: timestamp,
                            key: key.map { Array($0) }, value: value.map { Array($0) }, headers: headers)
         }
         if !overflow.isEmpty {
             overflow.append(copy())
             return
         }
-        let size = 32 + (key?.count ?? 0) + (value?.count ?? 0) + headers.reduce(0) { $0 + 6 + $1.0.utf8.count + ($1.1?.count ?? 0) }
-        if size > budget || headers.count > Int(UInt16.max) || headers.contains(where: { $0.0.utf8.count > Int(UInt16.max) }) {
+        let size = 32 + (key?.count ?? 0) + (value?.count ?? 0) + headers.reduce(0) { $0 + 6 + $1.name.utf8.count + ($1.value?.count ?? 0) }
+        if size > budget || headers.count > Int(UInt16.max) || headers.contains(where: { $0.name.utf8.count > Int(UInt16.max) }) {
             let reason = size > budget
                 ? "a record of \(size) bytes does not fit in a records frame (at most \(budget))"
                 : "a record with \(headers.count) headers, or a header name over 65,535 bytes, does not fit the records frame"

@@ -7,13 +7,12 @@ import Synchronization
 
 /// What the API does to apps, apart from HTTP: deploy, start, stop, restart and delete,
 /// each admitted against the tenant's quota; the app as the API describes it; its grids.
-/// Every change is announced on `events`, so discovery tells the clients.
+/// Every change is announced on the supervisor's `changes`, so discovery tells the clients.
 struct AppService: Sendable {
     let store: Store
     let bundles: BundleStore
     let supervisor: AppSupervisor
     let planner: AppPlanner
-    let events: AppEvents
 
     /// The app, or "not found" (also for another tenant's app of that name).
     func app(_ tenant: String, _ name: String) async throws -> AppRecord {
@@ -45,7 +44,7 @@ struct AppService: Sendable {
             await supervisor.stop(tenant: tenant.name, name: app.name)
             await supervisor.start(app, plan: plan)
         }
-        events.announce(tenant: tenant.name, app: app.name)
+        supervisor.changes.announce(AppID(tenant: tenant.name, name: app.name), by: .api)
         bundles.removeUnused(keeping: try await store.bundlesInUse())
         return (app, created)
     }
@@ -64,14 +63,14 @@ struct AppService: Sendable {
         guard let app = admitted else { throw APIError.notFound("no app '\(name.cut(toBytes: 64))'") }
         if restart { await supervisor.stop(tenant: tenant, name: app.name) }
         await supervisor.start(app, plan: planner.plan(app, tenant: record))
-        events.announce(tenant: tenant, app: app.name)
+        supervisor.changes.announce(AppID(tenant: tenant, name: app.name), by: .api)
         return try await self.app(tenant, app.name)
     }
 
     func stop(_ tenant: String, _ name: String) async throws -> AppRecord {
         try await store.setDesiredState(tenant: tenant, name: name, "stopped")
         await supervisor.stop(tenant: tenant, name: name)
-        events.announce(tenant: tenant, app: name)
+        supervisor.changes.announce(AppID(tenant: tenant, name: name), by: .api)
         return try await app(tenant, name)
     }
 
@@ -79,7 +78,7 @@ struct AppService: Sendable {
         await supervisor.remove(tenant: tenant, name: name)
         try await store.deleteApp(tenant: tenant, name: name)
         bundles.removeUnused(keeping: try await store.bundlesInUse())
-        events.announce(tenant: tenant, app: name)
+        supervisor.changes.announce(AppID(tenant: tenant, name: name), by: .api)
     }
 
     /// Stops and removes every app of a tenant being deleted, with their cgroups.
@@ -123,7 +122,7 @@ struct AppService: Sendable {
             }
             return views
         }
-        let checkpoint = try await store.loadCheckpoint(app: "\(app.tenant)/\(app.name)")
+        let checkpoint = try await store.loadCheckpoint(app: AppID(tenant: app.tenant, name: app.name).description)
         for (name, rows) in checkpoint.grids where only == nil || only == name {
             views[name] = GridSnapshotView(version: checkpoint.versions[name] ?? 0, epoch: checkpoint.epoch, columns: Self.columns(of: rows), rows: rows)
         }
@@ -134,21 +133,6 @@ struct AppService: Sendable {
         var columns = Set<String>()
         for row in rows.values { columns.formUnion(row.keys) }
         return columns.sorted()
-    }
-}
-
-/// Changes to apps, announced by whoever made them (the API's app service) and heard by
-/// discovery, which sends an event for each even when the app ends as it was (a stop and
-/// a start between two of its comparisons).
-final class AppEvents: Sendable {
-    private let listeners = Mutex<[@Sendable (_ tenant: String, _ app: String) -> Void]>([])
-
-    func listen(_ listener: @escaping @Sendable (_ tenant: String, _ app: String) -> Void) {
-        listeners.withLock { $0.append(listener) }
-    }
-
-    func announce(tenant: String, app: String) {
-        for listener in listeners.withLock({ $0 }) { listener(tenant, app) }
     }
 }
 

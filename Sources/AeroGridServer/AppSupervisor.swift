@@ -1,4 +1,4 @@
-import AeroGridCore
+public import AeroGridCore
 public import AeroGridKafka
 public import AeroGridRuntime
 public import AeroGridSandbox
@@ -54,9 +54,11 @@ public actor AppSupervisor {
     private let bundles: BundleStore
     private let defaults: RuntimeDefaults
     private let logger: Logger
-    private var entries: [String: Entry] = [:]
+    private var entries: [AppID: Entry] = [:]
     /// Each app's current grids, readable without waiting for the actor (the stream's feeds).
     public nonisolated let grids = GridRegistry()
+    /// Where what the runners do, and what the API changes, is announced.
+    nonisolated let changes = AppChanges()
     /// Each tenant's topic ACL as its apps' processes are checked against it.
     public nonisolated let topicRules = TopicRulesRegistry()
 
@@ -67,11 +69,9 @@ public actor AppSupervisor {
         self.logger = logger
     }
 
-    private static func key(_ tenant: String, _ name: String) -> String { "\(tenant)/\(name)" }
-
     /// Starts the app's runner on its current bundle (a no-op when it already runs it).
     public func start(_ app: AppRecord, plan: AppPlan) {
-        let key = Self.key(app.tenant, app.name)
+        let key = AppID(tenant: app.tenant, name: app.name)
         if let entry = entries[key], entry.task != nil, entry.bundleDigest == app.bundleDigest { return }
         var spec = AppSpec(
             tenant: app.tenant, name: app.name, bundle: bundles.path(tenantID: plan.tenantID, digest: app.bundleDigest), entrypoint: app.entrypoint,
@@ -87,7 +87,7 @@ public actor AppSupervisor {
         spec.topicPolicy = { [topicRules, tenant = app.tenant] topic in
             (topicRules.rules(tenant) ?? TopicACL.defaults(tenant: tenant)).refusal(topic, tenant: tenant)
         }
-        let runner = AppRunner(spec: spec, store: store, logger: logger)
+        let runner = AppRunner(spec: spec, store: store, logger: logger) { [changes] in changes.announce(key, by: .runtime) }
         let task = Task { [logger] in
             do {
                 try await runner.run()
@@ -98,6 +98,7 @@ public actor AppSupervisor {
         }
         entries[key] = Entry(runner: runner, bundleDigest: app.bundleDigest, task: task, failedAt: nil)
         grids.set(key, runner.grids)
+        changes.announce(key, by: .runtime)
     }
 
     /// Drives the runners toward the stored desired states: starts what should run and
@@ -105,13 +106,12 @@ public actor AppSupervisor {
     /// not, forgets what was deleted.
     public func reconcile(store: Store, planner: AppPlanner) async {
         guard let apps = try? await store.apps() else { return }
-        let known = Set(apps.map { Self.key($0.tenant, $0.name) })
+        let known = Set(apps.map { AppID(tenant: $0.tenant, name: $0.name) })
         for key in entries.keys where !known.contains(key) {
-            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
-            await remove(tenant: parts[0], name: parts[1])
+            await remove(tenant: key.tenant, name: key.name)
         }
         for app in apps {
-            let entry = entries[Self.key(app.tenant, app.name)]
+            let entry = entries[AppID(tenant: app.tenant, name: app.name)]
             if app.desiredState == "running" {
                 guard entry?.task == nil else { continue }
                 if let failedAt = entry?.failedAt, ContinuousClock.now - failedAt < .seconds(60) { continue }
@@ -126,19 +126,20 @@ public actor AppSupervisor {
 
     /// Applies new cgroup limits to a running app at once.
     public func updateLimits(tenant: String, name: String, _ limits: CgroupLimits) throws(SandboxError) {
-        try entries[Self.key(tenant, name)]?.runner.updateLimits(limits)
+        try entries[AppID(tenant: tenant, name: name)]?.runner.updateLimits(limits)
     }
 
-    private func runnerFailed(_ key: String, runner: AppRunner, error: String) {
+    private func runnerFailed(_ key: AppID, runner: AppRunner, error: String) {
         guard entries[key]?.runner === runner else { return }
         entries[key]?.failure = error
         entries[key]?.failedAt = .now
         entries[key]?.task = nil
+        changes.announce(key, by: .runtime)
     }
 
     /// Stops the app (its batch finishes and a last checkpoint is written) and waits.
     public func stop(tenant: String, name: String) async {
-        let key = Self.key(tenant, name)
+        let key = AppID(tenant: tenant, name: name)
         guard let entry = entries[key], let task = entry.task else { return }
         entry.runner.stop()
         entries[key]?.task = nil
@@ -148,8 +149,10 @@ public actor AppSupervisor {
     /// Stops and forgets the app.
     public func remove(tenant: String, name: String) async {
         await stop(tenant: tenant, name: name)
-        entries[Self.key(tenant, name)] = nil
-        grids.set(Self.key(tenant, name), nil)
+        let key = AppID(tenant: tenant, name: name)
+        entries[key] = nil
+        grids.set(key, nil)
+        changes.announce(key, by: .runtime)
     }
 
     /// Stops and forgets a deleted tenant's apps, and removes their cgroups and the
@@ -161,26 +164,20 @@ public actor AppSupervisor {
 
     /// Stops every app (the server is shutting down); their desired state stays.
     public func stopAll() async {
-        for key in entries.keys.sorted() {
-            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
-            await stop(tenant: parts[0], name: parts[1])
-        }
+        for key in entries.keys.sorted() { await stop(tenant: key.tenant, name: key.name) }
     }
 
     public func runner(tenant: String, name: String) -> AppRunner? {
-        entries[Self.key(tenant, name)]?.runner
+        entries[AppID(tenant: tenant, name: name)]?.runner
     }
 
-    /// Every runner, keyed "tenant/app" (for metrics).
-    public var runners: [(tenant: String, name: String, runner: AppRunner, running: Bool)] {
-        entries.keys.sorted().map { key in
-            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
-            return (parts[0], parts[1], entries[key]!.runner, entries[key]!.task != nil)
-        }
+    /// Every runner (for metrics).
+    public var runners: [(app: AppID, runner: AppRunner, running: Bool)] {
+        entries.sorted { $0.key < $1.key }.map { ($0.key, $0.value.runner, $0.value.task != nil) }
     }
 
     public func view(_ record: AppRecord) async -> AppView {
-        guard let entry = entries[Self.key(record.tenant, record.name)] else {
+        guard let entry = entries[AppID(tenant: record.tenant, name: record.name)] else {
             return AppView(record: record, status: nil, records: 0, lag: nil, usage: nil, failure: nil)
         }
         let progress = await entry.runner.progress()
@@ -191,13 +188,13 @@ public actor AppSupervisor {
     }
 }
 
-/// The grids of every app that has a runner, by "tenant/app".
+/// The grids of every app that has a runner.
 public final class GridRegistry: Sendable {
-    private let table = Mutex<[String: GridState]>([:])
+    private let table = Mutex<[AppID: GridState]>([:])
 
-    func set(_ key: String, _ grids: GridState?) { table.withLock { $0[key] = grids } }
+    func set(_ app: AppID, _ grids: GridState?) { table.withLock { $0[app] = grids } }
 
-    public func grids(tenant: String, app: String) -> GridState? { table.withLock { $0["\(tenant)/\(app)"] } }
+    public func grids(tenant: String, app: String) -> GridState? { table.withLock { $0[AppID(tenant: tenant, name: app)] } }
 }
 
 /// Tenants' topic ACLs, read by their apps' runners at every process start.

@@ -1,4 +1,5 @@
 import AeroGridAPI
+import AeroGridCore
 import AeroGridFanout
 import AeroGridStore
 import Foundation
@@ -6,14 +7,14 @@ import Synchronization
 
 /// Service discovery on the stream: clients that sent `watch_apps` get their tenant's apps
 /// with status, then an `app` event on every deploy, start, stop, crash, state change and
-/// delete. Apps are compared a few times a second (a crash happens inside a runner, not
-/// through the API); the same pass points the grid feeds at restarted runners.
+/// delete. It hears of changes as they are announced (`AppChanges`: by the API, and by the
+/// supervisor for what happens inside a runner) and compares the tenant's apps then, as
+/// typed values.
 ///
-/// One pass describes each watched tenant's apps once and sends both the `apps` lists that
+/// One pass describes each changed tenant's apps once and sends both the `apps` lists that
 /// new watchers asked for and the events for the others, so a list and the events after it
 /// are always consecutive states: nothing falls between them.
 final class AppWatcher: Sendable {
-    private let hub: FanoutHub
     private let apps: AppService
     private struct Watching {
         /// Connections that get events.
@@ -22,21 +23,21 @@ final class AppWatcher: Sendable {
         var pending: [ObjectIdentifier: StreamConnection] = [:]
         /// Per tenant watched: each app's last description, compared by the next pass.
         var last: [String: [String: SteadyApp]] = [:]
+        /// Tenants with a change announced since their last pass.
+        var changed: Set<String> = []
         /// Per tenant: apps changed through the API since the last pass, which get an event
         /// even when they end as they were.
         var touched: [String: Set<String>] = [:]
     }
     private let watching = Mutex(Watching())
-    /// Wakes the loop early: a new watcher should not wait for the next tick.
+    /// Wakes the loop: a change was announced, or a new watcher waits for its list.
     private let wakes: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
-    static let interval = Duration.milliseconds(250)
 
-    init(hub: FanoutHub, apps: AppService) {
-        self.hub = hub
+    init(apps: AppService) {
         self.apps = apps
         (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        apps.events.listen { [weak self] tenant, app in self?.touch(tenant: tenant, app: app) }
+        apps.supervisor.changes.listen { [weak self] app, origin in self?.changed(app, by: origin) }
     }
 
     /// Sends `connection` the list of its tenant's apps (again, if it watches already), then
@@ -49,9 +50,12 @@ final class AppWatcher: Sendable {
         wake.yield()
     }
 
-    /// The API changed `app`: the next pass (at once) sends an event for it.
-    func touch(tenant: String, app: String) {
-        watching.withLock { $0.touched[tenant, default: []].insert(app) }
+    /// `app` changed: the next pass (at once) compares its tenant's apps.
+    private func changed(_ app: AppID, by origin: AppChanges.Origin) {
+        watching.withLock { watching in
+            watching.changed.insert(app.tenant)
+            if origin == .api { watching.touched[app.tenant, default: []].insert(app.name) }
+        }
         wake.yield()
     }
 
@@ -64,29 +68,29 @@ final class AppWatcher: Sendable {
 
     /// Runs until cancelled.
     func run() async {
-        let ticker = Task { [wake] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: Self.interval)
-                wake.yield()
-            }
-        }
-        defer { ticker.cancel() }
         for await _ in wakes {
             if Task.isCancelled { break }
-            hub.refresh()
             await compare()
         }
     }
 
     private func compare() async {
-        let tenants = watching.withLock { watching in
-            Set(watching.connections.values.map(\.tenant) + watching.pending.values.map(\.tenant))
+        // The tenants watched, and of them those to compare: changed, or with a new watcher.
+        let (tenants, due) = watching.withLock { watching in
+            let watched = Set(watching.connections.values.map(\.tenant) + watching.pending.values.map(\.tenant))
+            let due = watched.intersection(watching.changed).union(watching.pending.values.map(\.tenant))
+            watching.changed.subtract(due)
+            return (watched, due)
         }
-        for tenant in tenants {
+        for tenant in due.sorted() {
             // Taken before the apps are described, so the description is from after the change.
             let touched = watching.withLock { $0.touched.removeValue(forKey: tenant) } ?? []
             guard let apps = try? await self.apps.store.apps(tenant: tenant) else {
-                watching.withLock { $0.touched[tenant, default: []].formUnion(touched) }
+                // Tried again at the next change.
+                watching.withLock {
+                    $0.touched[tenant, default: []].formUnion(touched)
+                    $0.changed.insert(tenant)
+                }
                 continue
             }
             var now: [String: SteadyApp] = [:]
@@ -133,6 +137,7 @@ final class AppWatcher: Sendable {
         watching.withLock { watching in
             for tenant in watching.last.keys where !tenants.contains(tenant) { watching.last[tenant] = nil }
             for tenant in watching.touched.keys where !tenants.contains(tenant) { watching.touched[tenant] = nil }
+            watching.changed.formIntersection(tenants)
         }
     }
 }

@@ -86,8 +86,10 @@ public struct ControlPlaneServer: Sendable {
         let sessions = Sessions()
         // Built in dependency order: the app service, discovery (which hears its changes),
         // the stream (which uses discovery), then the routes (whose metrics count the stream).
-        let apps = AppService(store: store, bundles: bundles, supervisor: supervisor, planner: planner, events: AppEvents())
-        let watcher = AppWatcher(hub: hub, apps: apps)
+        let apps = AppService(store: store, bundles: bundles, supervisor: supervisor, planner: planner)
+        // The feeds follow their app's runner as the supervisor and the API announce changes.
+        supervisor.changes.listen { app, _ in hub.refresh(tenant: app.tenant, app: app.name) }
+        let watcher = AppWatcher(apps: apps)
         let gateway = StreamGateway(store: store, hub: hub, watcher: watcher, planner: planner, gate: gate, sessions: sessions,
                                     limits: configuration.stream, logger: logger)
         let routes = APIRouter(

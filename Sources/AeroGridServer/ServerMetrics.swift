@@ -1,3 +1,4 @@
+import AeroGridCore
 import AeroGridFanout
 import AeroGridRuntime
 import Hummingbird
@@ -11,9 +12,9 @@ import Synchronization
 public final class ServerMetrics: Sendable {
     private let registry = PrometheusCollectorRegistry()
     /// Per app: what the runner's counters were at the last scrape, and when.
-    private let last = Mutex<[String: (records: Int, restarts: Int, oomKills: Int, at: ContinuousClock.Instant)]>([:])
+    private let last = Mutex<[AppID: (records: Int, restarts: Int, oomKills: Int, at: ContinuousClock.Instant)]>([:])
     private let requestsInFlight: Gauge
-    private let perApp = Mutex<[String: AppMetrics]>([:])
+    private let perApp = Mutex<[AppID: AppMetrics]>([:])
 
     /// One app's series, kept so they can be removed with the app.
     struct AppMetrics: Sendable {
@@ -28,7 +29,7 @@ public final class ServerMetrics: Sendable {
         }
     }
 
-    private func appMetrics(_ key: String, labels: [(String, String)]) -> AppMetrics {
+    private func appMetrics(_ key: AppID, labels: [(String, String)]) -> AppMetrics {
         if let known = perApp.withLock({ $0[key] }) { return known }
         let metrics = AppMetrics(
             records: registry.makeCounter(name: "aerogrid_app_records_total", labels: labels, help: "Records delivered to the app"),
@@ -95,11 +96,10 @@ public final class ServerMetrics: Sendable {
                 .increment(by: Int64(newRefused))
         }
         var running = 0
-        var seen = Set<String>()
-        for (tenant, name, runner, isRunning) in await supervisor.runners {
-            let key = "\(tenant)/\(name)"
+        var seen = Set<AppID>()
+        for (key, runner, isRunning) in await supervisor.runners {
             seen.insert(key)
-            let metrics = appMetrics(key, labels: [("tenant", tenant), ("app", name)])
+            let metrics = appMetrics(key, labels: [("tenant", key.tenant), ("app", key.name)])
             let status = runner.status
             let progress = await runner.progress()
             let now = ContinuousClock.now

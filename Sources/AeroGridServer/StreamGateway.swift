@@ -112,9 +112,8 @@ public final class StreamGateway: Sendable {
                 }
                 defer { deadline.cancel() }
                 guard let first = try await nextMessage(&frames) else { return }
-                guard case .message(let bytes) = first,
-                      let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-                      object["op"] as? String == "auth", let token = object["token"] as? String, token.utf8.count <= 256 else {
+                guard case .message(let bytes) = first, let request = StreamRequest.read(bytes),
+                      request.op.value == "auth", let token = request.token.value, token.utf8.count <= 256 else {
                     try? await reply(Messages.error(id: nil, code: "unauthorized", message: "the first message must be {\"op\":\"auth\",\"token\":\"agt_…\"}"))
                     try? await outbound.close(.policyViolation, reason: "not authenticated")
                     return
@@ -204,14 +203,13 @@ public final class StreamGateway: Sendable {
     // MARK: Operations
 
     private func handle(_ bytes: [UInt8], on connection: StreamConnection, quota: TenantQuota) async {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+        guard let request = StreamRequest.read(bytes) else {
             return connection.enqueue(Messages.error(id: nil, code: "bad_request", message: "a message must be a JSON object with an \"op\""))
         }
         // Echoed in the answer only when short: a client's 64 KiB id is never copied back.
-        let id = (object["id"] as? String).flatMap { $0.utf8.count <= Self.maxEchoBytes ? $0 : nil }
-            ?? (object["id"] as? NSNumber).map { "\($0)" }
-        switch object["op"] as? String {
-        case "subscribe": await subscribe(object, id: id, on: connection, quota: quota)
+        let id = request.id.value.flatMap { $0.utf8.count <= Self.maxEchoBytes ? $0 : nil }
+        switch request.op.value {
+        case "subscribe": await subscribe(request, id: id, on: connection, quota: quota)
         case "unsubscribe":
             guard let id else { return connection.enqueue(Messages.error(id: nil, code: "bad_request", message: "unsubscribe needs the subscription's \"id\"")) }
             if hub.unsubscribe(connection, id: id) {
@@ -233,11 +231,11 @@ public final class StreamGateway: Sendable {
         }
     }
 
-    private func subscribe(_ object: [String: Any], id: String?, on connection: StreamConnection, quota: TenantQuota) async {
+    private func subscribe(_ request: StreamRequest, id: String?, on connection: StreamConnection, quota: TenantQuota) async {
         guard let id, !id.isEmpty else {
             return connection.enqueue(Messages.error(id: nil, code: "bad_request", message: "subscribe needs an \"id\" of 1 to 64 bytes, chosen by the client"))
         }
-        guard let app = object["app"] as? String, let grid = object["grid"] as? String else {
+        guard let app = request.app.value, let grid = request.grid.value else {
             return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "subscribe needs \"app\" and \"grid\""))
         }
         for (kind, name) in [("app", app), ("grid", grid)] {
@@ -247,21 +245,18 @@ public final class StreamGateway: Sendable {
             }
         }
         var filter = SubscriptionFilter()
-        if let keys = object["keys"] {
-            guard let list = keys as? [Any], list.count <= 10_000 else {
+        switch request.keys {
+        case .absent: break
+        case .invalid: return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "\"keys\" must be a list of strings or integers"))
+        case .value(let list):
+            guard list.count <= 10_000 else {
                 return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "\"keys\" must be a list of up to 10,000 strings or integers"))
             }
-            var set = Set<GridKey>()
-            for key in list {
-                if let text = key as? String { set.insert(.string(text)) }
-                else if let number = key as? NSNumber, let exact = Int64(exactly: number.doubleValue) { set.insert(.int(exact)) }
-                else { return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "a key must be a string or an integer")) }
-            }
-            filter.keys = set
+            filter.keys = Set(list)
         }
-        if let columns = object["columns"] {
+        if request.columns.isPresent {
             // Each name once: a repeated one would repeat its cells in every message.
-            guard let list = columns as? [String], list.count <= 1024, list.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 256 }),
+            guard let list = request.columns.value, list.count <= 1024, list.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 256 }),
                   Set(list).count == list.count else {
                 return connection.enqueue(Messages.error(id: id, code: "bad_request",
                                                          message: "\"columns\" must be a list of up to 1,024 different column names of 1 to 256 bytes"))
@@ -269,8 +264,8 @@ public final class StreamGateway: Sendable {
             filter.columns = list
         }
         var rate = FanoutHub.defaultRate
-        if let asked = object["max_rate"] {
-            guard let number = asked as? Int, number >= 1 else {
+        if request.maxRate.isPresent {
+            guard let number = request.maxRate.value, number >= 1 else {
                 return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "\"max_rate\" must be a whole number of messages a second, 1 to \(FanoutHub.maxRate)"))
             }
             rate = min(number, FanoutHub.maxRate)

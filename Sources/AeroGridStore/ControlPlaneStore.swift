@@ -406,7 +406,8 @@ extension Store {
     /// Removes the app and its checkpoint.
     public func deleteApp(tenant: String, name: String) async throws {
         try await database.write { db in
-            let key = "\(tenant)/\(name)"
+            // The checkpoint's key: the app's `AppID` description.
+            let key = AppID(tenant: tenant, name: name).description
             for table in ["grid_rows", "grid_versions", "source_offsets", "app_epochs"] {
                 try db.execute(sql: "DELETE FROM \(table) WHERE app = ?", arguments: [key])
             }

@@ -166,6 +166,7 @@ extension Dictionary where Key == String, Value == GridValue {
         return String(decoding: json.bytes, as: UTF8.self)
     }
 
+    /// Read with JSONSerialization, whose tagged numbers keep a cell's JSON type (1 and 1.0).
     init?(storageJSON: String) {
         guard let object = try? JSONSerialization.jsonObject(with: Data(storageJSON.utf8)) as? [String: Any] else { return nil }
         var row: [String: GridValue] = [:]

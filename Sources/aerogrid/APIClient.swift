@@ -1,3 +1,4 @@
+import AeroGridAPI
 import ArgumentParser
 import Foundation
 #if canImport(FoundationNetworking)
@@ -49,13 +50,11 @@ struct ClientError: Error, CustomStringConvertible {
 
     static func from(status: Int, body: Data) -> ClientError {
         var message = "HTTP \(status)"
-        if let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
-           let error = object["error"] as? [String: Any], let text = error["message"] as? String {
-            message = "\(text) (\(error["code"] as? String ?? "error"), HTTP \(status))"
-        }
+        let error = try? APIClient.decoder.decode(Schemas._Error.self, from: body).error
+        if let error { message = "\(error.message) (\(error.code.rawValue), HTTP \(status))" }
         let code: Int32 = switch status {
         case 404: ClientExit.notFound
-        case 401, 403: status == 403 && message.contains("over_quota") ? ClientExit.refused : ClientExit.notAllowed
+        case 401, 403: error?.code == .overQuota ? ClientExit.refused : ClientExit.notAllowed
         case 500...: ClientExit.unavailable
         default: ClientExit.refused
         }
@@ -68,7 +67,26 @@ struct APIClient {
     let base: URL
     let token: String
 
-    func request(_ method: String, _ path: String, query: String? = nil, json: [String: Any]? = nil, body: Data? = nil,
+    /// How the API's answers are read: its types, dates in ISO 8601.
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }()
+
+    /// An answer of the API as its schema type.
+    func decode<Answer: Decodable>(_ type: Answer.Type, _ data: Data) throws -> Answer {
+        do {
+            return try Self.decoder.decode(type, from: data)
+        } catch {
+            throw ClientError(message: "the server's answer is not the \(type) the API describes: \(error)", exitCode: ClientExit.unavailable)
+        }
+    }
+
+    /// Sends a request and returns the answer's body; a status other than 2xx throws.
+    /// `json` is written with its absent fields left out (in a quota change, a field
+    /// written as null would reset it).
+    func request(_ method: String, _ path: String, query: String? = nil, json: (any Encodable)? = nil, body: Data? = nil,
                  contentType: String? = nil, accept: String = "application/json",
                  progress: ((Int64, Int64) -> Void)? = nil) async throws -> Data {
         var components = URLComponents(url: base.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
@@ -79,7 +97,7 @@ struct APIClient {
         request.setValue(accept, forHTTPHeaderField: "Accept")
         var payload = body
         if let json {
-            payload = try JSONSerialization.data(withJSONObject: json)
+            payload = try JSONEncoder().encode(json)
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         } else if let contentType {
             request.setValue(contentType, forHTTPHeaderField: "Content-Type")
@@ -95,15 +113,6 @@ struct APIClient {
         }
         guard (200..<300).contains(status) else { throw ClientError.from(status: status, body: data) }
         return data
-    }
-
-    func object(_ method: String, _ path: String, query: String? = nil, json: [String: Any]? = nil) async throws -> [String: Any] {
-        let data = try await request(method, path, query: query, json: json)
-        if data.isEmpty { return [:] }
-        guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ClientError(message: "the server's answer is not a JSON object", exitCode: ClientExit.unavailable)
-        }
-        return object
     }
 
     /// Streams a response body, line by line, until the server ends it or Ctrl-C.
@@ -178,18 +187,43 @@ func printTable(_ header: [String], _ rows: [[String]]) {
     }
 }
 
-/// A JSON value as a table cell.
-func cell(_ value: Any?) -> String {
-    switch value {
-    case nil, is NSNull: "-"
-    case let text as String: text
-    case let number as NSNumber: number.stringValue
-    case let object as [String: Any]:
-        object.keys.sorted().map { "\($0)=\(cell(object[$0]))" }.joined(separator: " ")
-    case let list as [Any]: list.map { cell($0) }.joined(separator: ",")
-    default: "\(value!)"
+/// A value as a table cell: "-" for none.
+protocol TableCell {
+    var cellText: String { get }
+}
+
+extension String: TableCell {
+    var cellText: String { self }
+}
+
+extension Int: TableCell {
+    var cellText: String { String(self) }
+}
+
+extension Double: TableCell {
+    var cellText: String { String(self) }
+}
+
+extension Date: TableCell {
+    var cellText: String { APIJSON.time(self) }
+}
+
+extension Optional: TableCell where Wrapped: TableCell {
+    var cellText: String { self?.cellText ?? "-" }
+}
+
+extension Schemas.GridValue: TableCell {
+    /// JSON has one kind of number: a whole one is shown without a fraction.
+    var cellText: String {
+        if let text = value1 { return text }
+        if let number = value2 {
+            return number.rounded() == number && abs(number) < 1e15 ? String(Int64(number)) : String(number)
+        }
+        return value3.map { String($0) } ?? "-"
     }
 }
+
+func cell(_ value: some TableCell) -> String { value.cellText }
 
 func printJSON(_ data: Data) {
     if let object = try? JSONSerialization.jsonObject(with: data),

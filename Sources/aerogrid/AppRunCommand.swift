@@ -99,22 +99,51 @@ struct AppCommand: AsyncParsableCommand {
     }
 }
 
-/// A JSON status line: `{"event":"status", …}`.
+/// A JSON status line: `{"event":"status", …}`, in the API's words (`state`, `records`,
+/// `crash_reason` as in an app of the REST API).
 func statusLine(_ runner: AppRunner, progress: (appliedRecords: Int, lag: Int64?)) -> String {
     let status = runner.status
-    var object: [String: Any] = [
-        "event": "status", "phase": status.lifecycle.state.name, "restarts": status.lifecycle.restarts,
-        "delivered_records": status.deliveredRecords, "applied_records": progress.appliedRecords,
-        "failed_records": status.failedRecords, "checkpoints": status.checkpoints, "epoch": runner.grids.epoch,
-        "resets": status.resets,
-    ]
-    if let lag = progress.lag { object["lag"] = lag }
-    if let crash = status.lifecycle.lastCrash {
-        object["last_crash"] = crash.description
-        object["crash_reason"] = crash.code
+    let crash = status.lifecycle.lastCrash
+    var backoffSeconds: Double?
+    if case .backoff(let delay, _) = status.lifecycle.state { backoffSeconds = Double(delay.components.seconds) }
+    let line = RunStatus(
+        state: status.lifecycle.state.name, restarts: status.lifecycle.restarts, records: progress.appliedRecords,
+        deliveredRecords: status.deliveredRecords, failedRecords: status.failedRecords, checkpoints: status.checkpoints,
+        epoch: runner.grids.epoch, resets: status.resets, lag: progress.lag, lastCrash: crash?.description,
+        crashReason: crash?.code, backoffSeconds: backoffSeconds)
+    let data = (try? RunStatus.encoder.encode(line)) ?? Data()
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// `aerogrid app run`'s status line. Absent values are left out.
+struct RunStatus: Encodable {
+    let event = "status"
+    let state: String
+    let restarts: Int
+    /// Records applied to the grids (confirmed by the app).
+    let records: Int
+    /// Records sent to the app, applied or not yet.
+    let deliveredRecords: Int
+    let failedRecords: Int
+    let checkpoints: Int
+    let epoch: Int64
+    let resets: Int
+    let lag: Int64?
+    let lastCrash: String?
+    let crashReason: String?
+    let backoffSeconds: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case event, state, restarts, records, checkpoints, epoch, resets, lag
+        case deliveredRecords = "delivered_records", failedRecords = "failed_records", lastCrash = "last_crash"
+        case crashReason = "crash_reason", backoffSeconds = "backoff_seconds"
     }
-    if case .backoff(let delay, _) = status.lifecycle.state { object["backoff_seconds"] = Double(delay.components.seconds) }
-    return jsonLine(object)
+
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
 }
 
 /// The app's grids: `{"event":"grids","grids":{name:{"version":…,"rows":{key:row}}}}`.
@@ -140,11 +169,6 @@ func gridsLine(_ runner: AppRunner) -> String {
     }
     json.raw("}}")
     return String(decoding: json.bytes, as: UTF8.self)
-}
-
-func jsonLine(_ object: [String: Any]) -> String {
-    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-    return String(decoding: data, as: UTF8.self)
 }
 
 /// Files that ship with the platform (profiles, the Python SDK), found next to the binary:

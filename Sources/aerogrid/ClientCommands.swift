@@ -1,3 +1,4 @@
+import AeroGridAPI
 import AeroGridSandbox
 import ArgumentParser
 import Foundation
@@ -19,14 +20,14 @@ struct TenantCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await runClient {
-                var body: [String: Any] = ["name": name]
-                if let topics { body["topics"] = topics.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
-                let data = try await client.client().request("POST", "api/v1/tenants", json: body)
+                let body = Schemas.CreateTenant(
+                    name: name, topics: topics.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } })
+                let api = try client.client()
+                let data = try await api.request("POST", "api/v1/tenants", json: body)
                 if client.json { return printJSON(data) }
-                let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-                let token = object["admin_token"] as? [String: Any] ?? [:]
-                printLine("created tenant \(name)")
-                printLine("admin token (shown once): \(cell(token["secret"]))")
+                let created = try api.decode(Schemas.TenantCreated.self, data)
+                printLine("created tenant \(created.tenant.name)")
+                printLine("admin token (shown once): \(created.adminToken.secret)")
             }
         }
     }
@@ -37,10 +38,11 @@ struct TenantCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await runClient {
-                let data = try await client.client().request("GET", "api/v1/tenants")
+                let api = try client.client()
+                let data = try await api.request("GET", "api/v1/tenants")
                 if client.json { return printJSON(data) }
-                let tenants = (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["tenants"] as? [[String: Any]] ?? []
-                printTable(["NAME", "APPS", "CREATED"], tenants.map { [cell($0["name"]), cell($0["apps"]), cell($0["created_at"])] })
+                let tenants = try api.decode(Schemas.TenantList.self, data).tenants
+                printTable(["NAME", "APPS", "CREATED"], tenants.map { [$0.name, cell($0.apps), cell($0.createdAt)] })
             }
         }
     }
@@ -67,15 +69,16 @@ struct TokenCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a token; prints its secret (shown once).")
         @OptionGroup var client: ClientOptions
         @Argument(help: "A name for the token, e.g. ci or alice.") var name: String
-        @Option(help: "admin, developer or viewer.") var role: String = "developer"
+        @Option(help: "admin, developer or viewer.") var role = RoleOption(role: .developer)
 
         func run() async throws {
             try await runClient {
-                let data = try await client.client().request("POST", "api/v1/tokens", json: ["name": name, "role": role])
+                let api = try client.client()
+                let data = try await api.request("POST", "api/v1/tokens", json: Schemas.CreateToken(name: name, role: role.role))
                 if client.json { return printJSON(data) }
-                let token = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-                printLine("created token \(cell(token["id"])) (\(role))")
-                printLine("secret (shown once): \(cell(token["secret"]))")
+                let token = try api.decode(Schemas.NewToken.self, data)
+                printLine("created token \(token.id) (\(token.role.rawValue))")
+                printLine("secret (shown once): \(token.secret)")
             }
         }
     }
@@ -86,11 +89,12 @@ struct TokenCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await runClient {
-                let data = try await client.client().request("GET", "api/v1/tokens")
+                let api = try client.client()
+                let data = try await api.request("GET", "api/v1/tokens")
                 if client.json { return printJSON(data) }
-                let tokens = (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["tokens"] as? [[String: Any]] ?? []
+                let tokens = try api.decode(Schemas.TokenList.self, data).tokens
                 printTable(["ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED"], tokens.map {
-                    [cell($0["id"]), cell($0["name"]), cell($0["role"]), cell($0["created_at"]), cell($0["last_used_at"]), cell($0["revoked_at"])]
+                    [$0.id, $0.name, $0.role.rawValue, cell($0.createdAt), cell($0.lastUsedAt), cell($0.revokedAt)]
                 })
             }
         }
@@ -122,10 +126,16 @@ struct QuotaCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await runClient {
-                let path = app.map { "api/v1/tenants/\(tenant)/apps/\($0)/quota" } ?? "api/v1/tenants/\(tenant)/quota"
-                let data = try await client.client().request("GET", path)
-                if client.json { return printJSON(data) }
-                printQuota(try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:])
+                let api = try client.client()
+                if let app {
+                    let data = try await api.request("GET", "api/v1/tenants/\(tenant)/apps/\(app)/quota")
+                    if client.json { return printJSON(data) }
+                    printQuota(try api.decode(Schemas.AppQuota.self, data))
+                } else {
+                    let data = try await api.request("GET", "api/v1/tenants/\(tenant)/quota")
+                    if client.json { return printJSON(data) }
+                    printQuota(try api.decode(Schemas.TenantQuota.self, data))
+                }
             }
         }
     }
@@ -156,30 +166,41 @@ struct QuotaCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await runClient {
-                var body: [String: Any] = [:]
-                if let memory, let bytes = parseSize(memory) { body["memory_bytes"] = Int(bytes) }
-                if let cpus { body["cpus"] = cpus }
-                if let pids { body["pids"] = pids }
-                if let gridRows { body["grid_rows"] = gridRows }
-                if let maxApps { body["max_apps"] = maxApps }
-                if let maxConnections { body["max_connections"] = maxConnections }
-                if let maxSubscriptions { body["max_subscriptions"] = maxSubscriptions }
-                guard !body.isEmpty else { throw ValidationError("nothing to set: give --memory, --cpus, … (see --help)") }
-                let path = app.map { "api/v1/tenants/\(tenant)/apps/\($0)/quota" } ?? "api/v1/tenants/\(tenant)/quota"
-                let data = try await client.client().request("PUT", path, json: body)
-                if client.json { return printJSON(data) }
-                printQuota(try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:])
+                let memoryBytes = memory.flatMap(parseSize).map { Int(clamping: $0) }
+                guard memoryBytes != nil || cpus != nil || pids != nil || gridRows != nil || maxApps != nil || maxConnections != nil
+                    || maxSubscriptions != nil else { throw ValidationError("nothing to set: give --memory, --cpus, … (see --help)") }
+                let api = try client.client()
+                if let app {
+                    let change = Schemas.AppQuotaUpdate(memoryBytes: memoryBytes, cpus: cpus, pids: pids, gridRows: gridRows)
+                    let data = try await api.request("PUT", "api/v1/tenants/\(tenant)/apps/\(app)/quota", json: change)
+                    if client.json { return printJSON(data) }
+                    printQuota(try api.decode(Schemas.AppQuota.self, data))
+                } else {
+                    let change = Schemas.TenantQuotaUpdate(
+                        maxApps: maxApps, memoryBytes: memoryBytes, cpus: cpus, maxConnections: maxConnections, maxSubscriptions: maxSubscriptions)
+                    let data = try await api.request("PUT", "api/v1/tenants/\(tenant)/quota", json: change)
+                    if client.json { return printJSON(data) }
+                    printQuota(try api.decode(Schemas.TenantQuota.self, data))
+                }
             }
         }
     }
 }
 
-private func printQuota(_ quota: [String: Any]) {
-    let used = quota["used"] as? [String: Any]
-    printTable(["QUOTA", "LIMIT", "USED"], quota.keys.filter { $0 != "used" }.sorted().map { key in
-        let usedKey = key == "max_apps" ? "apps" : key
-        return [key, cell(quota[key]), used.map { cell($0[usedKey]) } ?? "-"]
-    })
+private func printQuota(_ quota: Schemas.TenantQuota) {
+    printTable(["QUOTA", "LIMIT", "USED"], [
+        ["cpus", cell(quota.cpus), cell(quota.used.cpus)],
+        ["max_apps", cell(quota.maxApps), cell(quota.used.apps)],
+        ["max_connections", cell(quota.maxConnections), "-"],
+        ["max_subscriptions", cell(quota.maxSubscriptions), "-"],
+        ["memory_bytes", cell(quota.memoryBytes), cell(quota.used.memoryBytes)],
+    ])
+}
+
+private func printQuota(_ quota: Schemas.AppQuota) {
+    printTable(["QUOTA", "LIMIT"], [
+        ["cpus", cell(quota.cpus)], ["grid_rows", cell(quota.gridRows)], ["memory_bytes", cell(quota.memoryBytes)], ["pids", cell(quota.pids)],
+    ])
 }
 
 struct ACLCommand: AsyncParsableCommand {
@@ -193,9 +214,10 @@ struct ACLCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await runClient {
-                let data = try await client.client().request("GET", "api/v1/tenants/\(tenant)/acl")
+                let api = try client.client()
+                let data = try await api.request("GET", "api/v1/tenants/\(tenant)/acl")
                 if client.json { return printJSON(data) }
-                for rule in (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["topics"] as? [String] ?? [] { printLine(rule) }
+                for rule in try api.decode(Schemas.TopicRules.self, data).topics { printLine(rule) }
             }
         }
     }
@@ -209,7 +231,7 @@ struct ACLCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await runClient {
-                let data = try await client.client().request("PUT", "api/v1/tenants/\(tenant)/acl", json: ["topics": rules])
+                let data = try await client.client().request("PUT", "api/v1/tenants/\(tenant)/acl", json: Schemas.TopicRules(topics: rules))
                 if client.json { return printJSON(data) }
                 printLine("tenant \(tenant) may read: \(rules.isEmpty ? "no topic" : rules.joined(separator: " "))")
             }
@@ -230,7 +252,8 @@ struct AppDeploy: AsyncParsableCommand {
             let zip = try BundleZip.make(directory: directory)
             let name = URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent
             let quiet = client.json
-            let data = try await client.client().request(
+            let api = try client.client()
+            let data = try await api.request(
                 "POST", "api/v1/apps", body: zip, contentType: "application/zip",
                 progress: { sent, total in
                     guard !quiet, total > 0 else { return }
@@ -238,8 +261,8 @@ struct AppDeploy: AsyncParsableCommand {
                 })
             if !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
             if client.json { return printJSON(data) }
-            let app = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-            printLine("deployed \(cell(app["name"])) version \(cell(app["version"])) (\(cell(app["state"])), desired \(cell(app["desired_state"])))")
+            let app = try api.decode(Schemas.App.self, data)
+            printLine("deployed \(app.name) version \(app.version) (\(app.state.rawValue), desired \(app.desiredState.rawValue))")
         }
     }
 }
@@ -250,12 +273,12 @@ struct AppList: AsyncParsableCommand {
 
     func run() async throws {
         try await runClient {
-            let data = try await client.client().request("GET", "api/v1/apps")
+            let api = try client.client()
+            let data = try await api.request("GET", "api/v1/apps")
             if client.json { return printJSON(data) }
-            let apps = (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["apps"] as? [[String: Any]] ?? []
+            let apps = try api.decode(Schemas.AppList.self, data).apps
             printTable(["NAME", "VERSION", "STATE", "DESIRED", "RESTARTS", "RECORDS", "LAG"], apps.map {
-                [cell($0["name"]), cell($0["version"]), cell($0["state"]), cell($0["desired_state"]), cell($0["restarts"]),
-                 cell($0["records"]), cell($0["lag"])]
+                [$0.name, cell($0.version), $0.state.rawValue, $0.desiredState.rawValue, cell($0.restarts), cell($0.records), cell($0.lag)]
             })
         }
     }
@@ -268,12 +291,18 @@ struct AppStatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await runClient {
-            let data = try await client.client().request("GET", "api/v1/apps/\(app)")
+            let api = try client.client()
+            let data = try await api.request("GET", "api/v1/apps/\(app)")
             if client.json { return printJSON(data) }
-            let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-            let keys = ["name", "version", "state", "desired_state", "crash_reason", "last_crash", "restarts", "records", "lag",
-                        "usage", "quota", "bundle_digest", "updated_at"]
-            printTable(["FIELD", "VALUE"], keys.map { [$0, cell(object[$0])] })
+            let app = try api.decode(Schemas.App.self, data)
+            let usage = app.usage.map { "cpu_seconds=\(cell($0.cpuSeconds)) memory_bytes=\($0.memoryBytes) pids=\($0.pids)" }
+            let quota = "cpus=\(cell(app.quota.cpus)) grid_rows=\(app.quota.gridRows) memory_bytes=\(app.quota.memoryBytes) pids=\(app.quota.pids)"
+            printTable(["FIELD", "VALUE"], [
+                ["name", app.name], ["version", cell(app.version)], ["state", app.state.rawValue], ["desired_state", app.desiredState.rawValue],
+                ["crash_reason", cell(app.crashReason?.rawValue)], ["last_crash", cell(app.lastCrash)], ["restarts", cell(app.restarts)],
+                ["records", cell(app.records)], ["lag", cell(app.lag)], ["usage", cell(usage)], ["quota", quota],
+                ["bundle_digest", app.bundleDigest], ["updated_at", cell(app.updatedAt)],
+            ])
         }
     }
 }
@@ -286,10 +315,11 @@ struct AppAction: AsyncParsableCommand {
 
     static func run(_ action: String, app: String, client: ClientOptions) async throws {
         try await runClient {
-            let data = try await client.client().request("POST", "api/v1/apps/\(app)/\(action)")
+            let api = try client.client()
+            let data = try await api.request("POST", "api/v1/apps/\(app)/\(action)")
             if client.json { return printJSON(data) }
-            let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-            printLine("\(app): \(cell(object["state"])) (desired \(cell(object["desired_state"])))")
+            let described = try api.decode(Schemas.App.self, data)
+            printLine("\(app): \(described.state.rawValue) (desired \(described.desiredState.rawValue))")
         }
     }
 }
@@ -338,23 +368,20 @@ struct AppLogs: AsyncParsableCommand {
     func run() async throws {
         try await runClient {
             let api = try client.client()
-            let json = client.json
-            func show(_ line: [String: Any]) {
-                if json {
-                    let data = (try? JSONSerialization.data(withJSONObject: line, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
-                    printLine(String(decoding: data, as: UTF8.self))
-                } else {
-                    printLine("\(cell(line["time"])) \(cell(line["source"])) \(cell(line["level"])): \(cell(line["message"]))")
-                }
+            func show(_ line: Schemas.LogLine) {
+                printLine("\(cell(line.time)) \(line.source.rawValue) \(line.level): \(line.message)")
             }
             if follow {
-                try await api.stream("api/v1/apps/\(app)/logs", query: "tail=\(tail)&follow=true") { data in
-                    if let line = try? JSONSerialization.jsonObject(with: data) as? [String: Any] { show(line) }
+                // One LogLine a line (NDJSON); --json passes each on as the server wrote it.
+                try await api.stream("api/v1/apps/\(app)/logs", query: "tail=\(tail)&follow=true") { [json = client.json] data in
+                    if json { return printLine(String(decoding: data, as: UTF8.self)) }
+                    if let line = try? APIClient.decoder.decode(Schemas.LogLine.self, from: data) { show(line) }
                 }
                 return
             }
-            let object = try await api.object("GET", "api/v1/apps/\(app)/logs", query: "tail=\(tail)")
-            for line in object["lines"] as? [[String: Any]] ?? [] { show(line) }
+            let data = try await api.request("GET", "api/v1/apps/\(app)/logs", query: "tail=\(tail)")
+            if client.json { return printJSON(data) }
+            for line in try api.decode(Schemas.LogLines.self, data).lines { show(line) }
         }
     }
 }
@@ -379,11 +406,10 @@ struct GridCommand: AsyncParsableCommand {
                 }
                 let data = try await api.request("GET", "api/v1/apps/\(app)/grids/\(grid)")
                 if client.json { return printJSON(data) }
-                let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-                let columns = object["columns"] as? [String] ?? []
-                let rows = object["rows"] as? [String: [String: Any]] ?? [:]
-                printTable(["KEY"] + columns.map { $0.uppercased() }, rows.keys.sorted().map { key in
-                    [key] + columns.map { cell(rows[key]?[$0]) }
+                let grid = try api.decode(Schemas.Grid.self, data)
+                let rows = grid.rows.additionalProperties
+                printTable(["KEY"] + grid.columns.map { $0.uppercased() }, rows.keys.sorted().map { key in
+                    [key] + grid.columns.map { cell(rows[key]?.additionalProperties[$0] ?? nil) }
                 })
             }
         }
@@ -422,4 +448,21 @@ enum BundleZip {
         guard let data = archive.data else { throw ValidationError("cannot make a zip of \(directory)") }
         return data
     }
+}
+
+/// `--role` as ArgumentParser reads it: a tenant role of the API.
+struct RoleOption: ExpressibleByArgument {
+    let role: Schemas.TenantRole
+
+    init(role: Schemas.TenantRole) {
+        self.role = role
+    }
+
+    init?(argument: String) {
+        guard let role = Schemas.TenantRole(rawValue: argument) else { return nil }
+        self.role = role
+    }
+
+    var defaultValueDescription: String { role.rawValue }
+    static var allValueStrings: [String] { Schemas.TenantRole.allCases.map(\.rawValue) }
 }

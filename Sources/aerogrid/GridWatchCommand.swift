@@ -1,3 +1,4 @@
+import AeroGridAPI
 import ArgumentParser
 import Foundation
 import HummingbirdWSClient
@@ -20,10 +21,8 @@ struct GridWatch: AsyncParsableCommand {
             let api = try client.client()
             var components = URLComponents(url: api.base.appendingPathComponent("api/v1/stream"), resolvingAgainstBaseURL: false)!
             components.scheme = api.base.scheme == "https" ? "wss" : "ws"
-            var subscribe: [String: Any] = ["op": "subscribe", "id": "watch", "app": app, "grid": grid, "max_rate": maxRate]
-            if let keys { subscribe["keys"] = keys.split(separator: ",").map(String.init) }
-            let first = try JSONSerialization.data(withJSONObject: ["op": "auth", "token": api.token])
-            let second = try JSONSerialization.data(withJSONObject: subscribe)
+            let first = try JSONEncoder().encode(Auth(token: api.token))
+            let second = try JSONEncoder().encode(Subscribe(app: app, grid: grid, maxRate: maxRate, keys: keys?.split(separator: ",").map(String.init)))
             let json = client.json
             let view = GridView(title: "\(app)/\(grid)")
             var logger = Logger(label: "aerogrid.watch")
@@ -39,13 +38,13 @@ struct GridWatch: AsyncParsableCommand {
                         printLine(text)
                         continue
                     }
-                    guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else { continue }
-                    if object["type"] as? String == "error" {
-                        let code = object["code"] as? String ?? "error"
-                        throw ClientError(message: "\(object["message"] as? String ?? "error") (\(code))",
+                    guard let message = try? JSONDecoder().decode(StreamMessage.self, from: Data(text.utf8)) else { continue }
+                    if message.type == "error" {
+                        let code = message.code ?? "error"
+                        throw ClientError(message: "\(message.message ?? "error") (\(code))",
                                           exitCode: code == "not_found" ? ClientExit.notFound : code == "unauthorized" || code == "forbidden" ? ClientExit.notAllowed : ClientExit.refused)
                     }
-                    view.apply(object)
+                    view.apply(message)
                 }
             }
             if let failure, failure.closeCode != .normalClosure {
@@ -60,32 +59,31 @@ final class GridView: @unchecked Sendable {
     // @unchecked: used from the one task reading the stream.
     private let title: String
     private var columns: [String] = []
-    private var rows: [String: [String: Any]] = [:]
-    private var epoch: Any = 0
-    private var version: Any = 0
+    private var rows: [String: [String: Schemas.GridValue?]] = [:]
+    private var epoch: Int64 = 0
+    private var version: Int64 = 0
 
     init(title: String) {
         self.title = title
     }
 
-    func apply(_ message: [String: Any]) {
-        switch message["type"] as? String {
+    func apply(_ message: StreamMessage) {
+        switch message.type {
         case "snapshot":
-            columns = message["columns"] as? [String] ?? []
+            columns = message.columns ?? []
             rows = [:]
             fallthrough
         case "delta":
-            for entry in message["rows"] as? [[Any]] ?? [] where entry.count == 2 {
-                let key = cell(entry[0])
-                if let cells = entry[1] as? [String: Any] {
-                    rows[key, default: [:]].merge(cells) { $1 }
+            for row in message.rows ?? [] {
+                if let cells = row.cells {
+                    rows[row.key, default: [:]].merge(cells) { $1 }
                     for column in cells.keys where !columns.contains(column) { columns.append(column) }
                 } else {
-                    rows[key] = nil
+                    rows[row.key] = nil
                 }
             }
-            epoch = message["epoch"] ?? epoch
-            version = message["version"] ?? version
+            epoch = message.epoch ?? epoch
+            version = message.version ?? version
             draw()
         default:
             break
@@ -95,9 +93,30 @@ final class GridView: @unchecked Sendable {
     private func draw() {
         // Clear the screen and go home, then the table.
         FileHandle.standardOutput.write(Data("\u{1B}[H\u{1B}[2J".utf8))
-        printLine("\(title)  epoch \(cell(epoch))  version \(cell(version))  \(rows.count) rows   (Ctrl-C to stop)")
+        printLine("\(title)  epoch \(epoch)  version \(version)  \(rows.count) rows   (Ctrl-C to stop)")
         printTable(["KEY"] + columns.map { $0.uppercased() }, rows.keys.sorted().map { key in
-            [key] + columns.map { cell(rows[key]?[$0]) }
+            [key] + columns.map { cell(rows[key]?[$0] ?? nil) }
         })
+    }
+}
+
+/// `{"op":"auth","token":…}`: the stream's first message.
+private struct Auth: Encodable {
+    let op = "auth"
+    let token: String
+}
+
+/// `{"op":"subscribe",…}` for the one grid watched.
+private struct Subscribe: Encodable {
+    let op = "subscribe"
+    let id = "watch"
+    let app: String
+    let grid: String
+    let maxRate: Int
+    let keys: [String]?
+
+    enum CodingKeys: String, CodingKey {
+        case op, id, app, grid, keys
+        case maxRate = "max_rate"
     }
 }

@@ -118,7 +118,7 @@ struct KafkaConsumerGroupTests {
             var next: [TopicPartition: Int64] = [:]
             log.with { log in
                 for message in batch.messages {
-                    let tp = message.topicPartition
+                    let tp = TopicPartition(message.topic, message.partition)
                     log.delivered[tp, default: []].append(message.offset)
                     next[tp] = message.offset + 1
                     if let index = log.holdings.lastIndex(where: { $0.member == name && $0.partition == tp }) {

@@ -1,3 +1,4 @@
+import AeroGridCore
 import AeroGridKafka
 import Foundation
 import Testing

@@ -1,3 +1,4 @@
+import AeroGridCore
 import AeroGridKafka
 import Foundation
 import Logging
@@ -28,9 +29,9 @@ func consumerConfiguration(_ bootstrap: String, group: String? = nil, properties
 /// Polls until `done` says so or the deadline passes; returns everything polled.
 func pollUntil(
     _ consumer: KafkaConsumer, timeout: Duration = .seconds(30),
-    _ done: ([KafkaMessage], [KafkaConsumerEvent]) -> Bool
-) async throws -> (messages: [KafkaMessage], events: [KafkaConsumerEvent]) {
-    var messages: [KafkaMessage] = []
+    _ done: ([KafkaRecord], [KafkaConsumerEvent]) -> Bool
+) async throws -> (messages: [KafkaRecord], events: [KafkaConsumerEvent]) {
+    var messages: [KafkaRecord] = []
     var events: [KafkaConsumerEvent] = []
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline && !done(messages, events) {
@@ -94,7 +95,7 @@ func crc32(_ bytes: some Sequence<UInt8>) -> UInt32 {
     return ~crc
 }
 
-extension KafkaMessage {
+extension KafkaRecord {
     var keyString: String? { key.map { String(decoding: $0, as: UTF8.self) } }
     var valueString: String? { value.map { String(decoding: $0, as: UTF8.self) } }
 }

@@ -65,7 +65,7 @@ import Testing
         (FrameType.gridUpdate, #"{"grid": "g", "key": 1.5, "row": null}"#, "key must be a string or an integer"),
         (FrameType.gridUpdate, #"{"grid": "g", "key": "k", "row": {"c": [1]}}"#, "column 'c'"),
         (FrameType.gridUpdate, #"[1, 2]"#, "not a JSON object"),
-        (FrameType.hello, #"{"protocol": "1.0"}"#, "needs a string 'app'"),
+        (FrameType.hello, #"{"protocol": "1.0"}"#, "hello frame needs 'app'"),
         (FrameType.log, "not json", "not valid JSON"),
     ])
     func malformedControlFramesAreViolationsThatSayWhy(_ type: FrameType, _ json: String, _ reason: String) {
@@ -96,7 +96,7 @@ import Testing
         // topic "t", null key, value "v", one header "h" with a null value.
         let payload: [UInt8] = [0, 1, 0x74, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 0, 1, 0x76, 0, 1, 0x68, 0xff, 0xff, 0xff, 0xff]
         let frame = try AppFrame.decode(type: FrameType.produce.rawValue, payload: ArraySlice(payload))
-        #expect(frame == .produce(ProduceRequest(topic: "t", key: nil, value: [0x76], headers: [("h", nil)])))
+        #expect(frame == .produce(ProduceRequest(topic: "t", key: nil, value: [0x76], headers: [KafkaHeader("h", nil)])))
         #expect(throws: ProtocolViolation.self) {
             try AppFrame.decode(type: FrameType.produce.rawValue, payload: ArraySlice(payload + [0]))
         }

@@ -31,7 +31,7 @@ struct RuntimeFailureTests {
         let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(kafka: KafkaConfiguration(bootstrapServers: kafka.bootstrapServers)), logger: runtimeLogger)
         let partitions = try await consumer.metadata().topics.first { $0.name == runner.deadLetterTopic }?.partitions ?? []
         try await consumer.assign(Dictionary(uniqueKeysWithValues: partitions.map { (TopicPartition(runner.deadLetterTopic, $0.id), KafkaStartOffset.beginning) }))
-        var letters: [KafkaMessage] = []
+        var letters: [KafkaRecord] = []
         let deadline = ContinuousClock.now + .seconds(10)
         while letters.count < 3 && ContinuousClock.now < deadline {
             letters += try await consumer.poll().messages

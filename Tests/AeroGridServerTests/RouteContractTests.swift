@@ -128,7 +128,7 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
                 profile: try CompiledProfile.load(path: "\(repository)/sandbox-profiles/python.json"), sdkPath: "\(repository)/python")
             let supervisor = AppSupervisor(store: store, bundles: bundles, defaults: defaults, logger: Logger(label: "test"))
             let planner = AppPlanner(store: store, appDefaults: AppQuota(memoryBytes: 256 << 20, cpus: 0.5, pids: 64, gridRows: 100_000))
-            let apps = AppService(store: store, bundles: bundles, supervisor: supervisor, planner: planner, events: AppEvents())
+            let apps = AppService(store: store, bundles: bundles, supervisor: supervisor, planner: planner)
             let router = APIRouter(apps: apps, metrics: ServerMetrics()) { nil }.makeRouter()
             var tokens: [String: String] = [:]
             let (operatorRow, operatorSecret) = TokenSecret.issue(tenant: nil, name: "operator", role: .operator)

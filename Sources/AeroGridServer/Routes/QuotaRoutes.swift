@@ -1,4 +1,5 @@
 import AeroGridAPI
+import AeroGridCore
 import AeroGridStore
 import Hummingbird
 
@@ -77,6 +78,8 @@ struct QuotaRoutes: Sendable {
             return (app.desiredState, merged)
         }
         guard let app = changed else { throw APIError.notFound("no app '\(stored.name)'") }
+        // The app's quota is part of it as discovery describes it.
+        supervisor.changes.announce(AppID(tenant: tenant, name: app.name), by: .api)
         let quota = planner.appQuota(app)
         // A running app gets its new cgroup limits now; grid rows count from its next start.
         do {

@@ -1,3 +1,5 @@
+public import AeroGridCore
+
 /// A topic and one of its partitions.
 public struct TopicPartition: Hashable, Sendable, Comparable, CustomStringConvertible {
     public let topic: String
@@ -25,41 +27,6 @@ public enum KafkaStartOffset: Hashable, Sendable {
     case offset(Int64)
 }
 
-public struct KafkaHeader: Hashable, Sendable {
-    public let name: String
-    public let value: [UInt8]?
-
-    public init(_ name: String, _ value: [UInt8]?) {
-        self.name = name
-        self.value = value
-    }
-}
-
-/// One record as read from Kafka.
-public struct KafkaMessage: Sendable, Equatable {
-    public let topic: String
-    public let partition: Int32
-    public let offset: Int64
-    /// Milliseconds since the epoch (create or log-append time), when the broker has one.
-    public let timestamp: Int64?
-    public let key: [UInt8]?
-    public let value: [UInt8]?
-    public let headers: [KafkaHeader]
-
-    public init(topic: String, partition: Int32, offset: Int64, timestamp: Int64?,
-                key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader] = []) {
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.timestamp = timestamp
-        self.key = key
-        self.value = value
-        self.headers = headers
-    }
-
-    public var topicPartition: TopicPartition { TopicPartition(topic, partition) }
-}
-
 /// What a consumer reports besides records.
 public enum KafkaConsumerEvent: Sendable, Equatable {
     /// The group gave this consumer these partitions (subscribe mode).
@@ -74,7 +41,7 @@ public enum KafkaConsumerEvent: Sendable, Equatable {
 
 /// What one `poll` returned: records in partition order, and events.
 public struct KafkaConsumerBatch: Sendable {
-    public var messages: [KafkaMessage]
+    public var messages: [KafkaRecord]
     public var events: [KafkaConsumerEvent]
 
     public var isEmpty: Bool { messages.isEmpty && events.isEmpty }
