@@ -308,7 +308,8 @@ enum DevCertificates {
     }
 }
 
-/// The web console at `/` and the Excel add-in at `/excel/`, from the installation.
+/// The web console at `/`, the Excel add-in at `/excel/` and the stream client both load at
+/// `/shared/`, from the installation.
 enum WebSites {
     static let consolePolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
         + "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
@@ -327,6 +328,12 @@ enum WebSites {
         }
         if let excel = try? InstallLayout.resource("clients/excel") {
             sites.append(StaticSite.excelAddIn(root: excel, contentSecurityPolicy: excelPolicy, publicURL: publicURL))
+        }
+        // One file for both: the console's modules import it and the add-in's pages load it,
+        // from this same origin (no CORS header needed). A script runs under its page's
+        // Content-Security-Policy, not the one it is served with.
+        if let shared = try? InstallLayout.resource("clients/shared") {
+            sites.append(StaticSite(root: shared, prefix: "/shared/", contentSecurityPolicy: consolePolicy))
         }
         return sites
     }

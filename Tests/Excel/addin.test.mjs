@@ -10,7 +10,8 @@
 // - a wrong token, no token, a missing app, grid or row, an unreachable server: readable
 //   messages in the cells; an app deployed later fills its cells in;
 // - the server killed with SIGKILL and started again: the cells resume, in the new epoch;
-// - /excel/ served with the manifest naming the server's public_url, whatever the Host (every URL https);
+// - /excel/ served with the manifest naming the server's public_url, whatever the Host (every URL https),
+//   and the stream client it shares with the console at /shared/;
 // - the task pane in headless Chromium with stand-in Office.js objects lists the apps and
 //   inserts formulas (taskpane_check.py, selenium).
 //
@@ -18,9 +19,10 @@
 
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { loadAddin } from "./excel-runtime.mjs";
+import { STREAM_CLIENT, loadAddin } from "./excel-runtime.mjs";
 import { APP, GRID, PUBLIC_URL, Platform, REPO, expectedGrid, freePort, inCI, log, missingPrerequisites, newToken, poll,
   requirePrerequisites, sleep, skipUnlessReady } from "./platform.mjs";
 import { checkManifest } from "./manifest.mjs";
@@ -275,6 +277,10 @@ describe("the add-in against a running server", { skip: skipUnlessReady(missing)
     for (const file of ["aerogrid-core.js", "taskpane.js", "taskpane.css"]) {
       await platform.server.expect(200, "GET", `/excel/${file}`, { headers: { Accept: "*/*" } });
     }
+    // The stream client the task pane loads from ../shared/: the very file in clients/shared.
+    const client = await platform.server.expect(200, "GET", "/shared/aerogrid-stream.js", { headers: { Accept: "*/*" } });
+    assert.match(client.headers["content-type"], /^text\/javascript/);
+    assert.equal(client.text(), fs.readFileSync(STREAM_CLIENT, "utf8"));
   });
 
   test("the task pane in headless Chromium lists the apps and their grids and inserts formulas", { timeout: 180000 }, async (t) => {

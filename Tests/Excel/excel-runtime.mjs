@@ -1,7 +1,7 @@
-// A stand-in for Excel's shared runtime: the add-in's scripts (aerogrid-core.js, then
-// functions.js, as taskpane.html loads them) run in a fresh JavaScript context with
-// localStorage, timers, a WebSocket class and a CustomFunctions object whose associate()
-// records the functions. A cell is an Invocation: the function is called with the cell's
+// A stand-in for Excel's shared runtime: the add-in's scripts (the shared stream client, then
+// aerogrid-core.js and functions.js, as taskpane.html loads them) run in a fresh JavaScript
+// context with localStorage, timers, a WebSocket class and a CustomFunctions object whose
+// associate() records the functions. A cell is an Invocation: the function is called with the cell's
 // arguments and the invocation, setResult() records each value, cancel() is Excel calling
 // onCanceled (the formula deleted or changed).
 
@@ -11,6 +11,8 @@ import vm from "node:vm";
 import { REPO } from "./platform.mjs";
 
 export const ADDIN = path.join(REPO, "clients", "excel");
+/** The stream client the add-in shares with the web console, served at /shared/. */
+export const STREAM_CLIENT = path.join(REPO, "clients", "shared", "aerogrid-stream.js");
 
 /** Excel's CustomFunctions.Error, for #N/A and the like with a message. */
 export class CustomFunctionsError {
@@ -143,8 +145,8 @@ export function loadAddin({ server, token, maxRate, options = {}, WebSocketClass
     CustomFunctions,
     AEROGRID_OPTIONS: options,
   });
-  for (const file of ["aerogrid-core.js", "functions.js"]) {
-    vm.runInContext(fs.readFileSync(path.join(ADDIN, file), "utf8"), context, { filename: path.join(ADDIN, file) });
+  for (const file of [STREAM_CLIENT, path.join(ADDIN, "aerogrid-core.js"), path.join(ADDIN, "functions.js")]) {
+    vm.runInContext(fs.readFileSync(file, "utf8"), context, { filename: file });
   }
   const cells = [];
   return {

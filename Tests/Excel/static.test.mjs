@@ -1,7 +1,8 @@
 // The add-in's files without a server: functions.json and the script's
 // CustomFunctions.associate calls match one to one; the manifest is well-formed and has what
 // Office requires for custom functions in a shared runtime, every URL https once the server
-// fills in its address; the core's grid replica, key order and subscription sharing.
+// fills in its address; what the core makes of the shared stream client's grids, and the
+// connection as the cells use it. The stream client itself: Tests/Shared/.
 //
 //   node --experimental-websocket --test Tests/Excel/
 
@@ -10,11 +11,12 @@ import fs from "node:fs";
 import path from "node:path";
 import { test, describe } from "node:test";
 import { createRequire } from "node:module";
-import { ADDIN, Invocation, loadAddin, plain } from "./excel-runtime.mjs";
+import { ADDIN, Invocation, STREAM_CLIENT, loadAddin, plain } from "./excel-runtime.mjs";
 import { BASE, checkManifest, substituted } from "./manifest.mjs";
 
 const require = createRequire(import.meta.url);
 const Core = require(path.join(ADDIN, "aerogrid-core.js"));
+const Stream = require(STREAM_CLIENT);
 const metadata = JSON.parse(fs.readFileSync(path.join(ADDIN, "functions.json"), "utf8"));
 
 // --------------------------------------------------------------------------------------------
@@ -118,11 +120,13 @@ describe("manifest.xml", () => {
     assert.deepEqual(http, [], "URLs written out instead of {{AEROGRID_BASE_URL}}");
   });
 
-  test("the task pane page loads Office.js, the core, the functions and the pane, with no inline script", () => {
+  test("the task pane page loads Office.js, the stream client, the core, the functions and the pane, with no inline script", () => {
     const html = fs.readFileSync(path.join(ADDIN, "taskpane.html"), "utf8");
     const scripts = [...html.matchAll(/<script\b([^>]*)>([\s\S]*?)<\/script>/g)];
     assert.deepEqual(scripts.map((m) => /src="([^"]+)"/.exec(m[1])?.[1]),
-      ["https://appsforoffice.microsoft.com/lib/1/hosted/office.js", "aerogrid-core.js", "functions.js", "taskpane.js"]);
+      ["https://appsforoffice.microsoft.com/lib/1/hosted/office.js", "../shared/aerogrid-stream.js", "aerogrid-core.js", "functions.js",
+        "taskpane.js"]);
+    assert.equal(path.resolve(ADDIN, "../shared/aerogrid-stream.js"), STREAM_CLIENT, "served at /shared/ from clients/shared");
     for (const m of scripts) assert.equal(m[2].trim(), "", "an inline script (the server's CSP refuses it)");
     assert.ok(!/\son[a-z]+="/i.test(html), "an inline event handler (the CSP refuses it)");
   });
@@ -132,8 +136,8 @@ describe("manifest.xml", () => {
 // The core without a server
 
 describe("the core", () => {
-  test("a replica: snapshot, merged deltas, deleted rows, 42 and \"42\" apart, the server's key order", () => {
-    const replica = new Core.GridReplica();
+  test("GRID's array from a replica: the server's key order, the declared columns then the others", () => {
+    const replica = new Stream.GridReplica();
     replica.applySnapshot({ epoch: 1, version: 5, columns: ["a", "b"], rows: [[7, { a: 1 }], [42, { a: 2, b: "x" }], ["42", { a: 3 }]] });
     replica.applyDelta({ epoch: 1, version: 6, rows: [[-1, { a: 0 }], [7, { b: true }], [42, null], ["Zeta", { a: 4 }], ["alpha", { c: 9 }]] });
     assert.deepEqual(replica.sortedRows().map((r) => r.key), [-1, 7, "42", "Zeta", "alpha"]);
@@ -149,19 +153,14 @@ describe("the core", () => {
     assert.deepEqual(Core.gridMatrix(sub, null), [["key", "a"]]);
   });
 
-  test("keys: code-point order of NFC forms, Excel's numbers as either kind of key", () => {
-    const keys = ["b", "\u{1F600}", "\uFFFD", "A", "e\u0301", "\u00e9", 10, 2, -3];
-    assert.deepEqual([...keys].sort(Core.compareKeys), [-3, 2, 10, "A", "b", "e\u0301", "\u00e9", "\uFFFD", "\u{1F600}"].sort(Core.compareKeys));
-    assert.deepEqual([...keys].sort(Core.compareKeys).slice(0, 5), [-3, 2, 10, "A", "b"]);
-    assert.equal(Core.compareKeys("\uFFFD", "\u{1F600}"), -1, "code points, not UTF-16 units");
-    assert.equal(Core.compareKeys("e\u0301", "\u00e9"), 0, "compared as NFC");
+  test("keys: Excel's numbers as either kind of key; the server's address and the settings", () => {
     assert.deepEqual(Core.keyCandidates(42), [42, "42"]);
     assert.deepEqual(Core.keyCandidates(4.5), ["4.5"]);
     assert.deepEqual(Core.keyCandidates("42"), ["42", 42]);
     assert.deepEqual(Core.keyCandidates("Widget"), ["Widget"]);
-    assert.equal(Core.streamUrl("https://h:8443/"), "wss://h:8443/api/v1/stream");
-    assert.equal(Core.streamUrl("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/api/v1/stream");
-    assert.equal(Core.streamUrl("aerogrid.example.com"), "wss://aerogrid.example.com/api/v1/stream");
+    assert.equal(Stream.streamUrl("https://h:8443/"), "wss://h:8443/api/v1/stream");
+    assert.equal(Stream.streamUrl("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/api/v1/stream");
+    assert.equal(Stream.streamUrl("aerogrid.example.com"), "wss://aerogrid.example.com/api/v1/stream");
     assert.deepEqual(Core.readSettings(null, "https://h"), { server: "https://h", token: "", maxRate: 2 });
   });
 
@@ -175,7 +174,8 @@ describe("the core", () => {
       receive(message) { this.onmessage?.({ data: JSON.stringify(message) }); }
       drop() { this.readyState = 3; this.onclose?.({ code: 1006 }); }
     }
-    const connection = new Core.Connection({ server: "https://h", token: "agt_t", WebSocket: FakeSocket, lingerMs: 20, backoff: { initial: 10, max: 20 } });
+    const connection = new Stream.Connection({ server: "https://h", token: "agt_t", maxRate: 2, WebSocket: FakeSocket, lingerMs: 20,
+      backoff: { initial: 10, max: 20 } });
     const seen = [];
     const one = connection.subscribe({ app: "a", grid: "g" }, (sub) => seen.push(["one", sub.replica.version]));
     const two = connection.subscribe({ app: "a", grid: "g" }, (sub) => seen.push(["two", sub.replica.version]));
@@ -227,7 +227,7 @@ describe("the core", () => {
       send(text) { this.sent.push(JSON.parse(text)); }
       close() { this.readyState = 3; }
     }
-    const connection = new Core.Connection({ server: "https://h", token: "agt_t", WebSocket: FakeSocket, lingerMs: 0 });
+    const connection = new Stream.Connection({ server: "https://h", token: "agt_t", WebSocket: FakeSocket, lingerMs: 0 });
     const first = connection.subscribe({ app: "a", grid: "g1" }, () => {});
     const seen = [];
     const second = connection.subscribe({ app: "a", grid: "g2" }, (sub) => seen.push(sub.error && sub.error.code));

@@ -5,18 +5,19 @@
  *   =AEROGRID.VALUE(app, grid, key, column)    one cell
  *   =AEROGRID.APPS()                           the tenant's apps and their state
  *
- * Every cell of the workbook goes through one AeroGridCore.Connection (one WebSocket); cells
- * with the same arguments share one server subscription, ended when Excel cancels the last
- * of them (onCanceled). Settings (server, token, rate) come from localStorage, which the task
- * pane writes: in the shared runtime they are the same page.
+ * Every cell of the workbook goes through one AeroGridStream.Connection (one WebSocket);
+ * cells with the same arguments share one server subscription, ended when Excel cancels the
+ * last of them (onCanceled). Settings (server, token, rate) come from localStorage, which the
+ * task pane writes: in the shared runtime they are the same page.
  *
- * Plain JavaScript, loaded after aerogrid-core.js. `globalThis.AeroGrid` is the API the task
- * pane (and the tests) use.
+ * Plain JavaScript, loaded after ../shared/aerogrid-stream.js and aerogrid-core.js.
+ * `globalThis.AeroGrid` is the API the task pane (and the tests) use.
  */
 (function (root) {
   "use strict";
 
   var Core = root.AeroGridCore;
+  var Stream = root.AeroGridStream;
   var options = root.AEROGRID_OPTIONS || {}; // embedding and tests: lingerMs, backoff, graceMs…
   var GRACE_MS = options.graceMs === undefined ? 2000 : options.graceMs;
 
@@ -39,7 +40,7 @@
       if (root.console && root.console.warn) root.console.warn.apply(root.console, arguments);
     },
   });
-  var connection = new Core.Connection(connectionOptions);
+  var connection = new Stream.Connection(connectionOptions);
 
   /** Saves new settings and starts the connection over with them. */
   function configure(changes) {

@@ -10,6 +10,7 @@
 
   var AeroGrid = root.AeroGrid;
   var Core = root.AeroGridCore;
+  var Stream = root.AeroGridStream;
   var officeReady = false;
   var grids = new Map();   // app name -> {stamp, grids | null, error}
   var stopWatching = null;
@@ -183,8 +184,8 @@
   function save(event) {
     if (event) event.preventDefault();
     showMessage("");
-    var server = Core.normalizeServer($("server").value);
-    if (server && !Core.streamUrl(server)) {
+    var server = Stream.normalizeServer($("server").value);
+    if (server && !Stream.streamUrl(server)) {
       showMessage("The server's address must start with https:// (or http://).");
       return;
     }

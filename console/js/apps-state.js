@@ -18,7 +18,11 @@ export class AppsState {
     this.listeners = new Set();
     this.samplers = 0;
     this.sampleTimer = null;
-    this.unwatch = stream.watchApps((message) => this.receive(message));
+    // Every `apps` and `app` message; the list already known when this starts, as an `apps`.
+    this.unwatch = stream.watchApps((apps, connection, message) => {
+      if (message) this.receive(message);
+      else if (apps && !this.loaded) this.receive({ type: "apps", apps });
+    });
   }
 
   onChange(listener) {

@@ -1,6 +1,7 @@
 // The console's shell: sign-in, the session (who the token is), navigation and routes.
 import { api, ApiError, onUnauthorized, setToken, token } from "./api.js";
-import { Stream } from "./stream.js";
+// The stream client shared with the Excel add-in: a classic script that defines AeroGridStream.
+import "../shared/aerogrid-stream.js";
 import { AppsState } from "./apps-state.js";
 import { h, replace, notice, pageTitle, field, toast } from "./ui.js";
 import { renderApps } from "./apps.js";
@@ -9,6 +10,7 @@ import { renderViewer } from "./viewer.js";
 import { renderTokens } from "./tokens.js";
 import { renderOperators } from "./operators.js";
 
+const { Connection } = globalThis.AeroGridStream;
 const main = document.getElementById("page");
 let session = null; // {kind: "tenant"|"operator", tenant, role, stream, apps}
 let cleanup = null;
@@ -33,15 +35,22 @@ export function currentSession() {
 // ---- Sign-in and out
 
 async function startSession(secret) {
-  const stream = new Stream(secret);
+  // 30 updates a second: the viewer plays a grid of colours as an animation (the server caps
+  // at 50). A page left ends its subscription at once: no need to linger, as Excel's cells do.
+  const stream = new Connection({ server: location.origin, token: secret, maxRate: 30, lingerMs: 0 });
   try {
     const ready = await stream.connect();
     setToken(secret);
     const apps = new AppsState(stream);
-    session = { kind: "tenant", tenant: ready.tenant, role: ready.role, stream, apps };
-    stream.onRefused = (refusal) => signOut(refusal.code === "unauthorized"
-      ? "Your token is no longer accepted (it may have been revoked). Sign in again with a valid token."
-      : refusal.message);
+    const current = { kind: "tenant", tenant: ready.tenant, role: ready.role, stream, apps };
+    session = current;
+    // A token the server stops accepting (revoked) ends the session.
+    stream.onState(({ state, refusal }) => {
+      if (state !== "refused" || session !== current) return;
+      signOut(refusal.code === "unauthorized"
+        ? "Your token is no longer accepted (it may have been revoked). Sign in again with a valid token."
+        : refusal.message);
+    });
     return session;
   } catch (refusal) {
     stream.close();
@@ -162,11 +171,14 @@ function renderChrome(active) {
   unsubscribeStatus?.();
   unsubscribeStatus = null;
   if (session.stream) {
-    unsubscribeStatus = session.stream.onStatus((status) => {
-      connection.textContent = status === "live" ? "● Live" : status === "refused" ? "Signed out" : "Reconnecting…";
-      connection.classList.toggle("down", status !== "live");
-      connection.title = status === "live" ? "Updates arrive as they happen" : "The live connection dropped; reconnecting";
-    });
+    const showState = ({ state }) => {
+      const live = state === "connected";
+      connection.textContent = live ? "● Live" : state === "refused" || state === "closed" ? "Signed out" : "Reconnecting…";
+      connection.classList.toggle("down", !live);
+      connection.title = live ? "Updates arrive as they happen" : "The live connection dropped; reconnecting";
+    };
+    showState(session.stream.describe());
+    unsubscribeStatus = session.stream.onState(showState);
   } else {
     connection.textContent = "";
   }

@@ -1,12 +1,16 @@
-// The live grid viewer: one subscription on the stream, kept as a map of rows; a
-// spreadsheet-like table that draws only the rows in view (a pool of <tr> reused as the user
-// scrolls), updates cells in place, flashes the ones that changed, sorts and filters, and
-// draws `#rrggbb` values as colour. 10,000 rows ticking stay well under a frame's budget.
+// The live grid viewer: one subscription on the stream, its rows in the shared stream client's
+// grid replica (clients/shared/aerogrid-stream.js); a spreadsheet-like table that draws only
+// the rows in view (a pool of <tr> reused as the user scrolls), updates cells in place,
+// flashes the ones that changed, sorts and filters, and draws `#rrggbb` values as colour.
+// 10,000 rows ticking stay well under a frame's budget.
 // A grid made only of colours is a picture: it is drawn on a canvas (one rectangle a cell,
 // redrawn at most once an animation frame), with "Show as table" for the cells themselves.
+import "../shared/aerogrid-stream.js";
 import { api, request } from "./api.js";
 import { h, replace, notice, pageTitle, toast } from "./ui.js";
 import { count, clock, STATE_TEXT } from "./format.js";
+
+const { GridReplica, compareRows } = globalThis.AeroGridStream;
 
 const ROW_HEIGHT = 28;
 const OVERSCAN = 10;
@@ -40,127 +44,105 @@ export function renderViewer(container, { app, grid }, context) {
     scroller);
   pageTitle(`${grid} · ${app}`, heading);
 
-  // ---- The data
+  // ---- The data: the subscription's replica (rows by key, each row one object for as long
+  // as its key is in the grid), or the grid's last saved values from the API until the
+  // stream has sent a snapshot.
   let columns = [];
-  let rows = new Map(); // "n:42" / "s:Widget" -> {key, cells, times, text}
+  let saved = null; // a GridReplica of GET …/grids/GRID
+  const shown = new WeakMap(); // a replica's row -> {times: {column: performance.now()}, text}
   let order = []; // the rows shown, filtered and sorted
   let orderDirty = true;
   let orderUrgent = true;
   let lastOrder = 0;
   let sort = { column: KEY, direction: 1 };
   let needle = "";
-  let epoch = null;
-  let version = null;
-  let haveData = false;
   let updatedAt = null;
   let closed = false;
   let picture = false; // every column's values are colours
   let asTable = false; // the user chose to see a picture's cells
   let pictureDirty = true;
+  let errorShown = null;
 
-  const mapKey = (key) => (typeof key === "number" ? "n:" : "s:") + key;
+  const NO_TIMES = {};
+  const timesOf = (row) => {
+    const view = shown.get(row);
+    return view ? view.times : NO_TIMES;
+  };
 
-  function loadSnapshot(message, flash) {
-    const now = performance.now();
-    const before = rows;
-    rows = new Map();
-    for (const [key, cells] of message.rows) {
-      const id = mapKey(key);
-      const old = before.get(id);
-      const times = {};
-      if (flash && old) {
-        for (const column in cells) if (old.cells[column] !== cells[column]) times[column] = now;
-      } else if (flash) {
-        for (const column in cells) times[column] = now;
-      }
-      rows.set(id, { key, cells, times, text: null });
+  /** A cell changed in a row that stays: it flashes (not on the first snapshot), the row's
+   * filter text is made again, and the order if it sorts or filters by it. */
+  function cellChanged(row, column, message) {
+    let view = shown.get(row);
+    if (view) view.text = null;
+    pictureDirty = true;
+    if (message.type === "snapshot") {
+      if (!haveData()) return;
+    } else {
+      const value = row.cells[column];
+      if (picture && value !== undefined && !(typeof value === "string" && COLOUR.test(value))) picture = false;
+      if (column === sort.column || needle) orderDirty = true;
+      if (!columns.includes(column)) setColumns([...columns, column]);
     }
-    setColumns(message.columns);
-    applyWidths();
-    orderDirty = orderUrgent = true;
+    if (!view) {
+      view = { times: {}, text: null };
+      shown.set(row, view);
+    }
+    view.times[column] = performance.now();
   }
 
-  function applyDelta(message) {
-    const now = performance.now();
-    for (const [key, cells] of message.rows) {
-      const id = mapKey(key);
-      if (cells === null) {
-        if (rows.delete(id)) orderDirty = orderUrgent = true;
-        continue;
-      }
-      let row = rows.get(id);
-      if (!row) {
-        row = { key, cells: {}, times: {}, text: null };
-        rows.set(id, row);
+  // ---- The subscription (the connection asks for 30 updates a second: main.js)
+  const subscription = session.stream.subscribe({ app, grid }, (sub, update) => {
+    if (update) {
+      if (update.type === "snapshot") {
+        saved = null;
+        errorShown = null;
+        replace(messages);
+        setColumns(sub.replica.columns);
+        applyWidths();
+        orderDirty = orderUrgent = true;
+      } else if (update.keysChanged) {
         orderDirty = orderUrgent = true;
       }
-      for (const column in cells) {
-        const value = cells[column];
-        if (row.cells[column] === value && column in row.cells) continue;
-        if (value === null) delete row.cells[column];
-        else row.cells[column] = value;
-        pictureDirty = true;
-        if (picture && value !== null && !(typeof value === "string" && COLOUR.test(value))) picture = false;
-        row.times[column] = now;
-        row.text = null;
-        if (column === sort.column || needle) orderDirty = true;
-        if (!columns.includes(column)) setColumns([...columns, column]);
-      }
+      updatedAt = new Date();
+      schedule();
+    }
+    if (sub.error !== errorShown) showError(sub.error);
+  }, cellChanged);
+  const streamed = () => subscription.subscription.replica;
+  const haveData = () => !!saved || streamed().hasSnapshot;
+  const replica = () => saved || streamed(); // `saved` goes when the first snapshot comes
+
+  function showError(error) {
+    errorShown = error;
+    if (!error) return;
+    if (error.code === "not_found" && !haveData()) {
+      replace(messages, notice("info", "This grid does not exist yet.",
+        h("p", {}, `${app} has no grid named ${grid} right now. It shows here as soon as the app writes it.`)));
+      statusText.textContent = "Waiting for the grid";
+    } else if (error.code === "over_quota") {
+      replace(messages, notice("error", "Too many grids are open in this browser tab.", h("p", {}, "Close some grid pages (or reload this tab) and try again.")));
+    } else if (error.code !== "not_found") {
+      replace(messages, notice("error", "The grid could not be opened.", h("p", {}, error.message)));
     }
   }
-
-  // ---- The subscription
-  // 30 updates a second: a grid of colours plays as an animation (the server caps at 50);
-  // drawing coalesces them to at most one per animation frame.
-  const unsubscribe = session.stream.subscribe(app, grid, { max_rate: 30 }, (message) => {
-    switch (message.type) {
-      case "snapshot":
-        replace(messages);
-        loadSnapshot(message, haveData);
-        haveData = true;
-        epoch = message.epoch;
-        version = message.version;
-        updatedAt = new Date();
-        schedule();
-        break;
-      case "delta":
-        applyDelta(message);
-        version = message.version;
-        updatedAt = new Date();
-        schedule();
-        break;
-      case "error":
-        if (message.code === "not_found" && !haveData) {
-          replace(messages, notice("info", "This grid does not exist yet.",
-            h("p", {}, `${app} has no grid named ${grid} right now. It shows here as soon as the app writes it.`)));
-          statusText.textContent = "Waiting for the grid";
-        } else if (message.code === "over_quota") {
-          replace(messages, notice("error", "Too many grids are open in this browser tab.", h("p", {}, "Close some grid pages (or reload this tab) and try again.")));
-        } else if (message.code !== "not_found") {
-          replace(messages, notice("error", "The grid could not be opened.", h("p", {}, message.message)));
-        }
-        break;
-      default:
-        break;
-    }
-  });
 
   // A grid whose app has not run since the server started sends nothing on the stream:
   // show its last saved values from the API meanwhile.
   const fallback = setTimeout(async () => {
-    if (haveData || closed) return;
+    if (haveData() || closed) return;
     try {
       const answer = await fetchGrid(app, grid);
-      if (haveData || closed || !answer) return;
-      loadSnapshot({ columns: answer.columns, rows: Object.entries(answer.rows) }, false);
-      haveData = true;
-      epoch = answer.epoch;
-      version = answer.version;
+      if (haveData() || closed || !answer) return;
+      saved = new GridReplica();
+      saved.applySnapshot({ columns: answer.columns, rows: Object.entries(answer.rows), epoch: answer.epoch, version: answer.version });
+      setColumns(saved.columns);
+      applyWidths();
+      orderDirty = orderUrgent = true;
       updatedAt = null;
       replace(messages, notice("info", "These are the grid's last saved values.", h("p", {}, `${app} is not running, so nothing changes. Start it to see the grid live.`)));
       schedule();
     } catch (error) {
-      if (!haveData && error.code === "not_found") {
+      if (!haveData() && error.code === "not_found") {
         replace(messages, notice("info", "This grid does not exist yet.",
           h("p", {}, `${app} has no grid named ${grid} right now. It shows here as soon as the app writes it.`)));
         statusText.textContent = "Waiting for the grid";
@@ -206,7 +188,7 @@ export function renderViewer(container, { app, grid }, context) {
   function applyWidths() {
     const colour = new Set(columns);
     let sampled = 0;
-    for (const row of rows.values()) {
+    for (const row of replica().rows.values()) {
       for (const column of colour) {
         const value = row.cells[column];
         if (value !== null && value !== undefined && !(typeof value === "string" && COLOUR.test(value))) colour.delete(column);
@@ -275,37 +257,42 @@ export function renderViewer(container, { app, grid }, context) {
   // ---- Order: filter and sort, at most a few times a second while cells tick
 
   function rowText(row) {
-    if (row.text === null) {
+    let view = shown.get(row);
+    if (!view) {
+      view = { times: {}, text: null };
+      shown.set(row, view);
+    }
+    if (view.text === null) {
       let text = String(row.key).toLowerCase();
       for (const column in row.cells) {
         const value = row.cells[column];
         if (value !== null && value !== undefined) text += "\u0001" + String(value).toLowerCase();
       }
-      row.text = text;
+      view.text = text;
     }
-    return row.text;
+    return view.text;
   }
 
   function rebuildOrder() {
-    const list = [];
-    if (needle) {
-      for (const row of rows.values()) if (rowText(row).includes(needle)) list.push(row);
-    } else {
-      for (const row of rows.values()) list.push(row);
-    }
+    const rows = replica();
     const direction = sort.direction;
+    let list;
     if (sort.column === KEY) {
-      list.sort((a, b) => direction * compareKeys(a.key, b.key));
+      // The replica keeps its rows in the protocol's key order until the keys change.
+      list = needle ? rows.sortedRows().filter((row) => rowText(row).includes(needle)) : rows.sortedRows().slice();
+      if (direction < 0) list.reverse();
     } else {
+      list = [];
+      for (const row of rows.rows.values()) if (!needle || rowText(row).includes(needle)) list.push(row);
       const column = sort.column;
       list.sort((a, b) => {
         const x = a.cells[column];
         const y = b.cells[column];
         const xEmpty = x === null || x === undefined || x === "";
         const yEmpty = y === null || y === undefined || y === "";
-        if (xEmpty || yEmpty) return xEmpty === yEmpty ? compareKeys(a.key, b.key) : xEmpty ? 1 : -1;
+        if (xEmpty || yEmpty) return xEmpty === yEmpty ? compareRows(a, b) : xEmpty ? 1 : -1;
         const c = compareValues(x, y);
-        return c !== 0 ? direction * c : compareKeys(a.key, b.key);
+        return c !== 0 ? direction * c : compareRows(a, b);
       });
     }
     order = list;
@@ -470,6 +457,7 @@ export function renderViewer(container, { app, grid }, context) {
 
   function drawRow(entry, row, index, now) {
     const { tr, th, tds } = entry;
+    const times = timesOf(row);
     if (entry.row !== row) {
       entry.row = row;
       tr.dataset.key = String(row.key);
@@ -485,7 +473,7 @@ export function renderViewer(container, { app, grid }, context) {
         setCell(td, column, value);
         td._row = row;
       }
-      const changed = row.times[column];
+      const changed = times[column];
       if (changed !== undefined && changed > (td._t ?? 0)) {
         td._t = changed;
         if (now - changed < FLASH_MS) {
@@ -536,7 +524,8 @@ export function renderViewer(container, { app, grid }, context) {
   }
 
   function showStatus() {
-    if (!haveData) return;
+    if (!haveData()) return;
+    const rows = replica();
     const parts = [`${count(rows.size)} ${rows.size === 1 ? "row" : "rows"}`];
     if (needle) parts.push(`${count(order.length)} matching`);
     parts.push(`${count(columns.length)} ${columns.length === 1 ? "column" : "columns"}`);
@@ -548,8 +537,8 @@ export function renderViewer(container, { app, grid }, context) {
       const label = describePicture();
       if (canvas.getAttribute("aria-label") !== label) canvas.setAttribute("aria-label", label);
     }
-    table.dataset.epoch = String(epoch);
-    table.dataset.version = String(version);
+    table.dataset.epoch = String(rows.epoch);
+    table.dataset.version = String(rows.version);
     if (!rows.size && !messages.firstChild) {
       const empty = notice("info", "This grid is empty.", h("p", {}, "Rows show up here as the app writes them."));
       empty.classList.add("empty-grid");
@@ -583,21 +572,13 @@ export function renderViewer(container, { app, grid }, context) {
     clearTimeout(orderTimer);
     clearTimeout(statusTimer);
     resize.disconnect();
-    unsubscribe();
+    subscription.close();
     stopApps();
   };
 }
 
 function fetchGrid(app, grid) {
   return request("GET", `/api/v1/apps/${encodeURIComponent(app)}/grids/${encodeURIComponent(grid)}`);
-}
-
-/** The protocol's key order: integers first, in numeric order, then strings. */
-export function compareKeys(a, b) {
-  const an = typeof a === "number";
-  const bn = typeof b === "number";
-  if (an !== bn) return an ? -1 : 1;
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 const TYPE_RANK = { number: 0, string: 1, boolean: 2 };
