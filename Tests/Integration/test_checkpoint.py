@@ -29,16 +29,16 @@ def test_final_checkpoint_at_every_stop(kafka_factory, supervisor_factory, testd
         supervisor = supervisor_factory(ORDERSAPP, cluster.bootstrap, data_dir=data_dir, name=f"supervisor-{cycle}",
                                         checkpoint_interval=0.2, status_interval=0.1)
         _, seen = supervisor.wait_status(
-            lambda s: s["checkpoints"] >= 1 and orders.count - applied_total - s["applied_records"] >= 20_000
-            or s.get("lag") == 0 and s["applied_records"] > 0, 60, f"cycle {cycle}: mid-stream")
+            lambda s: s["checkpoints"] >= 1 and orders.count - applied_total - s["records"] >= 20_000
+            or s.get("lag") == 0 and s["records"] > 0, 60, f"cycle {cycle}: mid-stream")
         final, grids = supervisor.stop()
-        applied_total += final["applied_records"]
+        applied_total += final["records"]
         rows = {f"s:{key}": row for key, row in grid_rows(grids, "product_sum").items()}
         stored_rows = checkpointed_rows(data_dir, app, "product_sum")
         stored_offsets = sum(checkpointed_offsets(data_dir, app).values())
         ok = stored_rows == rows and stored_offsets == applied_total
         log(f"checkpoint cycle {cycle}: stopped with {orders.count - applied_total} outstanding; applied "
-            f"{final['applied_records']} (all runs {applied_total}), delivered {final['delivered_records']}, "
+            f"{final['records']} (all runs {applied_total}), delivered {final['delivered_records']}, "
             f"checkpoints {seen['checkpoints']} -> {final['checkpoints']}; checkpointed offsets sum {stored_offsets}"
             f"{'' if ok else '  <-- the final checkpoint is missing'}")
         if not ok:
@@ -49,7 +49,7 @@ def test_final_checkpoint_at_every_stop(kafka_factory, supervisor_factory, testd
 
     last = supervisor_factory(ORDERSAPP, cluster.bootstrap, data_dir=data_dir, name="supervisor-last",
                               checkpoint_interval=0.2, status_interval=0.1)
-    last.wait_status(lambda s: s["applied_records"] >= orders.count - applied_total and s.get("lag") == 0, 60,
+    last.wait_status(lambda s: s["records"] >= orders.count - applied_total and s.get("lag") == 0, 60,
                      "the last run caught up")
     final, grids = last.stop()
     assert grid_rows(grids, "product_sum") == orders.expected_units()
@@ -72,7 +72,7 @@ def test_stop_while_a_checkpoint_write_waits(kafka_factory, supervisor_factory, 
     produce(cluster, orders, 20_000)
     supervisor = supervisor_factory(ORDERSAPP, cluster.bootstrap, data_dir=data_dir, name="supervisor-1",
                                     checkpoint_interval=0.2, status_interval=0.1)
-    supervisor.wait_status(lambda s: s["applied_records"] >= orders.count and s["checkpoints"] >= 1, 60,
+    supervisor.wait_status(lambda s: s["records"] >= orders.count and s["checkpoints"] >= 1, 60,
                            "the first wave applied and checkpointed")
     time.sleep(0.5)  # a last periodic checkpoint of it
 
@@ -83,14 +83,14 @@ def test_stop_while_a_checkpoint_write_waits(kafka_factory, supervisor_factory, 
         blocker.execute("BEGIN IMMEDIATE")
         locked_at = time.monotonic()
         produce(cluster, orders, 2_000, products=first_products)   # batches 1..k
-        supervisor.wait_status(lambda s: s["applied_records"] >= orders.count, 10, "the first products applied")
+        supervisor.wait_status(lambda s: s["records"] >= orders.count, 10, "the first products applied")
         time.sleep(0.4)  # a periodic checkpoint takes them and waits for the lock
         produce(cluster, orders, 2_000, products=second_products)  # batches k+1..n
-        _, seen = supervisor.wait_status(lambda s: s["applied_records"] >= orders.count, 10, "the second products applied")
+        _, seen = supervisor.wait_status(lambda s: s["records"] >= orders.count, 10, "the second products applied")
         supervisor.signal(signal.SIGTERM)
         time.sleep(0.5)
         log(f"slow checkpoint: lock held {time.monotonic() - locked_at:.2f} s, SIGTERM sent with everything applied "
-            f"({seen['applied_records']}), checkpoints {seen['checkpoints']}")
+            f"({seen['records']}), checkpoints {seen['checkpoints']}")
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
@@ -107,7 +107,7 @@ def test_stop_while_a_checkpoint_write_waits(kafka_factory, supervisor_factory, 
     # Whatever was stored must be consistent: the restart must end exact.
     second = supervisor_factory(ORDERSAPP, cluster.bootstrap, data_dir=data_dir, name="supervisor-2",
                                 checkpoint_interval=0.2, status_interval=0.1)
-    second.wait_status(lambda s: s["applied_records"] >= orders.count - stored_offsets and s.get("lag") == 0, 60,
+    second.wait_status(lambda s: s["records"] >= orders.count - stored_offsets and s.get("lag") == 0, 60,
                        "the restart caught up")
     time.sleep(0.3)
     final2, grids2 = second.stop()
@@ -118,6 +118,6 @@ def test_stop_while_a_checkpoint_write_waits(kafka_factory, supervisor_factory, 
     assert not wrong, (
         f"the grid lost updates across a clean stop: the checkpoint stored offsets {stored_offsets} (all applied) "
         f"but stale rows for {stale}; after the restart (got, expected): {wrong}")
-    assert stored_rows == rows and stored_offsets == final["applied_records"], (
+    assert stored_rows == rows and stored_offsets == final["records"], (
         f"the final checkpoint does not hold the printed grid: stale rows {stale}, offsets {stored_offsets} "
-        f"for {final['applied_records']} applied")
+        f"for {final['records']} applied")

@@ -20,7 +20,7 @@ def test_ordersapp_under_the_supervisor(orders_cluster, supervisor_factory):
 
     first_at, _ = supervisor.wait_status(lambda s: s["delivered_records"] > 0, 60, "the first records delivered")
     done_at, done = supervisor.wait_status(
-        lambda s: s["applied_records"] >= E2E_ORDERS and s.get("lag") == 0, 120, f"{E2E_ORDERS} records applied")
+        lambda s: s["records"] >= E2E_ORDERS and s.get("lag") == 0, 120, f"{E2E_ORDERS} records applied")
     streaming = done_at - first_at
     log(f"e2e: {E2E_ORDERS} records applied {done_at - started:.2f} s after the supervisor started "
         f"({first_at - started:.2f} s to the first delivery); {E2E_ORDERS / max(streaming, 1e-3):,.0f} records/s "
@@ -29,11 +29,11 @@ def test_ordersapp_under_the_supervisor(orders_cluster, supervisor_factory):
     final, grids = supervisor.stop()
     log(f"e2e: final status {final}")
     assert grid_rows(grids, "product_sum") == orders.expected_units()
-    assert final["applied_records"] == E2E_ORDERS
+    assert final["records"] == E2E_ORDERS
     assert final["delivered_records"] == E2E_ORDERS
     assert final["failed_records"] == 0
     assert final["restarts"] == 0
-    assert final["phase"] == "stopped"
+    assert final["state"] == "stopped"
     assert "last_crash" not in final
     assert grids["grids"]["product_sum"]["columns"] == ["units_sold"]
     assert_cgroups_removed(supervisor)

@@ -23,12 +23,12 @@ ATTEMPTS = 3               # waves to try before giving up on catching the app m
 
 
 def outstanding(status: dict, orders: Orders, applied_before: int = 0) -> int:
-    """Records produced and not yet applied, from the status line's own applied_records.
+    """Records produced and not yet applied, from the status line's own records.
 
     The status line's "lag" is computed from offsets read before it queries 8 watermarks
     one after another (~45 ms each on the embedded cluster), so it can be ~0.4 s older than
-    the line's applied_records; this count is as fresh as the line."""
-    return orders.count - applied_before - status["applied_records"]
+    the line's records; this count is as fresh as the line."""
+    return orders.count - applied_before - status["records"]
 
 
 def wait_mid_stream(supervisor, cluster, orders: Orders, what: str, applied_before: int = 0) -> tuple:
@@ -40,7 +40,7 @@ def wait_mid_stream(supervisor, cluster, orders: Orders, what: str, applied_befo
         seconds = produce(cluster, orders, WAVE)
         produced_at = time.monotonic()
         at, status = supervisor.wait_status(
-            lambda s: s["phase"] == "running" and s["checkpoints"] >= 1
+            lambda s: s["state"] == "running" and s["checkpoints"] >= 1
             and (outstanding(s, orders, applied_before) >= MIN_LAG_AT_KILL
                  or (outstanding(s, orders, applied_before) == 0 and s.get("lag") == 0)),
             60, f"{what}: a wave in progress", after=produced_at)
@@ -53,13 +53,13 @@ def wait_mid_stream(supervisor, cluster, orders: Orders, what: str, applied_befo
 def wait_line_while_down(supervisor, killed_at: float, what: str, timeout: float = 30) -> tuple:
     """The first status line whose lag was computed after the kill (the line before it came
     after the kill: the supervisor computes a line's lag after printing the previous one)
-    and that still shows no app process running (phase down, or starting again)."""
+    and that still shows no app process running (state down, or starting again)."""
     deadline = Deadline(timeout, what)
     while not deadline.expired:
         lines = supervisor.statuses()
         for (prev_at, _), (at, status) in zip(lines, lines[1:]):
             if prev_at > killed_at:
-                if status["phase"] == "running":
+                if status["state"] == "running":
                     raise AssertionError(f"{what}: the app ran again before a status line showed it down: {status}")
                 return at, status
         if not supervisor.alive():
@@ -74,7 +74,7 @@ def test_app_killed_three_times(kafka_factory, supervisor_factory, testdir):
     produce(cluster, orders, 20_000)
     supervisor = supervisor_factory(ORDERSAPP, cluster.bootstrap, checkpoint_interval=0.2, status_interval=0.1)
     supervisor.wait_status(
-        lambda s: s["applied_records"] >= orders.count and s.get("lag") == 0 and s["checkpoints"] >= 1,
+        lambda s: s["records"] >= orders.count and s.get("lag") == 0 and s["checkpoints"] >= 1,
         60, "the first wave applied and checkpointed")
 
     kills = []
@@ -88,30 +88,30 @@ def test_app_killed_three_times(kafka_factory, supervisor_factory, testdir):
         killed_at = time.monotonic()
         log(f"kill {kill}: SIGKILL to the app (pid {pid}) {killed_at - produced_at:.2f} s after a wave of {WAVE} "
             f"(kcat {seconds:.2f} s): lag {seen.get('lag')} (reported), {outstanding(seen, orders)} outstanding "
-            f"(produced - applied), checkpoints {seen['checkpoints']}, applied {seen['applied_records']}/{orders.count}, "
+            f"(produced - applied), checkpoints {seen['checkpoints']}, applied {seen['records']}/{orders.count}, "
             f"delivered {seen['delivered_records']} (status line {1000 * (killed_at - seen_at):.1f} ms before the kill)")
         assert seen["checkpoints"] >= 1 and outstanding(seen, orders) > 0
 
         # While no app runs the applied offsets cannot move, so a status line computed wholly
         # after the kill and before a new process runs shows the lag the kill left.
         down_at, down = wait_line_while_down(supervisor, killed_at, f"kill {kill}")
-        log(f"kill {kill}: app down ({down['phase']}, line {down_at - killed_at:.2f} s after the kill): "
+        log(f"kill {kill}: app down ({down['state']}, line {down_at - killed_at:.2f} s after the kill): "
             f"lag {down.get('lag')}, outstanding {outstanding(down, orders)}, checkpoints {down['checkpoints']}, "
-            f"applied {down['applied_records']}, last crash {down.get('last_crash')!r}")
+            f"applied {down['records']}, last crash {down.get('last_crash')!r}")
         assert outstanding(down, orders) > 0, f"the wave was applied before kill {kill}: {down}"
         assert down.get("lag", 0) > 0, f"no lag while the app was down after kill {kill}: {down}"
 
         running_at, running = supervisor.wait_status(
-            lambda s: s["restarts"] == restarts_before + 1 and s["phase"] == "running",
+            lambda s: s["restarts"] == restarts_before + 1 and s["state"] == "running",
             30, f"the restart after kill {kill}", after=killed_at)
         caught_up_at, caught_up = supervisor.wait_status(
-            lambda s: s["applied_records"] >= orders.count and s.get("lag") == 0,
+            lambda s: s["records"] >= orders.count and s.get("lag") == 0,
             60, f"catching up after kill {kill}", after=running_at)
         new_pid = supervisor.wait_app_pid(10, exclude=pid)
         log(f"kill {kill}: restarted (restarts {running['restarts']}, new pid {new_pid}) {running_at - killed_at:.2f} s "
             f"after the kill; caught up {caught_up_at - killed_at:.2f} s after it "
-            f"(applied {caught_up['applied_records']}, delivered {caught_up['delivered_records']})")
-        assert caught_up["applied_records"] == orders.count, "records applied twice or lost"
+            f"(applied {caught_up['records']}, delivered {caught_up['delivered_records']})")
+        assert caught_up["records"] == orders.count, "records applied twice or lost"
         kills.append({"lag": seen.get("lag"), "outstanding": outstanding(seen, orders), "checkpoints": seen["checkpoints"],
                       "lag_while_down": down.get("lag")})
 
@@ -119,7 +119,7 @@ def test_app_killed_three_times(kafka_factory, supervisor_factory, testdir):
     log(f"app kills: {kills}; final status {final}")
     assert grid_rows(grids, "product_sum") == orders.expected_units()
     assert final["restarts"] == 3
-    assert final["applied_records"] == orders.count
+    assert final["records"] == orders.count
     assert final["delivered_records"] > orders.count  # the killed batches were sent again
     assert final["failed_records"] == 0
     assert_cgroups_removed(supervisor)
@@ -133,7 +133,7 @@ def test_supervisor_killed_and_restarted(kafka_factory, supervisor_factory, test
     first = supervisor_factory(ORDERSAPP, cluster.bootstrap, data_dir=data_dir, name="supervisor-1",
                                checkpoint_interval=0.2, status_interval=0.1)
     _, ready = first.wait_status(
-        lambda s: s["applied_records"] >= orders.count and s.get("lag") == 0 and s["checkpoints"] >= 1,
+        lambda s: s["records"] >= orders.count and s.get("lag") == 0 and s["checkpoints"] >= 1,
         60, "the first wave applied and checkpointed")
     epoch_before = ready["epoch"]
 
@@ -143,7 +143,7 @@ def test_supervisor_killed_and_restarted(kafka_factory, supervisor_factory, test
     first.kill9()
     log(f"supervisor kill: SIGKILL {killed_at - produced_at:.2f} s after a wave of {WAVE} (kcat {seconds:.2f} s): "
         f"lag {seen.get('lag')} (reported), {outstanding(seen, orders)} outstanding, checkpoints {seen['checkpoints']}, "
-        f"applied {seen['applied_records']}/{orders.count}, epoch {seen['epoch']} "
+        f"applied {seen['records']}/{orders.count}, epoch {seen['epoch']} "
         f"(status line {1000 * (killed_at - seen_at):.1f} ms before the kill)")
     assert seen["checkpoints"] >= 1 and outstanding(seen, orders) > 0
     # At ~130 records/ms, MIN_LAG_AT_KILL outstanding lasts ~75 ms: the kill came well inside it.
@@ -168,15 +168,15 @@ def test_supervisor_stopped_mid_stream_and_restarted(kafka_factory, supervisor_f
     first = supervisor_factory(ORDERSAPP, cluster.bootstrap, data_dir=data_dir, name="supervisor-1",
                                checkpoint_interval=0.2, status_interval=0.1)
     _, ready = first.wait_status(
-        lambda s: s["applied_records"] >= orders.count and s.get("lag") == 0 and s["checkpoints"] >= 1,
+        lambda s: s["records"] >= orders.count and s.get("lag") == 0 and s["checkpoints"] >= 1,
         60, "the first wave applied and checkpointed")
     seen_at, seen, _, _ = wait_mid_stream(first, cluster, orders, "supervisor stop")
     final, grids = first.stop()
     log(f"supervisor stop: SIGTERM with {outstanding(seen, orders)} outstanding (lag {seen.get('lag')} reported), "
         f"checkpoints {seen['checkpoints']}; final status {final}")
-    assert final["phase"] == "stopped" and final["restarts"] == 0
+    assert final["state"] == "stopped" and final["restarts"] == 0
     assert_cgroups_removed(first)
-    assert final["applied_records"] < orders.count, "the stop came after everything was applied"
+    assert final["records"] < orders.count, "the stop came after everything was applied"
     # Whether the final checkpoint holds the printed grid is test_checkpoint's question; here
     # the restart must continue exactly from whatever the checkpoint holds.
     app = f"{supervisor_factory.tenant}/ordersapp"
@@ -203,14 +203,14 @@ def restart_from_checkpoint(cluster, orders: Orders, supervisor_factory, data_di
     second = supervisor_factory(ORDERSAPP, cluster.bootstrap, data_dir=data_dir, name="supervisor-2",
                                 checkpoint_interval=0.2, status_interval=0.1)
     done_at, _ = second.wait_status(
-        lambda s: s["applied_records"] >= expected and s.get("lag") == 0, 60, "the restarted supervisor caught up")
+        lambda s: s["records"] >= expected and s.get("lag") == 0, 60, "the restarted supervisor caught up")
     final, grids = second.stop()
     log(f"{what}, restart: caught up {done_at - second.started:.2f} s after starting; delivered "
         f"{final['delivered_records']}, expected {expected} (high watermarks - checkpointed offsets); "
         f"epoch {epoch_before} -> {final['epoch']}; final status {final}")
     assert grid_rows(grids, "product_sum") == orders.expected_units()
     assert final["delivered_records"] == expected, "records delivered after the restart != high watermark - checkpoint"
-    assert final["applied_records"] == expected
+    assert final["records"] == expected
     assert final["restarts"] == 0
     assert final["epoch"] > epoch_before and grids["epoch"] == final["epoch"]
     assert_cgroups_removed(second)
