@@ -5,16 +5,17 @@ export PATH := $(PATH):/opt/swift/usr/bin
 PYTHON ?= python3
 AEROGRID := .build/debug/aerogrid
 # Every pytest suite runs with Tests/skip_policy.py: a skip is reported loudly, and in CI
-# (CI=true) one not listed in Tests/allowed-skips.txt fails the run.
-PYTEST = PYTHONPATH=$(CURDIR)/Tests $(PYTHON) -m pytest -p skip_policy
+# (CI=true) one not listed in Tests/allowed-skips.txt fails the run. The suites' shared
+# fixtures (prerequisites, scratch directories, Kafka and a server) are Tests/support/plugin.py's.
+PYTEST = PYTHONPATH=$(CURDIR)/Tests $(PYTHON) -m pytest -p skip_policy -p support.plugin
 
-.PHONY: dev test deps build test-swift test-sandbox-c test-integration test-python bench bench-runtime bench-sandbox bench-fanout bench-soak clean
+.PHONY: dev test deps build lint lint-swift lint-python test-swift test-sandbox-c test-integration test-python bench bench-runtime bench-sandbox bench-fanout bench-soak clean
 
 # make dev DEV_ARGS=--no-demo leaves out the demo app and its orders.
 dev: build
 	$(AEROGRID) dev $(DEV_ARGS)
 
-test: build test-swift test-sandbox-c test-integration test-python test-browser test-excel test-examples test-e2e
+test: lint build test-swift test-sandbox-c test-integration test-python test-browser test-excel test-examples test-e2e
 
 deps:
 	@scripts/setup
@@ -47,9 +48,10 @@ test-python: deps
 
 # The Excel add-in (clients/excel) under node against the built server (needs root): the
 # functions through a stand-in for Excel's runtime, the manifest, and the task pane in
-# headless Chromium. docs/excel.md.
+# headless Chromium; and the stream client it shares with the console (clients/shared:
+# key order, backoff, replica). docs/excel.md.
 test-excel: build
-	node --experimental-websocket --test Tests/Excel/*.test.mjs
+	node --experimental-websocket --test Tests/Shared/*.test.mjs Tests/Excel/*.test.mjs
 
 # Examples/fx-ticker and Examples/pixels against embedded Kafka, with the SDK's runner and
 # deployed to a real server (needs root). Run with -s to see the pixels' frames/s.
@@ -61,6 +63,19 @@ test-examples: build
 # nothing left behind (needs root). Run with -s to see every command.
 test-e2e: build
 	cd Tests/EndToEnd && $(PYTEST) -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Both lints, first in `make test`: a finding fails it before anything is built.
+lint: lint-swift lint-python
+
+# The Swift code against .swift-format (layout and rules; `swift format` is in the
+# toolchain). To fix the layout: swift format format --in-place --recursive Sources Tests Benchmarks Package.swift
+lint-swift:
+	swift format lint --strict --parallel --recursive Sources Tests Benchmarks Package.swift
+
+# The Python code (the SDK, the tests, the benchmarks, the examples) against ruff.toml's
+# rules. Not `ruff format`: the code keeps its own layout.
+lint-python: deps
+	$(PYTHON) -m ruff check
 
 # Speed and memory, each next to its baseline (release builds; see docs/performance.md).
 # Extra arguments: make bench BENCH_ARGS="--orders 480000".
@@ -91,7 +106,7 @@ bench-fanout: deps
 # root). Extra arguments: make bench-soak SOAK_BENCH_ARGS="--seconds 30 --runs 1".
 bench-soak: deps
 	swift build -c release --product aerogrid
-	$(PYTHON) Benchmarks/soak.py $(SOAK_BENCH_ARGS)
+	PYTHONPATH=$(CURDIR)/Tests $(PYTHON) Benchmarks/soak.py $(SOAK_BENCH_ARGS)
 
 clean:
 	rm -rf .build .build-c

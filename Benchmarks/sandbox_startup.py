@@ -208,7 +208,7 @@ def main() -> None:
     argvs = {(c, v): launchers[v] + commands[c] for c, v in cases}
 
     host = machine()
-    now = datetime.datetime.now(datetime.timezone.utc).astimezone()
+    now = datetime.datetime.now(datetime.UTC).astimezone()
     print(f"sandbox start-up, {now.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     print(f"machine: {host['nproc']} CPUs ({host['cpu_model']}), Linux {host['kernel']}, "
           f"cgroup {host['cgroups']}, euid {host['euid']}")
@@ -226,7 +226,7 @@ def main() -> None:
         print(f"note: {args.runs} runs per variant; the method asks for at least 30")
 
     failures: dict[tuple[str, str], list[str]] = {case: [] for case in cases}
-    attempts = {case: 0 for case in cases}
+    attempts = dict.fromkeys(cases, 0)
 
     def failed(case: tuple[str, str], what: str, code: int) -> None:
         message = f"{what}: {VARIANT_LABELS[case[1]]} {case[0]} {describe_status(code)}"
@@ -238,7 +238,7 @@ def main() -> None:
     # Warm-up: one run of each with its output checked (until one succeeds, with
     # --keep-going), then untimed runs, then the timed rounds.
     for case in cases:
-        for attempt in range(10):
+        for _ in range(10):
             attempts[case] += 1
             code = check_run(f"{VARIANT_LABELS[case[1]]} {case[0]}", argvs[case], envs[case[1]])
             if code == 0:

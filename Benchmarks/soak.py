@@ -20,7 +20,7 @@ equals the orders produced. The result is the median over the runs of the p99 ra
 (hostile / alone); it fails (exit 1) when the server went down, the grid is not exact, the
 RSS passed its bound, or the median ratio is above 1.5.
 
-    python3 Benchmarks/soak.py --seconds 60 --runs 3        (root; after `swift build -c release`)
+    PYTHONPATH=Tests python3 Benchmarks/soak.py --seconds 60 --runs 3  (root; after `swift build -c release`)
 """
 
 from __future__ import annotations
@@ -40,12 +40,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve()
-sys.path.insert(0, str(REPO / "Tests" / "Integration"))
+# Before support.harness reads it: the benchmark measures the release build.
 os.environ.setdefault("AEROGRID_BIN", str(REPO / ".build" / "release" / "aerogrid"))
 
-from harness import TOPIC, KafkaCluster, Managed, log, raw_app_code  # noqa: E402
-from server import Server, expect, new_operator_token, poll, wait_state  # noqa: E402
-from test_stream import bundle, cpu_seconds, orders_bundle, percentile, rss_bytes  # noqa: E402
+from support.harness import TOPIC, KafkaCluster, Managed, cpu_seconds, log, percentile, raw_app_code, rss_bytes  # noqa: E402
+from support.server import Server, bundle, expect, new_operator_token, orders_bundle, poll, wait_state  # noqa: E402
 
 GRID = "product_sum"
 PROBE = "Probe"
@@ -98,7 +97,7 @@ def run_watch(url: str, token: str, app: str, clients: int, out: str) -> None:
             while not stop.is_set():
                 try:
                     text = await asyncio.wait_for(ws.recv(), 0.5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 received = time.monotonic()
                 message = json.loads(text)
@@ -174,7 +173,7 @@ def run_hostile(host: str, port: int, token: str, stopped_app: str) -> None:
                 while not stop.is_set():  # reads what comes (the answers), and waits
                     try:
                         await asyncio.wait_for(ws.recv(), 0.5)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
         except Exception:  # noqa: BLE001 - the server may refuse past the tenant's quota
             pass
@@ -217,11 +216,11 @@ def run_hostile(host: str, port: int, token: str, stopped_app: str) -> None:
 
 
 class Helper(Managed):
-    """This file (or, with `script`, the one its first argument names) run as a helper."""
+    """This file (or, with `module`, that module: `python3 -m MODULE`) run as a helper."""
 
-    def __init__(self, name: str, args: list, directory: Path, ready: str, script: bool = False) -> None:
-        argv = [sys.executable, *map(str, args)] if script else [sys.executable, str(HERE), *map(str, args)]
-        super().__init__(name, argv, directory, cwd=REPO / "Tests" / "Integration" if script else REPO)
+    def __init__(self, name: str, args: list, directory: Path, ready: str, module: str | None = None) -> None:
+        argv = [sys.executable, "-m", module] if module else [sys.executable, str(HERE)]
+        super().__init__(name, [*argv, *map(str, args)], directory, cwd=REPO / "Tests" if module else REPO)
         self.ready = ready
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -244,7 +243,7 @@ class Helper(Managed):
 
 def window(seen: list, probes: list, begin: float, end: float) -> list:
     """Latencies of the probes produced in [begin, end), as each client saw them."""
-    produced = {number: at for number, at in probes}
+    produced = dict(probes)
     latencies = []
     for client in seen:
         best = 0
@@ -299,8 +298,8 @@ def one_run(directory: Path, seconds: float, clients: int, rate: int) -> dict:
         helpers.append(watcher)
         watcher.wait_ready()
         # The stream tests' producer: orders at `rate`, a probe order every 50 ms.
-        producer = Helper("produce", [REPO / "Tests" / "Integration" / "test_stream.py", "produce", cluster.bootstrap, rate,
-                                      directory / "produced.json"], directory, "producing", script=True)
+        producer = Helper("produce", ["produce", cluster.bootstrap, rate, directory / "produced.json"], directory, "producing",
+                          module="support.stream_load")
         helpers.append(producer)
         producer.wait_ready()
         time.sleep(5)  # warm up

@@ -121,7 +121,7 @@ def main() -> None:
     try:
         while not args.count or n < args.count:
             pair, value = market.next()
-            value["time"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds") \
+            value["time"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds") \
                 .replace("+00:00", "Z")
             if value.get("status") == "delisted":
                 expected.delist(pair)

@@ -10,7 +10,7 @@
   checkpointed grids.
 
 Needs root (the sandbox), the built `aerogrid` (or AEROGRID_BIN) and confluent-kafka.
-Run with `python3 -m pytest Examples/fx-ticker -q -s` to see the timings.
+Run with `make test-examples PYTEST_ARGS="-s -k fx"` to see the timings.
 """
 
 from __future__ import annotations
@@ -18,23 +18,18 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+import produce_prices
+from support.harness import REPO, KafkaCluster, log
+from support.server import Server, expect, new_operator_token, poll, wait_state, zip_directory
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO / "Tests" / "Integration"))
-
-from harness import AEROGRID, KafkaCluster, log, remove_tenant_cgroups  # noqa: E402
-from server import Server, expect, new_operator_token, poll, wait_state, zip_directory  # noqa: E402
-
-import produce_prices  # noqa: E402
 
 APP = "fx-ticker"
 TOPIC = "fx-prices"
@@ -47,29 +42,9 @@ SEED = 6  # a run whose last quotes leave two pairs delisted (checked below)
 
 
 @pytest.fixture(scope="module")
-def workdir():
-    problems = []
-    if os.geteuid() != 0:
-        problems.append("root (the sandbox)")
-    if not AEROGRID.exists():
-        problems.append(f"{AEROGRID} (swift build, or set AEROGRID_BIN)")
-    try:
-        import confluent_kafka  # noqa: F401
-    except ImportError:
-        problems.append("confluent-kafka")
-    if problems:
-        pytest.skip("the example's test needs " + ", ".join(problems))
-    # Readable by the sandbox's uid 65534: 0755, not below a 0700 directory.
-    path = Path(tempfile.mkdtemp(prefix="aerogrid-fx-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def market(workdir):
+def market(moduledir):
     """(cluster, expected) after produce_prices.py wrote its quotes."""
-    cluster = KafkaCluster(workdir, topics=[f"{TOPIC}:4"])
+    cluster = KafkaCluster(moduledir, topics=[f"{TOPIC}:4"])
     try:
         started = time.monotonic()
         result = subprocess.run(
@@ -103,7 +78,7 @@ def test_the_runner_ends_with_the_expected_grids(market):
     grids = {}
     for line in result.stdout.splitlines():
         printed = json.loads(line)
-        grids[printed["grid"]] = {key: row for key, row in printed["rows"]}
+        grids[printed["grid"]] = dict(printed["rows"])
     log(f"runner: {len(grids.get('board', {}))} pairs on the board in {time.monotonic() - started:.1f} s "
         "(the consumer group's join included)")
     assert grids["board"] == expected["board"]
@@ -125,9 +100,9 @@ def send(bootstrap: str, messages: list) -> None:
     assert producer.flush(30) == 0
 
 
-def test_deployed_to_the_server(market, workdir):
+def test_deployed_to_the_server(market, moduledir):
     cluster, expected = market
-    server = Server(workdir, cluster.bootstrap, operator_token=new_operator_token())
+    server = Server(moduledir, cluster.bootstrap, operator_token=new_operator_token())
     tenant = f"fx-{secrets.token_hex(3)}"
     try:
         server.wait_ready()
@@ -192,5 +167,4 @@ def test_deployed_to_the_server(market, workdir):
         expect(server.operator.delete(f"/api/v1/tenants/{tenant}"), 204)
     finally:
         status = server.stop()
-        remove_tenant_cgroups([tenant])
     assert status == 0, f"the server exited with {status} after SIGTERM:\n{server.stderr_tail()}"

@@ -18,6 +18,6 @@ product_sum = app.Grid('product_sum', columns=['units_sold'],
 
 @app.stream(orders_topic)
 async def sum_orders(orders):
-    async for order_id, order in orders.items():
+    async for _order_id, order in orders.items():
         units_sold = product_sum[order.product]['units_sold'] + order.quantity
         product_sum[order.product] = { 'units_sold': units_sold }

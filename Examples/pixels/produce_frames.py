@@ -120,7 +120,7 @@ def main() -> None:
     print(f"produce_frames: {n} frames in {seconds:.1f} s ({n / max(seconds, 1e-9):.1f} frames/s)", file=sys.stderr)
     expected = {"frames": n, "seconds": round(seconds, 3), "picture": {}, "progress": {}}
     if pixels is not None:
-        expected["picture"] = {str(y): dict(zip(COLUMNS, row)) for y, row in enumerate(pixels)}
+        expected["picture"] = {str(y): dict(zip(COLUMNS, row, strict=True)) for y, row in enumerate(pixels)}
         expected["progress"] = {"animation": {"frame": n - 1, "frames": n, "time": sent}}
     print(json.dumps(expected))
 

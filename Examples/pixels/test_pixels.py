@@ -12,7 +12,7 @@
   20 frames a second, and the client's picture must end exactly as the last frame.
 
 Needs root (the sandbox), the built `aerogrid` (or AEROGRID_BIN), confluent-kafka and
-websockets. Run with `python3 -m pytest Examples/pixels -q -s` to see the numbers.
+websockets. Run with `make test-examples PYTEST_ARGS="-s -k pixels"` to see the numbers.
 """
 
 from __future__ import annotations
@@ -20,24 +20,19 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+import produce_frames
+from support.harness import REPO, KafkaCluster, log
+from support.server import Server, expect, new_operator_token, poll, wait_state, zip_directory
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO / "Tests" / "Integration"))
-
-from harness import AEROGRID, KafkaCluster, log, remove_tenant_cgroups  # noqa: E402
-from server import Server, expect, new_operator_token, poll, wait_state, zip_directory  # noqa: E402
-
-import produce_frames  # noqa: E402
 
 APP = "pixels"
 TOPIC = "pixels"
@@ -52,27 +47,6 @@ CELLS = produce_frames.WIDTH * produce_frames.HEIGHT
 
 # --------------------------------------------------------------------------------------------
 # Fixtures: one Kafka cluster with the backlog of frames, shared by both tests
-
-
-@pytest.fixture(scope="module")
-def workdir():
-    problems = []
-    if os.geteuid() != 0:
-        problems.append("root (the sandbox)")
-    if not AEROGRID.exists():
-        problems.append(f"{AEROGRID} (swift build, or set AEROGRID_BIN)")
-    for module, package in (("confluent_kafka", "confluent-kafka"), ("websockets", "websockets")):
-        try:
-            __import__(module)
-        except ImportError:
-            problems.append(package)
-    if problems:
-        pytest.skip("the example's test needs " + ", ".join(problems))
-    # Readable by the sandbox's uid 65534: 0755, not below a 0700 directory.
-    path = Path(tempfile.mkdtemp(prefix="aerogrid-pixels-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def produce(bootstrap: str, *args: str, timeout: float = 120) -> dict:
@@ -94,9 +68,9 @@ def watermarks(bootstrap: str) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def backlog(workdir):
+def backlog(moduledir):
     """(cluster, expected) after BACKLOG frames were written as fast as they are drawn."""
-    cluster = KafkaCluster(workdir, topics=[f"{TOPIC}:1"])
+    cluster = KafkaCluster(moduledir, topics=[f"{TOPIC}:1"])
     try:
         expected = produce(cluster.bootstrap, "--fps", "0", "--frames", str(BACKLOG))
         log(f"producer: {expected['frames']} frames in {expected['seconds']:.2f} s")
@@ -193,9 +167,9 @@ def rate(samples: list, begin: float, end: float) -> float:
     return (n1 - n0) / (t1 - t0)
 
 
-def test_deployed_to_the_server(backlog, workdir):
+def test_deployed_to_the_server(backlog, moduledir):
     cluster, expected = backlog
-    server = Server(workdir, cluster.bootstrap, operator_token=new_operator_token())
+    server = Server(moduledir, cluster.bootstrap, operator_token=new_operator_token())
     tenant = f"px-{secrets.token_hex(3)}"
     watcher = None
     try:
@@ -204,7 +178,7 @@ def test_deployed_to_the_server(backlog, workdir):
         admin = server.client(created.json()["admin_token"]["secret"])
         expect(admin.deploy(zip_directory(HERE)), 201)
 
-        def frames() -> "int | None":
+        def frames() -> int | None:
             answer = admin.grid(APP, "progress")
             return answer.json()["rows"].get("animation", {}).get("frames") if answer.status == 200 else None
 
@@ -276,5 +250,4 @@ def test_deployed_to_the_server(backlog, workdir):
         if watcher is not None:
             watcher.close()
         status = server.stop()
-        remove_tenant_cgroups([tenant])
     assert status == 0, f"the server exited with {status} after SIGTERM:\n{server.stderr_tail()}"

@@ -10,7 +10,7 @@ import threading
 import time
 import zipfile
 
-from harness import ORDERSAPP
+from support.harness import ORDERSAPP
 
 # The ordersapp's code, edited in the browser to count orders too: a second column, and a
 # log line at the start and every 1,000 orders of this version.
@@ -125,7 +125,7 @@ class Ticker:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="ticker", daemon=True)
 
-    def __enter__(self) -> "Ticker":
+    def __enter__(self) -> Ticker:
         self.thread.start()
         return self
 

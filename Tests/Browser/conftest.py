@@ -1,8 +1,9 @@
-"""Fixtures for the web console's browser tests (issue 9): a real server on an embedded Kafka
-cluster, a tenant whose apps may read `orders`, and one headless Chromium driven by Selenium.
+"""Fixtures for the web console's browser tests (issue 9), besides support.plugin's: a real
+server on an embedded Kafka cluster for each test module, a tenant whose apps may read
+`orders`, and one headless Chromium driven by Selenium for the session.
 
-Run with `make test-browser`, or `python3 -m pytest -q -s` in this directory to see the
-numbers (axe results, the longest long task). Needs root (the server runs sandboxed apps), the
+Run with `make test-browser`, and `make test-browser PYTEST_ARGS=-s` to see the numbers
+(axe results, the longest long task). Needs root (the server runs sandboxed apps), the
 debug build of `aerogrid` (or AEROGRID_BIN), kcat, confluent-kafka, Debian's chromium and
 chromium-driver, and selenium and axe-selenium-python from PyPI (all in scripts/setup).
 Screenshots go to .build/screenshots/ with report.json (not committed).
@@ -10,60 +11,23 @@ Screenshots go to .build/screenshots/ with report.json (not committed).
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
-import tempfile
-from pathlib import Path
+import secrets
+from types import SimpleNamespace
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "Integration"))  # harness.py and server.py: the servers and Kafka
+from console import Browser, Report
+from support.harness import AEROGRID, REPO, log
+from support.prerequisites import CHROMEDRIVER, CHROMIUM
+from support.server import expect
 
-from harness import AEROGRID, REPO, KafkaCluster, log, remove_tenant_cgroups  # noqa: E402
-from server import Server, expect, new_operator_token  # noqa: E402
-
-from console import Browser, Report  # noqa: E402
-
-CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("CHROMEDRIVER_BIN", "/usr/bin/chromedriver")
 SCREENSHOTS = REPO / ".build" / "screenshots"
-TENANTS: list = []  # every tenant made here: the cgroup directories the server leaves go at the end
-
-
-@pytest.fixture(scope="session", autouse=True)
-def environment():
-    problems = []
-    if os.geteuid() != 0:
-        problems.append("root (the server runs apps in sandboxes)")
-    if not AEROGRID.exists():
-        problems.append(f"{AEROGRID} (swift build, or set AEROGRID_BIN)")
-    if shutil.which("kcat") is None:
-        problems.append("kcat")
-    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
-        if not Path(path).exists():
-            problems.append(f"{path} (apt-get install {package})")
-    for module, package in (("selenium", "selenium"), ("axe_selenium_python", "axe-selenium-python"),
-                            ("confluent_kafka", "confluent-kafka")):
-        try:
-            __import__(module)
-        except ImportError:
-            problems.append(f"{package} (pip install {package})")
-    if problems:
-        pytest.skip("the browser tests need " + ", ".join(problems))
 
 
 @pytest.fixture(scope="session")
-def workdir():
-    """Readable by the sandbox's uid 65534 (0755, not below a 0700 directory)."""
-    path = Path(tempfile.mkdtemp(prefix="aerogrid-browser-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    if os.environ.get("AEROGRID_IT_KEEP"):
-        print(f"\nbrowser test files kept in {path}")
-    else:
-        shutil.rmtree(path, ignore_errors=True)
+def needs() -> tuple:
+    return ("root", "aerogrid", "kcat", "chromium", "chromium-driver", "selenium", "axe-selenium-python",
+            "confluent-kafka")
 
 
 @pytest.fixture(scope="session")
@@ -77,29 +41,22 @@ def report():
     log(f"browser report: {collected.summary()}")
 
 
-@pytest.fixture(scope="session")
-def platform(workdir):
-    """Kafka and `aerogrid serve`, with an operator token of the test's own."""
-    cluster = KafkaCluster(workdir, name="kafka-browser")
-    operator_token = new_operator_token()
-    server = None
-    try:
-        server = Server(workdir, cluster.bootstrap, name="server-browser", operator_token=operator_token)
-        server.wait_ready()
-        index = server.client().get("/", headers={"Accept": "text/html"})
-        assert index.status == 200 and b"AeroGrid console" in index.body, \
-            f"the server does not serve the console at / (rebuild {AEROGRID}): {index!r}"
-        yield server, cluster
-    finally:
-        if server is not None and server.alive():
-            log(f"browser server: exited with {server.stop()} after SIGTERM")
-        cluster.terminate()
-        remove_tenant_cgroups(TENANTS)
+@pytest.fixture(scope="module")
+def platform(platform, browser):
+    """support.plugin's platform, checked to serve the console: a binary built before it
+    would fail every test here with less to go on. The browser leaves the console before the
+    platform stops: its stream would try the stopped server again, and the next module's
+    test would find those errors in the browser's console."""
+    index = platform.server.client().get("/", headers={"Accept": "text/html"})
+    assert index.status == 200 and b"AeroGrid console" in index.body, \
+        f"the server does not serve the console at / (rebuild {AEROGRID}): {index!r}"
+    yield platform
+    browser.driver.get("about:blank")
 
 
 @pytest.fixture(scope="session")
 def browser(report):
-    driver = Browser.start(CHROMIUM, CHROMEDRIVER, report)
+    driver = Browser.start(str(CHROMIUM), str(CHROMEDRIVER), report)
     yield driver
     driver.quit()
 
@@ -119,13 +76,10 @@ def clean_console(request):
     assert not errors, f"errors in the browser's console: {errors}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tenant(platform):
-    server, _ = platform
-    from types import SimpleNamespace
-    import secrets
+    server = platform.server
     name = f"web-{secrets.token_hex(3)}"
-    TENANTS.append(name)
     created = expect(server.operator.post("/api/v1/tenants", json_body={"name": name, "topics": ["orders", f"{name}.*"]}),
                      201).json()
     admin = created["admin_token"]["secret"]

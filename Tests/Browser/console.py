@@ -11,8 +11,12 @@ import zlib
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.common.exceptions import JavascriptException, NoSuchElementException, StaleElementReferenceException, \
-    TimeoutException
+from selenium.common.exceptions import (
+    JavascriptException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -97,7 +101,7 @@ class Browser:
         self.allowed_network: list = []
 
     @classmethod
-    def start(cls, chromium: str, chromedriver: str, report: Report) -> "Browser":
+    def start(cls, chromium: str, chromedriver: str, report: Report) -> Browser:
         options = webdriver.ChromeOptions()
         options.binary_location = chromium
         for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
@@ -135,7 +139,7 @@ class Browser:
             return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(check)
         except TimeoutException:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}; the page shows:\n{self.main_text()[:2000]}"
-                                 f"\nthe stream's last messages (now {self.now():.2f} s):\n{self.stream_log()}") from None
+                                 f"\nthe stream's last messages (now {self.stream_clock():.2f} s):\n{self.stream_log()}") from None
 
     def find(self, css: str, timeout: float = 30.0):
         return self.wait(lambda d: d.find_element(By.CSS_SELECTOR, css), timeout, f"element {css}")
@@ -149,7 +153,8 @@ class Browser:
     def text(self, css: str) -> str:
         return self.driver.find_element(By.CSS_SELECTOR, css).text
 
-    def now(self) -> float:
+    def stream_clock(self) -> float:
+        """The page's clock as the stream log's lines show it: seconds, modulo 1000."""
         try:
             return self.driver.execute_script("return Date.now() / 1000 % 1000")
         except Exception:
@@ -194,7 +199,7 @@ class Browser:
     def app_card(self, app: str):
         return self.find(f'li[data-app="{app}"]')
 
-    def app_state(self, app: str) -> "str | None":
+    def app_state(self, app: str) -> str | None:
         cards = self.all(f'li[data-app="{app}"]')
         return cards[0].get_attribute("data-state") if cards else None
 

@@ -13,10 +13,8 @@ The tests run in order, on one server, one tenant and one browser (module fixtur
 
 from __future__ import annotations
 
-import json
 import re
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -25,10 +23,10 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
 from apps import ORDERSAPP_V2, Ticker, bundle, manifest, ordersapp_bundle, send, tickapp_bundle
-from conftest import SCREENSHOTS, TENANTS
+from conftest import SCREENSHOTS
 from console import wait_until
-from harness import REPO, Orders, log, produce
-from server import expect
+from support.harness import REPO, Orders, log, produce
+from support.server import expect
 
 CONSOLE = REPO / "console"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -38,7 +36,7 @@ LONG_TASK_LIMIT_MS = 200
 
 @pytest.fixture(scope="module")
 def st(platform, tenant, browser, workdir):
-    server, cluster = platform
+    server, cluster = platform.server, platform.cluster
     directory = workdir / "orders"
     directory.mkdir(mode=0o755, exist_ok=True)
     state = SimpleNamespace(server=server, cluster=cluster, tenant=tenant, browser=browser,
@@ -67,7 +65,7 @@ def as_admin(st) -> None:
     signed_in_as(st, st.tenant.admin)
 
 
-def expected_cells(units: dict, orders: "dict | None" = None) -> dict:
+def expected_cells(units: dict, orders: dict | None = None) -> dict:
     """The viewer's rows as text: {product: {"units_sold": "123"[, "orders": "4"]}}."""
     rows = {}
     for product, value in units.items():
@@ -409,7 +407,6 @@ def test_an_operator_changes_a_quota_and_the_tenant_sees_it(st):
 
     # A new tenant: its first admin token shown once, working; then deleted.
     made = f"{st.tenant.name}-b"
-    TENANTS.append(made)
     b.find("#tenant-name").send_keys(made)
     b.find("#tenant-topics").send_keys("orders")
     b.click("#tenant-create")

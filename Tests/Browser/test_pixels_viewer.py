@@ -8,21 +8,21 @@ server applies each batch of the app's writes at once, so a message never holds 
 frame). The steady part must show at least 20 pictures a second, without a long task over
 200 ms; then "Show as table" shows the last frame's values as cells. Prints "pixels in the console viewer: N frames/s".
 
-Runs on the session's server, Kafka and browser (conftest.py); `-k pixels` runs it alone.
+Runs on the module's server and Kafka and the session's browser (conftest.py); `-k pixels` runs it alone.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 import subprocess
 import sys
 import time
 
-from conftest import TENANTS
 from console import wait_until
-from harness import REPO, log
-from server import expect, zip_directory
+from support.harness import REPO, log
+from support.server import expect, zip_directory
 
 PIXELS = REPO / "Examples" / "pixels"
 FPS = 30
@@ -66,10 +66,9 @@ def produce(bootstrap: str, *args: str) -> subprocess.Popen:
 
 
 def test_pixels_play_at_20_frames_a_second_in_the_viewer(platform, browser):
-    server, cluster = platform
+    server, cluster = platform.server, platform.cluster
     b = browser
     name = f"px-{secrets.token_hex(3)}"
-    TENANTS.append(name)
     created = expect(server.operator.post("/api/v1/tenants", json_body={"name": name, "topics": ["pixels"]}), 201).json()
     admin_token = created["admin_token"]["secret"]
     admin = server.client(admin_token)
@@ -113,7 +112,7 @@ def test_pixels_play_at_20_frames_a_second_in_the_viewer(platform, browser):
         begin, end = started + 2000, ended - 200
         changes = [t for t in sampled["changes"] if begin <= t <= end]
         rate = len(changes) / ((end - begin) / 1000)
-        gaps = [b_ - a for a, b_ in zip(changes, changes[1:])]
+        gaps = [b_ - a for a, b_ in itertools.pairwise(changes)]
         longest = max((task["duration"] for task in tasks), default=0.0)
         b.report.long_tasks["pixels, 64×48 at 30 frames/s"] = {"longest_ms": round(longest, 1), "count": len(tasks),
                                                                "frames_per_second": round(rate, 1)}

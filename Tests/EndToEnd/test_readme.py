@@ -52,7 +52,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -66,7 +65,8 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-from conftest import AEROGRID, REPO
+from support.harness import AEROGRID, REPO, log
+from support.server import free_port
 
 README = REPO / "README.md"
 WALKTHROUGH = "## Five steps"
@@ -74,16 +74,12 @@ TARGET_SECONDS = 3.0      # time to the first value: the goal (issue 11)
 LIMIT_SECONDS = 10.0      # … and what fails the test
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 # --------------------------------------------------------------------------------------------
 # The README
 
 
 class Command:
-    def __init__(self, text: str, heredoc: "list | None") -> None:
+    def __init__(self, text: str, heredoc: list | None) -> None:
         self.text = text                  # the whole command, here-document included
         self.heredoc = heredoc or []      # the here-document's lines
         first = text.split("\n", 1)[0]
@@ -171,13 +167,7 @@ def expected_sums(commands: list) -> dict:
 # Processes, cgroups, sockets, mounts
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def proc_stat(pid: int) -> "tuple | None":
+def proc_stat(pid: int) -> tuple | None:
     """(ppid, start time) of a process, None when it is gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
@@ -215,7 +205,7 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def cgroup_tenant(pid: int) -> "str | None":
+def cgroup_tenant(pid: int) -> str | None:
     """The AeroGrid tenant whose cgroups hold the process (…/aerogrid/TENANT/APP), if any."""
     try:
         text = Path(f"/proc/{pid}/cgroup").read_text()
@@ -269,7 +259,7 @@ def mounts_naming(tmp: Path) -> list:
 # HTTP and the stream
 
 
-def http_get(url: str, token: "str | None" = None, cafile: "str | None" = None, timeout: float = 10):
+def http_get(url: str, token: str | None = None, cafile: str | None = None, timeout: float = 10):
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
@@ -280,7 +270,7 @@ def http_get(url: str, token: "str | None" = None, cafile: "str | None" = None, 
         return response.status, response.headers.get("Content-Type", ""), response.read()
 
 
-def rest_grid(api: str, token: str, app: str, grid: str) -> "dict | None":
+def rest_grid(api: str, token: str, app: str, grid: str) -> dict | None:
     try:
         status, _, body = http_get(f"{api}/apps/{app}/grids/{grid}", token)
     except urllib.error.HTTPError as error:
@@ -301,8 +291,8 @@ class StreamWatcher(threading.Thread):
         self.url, self.token, self.app, self.grid, self.started = url, token, app, grid, started
         self.rows: dict = {}
         self.epoch = None
-        self.first_value: "float | None" = None   # seconds from `started`
-        self.error: "BaseException | None" = None
+        self.first_value: float | None = None   # seconds from `started`
+        self.error: BaseException | None = None
         self.messages = 0
         self.lock = threading.Lock()
         self.done = threading.Event()
@@ -436,7 +426,7 @@ class DevPlatform:
                 values[match.group(1).lower()] = match.group(2)
         watch = next((line for line in block if line.startswith("  watch a grid:")), "")
         server = re.search(r"AEROGRID_SERVER=(\S+)", watch)
-        assert server, f"no AEROGRID_SERVER= on the block's watch line:\n" + "\n".join(block)
+        assert server, "no AEROGRID_SERVER= on the block's watch line:\n" + "\n".join(block)
         values["server"] = server.group(1)
         return values, ready_at, block
 
@@ -450,7 +440,7 @@ class DevPlatform:
         try:
             code = self.proc.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"aerogrid dev did not stop within {seconds} s of SIGINT:\n{self.stderr_tail()}")
+            raise AssertionError(f"aerogrid dev did not stop within {seconds} s of SIGINT:\n{self.stderr_tail()}") from None
         self.reader.join(5)
         return code
 
@@ -544,7 +534,7 @@ class Background:
         self.file.flush()
         return self.out.read_text(errors="replace")
 
-    def stop(self) -> "int | None":
+    def stop(self) -> int | None:
         """SIGINT as Ctrl-C would; None when it had ended by itself (with its code checked)."""
         ended = self.proc.poll()
         if ended is None:
@@ -554,7 +544,7 @@ class Background:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
-                raise AssertionError(f"'{self.command.head}' did not stop on SIGINT:\n{self.output()[-2000:]}")
+                raise AssertionError(f"'{self.command.head}' did not stop on SIGINT:\n{self.output()[-2000:]}") from None
         self.file.close()
         return ended
 
@@ -569,7 +559,7 @@ def last_table(output: str) -> dict:
     for line in frame[2:]:
         cells = re.split(r"\s{2,}", line.strip())
         if len(cells) == len(header):
-            rows[cells[0]] = {name.lower(): value for name, value in zip(header[1:], cells[1:])}
+            rows[cells[0]] = {name.lower(): value for name, value in zip(header[1:], cells[1:], strict=True)}
     return rows
 
 
@@ -610,7 +600,7 @@ def test_readme_walkthrough(tmp, clean_demo_cgroups, measured):
                 backgrounds.append(job)
                 if "until ctrl-c" in command.comment.lower():
                     wait_for(f"the first output of `{command.head}`", 60,
-                             lambda: job.output().strip() or job.proc.poll() is not None)
+                             lambda job=job: job.output().strip() or job.proc.poll() is not None)
                     assert job.proc.poll() is None, (f"`{command.head}` ended ({job.proc.returncode}):\n"
                                                      f"{job.output()[-2000:]}")
                 continue
@@ -630,7 +620,7 @@ def test_readme_walkthrough(tmp, clean_demo_cgroups, measured):
             if started:
                 app = started.group(1)
                 waited = time.monotonic()
-                wait_for(f"{app} running", 60, lambda: json.loads(http_get(f"{api}/apps/{app}", viewer)[2])["state"]
+                wait_for(f"{app} running", 60, lambda app=app: json.loads(http_get(f"{api}/apps/{app}", viewer)[2])["state"]
                          == "running", interval=0.05)
                 log(f"({app} running after {time.monotonic() - waited:.2f} s)")
 
@@ -653,9 +643,10 @@ def test_readme_walkthrough(tmp, clean_demo_cgroups, measured):
             app, name = watch.groups()
             if app == "ordersapp":
                 want = {key: {"units_sold": str(cells["units_sold"])} for key, cells in expected.items()}
-                wait_for(f"`{job.command.head}` showing the sums", 10, lambda: last_table(job.output()) == want)
+                wait_for(f"`{job.command.head}` showing the sums", 10,
+                         lambda job=job, want=want: last_table(job.output()) == want)
             else:
-                wait_for(f"`{job.command.head}` showing rows", 60, lambda: len(last_table(job.output())) > 0)
+                wait_for(f"`{job.command.head}` showing rows", 60, lambda job=job: len(last_table(job.output())) > 0)
             log(f"`aerogrid grid watch {app} {name}` shows {len(last_table(job.output()))} rows")
 
         # Every other app the walkthrough deployed fills its grids.
@@ -664,7 +655,7 @@ def test_readme_walkthrough(tmp, clean_demo_cgroups, measured):
         for name in apps:
             if name == "ordersapp":
                 continue
-            grids = wait_for(f"{name}'s grids", 60, lambda: [g for g in json.loads(http_get(
+            grids = wait_for(f"{name}'s grids", 60, lambda name=name: [g for g in json.loads(http_get(
                 f"{api}/apps/{name}/grids", viewer)[2])["grids"] if g["rows"] > 0])
             log(f"{name}: " + ", ".join(f"{g['name']} {g['rows']} rows" for g in grids))
 

@@ -1,4 +1,4 @@
-// The platform the add-in's tests run against, as Tests/Integration/server.py starts it:
+// The platform the add-in's tests run against, as Tests/support/server.py starts it:
 // embedded Kafka (`aerogrid kafka up`), `aerogrid serve` with a configuration file and
 // AEROGRID_OPERATOR_TOKEN, a tenant allowed the `orders` topic, the ordersapp deployed as a
 // zip and started, and orders produced with Examples/ordersapp/produce_orders.py.

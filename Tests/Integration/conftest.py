@@ -1,5 +1,5 @@
-"""Fixtures for the integration tests (issue 4's acceptance): run with `make test-integration`,
-or `python3 -m pytest Tests/Integration -q -s` from the repository root to see the numbers.
+"""Fixtures for the integration tests (issue 4's acceptance), besides support.plugin's: run
+with `make test-integration`, and `make test-integration PYTEST_ARGS=-s` to see the numbers.
 
 Needs root (the supervisor makes cgroups and namespaces), the debug build of `aerogrid`
 (or AEROGRID_BIN), kcat, and confluent-kafka.
@@ -7,63 +7,32 @@ Needs root (the supervisor makes cgroups and namespaces), the debug build of `ae
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
-import tempfile
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-import harness
-from harness import AEROGRID, E2E_ORDERS, KafkaCluster, Orders, Supervisor, kcat_produce, log, total_records
-
-
-@pytest.fixture(scope="session", autouse=True)
-def environment():
-    problems = []
-    if os.geteuid() != 0:
-        problems.append("root (the supervisor creates cgroups and namespaces)")
-    if not AEROGRID.exists():
-        problems.append(f"{AEROGRID} (swift build, or set AEROGRID_BIN)")
-    if shutil.which("kcat") is None:
-        problems.append("kcat")
-    try:
-        import confluent_kafka  # noqa: F401
-    except ImportError:
-        problems.append("confluent-kafka (pip install confluent-kafka)")
-    if problems:
-        pytest.skip("integration tests need " + ", ".join(problems))
-
-
-@pytest.fixture(scope="session", autouse=True)
-def no_cgroups_left_behind():
-    """The servers here leave their tenants' (empty) cgroup directories, as a server does
-    until a tenant is deleted: the ones this run made go with it, so runs do not pile up."""
-    before = harness.tenant_cgroups()
-    yield
-    harness.remove_tenant_cgroups(sorted(harness.tenant_cgroups() - before))
+from streaming import APP, WAVE, create_tenant, fatal_lines, stats_bundle, wait_apps
+from support.harness import (
+    E2E_ORDERS,
+    REPO,
+    KafkaCluster,
+    Orders,
+    Supervisor,
+    kcat_produce,
+    log,
+    produce,
+    total_records,
+)
+from support.server import expect, orders_bundle
+from support.stream import websockets_sync
 
 
 @pytest.fixture(scope="session")
-def workdir():
-    """A scratch directory readable by the sandbox's uid 65534: 0755 and not below a 0700
-    directory (so not pytest's tmp_path)."""
-    path = Path(tempfile.mkdtemp(prefix="aerogrid-it-", dir="/tmp"))  # AEROGRID_IT_KEEP=1 keeps it
-    path.chmod(0o755)
-    yield path
-    if os.environ.get("AEROGRID_IT_KEEP"):
-        print(f"\nintegration test files kept in {path}")
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def testdir(workdir, request):
-    path = workdir / f"{request.node.name}-{secrets.token_hex(3)}"
-    path.mkdir(mode=0o755)
-    path.chmod(0o755)
-    return path
+def needs() -> tuple:
+    return ("root", "aerogrid", "kcat", "confluent-kafka")
 
 
 @pytest.fixture
@@ -107,7 +76,7 @@ def supervisor_factory(testdir, request):
     started: list = []
     tenant = f"it-{secrets.token_hex(4)}"
 
-    def start(app_dir, bootstrap: str, data_dir: "Path | None" = None, name: str = "supervisor",
+    def start(app_dir, bootstrap: str, data_dir: Path | None = None, name: str = "supervisor",
               app_name: str = "ordersapp", **options) -> Supervisor:
         supervisor = Supervisor(Path(app_dir), bootstrap, data_dir or testdir / "data", tenant, testdir,
                                 name=name, app_name=app_name, **options)
@@ -131,4 +100,42 @@ def supervisor_factory(testdir, request):
 
 @pytest.fixture
 def repo():
-    return harness.REPO
+    return REPO
+
+
+@pytest.fixture(scope="module")
+def st(platform):
+    """The stream tests' platform (test_stream_*.py): one tenant whose orders app and stats
+    app run and have read the module's first orders. `st.server` is the platform's server,
+    started again by `the_stream_server_lives` when it died."""
+    websockets_sync()
+    tenant = create_tenant(platform.server, "stream")
+    state = SimpleNamespace(platform=platform, server=platform.server, cluster=platform.cluster, orders=platform.orders,
+                            tenant=tenant)
+    expect(tenant.admin.deploy(orders_bundle()), 201)
+    expect(tenant.admin.deploy(stats_bundle()), 201)
+    for app in (APP, "statsapp"):
+        expect(tenant.admin.action(app, "start"), 200)
+    produce(platform.cluster, platform.orders, WAVE)
+    wait_apps(state)
+    return state
+
+
+@pytest.fixture(autouse=True)
+def the_stream_server_lives(request):
+    """A test using `st` fails (at its teardown) when the server died during it; the next one
+    gets the server started again on the same data directory, so one crash is reported once,
+    by the test that caused it."""
+    if "st" not in request.fixturenames:
+        yield
+        return
+    state = request.getfixturevalue("st")
+    if not state.server.alive():
+        log(f"stream server: found dead ({state.server.proc.poll()}, {fatal_lines(state.server)}); starting it again")
+        state.server = state.platform.start_server()
+        state.tenant.admin = state.server.client(state.tenant.token)
+        wait_apps(state)
+    yield
+    time.sleep(0.3)  # a crash from the test's last close
+    if not state.server.alive():
+        pytest.fail(f"the server died during the test: exit {state.server.proc.poll()}, {fatal_lines(state.server)}")

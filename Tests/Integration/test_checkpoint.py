@@ -10,8 +10,17 @@ import signal
 import sqlite3
 import time
 
-from harness import (ORDERSAPP, PRODUCTS, Orders, assert_cgroups_removed, checkpointed_offsets, checkpointed_rows,
-                     grid_rows, log, produce)
+from support.harness import (
+    ORDERSAPP,
+    PRODUCTS,
+    Orders,
+    assert_cgroups_removed,
+    checkpointed_offsets,
+    checkpointed_rows,
+    grid_rows,
+    log,
+    produce,
+)
 
 CYCLES = 3
 WAVE = 100_000
@@ -29,7 +38,8 @@ def test_final_checkpoint_at_every_stop(kafka_factory, supervisor_factory, testd
         supervisor = supervisor_factory(ORDERSAPP, cluster.bootstrap, data_dir=data_dir, name=f"supervisor-{cycle}",
                                         checkpoint_interval=0.2, status_interval=0.1)
         _, seen = supervisor.wait_status(
-            lambda s: s["checkpoints"] >= 1 and orders.count - applied_total - s["records"] >= 20_000
+            lambda s, applied_total=applied_total: s["checkpoints"] >= 1
+            and orders.count - applied_total - s["records"] >= 20_000
             or s.get("lag") == 0 and s["records"] > 0, 60, f"cycle {cycle}: mid-stream")
         final, grids = supervisor.stop()
         applied_total += final["records"]

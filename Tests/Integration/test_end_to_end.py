@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from harness import E2E_ORDERS, ORDERSAPP, REPO, assert_cgroups_removed, grid_rows, log
+from support.harness import E2E_ORDERS, ORDERSAPP, REPO, assert_cgroups_removed, grid_rows, log
 
 
 def test_ordersapp_under_the_supervisor(orders_cluster, supervisor_factory):
@@ -53,7 +53,7 @@ def test_standalone_runner(orders_cluster):
     printed = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     grids = {line["grid"]: line["rows"] for line in printed if "rows" in line}
     assert "product_sum" in grids, f"no product_sum grid printed:\n{result.stdout[-2000:]}"
-    rows = {key: row for key, row in grids["product_sum"]}
+    rows = dict(grids["product_sum"])
     log(f"standalone: {len(rows)} products in {time.monotonic() - started:.1f} s (consumer group join included)")
     assert rows == orders.expected_units()
     assert " error in " not in result.stderr, result.stderr[-2000:]  # no record failed

@@ -32,9 +32,19 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import TOPIC, KafkaCluster, Orders, log, produce, raw_app_code
-from server import Client, Server, expect, free_port, new_operator_token, poll, wait_state
-from test_stream import StreamClient, bundle, cpu_seconds, orders_bundle, rss_bytes, websockets_sync
+from support.harness import TOPIC, cpu_seconds, log, produce, raw_app_code, rss_bytes
+from support.server import (
+    Client,
+    Server,
+    bundle,
+    expect,
+    free_port,
+    new_operator_token,
+    orders_bundle,
+    poll,
+    wait_state,
+)
+from support.stream import StreamClient, websockets_sync
 
 APP = "ordersapp"
 GRID = "product_sum"
@@ -44,26 +54,18 @@ PER_NETWORK = 20
 ANONYMOUS = 40
 
 
+# Small caps and timeouts, so that the tests are quick.
+pytestmark = pytest.mark.platform(
+    seed=16, top_level=['public_url = "https://aerogrid.example.com:8443"'],
+    tables={"http": {"header_timeout": HEADER_TIMEOUT, "body_timeout": BODY_TIMEOUT, "idle_timeout": 10,
+                     "max_anonymous_connections": ANONYMOUS, "max_anonymous_connections_per_network": PER_NETWORK}})
+
+
 @pytest.fixture(scope="module")
-def hard(workdir):
-    directory = workdir / "hardening"
-    directory.mkdir(mode=0o755)
-    cluster = KafkaCluster(directory, name="kafka-hard")
-    server = None
-    try:
-        orders = Orders(directory, seed=16)
-        produce(cluster, orders, 200)
-        server = Server(directory, cluster.bootstrap, operator_token=new_operator_token(),
-                        top_level=['public_url = "https://aerogrid.example.com:8443"'],
-                        tables={"http": {"header_timeout": HEADER_TIMEOUT, "body_timeout": BODY_TIMEOUT, "idle_timeout": 10,
-                                         "max_anonymous_connections": ANONYMOUS,
-                                         "max_anonymous_connections_per_network": PER_NETWORK}})
-        server.wait_ready()
-        yield SimpleNamespace(server=server, cluster=cluster, orders=orders, directory=directory)
-    finally:
-        if server is not None:
-            server.stop()
-        cluster.terminate()
+def hard(platform):
+    """The module's platform, with some orders on its topic."""
+    produce(platform.cluster, platform.orders, 200)
+    return platform
 
 
 @pytest.fixture(autouse=True)
@@ -273,7 +275,7 @@ def raw_connection(source: str = "127.0.0.1") -> socket.socket:
     return sock
 
 
-def closed_within(sock: socket.socket, seconds: float) -> "float | None":
+def closed_within(sock: socket.socket, seconds: float) -> float | None:
     """Seconds until the server closed the connection (EOF or reset), or None."""
     sock.settimeout(seconds)
     began = time.monotonic()
@@ -284,7 +286,7 @@ def closed_within(sock: socket.socket, seconds: float) -> "float | None":
                 return time.monotonic() - began
     except (ConnectionResetError, BrokenPipeError):
         return time.monotonic() - began
-    except socket.timeout:
+    except TimeoutError:
         return None
 
 
@@ -398,7 +400,7 @@ def test_an_anonymous_connection_is_closed_however_busy_it_keeps(testdir, hard):
                         closed_after = time.monotonic() - began
                 except (ConnectionError, http.client.HTTPException, OSError):
                     if connection is known:
-                        raise AssertionError("the authenticated keep-alive connection was closed")
+                        raise AssertionError("the authenticated keep-alive connection was closed") from None
                     closed_after = time.monotonic() - began
             time.sleep(0.5)
         log(f"anonymous timeout: the /healthz connection closed after {closed_after} s")

@@ -10,12 +10,24 @@ it."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
 
-from harness import (ORDERSAPP, TOPIC, Deadline, Orders, assert_cgroups_removed, checkpointed_offsets, checkpointed_rows,
-                     grid_rows, log, produce, watermarks)
+from support.harness import (
+    ORDERSAPP,
+    TOPIC,
+    Deadline,
+    Orders,
+    assert_cgroups_removed,
+    checkpointed_offsets,
+    checkpointed_rows,
+    grid_rows,
+    log,
+    produce,
+    watermarks,
+)
 
 WAVE = 150_000
 MIN_LAG_AT_KILL = 10_000  # kill only with this much still to apply: the kill lands mid-stream
@@ -57,7 +69,7 @@ def wait_line_while_down(supervisor, killed_at: float, what: str, timeout: float
     deadline = Deadline(timeout, what)
     while not deadline.expired:
         lines = supervisor.statuses()
-        for (prev_at, _), (at, status) in zip(lines, lines[1:]):
+        for (prev_at, _), (at, status) in itertools.pairwise(lines):
             if prev_at > killed_at:
                 if status["state"] == "running":
                     raise AssertionError(f"{what}: the app ran again before a status line showed it down: {status}")
@@ -102,7 +114,7 @@ def test_app_killed_three_times(kafka_factory, supervisor_factory, testdir):
         assert down.get("lag", 0) > 0, f"no lag while the app was down after kill {kill}: {down}"
 
         running_at, running = supervisor.wait_status(
-            lambda s: s["restarts"] == restarts_before + 1 and s["state"] == "running",
+            lambda s, restarts_before=restarts_before: s["restarts"] == restarts_before + 1 and s["state"] == "running",
             30, f"the restart after kill {kill}", after=killed_at)
         caught_up_at, caught_up = supervisor.wait_status(
             lambda s: s["records"] >= orders.count and s.get("lag") == 0,
@@ -195,8 +207,9 @@ def restart_from_checkpoint(cluster, orders: Orders, supervisor_factory, data_di
     assert checkpointed, "no offsets in the checkpoint"
     assert set(checkpointed) <= {(TOPIC, p) for p in marks}
     expected = sum(high - checkpointed.get((TOPIC, p), low) for p, (low, high) in marks.items())
+    highs = {p: high for p, (_, high) in sorted(marks.items())}
     log(f"{what}: checkpointed next offsets {dict(sorted((p, o) for (_, p), o in checkpointed.items()))} "
-        f"(sum {sum(checkpointed.values())}); high watermarks {dict((p, h) for p, (_, h) in sorted(marks.items()))} "
+        f"(sum {sum(checkpointed.values())}); high watermarks {highs} "
         f"(sum {orders.count}); to deliver after the restart: {expected}")
     assert 0 < expected < orders.count
 

@@ -32,9 +32,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import (AEROGRID, CGROUP_ROOT, ORDERSAPP, REPO, TOPIC, KafkaCluster, Orders, log, produce,
-                     remove_tenant_cgroups)
-from server import Client, Server, expect, free_port, new_operator_token, poll, zip_directory
+from support.harness import AEROGRID, CGROUP_ROOT, ORDERSAPP, REPO, TOPIC, log, produce
+from support.server import Client, Server, expect, free_port, new_operator_token, poll, zip_directory
 
 APP = "ordersapp"
 GRID = "product_sum"
@@ -45,41 +44,30 @@ APP_DEFAULTS = {"memory_bytes": 256 * MIB, "cpus": 0.5, "pids": 64, "grid_rows":
 TENANT_DEFAULTS = {"max_apps": 20, "memory_bytes": 4 << 30, "cpus": 2, "max_connections": 200, "max_subscriptions": 2000}
 CGROUP_V2 = (CGROUP_ROOT / "cgroup.controllers").exists()
 CFS_PERIOD = 100_000
-TENANTS: list = []  # every tenant made here: their (empty) cgroup directories are removed at the end
 
 
 # --------------------------------------------------------------------------------------------
 # The module's server
 
 
+pytestmark = pytest.mark.platform(seed=33)
+
+
 @pytest.fixture(scope="module")
-def ops(workdir):
+def ops(request):
+    """The module's platform, started once the binary is known to have the CLI's commands
+    these tests run."""
     probe = subprocess.run([str(AEROGRID), "quota", "--help"], capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:  # a broken binary fails every test here, it does not skip them
         pytest.fail(f"`{AEROGRID} quota --help` failed ({probe.returncode}): {probe.stderr.strip()[:500]}")
-    directory = workdir / "operations"
-    directory.mkdir(mode=0o755)
-    cluster = KafkaCluster(directory, name="kafka-ops")
-    server = None
-    try:
-        orders = Orders(directory, seed=33)
-        server = Server(directory, cluster.bootstrap, operator_token=new_operator_token())
-        server.wait_ready()
-        yield SimpleNamespace(server=server, cluster=cluster, orders=orders, directory=directory)
-    finally:
-        if server is not None:
-            log(f"ops server: exited with {server.stop()} after SIGTERM")
-        cluster.terminate()
-        remove_tenant_cgroups(TENANTS)
+    return request.getfixturevalue("platform")
 
 
 def tenant_name(prefix: str) -> str:
-    name = f"{prefix}-{secrets.token_hex(4)}"
-    TENANTS.append(name)
-    return name
+    return f"{prefix}-{secrets.token_hex(4)}"
 
 
-def create_tenant(server: Server, prefix: str, topics: "list | None" = None) -> SimpleNamespace:
+def create_tenant(server: Server, prefix: str, topics: list | None = None) -> SimpleNamespace:
     """A new tenant with an admin, a developer and a viewer. `topics`: its ACL (None: the default)."""
     name = tenant_name(prefix)
     body = {"name": name} if topics is None else {"name": name, "topics": topics}
@@ -146,7 +134,7 @@ def cgroup_file(tenant: str, app: str, controller: str, name: str) -> Path:
     return CGROUP_ROOT / controller / "aerogrid" / tenant / app / name
 
 
-def cgroup_limits(tenant: str, app: str) -> "dict | None":
+def cgroup_limits(tenant: str, app: str) -> dict | None:
     """The app's cgroup limits as {memory_bytes, pids, cpu_quota_us, cpu_period_us} (a value
     of None is "max"/unlimited); None when the cgroup is not there."""
     def number(text: str):
@@ -420,7 +408,7 @@ def scrape(client: Client) -> dict:
     return families
 
 
-def sample(families: dict, family: str, sample_name: str, **labels) -> "float | None":
+def sample(families: dict, family: str, sample_name: str, **labels) -> float | None:
     for found in families[family].samples if family in families else []:
         if found.name == sample_name and all(found.labels.get(k) == v for k, v in labels.items()):
             return found.value
@@ -485,7 +473,7 @@ def test_metrics_parse_and_follow_the_traffic(ops):
 # The CLI
 
 
-def cli(*args: str, token: "str | None" = None, server: "Server | None" = None, env: "dict | None" = None,
+def cli(*args: str, token: str | None = None, server: Server | None = None, env: dict | None = None,
         timeout: float = 60) -> subprocess.CompletedProcess:
     """`aerogrid ARGS…` with AEROGRID_SERVER and AEROGRID_TOKEN from `server` and `token`."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AEROGRID_")}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import E2E_ORDERS, Supervisor, assert_cgroups_removed, grid_rows, log
+from support.harness import E2E_ORDERS, Supervisor, assert_cgroups_removed, grid_rows, log
 
 RAW_APP = r'''
 import json

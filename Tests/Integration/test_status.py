@@ -4,9 +4,10 @@ records — from the first line on, before any batch is applied too."""
 
 from __future__ import annotations
 
+import itertools
 import statistics
 
-from harness import E2E_ORDERS, ORDERSAPP, log
+from support.harness import E2E_ORDERS, ORDERSAPP, log
 
 STATUS_INTERVAL = 0.1
 
@@ -27,7 +28,7 @@ def test_status_lag_matches_records(orders_cluster, supervisor_factory):
     before_first_batch = [w for w in wrong if w[2] == 0]
     # Once batches are applied the lag needs the watermarks of every partition read.
     applying = [at for at, s in lines if s["records"] > 0]
-    spacing = statistics.median(b - a for a, b in zip(applying, applying[1:])) if len(applying) > 1 else 0.0
+    spacing = statistics.median(b - a for a, b in itertools.pairwise(applying)) if len(applying) > 1 else 0.0
     log(f"status: {len(lines)} lines, median spacing {spacing:.3f} s once records were applied, for --status-interval {STATUS_INTERVAL}; "
         f"{len(wrong)} of {len(with_lag)} lines with a lag that is not produced - applied "
         f"({len(before_first_batch)} of them before the first batch was applied)")

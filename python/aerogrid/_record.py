@@ -217,7 +217,7 @@ class Record:
         fields = self._fields
         if len(args) > len(fields):
             raise TypeError(f"{type(self).__name__} takes at most {len(fields)} positional arguments")
-        for (name, *_), value in zip(fields, args):
+        for (name, *_), value in zip(fields, args, strict=False):  # fewer args than fields: the rest by keyword
             if name in kwargs:
                 raise TypeError(f"{type(self).__name__}.{name}: given twice")
             kwargs[name] = value

@@ -5,7 +5,7 @@ sys.path, a socketpair as its IPC socket), sends pre-encoded records frames with
 batches in flight, and times from the first records frame to the last batch-done. Kafka and
 the supervisor are not involved: this is the app side's ceiling.
 
-    python3 python/benchmarks/hot_path.py [--batches 200] [--batch-size 2000]
+    PYTHONPATH=python python3 python/benchmarks/hot_path.py [--batches 200] [--batch-size 2000]
 """
 
 import argparse
@@ -18,12 +18,11 @@ import subprocess
 import sys
 import time
 
+from aerogrid import _frames as f  # the encoder a supervisor would use
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SDK = os.path.dirname(HERE)
-sys.path.insert(0, SDK)
 REPO = os.path.dirname(SDK)
-
-from aerogrid import _frames as f  # noqa: E402  (the encoder a supervisor would use)
 
 LAUNCH = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
           "from aerogrid.__main__ import main; sys.exit(main())")

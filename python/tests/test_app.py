@@ -17,7 +17,7 @@ def test_the_seed_api_declares_what_hello_reports():
 
     @app.stream(orders_topic)
     async def sum_orders(orders):
-        async for order_id, order in orders.items():
+        async for _order_id, order in orders.items():
             product_sum[order.product] = {"units_sold": 1}
 
     assert app.broker == "localhost:9092"

@@ -10,8 +10,19 @@ import threading
 
 import pytest
 
-from fake_supervisor import (BATCH_DONE, GRID_UPDATE, HEARTBEAT, REPO_DIR, RESTORE_DONE, SEED_APP,
-                             FakeSupervisor, frame, json_frame, order, records_frame)
+from fake_supervisor import (
+    BATCH_DONE,
+    GRID_UPDATE,
+    HEARTBEAT,
+    REPO_DIR,
+    RESTORE_DONE,
+    SEED_APP,
+    FakeSupervisor,
+    frame,
+    json_frame,
+    order,
+    records_frame,
+)
 
 
 @pytest.fixture

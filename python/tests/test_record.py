@@ -25,7 +25,7 @@ class Invoice(Record):
     amount: float
     lines: list[int]
     tags: dict[str, str] = {}
-    note: Optional[str] = None
+    note: Optional[str] = None  # noqa: UP045 - typing.Optional, which apps still write, as well as X | None
     extra: Any = None
 
 

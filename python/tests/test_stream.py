@@ -60,7 +60,7 @@ def test_the_seed_handler_sums_and_flushes_last_write_per_key():
 
     @app.stream(topic)
     async def sum_orders(orders):
-        async for order_id, order in orders.items():
+        async for _order_id, order in orders.items():
             units_sold = product_sum[order.product]['units_sold'] + order.quantity
             product_sum[order.product] = {'units_sold': units_sold}
 
@@ -80,7 +80,7 @@ def test_a_handler_runs_across_batches_in_one_coroutine():
     async def handler(orders):
         starts.append(1)
         count = 0
-        async for order in orders:
+        async for _ in orders:
             count += 1
             grid["count"] = {"units_sold": count}
 

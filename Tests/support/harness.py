@@ -1,6 +1,6 @@
-"""Processes and data for the integration tests: the embedded Kafka cluster, the supervisor
-(`aerogrid app run`) with a thread reading its JSON lines, orders written with kcat, and the
-ground truth computed from the generated orders alone.
+"""Processes and data for the suites: the embedded Kafka cluster, the supervisor (`aerogrid
+app run`) with a thread reading its JSON lines, orders written with kcat, the ground truth
+computed from the generated orders alone, and what a process uses (memory, CPU).
 
 Every wait here has a deadline: a hang fails the test instead of stalling CI.
 """
@@ -36,7 +36,7 @@ QUANTITIES = [1, 2, 3, 5, 10, 25]
 RAW_APP_TEMPLATE = REPO / "Tests" / "raw_protocol_app.py.template"
 
 
-def raw_app_code(app: str, body: str, grids: "list | None" = None, topic: str = TOPIC) -> str:
+def raw_app_code(app: str, body: str, grids: list | None = None, topic: str = TOPIC) -> str:
     """The code of an app that speaks the IPC protocol itself (Tests/raw_protocol_app.py.template):
     hello for `app` reading `topic`, then `body` once the first batch has come."""
     grids = grids if grids is not None else [{"name": "g", "columns": ["c"]}]
@@ -84,7 +84,7 @@ class Orders:
         self.orders: Counter = Counter()
         self.files = 0
 
-    def write_wave(self, count: int, products: "list | None" = None) -> Path:
+    def write_wave(self, count: int, products: list | None = None) -> Path:
         """A file of `count` new orders, `order-<n>|{"product": ..., "quantity": ...}` per line."""
         self.files += 1
         path = self.directory / f"orders-{self.files:03}.txt"
@@ -117,7 +117,7 @@ def kcat_produce(bootstrap: str, path: Path, timeout: float = 60.0) -> float:
     return time.monotonic() - started
 
 
-def produce(cluster: "KafkaCluster", orders: Orders, count: int, products: "list | None" = None) -> float:
+def produce(cluster: KafkaCluster, orders: Orders, count: int, products: list | None = None) -> float:
     """A wave of `count` new orders written with kcat; checks they all landed. Returns the
     seconds kcat took."""
     path = orders.write_wave(count, products)
@@ -174,7 +174,7 @@ class Managed:
     def wait(self, timeout: float) -> int:
         return self.proc.wait(timeout=timeout)
 
-    def terminate(self, timeout: float = 20.0) -> "int | None":
+    def terminate(self, timeout: float = 20.0) -> int | None:
         """SIGTERM, then SIGKILL past `timeout`; returns the exit status."""
         if self.alive():
             self.signal(signal.SIGTERM)
@@ -198,7 +198,7 @@ class KafkaCluster(Managed):
     """`aerogrid kafka up --topic orders:8` (or `topics`, NAME:PARTITIONS each) in its own
     process."""
 
-    def __init__(self, log_dir: Path, name: str = "kafka", topics: "list | None" = None) -> None:
+    def __init__(self, log_dir: Path, name: str = "kafka", topics: list | None = None) -> None:
         topic_args = [arg for topic in (topics or [f"{TOPIC}:{PARTITIONS}"]) for arg in ("--topic", topic)]
         super().__init__(name, [AEROGRID, "kafka", "up", *topic_args], log_dir)
         self.bootstrap = self._read_bootstrap(Deadline(30, "kafka up"))
@@ -270,11 +270,11 @@ class Supervisor(Managed):
         with self.condition:
             return [(t, o) for t, o in self.lines if o.get("event") == "status"]
 
-    def last_status(self) -> "dict | None":
+    def last_status(self) -> dict | None:
         found = self.statuses()
         return found[-1][1] if found else None
 
-    def wait_status(self, predicate, timeout: float, what: str, after: "float | None" = None) -> tuple:
+    def wait_status(self, predicate, timeout: float, what: str, after: float | None = None) -> tuple:
         """The first status line (received after `after`, a monotonic time) for which
         `predicate` holds, as (time, status). Fails after `timeout` seconds."""
         deadline = Deadline(timeout, what)
@@ -298,7 +298,7 @@ class Supervisor(Managed):
                         f"{self.last_status_unlocked()}; stderr:\n{self.stderr_tail()}")
                 self.condition.wait(min(0.5, deadline.remaining) or 0.01)
 
-    def last_status_unlocked(self) -> "dict | None":
+    def last_status_unlocked(self) -> dict | None:
         for _, obj in reversed(self.lines):
             if obj.get("event") == "status":
                 return obj
@@ -336,7 +336,7 @@ class Supervisor(Managed):
             return []
         return [int(p) for p in text.split()]
 
-    def app_pid(self) -> "int | None":
+    def app_pid(self) -> int | None:
         """The app's python3 process (not the sandbox's init)."""
         for pid in self.sandbox_pids():
             try:
@@ -347,7 +347,7 @@ class Supervisor(Managed):
                 return pid
         return None
 
-    def wait_app_pid(self, timeout: float, exclude: "int | None" = None) -> int:
+    def wait_app_pid(self, timeout: float, exclude: int | None = None) -> int:
         deadline = Deadline(timeout, "the app's python process")
         while not deadline.expired:
             pid = self.app_pid()
@@ -368,7 +368,7 @@ class Supervisor(Managed):
         except subprocess.TimeoutExpired:
             self.signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
-            raise ProcessError(f"{self.name} did not stop within {timeout} s of SIGTERM:\n{self.stderr_tail()}")
+            raise ProcessError(f"{self.name} did not stop within {timeout} s of SIGTERM:\n{self.stderr_tail()}") from None
         self.reader.join(10)
         self._stderr.close()
         if status != 0:
@@ -387,7 +387,25 @@ class Supervisor(Managed):
         self._stderr.close()
 
 
-def assert_cgroups_removed(supervisor: "Supervisor") -> None:
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list, fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def assert_cgroups_removed(supervisor: Supervisor) -> None:
     """After a clean stop the app's cgroup is gone, in every controller. With no aerogrid
     cgroup root anywhere there is nothing to look in, and the check fails rather than pass."""
     directories = supervisor.cgroup_dirs()

@@ -1,7 +1,7 @@
-"""The control-plane server (`aerogrid serve`) for the integration tests: its configuration
-file, the process with a thread reading its stdout, a small HTTP client over http.client
-(any method, any status, no redirects, no exceptions for 4xx/5xx), and bundles built as
-zips in memory.
+"""The control-plane server (`aerogrid serve`) for the suites: its configuration file, the
+process with a thread reading its stdout, a small HTTP client over http.client (any method,
+any status, no redirects, no exceptions for 4xx/5xx), bundles built as zips in memory, and
+the platform a test module runs on: embedded Kafka with a server on it.
 
 Every wait here has a deadline, like harness.py's.
 """
@@ -22,7 +22,7 @@ import zipfile
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from harness import AEROGRID, REPO, Deadline, Managed, ProcessError, log
+from .harness import AEROGRID, ORDERSAPP, REPO, Deadline, KafkaCluster, Managed, Orders, ProcessError, log
 
 OPENAPI = REPO / "Sources" / "AeroGridAPI" / "openapi.json"
 
@@ -81,7 +81,7 @@ class Response:
         return f"{self.method} {self.path} -> {self.status} {self.body[:300]!r}"
 
 
-def expect(response: Response, status: int, code: "str | None" = None) -> Response:
+def expect(response: Response, status: int, code: str | None = None) -> Response:
     """Asserts the status (and, for an error, its code), with the whole answer in the message."""
     assert response.status == status, f"expected {status}{' ' + code if code else ''}, got {response!r}"
     if code is not None:
@@ -92,21 +92,21 @@ def expect(response: Response, status: int, code: "str | None" = None) -> Respon
 class Client:
     """Requests to one server, as one bearer token (or none)."""
 
-    def __init__(self, host: str, port: int, token: "str | None" = None, timeout: float = 30.0) -> None:
+    def __init__(self, host: str, port: int, token: str | None = None, timeout: float = 30.0) -> None:
         self.host = host
         self.port = port
         self.token = token
         self.timeout = timeout
 
-    def as_token(self, token: "str | None") -> "Client":
+    def as_token(self, token: str | None) -> Client:
         return Client(self.host, self.port, token, self.timeout)
 
-    def connection(self, timeout: "float | None" = None) -> http.client.HTTPConnection:
+    def connection(self, timeout: float | None = None) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout or self.timeout)
 
-    def request(self, method: str, path: str, *, json_body=None, body: "bytes | None" = None,
-                content_type: "str | None" = None, query: "dict | None" = None, headers: "dict | None" = None,
-                authorization: "str | None" = None, timeout: "float | None" = None) -> Response:
+    def request(self, method: str, path: str, *, json_body=None, body: bytes | None = None,
+                content_type: str | None = None, query: dict | None = None, headers: dict | None = None,
+                authorization: str | None = None, timeout: float | None = None) -> Response:
         if query:
             path = f"{path}?{urlencode(query)}"
         all_headers = {"Accept": "application/json"}
@@ -184,9 +184,9 @@ class Server(Managed):
     """`aerogrid serve --config FILE` with its configuration written from the arguments."""
 
     def __init__(self, directory: Path, bootstrap: str, *, name: str = "server",
-                 operator_token: "str | None" = None, data_dir: "Path | None" = None,
-                 kafka_properties: "dict | None" = None, wait: bool = True, tls: "tuple | None" = None,
-                 top_level: "list | None" = None, tables: "dict | None" = None) -> None:
+                 operator_token: str | None = None, data_dir: Path | None = None,
+                 kafka_properties: dict | None = None, wait: bool = True, tls: tuple | None = None,
+                 top_level: list | None = None, tables: dict | None = None) -> None:
         """With `tls` (certificate, key), `listen` is HTTPS on `tls_port` and `http_listen` a
         plain-HTTP listener on `port`, the one the helpers (client, waits) use. `top_level`:
         more `key = value` lines; `tables`: more tables, {"http": {"idle_timeout": 5}}."""
@@ -258,7 +258,7 @@ class Server(Managed):
                                        f"stderr:\n{self.stderr_tail()}")
                 self.condition.wait(min(0.5, deadline.remaining) or 0.01)
 
-    def client(self, token: "str | None" = None) -> Client:
+    def client(self, token: str | None = None) -> Client:
         return Client(self.host, self.port, token)
 
     @property
@@ -303,7 +303,7 @@ class Server(Managed):
         except Exception:
             self.signal(signals.SIGKILL)
             self.proc.wait(timeout=10)
-            raise ProcessError(f"{self.name} did not stop within {timeout} s of SIGTERM:\n{self.stderr_tail()}")
+            raise ProcessError(f"{self.name} did not stop within {timeout} s of SIGTERM:\n{self.stderr_tail()}") from None
         self.reader.join(10)
         self._stderr.close()
         return status
@@ -389,6 +389,17 @@ def regular(name: str, mode: int = stat.S_IFREG | 0o644) -> zipfile.ZipInfo:
     return info
 
 
+def bundle(name: str, code: str) -> bytes:
+    """A bundle of one app called `name` whose app.py is `code`."""
+    manifest = f'name = "{name}"\nentrypoint = "app.py"\nruntime = "python3.11"\n'
+    return zip_entries([("app.toml", manifest.encode()), ("app.py", code.encode())])
+
+
+def orders_bundle(name: str = "ordersapp") -> bytes:
+    """Examples/ordersapp as an app called `name`."""
+    return bundle(name, (ORDERSAPP / "app.py").read_text().replace("'ordersapp'", repr(name)))
+
+
 def digest(bundle: bytes) -> str:
     return hashlib.sha256(bundle).hexdigest()
 
@@ -405,3 +416,44 @@ def tree(path: Path) -> list:
             found.append((str(full.relative_to(path)), stat.S_IFMT(info.st_mode),
                           info.st_size if stat.S_ISREG(info.st_mode) else 0))
     return sorted(found)
+
+
+# --------------------------------------------------------------------------------------------
+# The platform
+
+
+class Platform:
+    """Embedded Kafka and `aerogrid serve` on it with an operator token of its own, in
+    `directory`. Every order produced to it goes through `orders`, so an app that has read
+    the whole topic has the grid `orders.expected_units()`. `server_options` go to Server."""
+
+    def __init__(self, directory: Path, *, seed: int = 0, **server_options) -> None:
+        self.directory = directory
+        self.operator_token = new_operator_token()
+        self.server_options = server_options
+        self.server: Server | None = None
+        self.starts = 0
+        self.cluster = KafkaCluster(directory)
+        try:
+            self.orders = Orders(directory, seed=seed)
+            self.start_server()
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_server(self) -> Server:
+        """A server on the platform's data directory, ready: the first, or another after the
+        last one died (it carries on from what that one stored)."""
+        self.starts += 1
+        name = "server" if self.starts == 1 else f"server-{self.starts}"
+        self.server = Server(self.directory, self.cluster.bootstrap, name=name, operator_token=self.operator_token,
+                             data_dir=self.directory / "data", **self.server_options)
+        self.server.wait_ready()
+        return self.server
+
+    def stop(self) -> None:
+        try:
+            if self.server is not None:
+                log(f"{self.server.name}: exited with {self.server.stop()} after SIGTERM")
+        finally:
+            self.cluster.terminate()
