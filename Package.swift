@@ -11,9 +11,10 @@ let strictSettings: [SwiftSetting] = [
 
 // The launcher's path: generic types are instantiated through direct metadata calls instead
 // of mangled names the runtime would demangle at first use (about 0.2 ms of every launch).
-let launcherSettings: [SwiftSetting] = strictSettings + [
-    .unsafeFlags(["-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors"]),
-]
+let launcherSettings: [SwiftSetting] =
+    strictSettings + [
+        .unsafeFlags(["-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors"])
+    ]
 
 let package = Package(
     name: "AeroGrid",

@@ -9,13 +9,14 @@
 // to the final grid. Run with `make bench-fanout` (release builds).
 import AeroGridKafka
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import HummingbirdWSClient
 import Logging
 import NIOCore
 import Synchronization
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 let root: String = {
     var url = URL(fileURLWithPath: #filePath)
@@ -64,25 +65,28 @@ try FileManager.default.createDirectory(atPath: "\(directory)/app", withIntermed
 defer { shell("rm -rf \(directory)") }
 let port = freePort()
 try """
-    data_dir = "\(directory)/data"
-    listen = "127.0.0.1:\(port)"
-    [kafka]
-    bootstrap = "\(kafka.bootstrapServers)"
-    [kafka.properties]
-    "fetch.wait.max.ms" = "5"
-    # Every client comes from 127.0.0.1, one network: each is anonymous until its upgrade
-    # authenticates, so the caps on anonymous connections must hold all of them at once.
-    [http]
-    max_anonymous_connections = \(clientCount + 100)
-    max_anonymous_connections_per_network = \(clientCount + 100)
-    """.write(toFile: "\(directory)/aerogrid.toml", atomically: true, encoding: .utf8)
+data_dir = "\(directory)/data"
+listen = "127.0.0.1:\(port)"
+[kafka]
+bootstrap = "\(kafka.bootstrapServers)"
+[kafka.properties]
+"fetch.wait.max.ms" = "5"
+# Every client comes from 127.0.0.1, one network: each is anonymous until its upgrade
+# authenticates, so the caps on anonymous connections must hold all of them at once.
+[http]
+max_anonymous_connections = \(clientCount + 100)
+max_anonymous_connections_per_network = \(clientCount + 100)
+""".write(toFile: "\(directory)/aerogrid.toml", atomically: true, encoding: .utf8)
 let server = Process()
 server.executableURL = URL(fileURLWithPath: aerogrid)
 server.arguments = ["serve", "--config", "\(directory)/aerogrid.toml", "--log-level", "error"]
 server.environment = ProcessInfo.processInfo.environment.merging(["AEROGRID_OPERATOR_TOKEN": operatorToken]) { $1 }
 server.standardOutput = FileHandle.nullDevice
 try server.run()
-defer { server.terminate(); server.waitUntilExit() }
+defer {
+    server.terminate()
+    server.waitUntilExit()
+}
 // Ctrl-C or a timeout takes the server down too.
 let stopSignals = [SIGINT, SIGTERM].map { number in
     signal(number, SIG_IGN)
@@ -118,31 +122,36 @@ func json(_ data: Data) -> [String: Any] { (try? JSONSerialization.jsonObject(wi
 note("starting the server on port \(port)")
 while http("GET", "/healthz", token: "").0 != 200 { usleep(100_000) }
 note("creating the tenant and the app")
-let tenant = json(http("POST", "/api/v1/tenants", token: operatorToken,
-                       body: try JSONSerialization.data(withJSONObject: ["name": "bench", "topics": ["ticks"]])).1)
+let tenant = json(
+    http(
+        "POST", "/api/v1/tenants", token: operatorToken,
+        body: try JSONSerialization.data(withJSONObject: ["name": "bench", "topics": ["ticks"]])
+    ).1)
 let token = ((tenant["admin_token"] as? [String: Any])?["secret"] as? String)!
 // Room for every client: the tenant's connection quota is 200 by default.
-_ = http("PUT", "/api/v1/tenants/bench/quota", token: operatorToken,
-         body: try JSONSerialization.data(withJSONObject: ["max_connections": clientCount + 10]))
+_ = http(
+    "PUT", "/api/v1/tenants/bench/quota", token: operatorToken,
+    body: try JSONSerialization.data(withJSONObject: ["max_connections": clientCount + 10]))
 try "name = \"ticker\"\n".write(toFile: "\(directory)/app/app.toml", atomically: true, encoding: .utf8)
 try """
-    import aerogrid
+import aerogrid
 
-    app = aerogrid.App('ticker', broker=BROKER_URI)
+app = aerogrid.App('ticker', broker=BROKER_URI)
 
-    class Tick(aerogrid.Record):
-        sent_ms: int
+class Tick(aerogrid.Record):
+    sent_ms: int
 
-    ticks = app.topic('ticks', key_type=str, value_type=Tick)
-    cells = app.Grid('cells', columns=['sent_ms'], default=lambda: {'sent_ms': 0})
+ticks = app.topic('ticks', key_type=str, value_type=Tick)
+cells = app.Grid('cells', columns=['sent_ms'], default=lambda: {'sent_ms': 0})
 
-    @app.stream(ticks)
-    async def record(stream):
-        async for key, tick in stream.items():
-            cells[key] = {'sent_ms': tick.sent_ms}
-    """.write(toFile: "\(directory)/app/app.py", atomically: true, encoding: .utf8)
+@app.stream(ticks)
+async def record(stream):
+    async for key, tick in stream.items():
+        cells[key] = {'sent_ms': tick.sent_ms}
+""".write(toFile: "\(directory)/app/app.py", atomically: true, encoding: .utf8)
 shell("cd \(directory)/app && chmod 644 app.toml app.py && python3 -m zipfile -c ../ticker.zip app.toml app.py")
-let deployed = http("POST", "/api/v1/apps", token: token, body: try Data(contentsOf: URL(fileURLWithPath: "\(directory)/ticker.zip")), contentType: "application/zip")
+let deployed = http(
+    "POST", "/api/v1/apps", token: token, body: try Data(contentsOf: URL(fileURLWithPath: "\(directory)/ticker.zip")), contentType: "application/zip")
 guard deployed.0 == 201 else { fatalError("deploy failed: \(deployed.0) \(String(decoding: deployed.1, as: UTF8.self))") }
 _ = http("POST", "/api/v1/apps/ticker/start", token: token)
 
@@ -202,11 +211,17 @@ final class Client: @unchecked Sendable {
             while let open = find(base, count, Client.keyMarker, from: index) {
                 var cursor = open
                 var key = 0
-                while cursor < count, base[cursor] >= 48, base[cursor] <= 57 { key = key * 10 + Int(base[cursor] - 48); cursor += 1 }
+                while cursor < count, base[cursor] >= 48, base[cursor] <= 57 {
+                    key = key * 10 + Int(base[cursor] - 48)
+                    cursor += 1
+                }
                 guard let value = find(base, count, Client.valueMarker, from: cursor) else { break }
                 var number: Int64 = 0
                 var digit = value
-                while digit < count, base[digit] >= 48, base[digit] <= 57 { number = number * 10 + Int64(base[digit] - 48); digit += 1 }
+                while digit < count, base[digit] >= 48, base[digit] <= 57 {
+                    number = number * 10 + Int64(base[digit] - 48)
+                    digit += 1
+                }
                 if key < rows.count {
                     if rows[key] < 0 { rowsSeen += 1 }
                     rows[key] = number
@@ -339,17 +354,22 @@ func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width,
 print("fan-out, \(Date().formatted(.iso8601)), \(ProcessInfo.processInfo.activeProcessorCount) CPUs")
 print("grid of \(rowCount) rows, \(changesPerSecond) cell changes/s for \(runSeconds) s, subscriptions at the default 4 messages/s")
 print("")
-print(pad("clients", 9) + pad("p50 ms", 8) + pad("p99 ms", 8) + pad("msgs/s out", 12) + pad("server CPU", 12) + pad("generator CPU", 15)
-      + pad("KiB/idle client", 17) + "equal to the grid")
+print(
+    pad("clients", 9) + pad("p50 ms", 8) + pad("p99 ms", 8) + pad("msgs/s out", 12) + pad("server CPU", 12) + pad("generator CPU", 15)
+        + pad("KiB/idle client", 17) + "equal to the grid")
 for result in [baseline, loaded] {
-    print(pad("\(result.clients)", 9) + pad("\(result.p50)", 8) + pad("\(result.p99)", 8) + pad(String(format: "%.0f", result.messagesPerSecond), 12)
-          + pad(String(format: "%.2f", result.serverCPU), 12) + pad(String(format: "%.2f", result.generatorCPU), 15) + pad(result.clients > 1 ? String(format: "%.1f", result.idleKiBPerClient) : "-", 17)
-          + "\(result.equal)/\(result.clients)")
+    print(
+        pad("\(result.clients)", 9) + pad("\(result.p50)", 8) + pad("\(result.p99)", 8) + pad(String(format: "%.0f", result.messagesPerSecond), 12)
+            + pad(String(format: "%.2f", result.serverCPU), 12) + pad(String(format: "%.2f", result.generatorCPU), 15)
+            + pad(result.clients > 1 ? String(format: "%.1f", result.idleKiBPerClient) : "-", 17)
+            + "\(result.equal)/\(result.clients)")
 }
 print("")
-print(String(format: "p99 ratio %d clients / 1 client: %.2f; target p99 ≤ 300 ms: %@; target ≤ 50 KiB per idle client: %@",
-             clientCount, Double(loaded.p99) / Double(max(baseline.p99, 1)), loaded.p99 <= 300 ? "met" : "missed",
-             loaded.idleKiBPerClient <= 50 ? "met" : "missed"))
+print(
+    String(
+        format: "p99 ratio %d clients / 1 client: %.2f; target p99 ≤ 300 ms: %@; target ≤ 50 KiB per idle client: %@",
+        clientCount, Double(loaded.p99) / Double(max(baseline.p99, 1)), loaded.p99 <= 300 ? "met" : "missed",
+        loaded.idleKiBPerClient <= 50 ? "met" : "missed"))
 print("(latency is from a value's produce time to its receipt: it includes Kafka and the app, so it bounds the stream's own from above;")
 print(" the load generator shares the 2 cores with the server: its CPU is in its column)")
 withExtendedLifetime(stopSignals) {}

@@ -65,11 +65,14 @@ func startKafka(_ topics: [String]) throws -> (Process, String) {
     return (process, String(decoding: line, as: UTF8.self).replacingOccurrences(of: "bootstrap.servers=", with: ""))
 }
 
-let products = ["Widget", "Gadget", "Gizmo", "Sprocket", "Doohickey", "Thingamajig", "Flux Capacitor",
-                "Left-handed Spanner", "Cable Organizer", "How to Win Friends"]
+let products = [
+    "Widget", "Gadget", "Gizmo", "Sprocket", "Doohickey", "Thingamajig", "Flux Capacitor",
+    "Left-handed Spanner", "Cable Organizer", "How to Win Friends",
+]
 
 func produceOrders(_ count: Int, bootstrap: String, topic: String) async throws -> [String: Int64] {
-    let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: bootstrap, properties: ["linger.ms": "20", "batch.num.messages": "10000"]), logger: logger)
+    let producer = try KafkaProducer(
+        configuration: KafkaConfiguration(bootstrapServers: bootstrap, properties: ["linger.ms": "20", "batch.num.messages": "10000"]), logger: logger)
     var sums: [String: Int64] = [:]
     var generator = SystemRandomNumberGenerator()
     for index in 0..<count {
@@ -103,10 +106,11 @@ let extraKafka: [String: String] = {
 /// `cpus` nil: the profile's default quota (half a core for python.json).
 func spec(_ name: String, bundle: String, bootstrap: String, tenant: String = "bench", profile: CompiledProfile, cpus: Double? = nil) -> AppSpec {
     let defaults = profile.quotaDefaults
-    return AppSpec(tenant: tenant, name: name, bundle: bundle, sdkPath: "\(root)/python", profile: profile,
-                   limits: CgroupLimits(memoryBytes: defaults.memoryBytes, cpus: cpus ?? defaults.cpus, pids: defaults.pids),
-                   kafka: KafkaConfiguration(bootstrapServers: bootstrap, properties: extraKafka), checkpointInterval: .seconds(1),
-                   appLimits: AppLimits(gridRows: 1_000_000))
+    return AppSpec(
+        tenant: tenant, name: name, bundle: bundle, sdkPath: "\(root)/python", profile: profile,
+        limits: CgroupLimits(memoryBytes: defaults.memoryBytes, cpus: cpus ?? defaults.cpus, pids: defaults.pids),
+        kafka: KafkaConfiguration(bootstrapServers: bootstrap, properties: extraKafka), checkpointInterval: .seconds(1),
+        appLimits: AppLimits(gridRows: 1_000_000))
 }
 
 func seconds(_ duration: Duration) -> Double {
@@ -139,21 +143,25 @@ let truth = try await produceOrders(orderCount, bootstrap: bootstrap, topic: "or
 
 // 1. The seed app against the bare consumer, on one cluster and topic.
 if runs("seed") {
-let bareOutput = shell("python3 \(root)/../shared/bench/bare_consumer.py \(bootstrap) orders bench-bare-\(getpid()) \(orderCount)")
-let bareRate = Double(bareOutput.split(separator: " ").first { $0.hasPrefix("rate=") }?.dropFirst(5) ?? "0") ?? 0
-// One core, as the bare consumer has: its interpreter is one thread too. (The default
-// quota, half a core, would measure the quota.)
-let seed = AppRunner(spec: spec("ordersapp", bundle: try makeBundle("ordersapp", code: seedApp), bootstrap: bootstrap, profile: python, cpus: 1),
-                     store: store, logger: logger)
-let seedSeconds = try await timeApp(seed, records: orderCount)
-let seedRate = Double(orderCount) / seedSeconds
-var exact = true
-for (product, sum) in truth {
-    if case .int(let value)? = seed.grids.snapshot("product_sum")?.grid.rows[.string(product)]?["units_sold"], value == sum { continue }
-    exact = false
-}
-rows.append(("seed app end to end, records/s", String(format: "%.0f", seedRate), String(format: "bare consumer %.0f", bareRate),
-             String(format: "%.2f×", seedRate / max(bareRate, 1)), "≥ 1.5× (grid exact: \(exact ? "yes" : "NO"))"))
+    let bareOutput = shell("python3 \(root)/../shared/bench/bare_consumer.py \(bootstrap) orders bench-bare-\(getpid()) \(orderCount)")
+    let bareRate = Double(bareOutput.split(separator: " ").first { $0.hasPrefix("rate=") }?.dropFirst(5) ?? "0") ?? 0
+    // One core, as the bare consumer has: its interpreter is one thread too. (The default
+    // quota, half a core, would measure the quota.)
+    let seed = AppRunner(
+        spec: spec("ordersapp", bundle: try makeBundle("ordersapp", code: seedApp), bootstrap: bootstrap, profile: python, cpus: 1),
+        store: store, logger: logger)
+    let seedSeconds = try await timeApp(seed, records: orderCount)
+    let seedRate = Double(orderCount) / seedSeconds
+    var exact = true
+    for (product, sum) in truth {
+        if case .int(let value)? = seed.grids.snapshot("product_sum")?.grid.rows[.string(product)]?["units_sold"], value == sum { continue }
+        exact = false
+    }
+    rows.append(
+        (
+            "seed app end to end, records/s", String(format: "%.0f", seedRate), String(format: "bare consumer %.0f", bareRate),
+            String(format: "%.2f×", seedRate / max(bareRate, 1)), "≥ 1.5× (grid exact: \(exact ? "yes" : "NO"))"
+        ))
 }
 
 // 0. The Kafka consumer alone, into a sink that only counts: the ceiling under the others.
@@ -174,85 +182,102 @@ if only == "consume" {
 
 // 2. A native handler: the supervisor's own ceiling through IPC.
 if runs("native") {
-_ = shell("mkdir -p /tmp/aerogrid-bench-native && gcc -O2 -o /tmp/aerogrid-bench-native/handler \(root)/Benchmarks/native_handler.c && chmod -R a+rX /tmp/aerogrid-bench-native")
-var nativeSpec = spec("native", bundle: try makeBundle("native", code: "# native handler\n"), bootstrap: bootstrap, profile: strict)
-nativeSpec.nativeCommand = ["/tmp/aerogrid-bench-native/handler", "orders"]
-nativeSpec.maxBatchRecords = 10_000
-let native = AppRunner(spec: nativeSpec, store: store, logger: logger)
-let nativeRate = Double(orderCount) / (try await timeApp(native, records: orderCount))
-rows.append(("native handler through IPC, records/s", String(format: "%.0f", nativeRate),
-             "\(native.status.batchesSent) batches of \(native.status.deliveredRecords / max(1, native.status.batchesSent))", "", "≥ 500,000"))
+    _ = shell(
+        "mkdir -p /tmp/aerogrid-bench-native && gcc -O2 -o /tmp/aerogrid-bench-native/handler \(root)/Benchmarks/native_handler.c && chmod -R a+rX /tmp/aerogrid-bench-native"
+    )
+    var nativeSpec = spec("native", bundle: try makeBundle("native", code: "# native handler\n"), bootstrap: bootstrap, profile: strict)
+    nativeSpec.nativeCommand = ["/tmp/aerogrid-bench-native/handler", "orders"]
+    nativeSpec.maxBatchRecords = 10_000
+    let native = AppRunner(spec: nativeSpec, store: store, logger: logger)
+    let nativeRate = Double(orderCount) / (try await timeApp(native, records: orderCount))
+    rows.append(
+        (
+            "native handler through IPC, records/s", String(format: "%.0f", nativeRate),
+            "\(native.status.batchesSent) batches of \(native.status.deliveredRecords / max(1, native.status.batchesSent))", "", "≥ 500,000"
+        ))
 }
 
 // 3. Latency at a steady 1,000 orders/s: produce time in the record, grid change observed
 //    here. The first two seconds warm up (connections, the first fetches) and are not counted.
 if runs("latency") {
-let latencyApp = """
-    import aerogrid
-    app = aerogrid.App('latency', broker=BROKER_URI)
-    class Tick(aerogrid.Record):
-        product: str
-        sent_ms: int
-    ticks = app.topic('latency', key_type=str, value_type=Tick)
-    last = app.Grid('last', columns=['sent_ms'])
-    @app.stream(ticks)
-    async def track(stream):
-        async for key, tick in stream.items():
-            last[key] = {'sent_ms': tick.sent_ms}
-    """
-let latency = AppRunner(spec: spec("latency", bundle: try makeBundle("latency", code: latencyApp), bootstrap: bootstrap, profile: python), store: store, logger: logger)
-let latencyTask = Task { try await latency.run() }
-while latency.status.lifecycle.state != .running { try await Task.sleep(for: .milliseconds(20)) }
-let changes = latency.grids.changes()
-let watcher = Task { () -> [Double] in
-    var samples: [Double] = []
-    for await change in changes {
-        let now = Date().timeIntervalSince1970 * 1000
-        for (_, row) in change.rows { if case .int(let sent)? = row?["sent_ms"] { samples.append(now - Double(sent)) } }
-        if samples.count >= 12_000 { break }
+    let latencyApp = """
+        import aerogrid
+        app = aerogrid.App('latency', broker=BROKER_URI)
+        class Tick(aerogrid.Record):
+            product: str
+            sent_ms: int
+        ticks = app.topic('latency', key_type=str, value_type=Tick)
+        last = app.Grid('last', columns=['sent_ms'])
+        @app.stream(ticks)
+        async def track(stream):
+            async for key, tick in stream.items():
+                last[key] = {'sent_ms': tick.sent_ms}
+        """
+    let latency = AppRunner(
+        spec: spec("latency", bundle: try makeBundle("latency", code: latencyApp), bootstrap: bootstrap, profile: python), store: store, logger: logger)
+    let latencyTask = Task { try await latency.run() }
+    while latency.status.lifecycle.state != .running { try await Task.sleep(for: .milliseconds(20)) }
+    let changes = latency.grids.changes()
+    let watcher = Task { () -> [Double] in
+        var samples: [Double] = []
+        for await change in changes {
+            let now = Date().timeIntervalSince1970 * 1000
+            for (_, row) in change.rows { if case .int(let sent)? = row?["sent_ms"] { samples.append(now - Double(sent)) } }
+            if samples.count >= 12_000 { break }
+        }
+        return samples
     }
-    return samples
-}
-let tickProducer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: bootstrap, properties: ["linger.ms": "0"]), logger: logger)
-let tickStart = ContinuousClock.now
-for index in 0..<12_000 {
-    let due = tickStart + .milliseconds(index)
-    if due > ContinuousClock.now { try await Task.sleep(until: due) }
-    let sent = Int64(Date().timeIntervalSince1970 * 1000)
-    try await tickProducer.enqueue(topic: "latency", key: Array("k\(index)".utf8), value: Array(#"{"product":"p","sent_ms":\#(sent)}"#.utf8))
-}
-try await tickProducer.flush()
-let arrivals = await withTaskGroup(of: [Double]?.self) { group in
-    group.addTask { await watcher.value }
-    group.addTask { try? await Task.sleep(for: .seconds(20)); return nil }
-    let first = await group.next()!
-    group.cancelAll()
-    return first ?? []
-}
-if let samplesFile { try arrivals.map { String(format: "%.2f", $0) }.joined(separator: "\n").write(toFile: samplesFile, atomically: true, encoding: .utf8) }
-let samples = Array(arrivals.dropFirst(2_000)).sorted()
-latency.stop()
-try await latencyTask.value
-let p50 = samples.isEmpty ? .nan : samples[samples.count / 2]
-let p99 = samples.isEmpty ? .nan : samples[min(samples.count - 1, samples.count * 99 / 100)]
-rows.append(("latency produce → grid at 1,000/s, ms", String(format: "p50 %.1f, p99 %.1f", p50, p99), "\(samples.count) samples", "", "p99 ≤ 50"))
+    let tickProducer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: bootstrap, properties: ["linger.ms": "0"]), logger: logger)
+    let tickStart = ContinuousClock.now
+    for index in 0..<12_000 {
+        let due = tickStart + .milliseconds(index)
+        if due > ContinuousClock.now { try await Task.sleep(until: due) }
+        let sent = Int64(Date().timeIntervalSince1970 * 1000)
+        try await tickProducer.enqueue(topic: "latency", key: Array("k\(index)".utf8), value: Array(#"{"product":"p","sent_ms":\#(sent)}"#.utf8))
+    }
+    try await tickProducer.flush()
+    let arrivals = await withTaskGroup(of: [Double]?.self) { group in
+        group.addTask { await watcher.value }
+        group.addTask {
+            try? await Task.sleep(for: .seconds(20))
+            return nil
+        }
+        let first = await group.next()!
+        group.cancelAll()
+        return first ?? []
+    }
+    if let samplesFile { try arrivals.map { String(format: "%.2f", $0) }.joined(separator: "\n").write(toFile: samplesFile, atomically: true, encoding: .utf8) }
+    let samples = Array(arrivals.dropFirst(2_000)).sorted()
+    latency.stop()
+    try await latencyTask.value
+    let p50 = samples.isEmpty ? .nan : samples[samples.count / 2]
+    let p99 = samples.isEmpty ? .nan : samples[min(samples.count - 1, samples.count * 99 / 100)]
+    rows.append(("latency produce → grid at 1,000/s, ms", String(format: "p50 %.1f, p99 %.1f", p50, p99), "\(samples.count) samples", "", "p99 ≤ 50"))
 }
 
 // 4. Resident memory: idle supervisor, one app, ten apps (each caught up, then idle).
 if runs("memory") {
-let idle = residentMiB()
-var runners: [(AppRunner, Task<Void, any Error>)] = []
-var withOne = 0.0
-for index in 0..<10 {
-    let runner = AppRunner(spec: spec("ordersapp", bundle: try makeBundle("ordersapp", code: seedApp), bootstrap: bootstrap, tenant: "rss\(index)", profile: python), store: store, logger: logger)
-    runners.append((runner, Task { try await runner.run() }))
-    while runner.grids.appliedRecords < orderCount { try await Task.sleep(for: .milliseconds(20)) }
-    if index == 0 { withOne = residentMiB() }
-}
-let withTen = residentMiB()
-for (runner, task) in runners { runner.stop(); try await task.value }
-rows.append(("supervisor RSS, MiB", String(format: "1 app %.0f, 10 apps %.0f", withOne, withTen), String(format: "idle %.0f", idle),
-             String(format: "%.1f MiB per app", (withTen - withOne) / 9), ""))
+    let idle = residentMiB()
+    var runners: [(AppRunner, Task<Void, any Error>)] = []
+    var withOne = 0.0
+    for index in 0..<10 {
+        let runner = AppRunner(
+            spec: spec("ordersapp", bundle: try makeBundle("ordersapp", code: seedApp), bootstrap: bootstrap, tenant: "rss\(index)", profile: python),
+            store: store, logger: logger)
+        runners.append((runner, Task { try await runner.run() }))
+        while runner.grids.appliedRecords < orderCount { try await Task.sleep(for: .milliseconds(20)) }
+        if index == 0 { withOne = residentMiB() }
+    }
+    let withTen = residentMiB()
+    for (runner, task) in runners {
+        runner.stop()
+        try await task.value
+    }
+    rows.append(
+        (
+            "supervisor RSS, MiB", String(format: "1 app %.0f, 10 apps %.0f", withOne, withTen), String(format: "idle %.0f", idle),
+            String(format: "%.1f MiB per app", (withTen - withOne) / 9), ""
+        ))
 }
 
 print("")

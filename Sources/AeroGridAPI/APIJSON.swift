@@ -76,8 +76,12 @@ public struct BodyError: Error, Sendable {
 /// their place after the parent took it.
 final class Node {
     enum Value {
-        case null, bool(Bool), string(String), number(String)
-        case array([Node]), object([String: Node])
+        case null
+        case bool(Bool)
+        case string(String)
+        case number(String)
+        case array([Node])
+        case object([String: Node])
     }
     var value: Value = .null
 

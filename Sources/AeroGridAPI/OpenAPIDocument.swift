@@ -14,7 +14,8 @@ public enum OpenAPIDocument {
         for url in candidates {
             if let data = try? Data(contentsOf: url) { return [UInt8](data) }
         }
-        return Array(#"{"error":{"code":"internal","message":"openapi.json is missing: copy AeroGrid_AeroGridAPI.resources next to the aerogrid binary"}}"#.utf8)
+        return Array(
+            #"{"error":{"code":"internal","message":"openapi.json is missing: copy AeroGrid_AeroGridAPI.resources next to the aerogrid binary"}}"#.utf8)
     }()
 }
 

@@ -21,8 +21,10 @@ public struct KafkaRecord: Sendable, Equatable {
     public let value: [UInt8]?
     public let headers: [KafkaHeader]
 
-    public init(topic: String, partition: Int32, offset: Int64, timestamp: Int64?,
-                key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader] = []) {
+    public init(
+        topic: String, partition: Int32, offset: Int64, timestamp: Int64?,
+        key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader] = []
+    ) {
         self.topic = topic
         self.partition = partition
         self.offset = offset

@@ -15,9 +15,10 @@ extension String {
 public enum RandomID {
     public static func make(prefix: String) -> String {
         var generator = SystemRandomNumberGenerator()
-        return prefix + (0..<8).map { _ in
-            let byte = UInt8.random(in: 0...255, using: &generator)
-            return String(byte >> 4, radix: 16) + String(byte & 0xF, radix: 16)
-        }.joined()
+        return prefix
+            + (0..<8).map { _ in
+                let byte = UInt8.random(in: 0...255, using: &generator)
+                return String(byte >> 4, radix: 16) + String(byte & 0xF, radix: 16)
+            }.joined()
     }
 }

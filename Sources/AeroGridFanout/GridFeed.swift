@@ -183,7 +183,8 @@ public final class GridFeed: Sendable {
             guard from >= state.logBase else { return nil }
             var merged: [GridKey: Set<String>?] = [:]
             // Entries are in version order: find the first after `from`.
-            var low = 0, high = state.log.count
+            var low = 0
+            var high = state.log.count
             while low < high {
                 let middle = (low + high) / 2
                 if state.log[middle].version <= from { low = middle + 1 } else { high = middle }
@@ -311,7 +312,8 @@ final class TickGroup: Sendable {
         guard to != from, let source else { return }
         let offer: Subscription.Offer
         if let changes = feed.changes(after: from, upTo: to, filter: filter) {
-            offer = changes.isEmpty
+            offer =
+                changes.isEmpty
                 ? .nothing
                 : .body(Messages.deltaBody(feed: feed, source: source, changes: changes, filter: filter, epoch: epoch, version: to))
         } else {

@@ -5,8 +5,10 @@ import AeroGridRuntime
 public enum Messages {
     /// `"app":…,"grid":…,"epoch":E,"version":V,"rows":[[key,{cells}|null],…]}`: a delta
     /// without its head, shared by every caught-up subscription of a tick.
-    static func deltaBody(feed: GridFeed, source: GridState, changes: [GridKey: Set<String>?], filter: SubscriptionFilter,
-                          epoch: Int64, version: UInt64) -> [UInt8] {
+    static func deltaBody(
+        feed: GridFeed, source: GridState, changes: [GridKey: Set<String>?], filter: SubscriptionFilter,
+        epoch: Int64, version: UInt64
+    ) -> [UInt8] {
         let keys = changes.keys.sorted()
         let current = source.rows(feed.grid, keys: keys).rows
         var json = JSONWriter(capacity: 64 + keys.count * 48)

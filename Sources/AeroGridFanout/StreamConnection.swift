@@ -26,9 +26,11 @@ public final class StreamConnection: Sendable {
     /// Control messages (answers, errors, app events) that may wait for the client, in bytes.
     public let replyBytes: Int
 
-    public init(tenant: String, tenantID: String, replyBytes: Int = 1 << 20,
-                send: @escaping @Sendable ([UInt8]) async throws -> Void,
-                disconnect: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(
+        tenant: String, tenantID: String, replyBytes: Int = 1 << 20,
+        send: @escaping @Sendable ([UInt8]) async throws -> Void,
+        disconnect: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.tenant = tenant
         self.replyBytes = replyBytes
         self.tenantID = tenantID
@@ -173,9 +175,11 @@ public final class FanoutHub: Sendable {
     /// Subscribes: `admitted` runs once the subscription is allowed, before anything of it
     /// can be sent; the snapshot follows on the connection, then deltas. `tenantLimit` is the
     /// tenant's quota of subscriptions over all its connections.
-    public func subscribe(_ connection: StreamConnection, id: String, app: String, grid: String,
-                          filter: SubscriptionFilter, rate: Int, tenantLimit: Int = .max,
-                          admitted: () -> Void = {}) throws(SubscribeError) {
+    public func subscribe(
+        _ connection: StreamConnection, id: String, app: String, grid: String,
+        filter: SubscriptionFilter, rate: Int, tenantLimit: Int = .max,
+        admitted: () -> Void = {}
+    ) throws(SubscribeError) {
         guard !connection.has(id: id) else { throw .duplicateID }
         let allowed = perTenant.withLock { counts in
             guard counts[connection.tenantID, default: 0] < tenantLimit else { return false }
@@ -192,8 +196,10 @@ public final class FanoutHub: Sendable {
             return feed
         }
         feed.attach(source(connection.tenant, app))
-        let subscription = Subscription(id: id, tenantID: connection.tenantID, feed: feed, filter: filter,
-                                        rate: min(max(rate, 1), Self.maxRate)) { [weak connection] in
+        let subscription = Subscription(
+            id: id, tenantID: connection.tenantID, feed: feed, filter: filter,
+            rate: min(max(rate, 1), Self.maxRate)
+        ) { [weak connection] in
             connection?.wake()
         }
         guard connection.add(subscription) else {

@@ -91,10 +91,12 @@ public final class Subscription: Sendable {
 
     /// What to write now, if anything; taken off the subscription.
     func take() -> [UInt8]? {
-        guard let pending = state.withLock({ state -> Pending? in
-            defer { state.pending = nil }
-            return state.closed ? nil : state.pending
-        }) else { return nil }
+        guard
+            let pending = state.withLock({ state -> Pending? in
+                defer { state.pending = nil }
+                return state.closed ? nil : state.pending
+            })
+        else { return nil }
         switch pending {
         case .body(let body, let version):
             state.withLock { $0.sentVersion = version }
@@ -115,8 +117,9 @@ public final class Subscription: Sendable {
         let target = state.withLock { $0.group?.version } ?? version
         let (sentEpoch, sentVersion) = state.withLock { ($0.sentEpoch, $0.sentVersion) }
         if sentEpoch == epoch, target >= sentVersion,
-           let changes = feed.changes(after: sentVersion, upTo: target, filter: filter),
-           changes.count <= max(16, feed.state.withLock { $0.rowCount } / 2) {
+            let changes = feed.changes(after: sentVersion, upTo: target, filter: filter),
+            changes.count <= max(16, feed.state.withLock { $0.rowCount } / 2)
+        {
             state.withLock { state in
                 state.sentVersion = target
                 if state.pending == nil { state.cursor = target }

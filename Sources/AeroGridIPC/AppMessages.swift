@@ -166,7 +166,8 @@ extension AppFrame {
         case .gridUpdate: return .gridUpdate(try decodeGridUpdate(try jsonObject(payload, "grid-update")))
         case .batchDone:
             var reader = BinaryReader(payload, frame: "batch-done")
-            let done = BatchDone(batchID: try reader.u64(), records: try reader.u32(), errors: try reader.u32(), updates: try reader.u32(), produced: try reader.u32())
+            let done = BatchDone(
+                batchID: try reader.u64(), records: try reader.u32(), errors: try reader.u32(), updates: try reader.u32(), produced: try reader.u32())
             try reader.expectEnd()
             return .batchDone(done)
         case .produce:
@@ -270,7 +271,8 @@ private struct HelloFrame: Decodable {
 
         enum CodingKeys: String, CodingKey {
             case name
-            case keyType = "key_type", valueType = "value_type"
+            case keyType = "key_type"
+            case valueType = "value_type"
         }
     }
 

@@ -1,4 +1,5 @@
 public import AeroGridCore
+
 /// Reads the big-endian fields of a binary payload, refusing truncation.
 struct BinaryReader {
     private let bytes: ArraySlice<UInt8>
@@ -110,12 +111,18 @@ public struct FrameDecoder: Sendable {
     /// The next complete frame (type and payload), nil until more bytes arrive.
     public mutating func next() throws(ProtocolViolation) -> (type: UInt8, payload: ArraySlice<UInt8>)? {
         let available = buffer.count - start
-        guard available >= 5 else { compact(); return nil }
+        guard available >= 5 else {
+            compact()
+            return nil
+        }
         let length = Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8 | Int(buffer[start + 3])
         guard length >= 1 && length <= IPCLimits.maxFrameLength else {
             throw ProtocolViolation("a frame length of \(length) bytes (allowed: 1 to \(IPCLimits.maxFrameLength))")
         }
-        guard available >= 4 + length else { compact(); return nil }
+        guard available >= 4 + length else {
+            compact()
+            return nil
+        }
         let type = buffer[start + 4]
         let payload = buffer[(start + 5)..<(start + 4 + length)]
         start += 4 + length

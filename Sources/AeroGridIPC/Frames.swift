@@ -34,4 +34,3 @@ public struct ProtocolViolation: Error, Sendable, CustomStringConvertible, Equat
     public init(_ message: String) { self.message = message }
     public var description: String { "protocol violation: \(message)" }
 }
-

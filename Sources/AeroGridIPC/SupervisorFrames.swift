@@ -71,8 +71,10 @@ public struct RecordsFrameBuilder {
     /// Bytes of record data so far, to cut batches by size.
     public var byteCount: Int { body.bytes.count }
 
-    public mutating func append(topic: String, partition: Int32, offset: Int64, timestamp: Int64?,
-                                key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader] = []) {
+    public mutating func append(
+        topic: String, partition: Int32, offset: Int64, timestamp: Int64?,
+        key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader] = []
+    ) {
         // Arrays: lend their storage to the buffer form.
         withOptionalBuffer(key) { keyBytes in
             withOptionalBuffer(value) { valueBytes in
@@ -82,8 +84,10 @@ public struct RecordsFrameBuilder {
     }
 
     /// Appends one record from borrowed bytes (a Kafka client's buffers, say).
-    public mutating func append(topic: String, partition: Int32, offset: Int64, timestamp: Int64?,
-                                key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, headers: [KafkaHeader] = []) {
+    public mutating func append(
+        topic: String, partition: Int32, offset: Int64, timestamp: Int64?,
+        key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, headers: [KafkaHeader] = []
+    ) {
         let index = topicIndex(topic)
         body.u16(index)
         body.i32(partition)
@@ -157,8 +161,10 @@ public enum RecordsFrameReader {
             let offset = Int64(bitPattern: try reader.u64())
             let timestamp = Int64(bitPattern: try reader.u64())
             let (key, value, headers) = try reader.keyValueHeaders()
-            records.append(KafkaRecord(topic: topics[topicIndex], partition: partition, offset: offset,
-                                       timestamp: timestamp >= 0 ? timestamp : nil, key: key, value: value, headers: headers))
+            records.append(
+                KafkaRecord(
+                    topic: topics[topicIndex], partition: partition, offset: offset,
+                    timestamp: timestamp >= 0 ? timestamp : nil, key: key, value: value, headers: headers))
         }
         try reader.expectEnd()
         return (batchID, records)

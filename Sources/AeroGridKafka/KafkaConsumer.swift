@@ -69,7 +69,9 @@ public final class KafkaConsumer: Sendable {
     /// Like `poll`, but hands each record to `sink` as librdkafka holds it, without copying:
     /// for a caller that writes records straight to where they go. The sink runs on the
     /// consumer's thread, during this call only.
-    public func poll<Sink: KafkaRecordSink>(maxMessages: Int = 10_000, timeout: Duration = .milliseconds(100), into sink: Sink) async throws -> [KafkaConsumerEvent] {
+    public func poll<Sink: KafkaRecordSink>(maxMessages: Int = 10_000, timeout: Duration = .milliseconds(100), into sink: Sink) async throws
+        -> [KafkaConsumerEvent]
+    {
         let timeoutMs = milliseconds(timeout)
         return try await run { core in try core.poll(maxMessages: maxMessages, timeoutMs: timeoutMs, into: sink) }
     }
@@ -201,8 +203,10 @@ final class ConsumerState: RDKafkaContext, @unchecked Sendable {
             _ = rd_kafka_fatal_error(rk, &errstr, errstr.count)
             fatal = true
         }
-        pendingEvents.append(.error(KafkaError(
-            code: code, message: reason, isRetriable: KafkaError.retriableCodes.contains(code), isFatal: fatal)))
+        pendingEvents.append(
+            .error(
+                KafkaError(
+                    code: code, message: reason, isRetriable: KafkaError.retriableCodes.contains(code), isFatal: fatal)))
     }
 
     func rebalance(_ rk: OpaquePointer, _ err: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
@@ -352,12 +356,13 @@ final class ConsumerCore: @unchecked Sendable {
             cursor.next = raw.offset + 1
             var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
             let timestamp = rd_kafka_message_timestamp(pointer, &timestampType)
-            sink.receive(KafkaRecordView(
-                topic: cursor.tp.topic, partition: raw.partition, offset: raw.offset,
-                timestamp: timestamp >= 0 ? timestamp : nil,
-                key: raw.key.map { UnsafeRawBufferPointer(start: $0, count: raw.key_len) },
-                value: raw.payload.map { UnsafeRawBufferPointer(start: $0, count: raw.len) },
-                headers: headers(pointer)))
+            sink.receive(
+                KafkaRecordView(
+                    topic: cursor.tp.topic, partition: raw.partition, offset: raw.offset,
+                    timestamp: timestamp >= 0 ? timestamp : nil,
+                    key: raw.key.map { UnsafeRawBufferPointer(start: $0, count: raw.key_len) },
+                    value: raw.payload.map { UnsafeRawBufferPointer(start: $0, count: raw.len) },
+                    headers: headers(pointer)))
         }
         let events = state.pendingEvents + errors
         state.pendingEvents.removeAll()
@@ -455,11 +460,12 @@ final class ConsumerCore: @unchecked Sendable {
             return .partitionEnd(TopicPartition(topic, raw.partition), offset: raw.offset)
         }
         let detail = rd_kafka_message_errstr(pointer).map { String(cString: $0) } ?? ""
-        return .error(KafkaError(
-            code: KafkaError.Code(raw.err),
-            message: detail.isEmpty ? String(cString: rd_kafka_err2str(raw.err)) : detail,
-            isRetriable: KafkaError.retriableCodes.contains(KafkaError.Code(raw.err)),
-            topic: topic, partition: topic == nil || raw.partition < 0 ? nil : raw.partition))
+        return .error(
+            KafkaError(
+                code: KafkaError.Code(raw.err),
+                message: detail.isEmpty ? String(cString: rd_kafka_err2str(raw.err)) : detail,
+                isRetriable: KafkaError.retriableCodes.contains(KafkaError.Code(raw.err)),
+                topic: topic, partition: topic == nil || raw.partition < 0 ? nil : raw.partition))
     }
 
     private func headers(_ pointer: UnsafeMutablePointer<rd_kafka_message_t>) -> [KafkaHeader] {
@@ -502,8 +508,9 @@ private final class MessageCollector: KafkaRecordSink, @unchecked Sendable {
     var messages: [KafkaRecord] = []
 
     func receive(_ record: KafkaRecordView) {
-        messages.append(KafkaRecord(
-            topic: record.topic, partition: record.partition, offset: record.offset, timestamp: record.timestamp,
-            key: record.key.map { Array($0) }, value: record.value.map { Array($0) }, headers: record.headers))
+        messages.append(
+            KafkaRecord(
+                topic: record.topic, partition: record.partition, offset: record.offset, timestamp: record.timestamp,
+                key: record.key.map { Array($0) }, value: record.value.map { Array($0) }, headers: record.headers))
     }
 }

@@ -229,7 +229,8 @@ final class ProducerState: RDKafkaContext, @unchecked Sendable {
     func delivered(_ message: UnsafePointer<rd_kafka_message_t>) {
         let raw = message.pointee
         let topic = raw.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "?"
-        let error: KafkaError? = raw.err == RD_KAFKA_RESP_ERR_NO_ERROR
+        let error: KafkaError? =
+            raw.err == RD_KAFKA_RESP_ERR_NO_ERROR
             ? nil : KafkaError(raw.err, "delivery to topic '\(topic)' failed", topic: topic, partition: raw.partition)
         if let waiter = raw._private {
             let waiter = Unmanaged<DeliveryWaiter>.fromOpaque(waiter).takeRetainedValue()

@@ -28,7 +28,8 @@ extension RDKafkaClient {
                     replicas: Array(UnsafeBufferPointer(start: partition.replicas, count: Int(partition.replica_cnt))),
                     inSyncReplicas: Array(UnsafeBufferPointer(start: partition.isrs, count: Int(partition.isr_cnt))))
             }.sorted { $0.id < $1.id }
-            let error = topic.err == RD_KAFKA_RESP_ERR_NO_ERROR
+            let error =
+                topic.err == RD_KAFKA_RESP_ERR_NO_ERROR
                 ? nil : KafkaError(topic.err, "the cluster reports a problem with topic '\(name)'", topic: name)
             return KafkaTopicMetadata(name: name, partitions: partitions, error: error)
         }.sorted { $0.name < $1.name }
@@ -62,7 +63,8 @@ extension RDKafkaClient {
         var low: Int64 = -1
         var high: Int64 = -1
         guard rd_kafka_get_watermark_offsets(handle, tp.topic, tp.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR,
-              low >= 0, high >= 0 else { return nil }
+            low >= 0, high >= 0
+        else { return nil }
         return KafkaWatermarks(low: low, high: high)
     }
 }

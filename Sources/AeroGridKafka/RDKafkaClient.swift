@@ -31,8 +31,10 @@ final class RDKafkaClient: @unchecked Sendable {
         var rdType: rd_kafka_type_t { self == .consumer ? RD_KAFKA_CONSUMER : RD_KAFKA_PRODUCER }
     }
 
-    init(role: Role, properties: [(String, String)], context: RDKafkaContext,
-         configure: (OpaquePointer) -> Void = { _ in }) throws(KafkaError) {
+    init(
+        role: Role, properties: [(String, String)], context: RDKafkaContext,
+        configure: (OpaquePointer) -> Void = { _ in }
+    ) throws(KafkaError) {
         let conf = rd_kafka_conf_new()!
         for (key, value) in properties {
             var errstr = [CChar](repeating: 0, count: 512)

@@ -24,8 +24,10 @@ final class AppConnection: Sendable {
     /// `onFrame` runs on the reader thread, one frame at a time, with the size of the frame's
     /// payload; `onEnd` runs once when the connection ends (EOF, an error, or a protocol
     /// violation, which it is given).
-    init(fd: Int32, limits: AppLimits, log: AppLog, onFrame: @escaping @Sendable (AppFrame, Int) throws(ProtocolViolation) -> Void,
-         onEnd: @escaping @Sendable (ProtocolViolation?) -> Void) {
+    init(
+        fd: Int32, limits: AppLimits, log: AppLog, onFrame: @escaping @Sendable (AppFrame, Int) throws(ProtocolViolation) -> Void,
+        onEnd: @escaping @Sendable (ProtocolViolation?) -> Void
+    ) {
         self.fd = fd
         let reader = Thread { [self] in
             let violation = readLoop(limits: limits, log: log, onFrame)
@@ -124,7 +126,8 @@ final class AppConnection: Sendable {
                         logBytes += payload.count
                         logFrames += 1
                         if payload.count > limits.log.frameBytes || logBytes > limits.log.frameBytesPerSecond
-                            || logFrames > limits.log.linesPerSecond {
+                            || logFrames > limits.log.linesPerSecond
+                        {
                             dropped.frames += 1
                             dropped.bytes += payload.count
                             continue

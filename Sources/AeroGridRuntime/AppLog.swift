@@ -37,10 +37,12 @@ public final class AppLog: Sendable {
         public var outputBytesPerSecond: Int
         public var linesPerSecond: Int
 
-        public init(lines: Int = 2_000, bytes: Int = 1 << 20, lineBytes: Int = 16 << 10,
-                    forwardLinesPerSecond: Int = 100, forwardBytesPerSecond: Int = 64 << 10,
-                    frameBytes: Int = 64 << 10, frameBytesPerSecond: Int = 1 << 20, outputBytesPerSecond: Int = 1 << 20,
-                    linesPerSecond: Int = 1_000) {
+        public init(
+            lines: Int = 2_000, bytes: Int = 1 << 20, lineBytes: Int = 16 << 10,
+            forwardLinesPerSecond: Int = 100, forwardBytesPerSecond: Int = 64 << 10,
+            frameBytes: Int = 64 << 10, frameBytesPerSecond: Int = 1 << 20, outputBytesPerSecond: Int = 1 << 20,
+            linesPerSecond: Int = 1_000
+        ) {
             self.lines = lines
             self.bytes = bytes
             self.lineBytes = lineBytes
@@ -116,7 +118,8 @@ public final class AppLog: Sendable {
             return (true, droppedBefore)
         }
         if dropped > 0 {
-            let note = "the app wrote more than \(limits.forwardLinesPerSecond) lines or \(limits.forwardBytesPerSecond) bytes a second: "
+            let note =
+                "the app wrote more than \(limits.forwardLinesPerSecond) lines or \(limits.forwardBytesPerSecond) bytes a second: "
                 + "\(dropped) lines were not passed on to the supervisor's log (this log keeps the last \(limits.lines) lines or \(limits.bytes) bytes)"
             logger.warning("\(note)")
             let noteLine = Line(time: Date(), source: "supervisor", level: "warning", text: note)
@@ -133,8 +136,9 @@ public final class AppLog: Sendable {
     /// Log frames dropped undecoded (over `frameBytes`, or beyond `frameBytesPerSecond`):
     /// one note a second at most says how many.
     func droppedFrames(_ count: Int, bytes: Int) {
-        append("\(count) log frames (\(bytes) bytes) were dropped: a log frame may be \(limits.frameBytes) bytes, and at most "
-               + "\(limits.linesPerSecond) of them and \(limits.frameBytesPerSecond) bytes a second are read", source: "supervisor", level: .warning)
+        append(
+            "\(count) log frames (\(bytes) bytes) were dropped: a log frame may be \(limits.frameBytes) bytes, and at most "
+                + "\(limits.linesPerSecond) of them and \(limits.frameBytesPerSecond) bytes a second are read", source: "supervisor", level: .warning)
     }
 
     /// The most recent lines, oldest first.

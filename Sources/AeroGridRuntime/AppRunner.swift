@@ -136,8 +136,9 @@ public final class AppRunner: Sendable {
             let uptime = ContinuousClock.now - started
             if reason == .oom { statusState.withLock { $0.oomKills += 1 } }
             guard let delay = lifecycle({ $0.processEnded(stopping ? nil : reason, uptime: uptime) }) else { break }
-            logger.warning("the app \(reason.map { "\($0)" } ?? "ended"): starting it again in \(delay)",
-                           metadata: ["aerogrid.crash": "\(reason?.code ?? "exit")"])
+            logger.warning(
+                "the app \(reason.map { "\($0)" } ?? "ended"): starting it again in \(delay)",
+                metadata: ["aerogrid.crash": "\(reason?.code ?? "exit")"])
             // The backoff, cut short if the app is stopped meanwhile.
             let until = ContinuousClock.now + delay
             while !stopping && ContinuousClock.now < until { try? await Task.sleep(for: .milliseconds(50)) }
@@ -244,8 +245,10 @@ public final class AppRunner: Sendable {
     /// Ends a process that sends nothing (not even a heartbeat) for the heartbeat timeout:
     /// it is stuck. Or that keeps a batch unconfirmed past the batch timeout: it holds what
     /// it was sent for that batch, and its partitions.
-    private func watch(_ process: SandboxedProcess, connection: AppConnection, session: AppSession,
-                       killReason: KillReason) -> Task<Void, any Error> {
+    private func watch(
+        _ process: SandboxedProcess, connection: AppConnection, session: AppSession,
+        killReason: KillReason
+    ) -> Task<Void, any Error> {
         Task { [heartbeatTimeout = spec.heartbeatTimeout, batchTimeout = spec.appLimits.batchTimeout] in
             while !Task.isCancelled {
                 try await Task.sleep(for: .seconds(1))
@@ -306,10 +309,14 @@ public final class AppRunner: Sendable {
         lifecycle { $0.processRunning() }
         logger.info("running: \(partitions.count) partitions of \(hello.consumedTopics.joined(separator: ", "))")
 
-        let pump = BatchPump(consumer: consumer, session: session, connection: connection, deadLetters: deadLetters,
-                             maxRecords: spec.maxBatchRecords, logger: logger)
+        let pump = BatchPump(
+            consumer: consumer, session: session, connection: connection, deadLetters: deadLetters,
+            maxRecords: spec.maxBatchRecords, logger: logger)
         try await pump.run(keepGoing: { !stopping }) { records in
-            statusState.withLock { $0.deliveredRecords += records; $0.batchesSent += 1 }
+            statusState.withLock {
+                $0.deliveredRecords += records
+                $0.batchesSent += 1
+            }
         }
         if stopping { connection.sendShutdown(reason: "app stopped") }
         // Wait for the process to end (on shutdown, after confirming what it was sent), but
@@ -321,8 +328,10 @@ public final class AppRunner: Sendable {
 
     /// Where each partition starts (`StartPositions`); an out-of-range checkpoint fails the
     /// start or resets the grids, as the app's policy says.
-    private func startOffsets(for consumed: [TopicPartition], consumer: KafkaConsumer,
-                              connection: AppConnection) async throws -> [TopicPartition: KafkaStartOffset] {
+    private func startOffsets(
+        for consumed: [TopicPartition], consumer: KafkaConsumer,
+        connection: AppConnection
+    ) async throws -> [TopicPartition: KafkaStartOffset] {
         let positions = StartPositions(consumed: consumed, policy: spec.outOfRangePolicy)
         let outOfRange = try await positions.outOfRange(applied: grids.offsets) { try await consumer.watermarks($0) }
         if !outOfRange.isEmpty {

@@ -47,10 +47,12 @@ final class AppSession: Sendable {
     /// Each batch's time from sent to applied.
     private let onBatchApplied: @Sendable (Duration) -> Void
 
-    init(grids: GridState, log: AppLog, limits: AppLimits, onQuotaExceeded: @escaping @Sendable (String) -> Void,
-         onRecordErrors: @escaping @Sendable ([RecordError], [UInt8]) -> Void,
-         onProduce: @escaping @Sendable ([ProduceRequest]) -> Void,
-         onBatchApplied: @escaping @Sendable (Duration) -> Void = { _ in }) {
+    init(
+        grids: GridState, log: AppLog, limits: AppLimits, onQuotaExceeded: @escaping @Sendable (String) -> Void,
+        onRecordErrors: @escaping @Sendable ([RecordError], [UInt8]) -> Void,
+        onProduce: @escaping @Sendable ([ProduceRequest]) -> Void,
+        onBatchApplied: @escaping @Sendable (Duration) -> Void = { _ in }
+    ) {
         self.onBatchApplied = onBatchApplied
         self.grids = grids
         self.log = log
@@ -138,8 +140,9 @@ final class AppSession: Sendable {
                 // At most one update per key per batch: no more than the quota's rows plus one per
                 // record and stream (deletes and new keys) — beyond that, the quota check at
                 // batch-done could never be reached without holding unbounded memory.
-                try Self.checkPending(state, adding: state.updates.count,
-                                      limit: limits.gridRows + Int(state.inFlight.first?.records ?? 0) * state.streams, what: "grid-updates")
+                try Self.checkPending(
+                    state, adding: state.updates.count,
+                    limit: limits.gridRows + Int(state.inFlight.first?.records ?? 0) * state.streams, what: "grid-updates")
                 guard let columns = state.columns[update.grid] else {
                     throw ProtocolViolation("a grid-update for undeclared grid '\(update.grid.cut(toBytes: 64))'")
                 }
@@ -183,7 +186,8 @@ final class AppSession: Sendable {
     private func hold(_ state: inout State, _ cost: Int) throws(ProtocolViolation) {
         let total = state.pendingBytes + cost
         guard total <= limits.pendingBytes else {
-            let detail = "batch \(state.inFlight.first?.id ?? 0): the app sent \(total) bytes of grid-updates, errors and produce requests "
+            let detail =
+                "batch \(state.inFlight.first?.id ?? 0): the app sent \(total) bytes of grid-updates, errors and produce requests "
                 + "before its batch-done (payloads, plus 128 bytes a frame and 64 a cell); the limit is \(limits.pendingBytes)"
             onQuotaExceeded(detail)
             throw ProtocolViolation("over its quota: \(detail)")
@@ -250,7 +254,8 @@ final class AppSession: Sendable {
                 throw ProtocolViolation("batch-done \(done.batchID), but the oldest batch outstanding is \(oldest.id)")
             }
             guard done.records == oldest.records, done.updates == state.updates.count,
-                  done.errors == state.errors.count, done.produced == state.produced.count else {
+                done.errors == state.errors.count, done.produced == state.produced.count
+            else {
                 throw ProtocolViolation(
                     "batch-done \(done.batchID) counts \(done.records) records, \(done.updates) updates, \(done.errors) errors, \(done.produced) produced; "
                         + "the supervisor sent \(oldest.records) records and received \(state.updates.count), \(state.errors.count), \(state.produced.count)")

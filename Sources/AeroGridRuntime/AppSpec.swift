@@ -1,7 +1,7 @@
 public import AeroGridCore
-import Foundation
 public import AeroGridKafka
 public import AeroGridSandbox
+import Foundation
 
 /// What the runtime needs to run one app.
 public struct AppSpec: Sendable {
@@ -55,7 +55,6 @@ public struct AppSpec: Sendable {
         self.nativeCommand = nil
     }
 
-
     /// A native handler's command line, instead of the Python runner: any program that
     /// speaks docs/ipc.md on fd 3 (its directory is mounted read-only).
     public var nativeCommand: [String]?
@@ -68,9 +67,11 @@ public struct AppSpec: Sendable {
     /// The command that runs the app inside the sandbox (docs/ipc.md, "Launching").
     var command: [String] {
         if let nativeCommand { return nativeCommand }
-        return [python, "-I", "-S", "-c",
-         "import sys; sys.path.insert(0, \(pythonString(sdkPath))); from aerogrid.__main__ import main; sys.exit(main())",
-         "run", entrypoint]
+        return [
+            python, "-I", "-S", "-c",
+            "import sys; sys.path.insert(0, \(pythonString(sdkPath))); from aerogrid.__main__ import main; sys.exit(main())",
+            "run", entrypoint,
+        ]
     }
 }
 
@@ -120,10 +121,12 @@ public struct AppLimits: Sendable, Equatable {
     /// The app's log (stdout, stderr and log frames).
     public var log: AppLog.Limits
 
-    public init(framesPerSecond: Int = 200_000, bytesPerSecond: Int = 64 << 20, gridRows: Int = 100_000,
-                gridBytes: Int = 16 << 20, keyBytes: Int = 1 << 10, pendingBytes: Int = 32 << 20, batchTimeout: Duration = .seconds(300),
-                grids: Int = 64, columnsPerGrid: Int = 1_024, columnNameBytes: Int = 256, declaredTopics: Int = 64,
-                log: AppLog.Limits = AppLog.Limits()) {
+    public init(
+        framesPerSecond: Int = 200_000, bytesPerSecond: Int = 64 << 20, gridRows: Int = 100_000,
+        gridBytes: Int = 16 << 20, keyBytes: Int = 1 << 10, pendingBytes: Int = 32 << 20, batchTimeout: Duration = .seconds(300),
+        grids: Int = 64, columnsPerGrid: Int = 1_024, columnNameBytes: Int = 256, declaredTopics: Int = 64,
+        log: AppLog.Limits = AppLog.Limits()
+    ) {
         self.framesPerSecond = framesPerSecond
         self.bytesPerSecond = bytesPerSecond
         self.gridRows = gridRows

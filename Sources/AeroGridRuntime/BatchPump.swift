@@ -28,7 +28,10 @@ struct BatchPump {
                 try await fill(batch)
             }
             for (record, reason) in batch.unframeable { deadLetters.unframeable(record, reason: reason) }
-            guard batch.count > 0 else { session.credits.release(); break }
+            guard batch.count > 0 else {
+                session.credits.release()
+                break
+            }
             carried = batch.overflow
             let id = nextBatchID
             nextBatchID += 1

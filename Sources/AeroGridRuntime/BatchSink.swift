@@ -31,8 +31,9 @@ final class BatchSink: KafkaRecordSink, @unchecked Sendable {
         for record in carried {
             withBuffer(record.key) { key in
                 withBuffer(record.value) { value in
-                    consider(topic: record.topic, partition: record.partition, offset: record.offset, timestamp: record.timestamp,
-                             key: key, value: value, headers: record.headers)
+                    consider(
+                        topic: record.topic, partition: record.partition, offset: record.offset, timestamp: record.timestamp,
+                        key: key, value: value, headers: record.headers)
                 }
             }
         }
@@ -41,18 +42,22 @@ final class BatchSink: KafkaRecordSink, @unchecked Sendable {
     var count: Int { Int(builder.count) }
 
     func receive(_ record: KafkaRecordView) {
-        consider(topic: record.topic, partition: record.partition, offset: record.offset, timestamp: record.timestamp,
-                 key: record.key, value: record.value, headers: record.headers)
+        consider(
+            topic: record.topic, partition: record.partition, offset: record.offset, timestamp: record.timestamp,
+            key: record.key, value: record.value, headers: record.headers)
     }
 
     /// Into the frame, aside for the next batch, or aside for the dead-letter topic. Once a
     /// record is left for the next batch every later one is too, so each partition's
     /// records stay in order and a batch's offsets never pass a record it does not hold.
-    private func consider(topic: String, partition: Int32, offset: Int64, timestamp: Int64?,
-                          key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, headers: [KafkaHeader]) {
+    private func consider(
+        topic: String, partition: Int32, offset: Int64, timestamp: Int64?,
+        key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, headers: [KafkaHeader]
+    ) {
         func copy() -> KafkaRecord {
-            KafkaRecord(topic: topic, partition: partition, offset: offset, timestamp: timestamp,
-                           key: key.map { Array($0) }, value: value.map { Array($0) }, headers: headers)
+            KafkaRecord(
+                topic: topic, partition: partition, offset: offset, timestamp: timestamp,
+                key: key.map { Array($0) }, value: value.map { Array($0) }, headers: headers)
         }
         if !overflow.isEmpty {
             overflow.append(copy())
@@ -60,7 +65,8 @@ final class BatchSink: KafkaRecordSink, @unchecked Sendable {
         }
         let size = 32 + (key?.count ?? 0) + (value?.count ?? 0) + headers.reduce(0) { $0 + 6 + $1.name.utf8.count + ($1.value?.count ?? 0) }
         if size > budget || headers.count > Int(UInt16.max) || headers.contains(where: { $0.name.utf8.count > Int(UInt16.max) }) {
-            let reason = size > budget
+            let reason =
+                size > budget
                 ? "a record of \(size) bytes does not fit in a records frame (at most \(budget))"
                 : "a record with \(headers.count) headers, or a header name over 65,535 bytes, does not fit the records frame"
             unframeable.append((copy(), reason))

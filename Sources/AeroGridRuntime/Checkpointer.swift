@@ -31,9 +31,12 @@ final class Checkpointer: Sendable {
     func restore() async throws {
         let checkpoint = try await store.loadCheckpoint(app: app.description)
         grids.restore(checkpoint, epoch: try await store.nextEpoch(app: app.description))
-        logger.info("starting from the checkpoint", metadata: [
-            "aerogrid.epoch": "\(grids.epoch)", "aerogrid.grids": "\(checkpoint.grids.count)",
-            "aerogrid.partitions": "\(checkpoint.offsets.count)"])
+        logger.info(
+            "starting from the checkpoint",
+            metadata: [
+                "aerogrid.epoch": "\(grids.epoch)", "aerogrid.grids": "\(checkpoint.grids.count)",
+                "aerogrid.partitions": "\(checkpoint.offsets.count)",
+            ])
     }
 
     /// Copies what changed since the last checkpoint to the store, then commits its offsets.

@@ -39,7 +39,12 @@ final class DeadLetters: Sendable {
     /// Writes what is queued (for up to 10 s) and closes the producer: a client left open
     /// would outlive a cluster stopped after the apps (`aerogrid dev`'s).
     func close() async {
-        guard let made = producer.withLock({ current in defer { current = nil }; return current }) else { return }
+        guard
+            let made = producer.withLock({ current in
+                defer { current = nil }
+                return current
+            })
+        else { return }
         try? await made.flush(timeout: .seconds(10))
         await made.close()
     }
@@ -48,9 +53,10 @@ final class DeadLetters: Sendable {
     /// (they may be why it does not fit), and its value too when it is over 512 KiB.
     func unframeable(_ record: KafkaRecord, reason: String) {
         let value = (record.value?.count ?? 0) <= Self.maxValueBytes ? record.value : nil
-        send(source: record, key: record.key, value: value, headers: [],
-             kind: "too-large", handler: nil, message: reason, traceback: nil,
-             note: "cannot be delivered: \(reason)")
+        send(
+            source: record, key: record.key, value: value, headers: [],
+            kind: "too-large", handler: nil, message: reason, traceback: nil,
+            note: "cannot be delivered: \(reason)")
     }
 
     /// Records the app failed on. `frame`, the batch's records frame, holds the originals;
@@ -65,18 +71,22 @@ final class DeadLetters: Sendable {
             let message = error.error.cut(toBytes: 16 << 10)
             let original = originals[SourcePosition(topic: error.topic, partition: error.partition, offset: error.offset)]
             let source = KafkaRecord(topic: error.topic, partition: error.partition, offset: error.offset, timestamp: nil, key: nil, value: nil)
-            send(source: source, key: original?.key, value: original?.value, headers: original?.headers ?? [],
-                 kind: error.kind, handler: error.handler ?? "", message: message, traceback: error.traceback,
-                 note: "failed (\(error.kind.cut(toBytes: 256))): \(message)")
+            send(
+                source: source, key: original?.key, value: original?.value, headers: original?.headers ?? [],
+                kind: error.kind, handler: error.handler ?? "", message: message, traceback: error.traceback,
+                note: "failed (\(error.kind.cut(toBytes: 256))): \(message)")
         }
     }
 
-    private func send(source: KafkaRecord, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader],
-                      kind: String, handler: String?, message: String, traceback: String?, note: String) {
+    private func send(
+        source: KafkaRecord, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader],
+        kind: String, handler: String?, message: String, traceback: String?, note: String
+    ) {
         counted.add(1, ordering: .relaxed)
         // Through the app's log: kept there, and passed on to the supervisor's at its rate.
-        log.append("record \(source.topic.cut(toBytes: 249))/\(source.partition)@\(source.offset) \(note) (sent to \(topic))",
-                   source: "supervisor", level: .warning)
+        log.append(
+            "record \(source.topic.cut(toBytes: 249))/\(source.partition)@\(source.offset) \(note) (sent to \(topic))",
+            source: "supervisor", level: .warning)
         var letter = headers
         letter.append(KafkaHeader("aerogrid.error.kind", Array(kind.cut(toBytes: 256).utf8)))
         if let handler { letter.append(KafkaHeader("aerogrid.error.handler", Array(handler.cut(toBytes: 256).utf8))) }

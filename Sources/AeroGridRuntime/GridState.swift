@@ -100,8 +100,14 @@ public final class GridState: Sendable {
             var seen: [String: [GridKey: GridRow?]] = [:]
             for update in batch.updates {
                 let previous = seen[update.grid]?[update.key] ?? state.grids[update.grid]?.rows[update.key]
-                if let previous { rows -= 1; bytes -= Self.size(update.key, previous) }
-                if let row = update.row { rows += 1; bytes += Self.size(update.key, row) }
+                if let previous {
+                    rows -= 1
+                    bytes -= Self.size(update.key, previous)
+                }
+                if let row = update.row {
+                    rows += 1
+                    bytes += Self.size(update.key, row)
+                }
                 seen[update.grid, default: [:]][update.key] = .some(update.row)
             }
             // A batch that shrinks grids already over a lowered quota still applies: only
@@ -141,10 +147,13 @@ public final class GridState: Sendable {
             }
             state.appliedRecords += batch.records
             guard !state.listeners.isEmpty else { return ([], nil) }
-            return (touched.map { grid, rows in
-                Change(grid: grid, version: state.grids[grid]?.version ?? 0, epoch: state.epoch, rows: rows,
-                       changedColumns: changedColumns[grid] ?? [])
-            }, nil)
+            return (
+                touched.map { grid, rows in
+                    Change(
+                        grid: grid, version: state.grids[grid]?.version ?? 0, epoch: state.epoch, rows: rows,
+                        changedColumns: changedColumns[grid] ?? [])
+                }, nil
+            )
         }
         if !result.changes.isEmpty {
             let listeners = state.withLock { Array($0.listeners.values) }

@@ -12,8 +12,10 @@ struct StartPositions {
 
     /// The consumed partitions whose applied offset is outside what they hold now, each
     /// described for the log and the error.
-    func outOfRange(applied: [SourcePartition: Int64],
-                    watermarks: (TopicPartition) async throws -> KafkaWatermarks) async throws -> [String] {
+    func outOfRange(
+        applied: [SourcePartition: Int64],
+        watermarks: (TopicPartition) async throws -> KafkaWatermarks
+    ) async throws -> [String] {
         var found: [String] = []
         for tp in consumed {
             guard let offset = applied[SourcePartition(topic: tp.topic, partition: tp.partition)] else { continue }
@@ -28,8 +30,9 @@ struct StartPositions {
     /// Each partition's start, from the applied offsets (empty after a reset).
     func starts(applied: [SourcePartition: Int64], afterReset: Bool) -> [TopicPartition: KafkaStartOffset] {
         let fresh: KafkaStartOffset = afterReset && policy == .resetToLatest ? .end : .beginning
-        return Dictionary(uniqueKeysWithValues: consumed.map { tp in
-            (tp, applied[SourcePartition(topic: tp.topic, partition: tp.partition)].map { KafkaStartOffset.offset($0) } ?? fresh)
-        })
+        return Dictionary(
+            uniqueKeysWithValues: consumed.map { tp in
+                (tp, applied[SourcePartition(topic: tp.topic, partition: tp.partition)].map { KafkaStartOffset.offset($0) } ?? fresh)
+            })
     }
 }

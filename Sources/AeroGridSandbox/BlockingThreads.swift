@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs a blocking call (waiting for a process, spawning one) on a thread of its own, so it
@@ -14,11 +14,13 @@ func onDedicatedThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -
 func startThread(_ body: @escaping @Sendable () -> Void) {
     let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
     var thread = pthread_t()
-    let result = pthread_create(&thread, nil, { argument in
-        let body = Unmanaged<ThreadBody>.fromOpaque(argument!).takeRetainedValue()
-        body.run()
-        return nil
-    }, box)
+    let result = pthread_create(
+        &thread, nil,
+        { argument in
+            let body = Unmanaged<ThreadBody>.fromOpaque(argument!).takeRetainedValue()
+            body.run()
+            return nil
+        }, box)
     precondition(result == 0, "cannot start a thread: \(errnoDescription(result))")
     pthread_detach(thread)
 }

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The legacy hierarchies (cgroup v1): one mount per controller, each with its own tree of

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The unified hierarchy (cgroup v2): one directory per group, controllers enabled for

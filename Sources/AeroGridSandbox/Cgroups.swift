@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Resource limits of one sandbox (or of a tenant's parent group). nil = unlimited.
@@ -142,7 +142,9 @@ public enum CgroupSupport: Sendable {
 }
 
 /// Sends SIGKILL to every listed process until the group reports none left.
-func killUntilEmpty(_ group: some Cgroup, freezeWhileKilling: () throws(SandboxError) -> Void = {}, thaw: () throws(SandboxError) -> Void = {}) throws(SandboxError) {
+func killUntilEmpty(_ group: some Cgroup, freezeWhileKilling: () throws(SandboxError) -> Void = {}, thaw: () throws(SandboxError) -> Void = {})
+    throws(SandboxError)
+{
     for _ in 0..<200 {
         let pids = try group.processes()
         if pids.isEmpty { return }

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A profile's filter and quota defaults, compiled once and kept on disk by the hash of the
@@ -43,7 +43,8 @@ public struct CompiledProfile: Sendable {
     /// One header line of quota defaults, then the BPF program.
     private func writeCache(_ path: String) {
         let q = quotaDefaults
-        let header = "aerogrid-bpf-1 \(q.memoryBytes.map(String.init) ?? "-") \(q.cpus.map { String($0) } ?? "-") \(q.pids.map(String.init) ?? "-") \(q.openFiles.map(String.init) ?? "-") \(q.tmpBytes.map(String.init) ?? "-")\n"
+        let header =
+            "aerogrid-bpf-1 \(q.memoryBytes.map(String.init) ?? "-") \(q.cpus.map { String($0) } ?? "-") \(q.pids.map(String.init) ?? "-") \(q.openFiles.map(String.init) ?? "-") \(q.tmpBytes.map(String.init) ?? "-")\n"
         let temporary = "\(path).\(getpid())"
         unlink(temporary)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)

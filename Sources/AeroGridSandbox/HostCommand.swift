@@ -1,7 +1,8 @@
 import CSandboxSys
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A command found on the host, with the host paths it needs inside the sandbox.
@@ -40,7 +41,6 @@ struct HostCommand: Sendable {
         let system = ["/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/"]
         return HostCommand(executable: real, requiredPaths: system.contains { real.hasPrefix($0) } ? [] : [directory])
     }
-
 
     private static func python(_ interpreter: String) throws(SandboxError) -> HostCommand {
         let output = try capture([interpreter, "-I", "-S", "-c", "import sys; print(sys.executable); print(sys.base_prefix)"])

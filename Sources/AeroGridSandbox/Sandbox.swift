@@ -1,7 +1,8 @@
 import CSandboxSys
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Starts sandboxed processes. Each one gets, in this order (see docs/sandbox.md):
@@ -92,7 +93,13 @@ public enum Sandbox {
                 guard sbx_pipe2(&pipeFDs, O_CLOEXEC) == 0 else { throw SandboxError.system("cannot make an output pipe", errno) }
                 cleanup.fds.append(pipeFDs[1])
                 cleanup.failureOnlyFDs.append(pipeFDs[0])
-                if index == 0 { stdoutRead = pipeFDs[0]; stdoutFD = pipeFDs[1] } else { stderrRead = pipeFDs[0]; stderrFD = pipeFDs[1] }
+                if index == 0 {
+                    stdoutRead = pipeFDs[0]
+                    stdoutFD = pipeFDs[1]
+                } else {
+                    stderrRead = pipeFDs[0]
+                    stderrFD = pipeFDs[1]
+                }
             }
         case .inherit:
             stdoutFD = 1
@@ -153,7 +160,8 @@ public enum Sandbox {
             var message = formatFailure(setupFailure, code: setupFailure.err)
             let step = Int32(setupFailure.step)
             if step == Int32(SBX_STEP_MOUNT.rawValue) || step == Int32(SBX_STEP_OPEN_SOURCE.rawValue),
-               mounts.indices.contains(Int(setupFailure.index)), let target = mounts[Int(setupFailure.index)].target {
+                mounts.indices.contains(Int(setupFailure.index)), let target = mounts[Int(setupFailure.index)].target
+            {
                 message += " (mount target \(String(cString: target)))"
             }
             return SandboxError(.launch, message)
@@ -219,13 +227,19 @@ public enum Sandbox {
         var mounts: [sbx_mount] = []
         func bind(_ path: String, at target: String, optional: Bool = false) {
             let flags = SBX_MOUNT_READONLY | (optional ? SBX_MOUNT_OPTIONAL : 0)
-            mounts.append(sbx_mount(kind: Int32(SBX_MOUNT_BIND.rawValue), flags: flags, source: UnsafePointer(strings.string(path)), target: UnsafePointer(strings.string(target)), data: nil))
+            mounts.append(
+                sbx_mount(
+                    kind: Int32(SBX_MOUNT_BIND.rawValue), flags: flags, source: UnsafePointer(strings.string(path)),
+                    target: UnsafePointer(strings.string(target)), data: nil))
         }
         for path in systemPaths {
             var info = stat()
             guard lstat(path, &info) == 0 else { continue }
             if (info.st_mode & S_IFMT) == S_IFLNK, let link = readLink(path) {
-                mounts.append(sbx_mount(kind: Int32(SBX_MOUNT_SYMLINK.rawValue), flags: 0, source: UnsafePointer(strings.string(link)), target: UnsafePointer(strings.string(path)), data: nil))
+                mounts.append(
+                    sbx_mount(
+                        kind: Int32(SBX_MOUNT_SYMLINK.rawValue), flags: 0, source: UnsafePointer(strings.string(link)),
+                        target: UnsafePointer(strings.string(path)), data: nil))
             } else {
                 bind(path, at: path)
             }
@@ -236,8 +250,10 @@ public enum Sandbox {
             mounts.append(contentsOf: UnsafeBufferPointer(start: dev, count: Int(devCount)))
         }
         mounts.append(sbx_mount(kind: Int32(SBX_MOUNT_PROC.rawValue), flags: 0, source: nil, target: UnsafePointer(strings.string("/proc")), data: nil))
-        mounts.append(sbx_mount(kind: Int32(SBX_MOUNT_TMPFS.rawValue), flags: 0, source: nil, target: UnsafePointer(strings.string("/tmp")),
-                                data: UnsafePointer(strings.string("size=\(spec.tmpBytes),mode=1777"))))
+        mounts.append(
+            sbx_mount(
+                kind: Int32(SBX_MOUNT_TMPFS.rawValue), flags: 0, source: nil, target: UnsafePointer(strings.string("/tmp")),
+                data: UnsafePointer(strings.string("size=\(spec.tmpBytes),mode=1777"))))
         // Later mounts may sit inside earlier ones (a prefix under /usr is already there).
         let covered = systemPaths.map { $0 + "/" }
         for path in command.requiredPaths + spec.readOnlyPaths where !covered.contains(where: { path.hasPrefix($0) }) {

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Why the sandbox could not be set up, or a profile or limit was refused; the message

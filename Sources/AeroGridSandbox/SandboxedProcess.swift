@@ -1,7 +1,8 @@
 import CSandboxSys
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A running sandbox: its init (PID 1 inside), the app under it, its cgroup and the
@@ -192,7 +193,10 @@ public final class SandboxedProcess: Sendable {
             // Processes just killed may still be leaving it (EBUSY): a leaf left behind would
             // keep its tenant's directory when the tenant is deleted.
             for _ in 0..<50 {
-                do { try cgroup.remove(); break } catch { usleep(20_000) }
+                do {
+                    try cgroup.remove()
+                    break
+                } catch { usleep(20_000) }
             }
         }
         child.withLock { sbx_child_close(&$0) }

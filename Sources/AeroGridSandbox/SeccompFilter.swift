@@ -1,7 +1,8 @@
 import CSandboxSys
 import CSeccomp
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A profile compiled to a classic BPF program, ready for the child to load with

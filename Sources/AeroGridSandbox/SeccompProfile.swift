@@ -54,8 +54,12 @@ public struct SeccompProfile: Sendable, Equatable {
     }
 
     public enum Operator: String, Sendable, Equatable, CaseIterable {
-        case notEqual = "SCMP_CMP_NE", lessThan = "SCMP_CMP_LT", lessOrEqual = "SCMP_CMP_LE"
-        case equal = "SCMP_CMP_EQ", greaterOrEqual = "SCMP_CMP_GE", greaterThan = "SCMP_CMP_GT"
+        case notEqual = "SCMP_CMP_NE"
+        case lessThan = "SCMP_CMP_LT"
+        case lessOrEqual = "SCMP_CMP_LE"
+        case equal = "SCMP_CMP_EQ"
+        case greaterOrEqual = "SCMP_CMP_GE"
+        case greaterThan = "SCMP_CMP_GT"
         /// `(arg & value) == valueTwo`: value is the mask, as runc reads it.
         case maskedEqual = "SCMP_CMP_MASKED_EQ"
     }
@@ -124,7 +128,8 @@ private struct ProfileReader {
         let defaultAction = try action(defaultActionValue, errnoRet: defaultErrno, field: "defaultAction")
         let architectures = try strings(document["architectures"] ?? .array([]), "architectures")
         for (index, name) in architectures.enumerated() where Self.architectureTokens[name] == nil {
-            throw fail("architectures[\(index)]", "unknown architecture '\(name)' (expected one of \(Self.architectureTokens.keys.sorted().joined(separator: ", ")))")
+            throw fail(
+                "architectures[\(index)]", "unknown architecture '\(name)' (expected one of \(Self.architectureTokens.keys.sorted().joined(separator: ", ")))")
         }
         guard case .array(let entries)? = document["syscalls"] ?? .array([]) else {
             throw fail("syscalls", "expected an array")
@@ -192,7 +197,10 @@ private struct ProfileReader {
         case "SCMP_ACT_ERRNO": return .errno(errnoRet ?? 1)
         case "SCMP_ACT_TRACE": return .trace(UInt16(clamping: errnoRet ?? 0))
         default:
-            throw fail(field, "unknown action '\(name)' (expected one of SCMP_ACT_ALLOW, SCMP_ACT_ERRNO, SCMP_ACT_KILL_PROCESS, SCMP_ACT_KILL_THREAD, SCMP_ACT_TRAP, SCMP_ACT_LOG, SCMP_ACT_TRACE)")
+            throw fail(
+                field,
+                "unknown action '\(name)' (expected one of SCMP_ACT_ALLOW, SCMP_ACT_ERRNO, SCMP_ACT_KILL_PROCESS, SCMP_ACT_KILL_THREAD, SCMP_ACT_TRAP, SCMP_ACT_LOG, SCMP_ACT_TRACE)"
+            )
         }
     }
 

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Small file operations on plain POSIX calls. The sandbox module avoids Foundation so

@@ -41,14 +41,15 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as APIError {
             throw error
         } catch let error as HTTPError {
-            let code: APIError.Code = switch error.status {
-            case .notFound: .notFound
-            case .methodNotAllowed: .methodNotAllowed
-            case .contentTooLarge: .tooLarge
-            case .unauthorized: .unauthorized
-            case .forbidden: .forbidden
-            default: error.status.code >= 500 ? ._internal : .badRequest
-            }
+            let code: APIError.Code =
+                switch error.status {
+                case .notFound: .notFound
+                case .methodNotAllowed: .methodNotAllowed
+                case .contentTooLarge: .tooLarge
+                case .unauthorized: .unauthorized
+                case .forbidden: .forbidden
+                default: error.status.code >= 500 ? ._internal : .badRequest
+                }
             let message = error.body ?? (error.status == .notFound ? "no such route: \(request.method) \(request.uri.path)" : error.status.reasonPhrase)
             throw APIError(error.status, code, message)
         } catch {

@@ -43,8 +43,10 @@ public struct AppPlanner: Sendable {
     private func used(_ apps: [AppRecord], except: String?) -> (apps: Int, running: Int, memoryBytes: UInt64, cpus: Double) {
         let running = apps.filter { $0.desiredState == "running" && $0.name != except }
         // Each quota is bounded (QuotaJSON), so the sums cannot overflow.
-        return (apps.count, running.count,
-                running.reduce(0) { $0 + appQuota($1).memoryBytes }, running.reduce(0) { $0 + appQuota($1).cpus })
+        return (
+            apps.count, running.count,
+            running.reduce(0) { $0 + appQuota($1).memoryBytes }, running.reduce(0) { $0 + appQuota($1).cpus }
+        )
     }
 
     /// Refuses, with the numbers, a start that would take the tenant over its memory or CPU.
@@ -54,7 +56,8 @@ public struct AppPlanner: Sendable {
         if used.memoryBytes + quota.memoryBytes > limits.memoryBytes {
             throw APIError.overQuota(
                 "app '\(app.name)' needs \(quota.memoryBytes.mebibytes) of memory; tenant \(app.tenant) may use \(limits.memoryBytes.mebibytes) "
-                    + "and its \(used.running) running apps use \(used.memoryBytes.mebibytes) (\((limits.memoryBytes - min(used.memoryBytes, limits.memoryBytes)).mebibytes) left)")
+                    + "and its \(used.running) running apps use \(used.memoryBytes.mebibytes) (\((limits.memoryBytes - min(used.memoryBytes, limits.memoryBytes)).mebibytes) left)"
+            )
         }
         if used.cpus + quota.cpus > limits.cpus + 1e-9 {
             throw APIError.overQuota(

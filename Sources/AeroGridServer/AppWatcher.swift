@@ -122,10 +122,10 @@ final class AppWatcher: Sendable {
                     continue
                 }
                 guard before != current || touched.contains(name) else { continue }
-                let event = if current.version != before.version { "deploy" }
-                    else if current.desiredState != before.desiredState { current.desiredState == .running ? "start" : "stop" }
-                    else if current.state != before.state && (current.state == .crashed || current.state == .backoff) { "crash" }
-                    else { "state" }
+                let event =
+                    if current.version != before.version { "deploy" } else if current.desiredState != before.desiredState {
+                        current.desiredState == .running ? "start" : "stop"
+                    } else if current.state != before.state && (current.state == .crashed || current.state == .backoff) { "crash" } else { "state" }
                 events.append(APIJSON.encode(AppEventMessage(event: event, app: current)))
             }
             for name in previous.keys.sorted() where now[name] == nil {
@@ -187,7 +187,10 @@ struct SteadyApp: Encodable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case name, version, entrypoint, runtime, state, restarts, quota
-        case bundleDigest = "bundle_digest", desiredState = "desired_state", crashReason = "crash_reason", lastCrash = "last_crash"
+        case bundleDigest = "bundle_digest"
+        case desiredState = "desired_state"
+        case crashReason = "crash_reason"
+        case lastCrash = "last_crash"
         case createdAt = "created_at"
     }
 }

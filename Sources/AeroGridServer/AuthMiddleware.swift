@@ -17,8 +17,9 @@ struct AuthMiddleware: RouterMiddleware {
             var limit = Int.max
             if let tenant = principal.tenant { limit = try await planner.tenantQuota(tenant).maxConnections }
             guard gate.authenticate(context.connection, tenantID: principal.tenantID, limit: limit) else {
-                throw APIError(.tooManyRequests, .tooManyConnections,
-                               "tenant \(principal.tenant ?? "?") has \(limit) connections open, its quota (max_connections); close some or ask an operator to raise it")
+                throw APIError(
+                    .tooManyRequests, .tooManyConnections,
+                    "tenant \(principal.tenant ?? "?") has \(limit) connections open, its quota (max_connections); close some or ask an operator to raise it")
             }
         }
         context.principal = principal

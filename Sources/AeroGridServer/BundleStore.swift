@@ -184,7 +184,9 @@ public final class BundleStore: Sendable {
         for app in try await store.apps() where shared.contains(app.bundleDigest) {
             guard let tenant = tenants[app.tenant], let uid = tenant.hostUID else { continue }
             let target = path(tenantID: tenant.id, digest: app.bundleDigest)
-            guard !FileManager.default.fileExists(atPath: target), makeTenantDirectory("\(directory)/\(tenant.id)", owner: BundleOwner(tenantID: tenant.id, uid: uid)) else { continue }
+            guard !FileManager.default.fileExists(atPath: target),
+                makeTenantDirectory("\(directory)/\(tenant.id)", owner: BundleOwner(tenantID: tenant.id, uid: uid))
+            else { continue }
             let incoming = "\(directory)/.incoming-\(UUID().uuidString)"
             do {
                 try FileManager.default.copyItem(atPath: "\(directory)/\(app.bundleDigest)", toPath: incoming)
@@ -218,7 +220,8 @@ public final class BundleStore: Sendable {
         switch entry.kind {
         case .file, .directory: break
         case .symlink: throw BundleRefused("\(shown) is a symlink; bundles may hold only regular files and directories")
-        case .special(let mode): throw BundleRefused("\(shown) is a special file (mode \(String(mode, radix: 8))); bundles may hold only regular files and directories")
+        case .special(let mode):
+            throw BundleRefused("\(shown) is a special file (mode \(String(mode, radix: 8))); bundles may hold only regular files and directories")
         }
     }
 
@@ -239,7 +242,8 @@ public final class BundleStore: Sendable {
             try makeDirectory((target as NSString).deletingLastPathComponent, for: name)
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory) {
-                throw BundleRefused("entry '\(name.cut(toBytes: 200))' appears twice in the bundle\(isDirectory.boolValue ? " (as a directory and as a file)" : "")")
+                throw BundleRefused(
+                    "entry '\(name.cut(toBytes: 200))' appears twice in the bundle\(isDirectory.boolValue ? " (as a directory and as a file)" : "")")
             }
             let fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
             guard fd >= 0 else { throw BundleRefused("entry '\(name.cut(toBytes: 200))' could not be written") }
@@ -251,7 +255,9 @@ public final class BundleStore: Sendable {
                 written += chunk.count
                 expanded += chunk.count
                 if written > allowed {
-                    throw BundleRefused("entry '\(name.cut(toBytes: 200))' expands more than \(limits.maxRatio) times its compressed size (\(entry.compressedSize) bytes): refused as a zip bomb")
+                    throw BundleRefused(
+                        "entry '\(name.cut(toBytes: 200))' expands more than \(limits.maxRatio) times its compressed size (\(entry.compressedSize) bytes): refused as a zip bomb"
+                    )
                 }
                 if expanded > limits.maxExpandedBytes {
                     throw BundleRefused("the bundle expands beyond \(limits.maxExpandedBytes >> 20) MiB; the limit is \(limits.maxExpandedBytes) bytes in all")

@@ -214,15 +214,19 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         admitted = true
-        deadline = close(context, after: gate.limits.headerTimeout, unless: { [self] in headerComplete },
-                         "no whole request header within", address)
-        anonymousDeadline = close(context, after: gate.limits.anonymousTimeout, unless: { [gate] in !gate.isAnonymous(connection) },
-                                  "still anonymous after", address)
+        deadline = close(
+            context, after: gate.limits.headerTimeout, unless: { [self] in headerComplete },
+            "no whole request header within", address)
+        anonymousDeadline = close(
+            context, after: gate.limits.anonymousTimeout, unless: { [gate] in !gate.isAnonymous(connection) },
+            "still anonymous after", address)
     }
 
     /// Closes the connection after `timeout` unless `done` says it has met the deadline.
-    private func close(_ context: ChannelHandlerContext, after timeout: Duration, unless done: @escaping () -> Bool,
-                       _ why: String, _ address: String) -> Scheduled<Void> {
+    private func close(
+        _ context: ChannelHandlerContext, after timeout: Duration, unless done: @escaping () -> Bool,
+        _ why: String, _ address: String
+    ) -> Scheduled<Void> {
         context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: TimeAmount(timeout)) { [logger] in
             guard !done() else { return }
             logger.debug("connection from \(address) closed: \(why) \(timeout)")

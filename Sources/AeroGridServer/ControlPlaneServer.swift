@@ -1,17 +1,17 @@
 import AeroGridCore
+import AeroGridFanout
 import AeroGridKafka
-import AeroGridSandbox
 public import AeroGridRuntime
+import AeroGridSandbox
 public import AeroGridStore
 import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
 import HummingbirdWebSocket
-import AeroGridFanout
+public import Logging
 import NIOCore
 import NIOSSL
-public import Logging
 import ServiceLifecycle
 import Synchronization
 
@@ -45,8 +45,10 @@ public struct ControlPlaneServer: Sendable {
             }
             let hash = TokenSecret.sha256Hex(given)
             if try await store.authenticate(secretSHA256: hash) == nil {
-                try await store.createToken(Store.NewTokenRow(id: TokenSecret.newID(), tenant: nil, name: "operator (from the environment)",
-                                                              role: Role.operator.rawValue, secretSHA256: hash))
+                try await store.createToken(
+                    Store.NewTokenRow(
+                        id: TokenSecret.newID(), tenant: nil, name: "operator (from the environment)",
+                        role: Role.operator.rawValue, secretSHA256: hash))
             }
             return nil
         }
@@ -75,8 +77,10 @@ public struct ControlPlaneServer: Sendable {
         defaults.outOfRangePolicy = outOfRangePolicy
         defaults.appLimits = configuration.appLimits
         let supervisor = AppSupervisor(store: store, bundles: bundles, defaults: defaults, logger: logger)
-        let planner = AppPlanner(store: store, appDefaults: AppQuota(
-            memoryBytes: limits.memoryBytes ?? 256 << 20, cpus: limits.cpus ?? 1, pids: limits.pids ?? 64, gridRows: configuration.appLimits.gridRows))
+        let planner = AppPlanner(
+            store: store,
+            appDefaults: AppQuota(
+                memoryBytes: limits.memoryBytes ?? 256 << 20, cpus: limits.cpus ?? 1, pids: limits.pids ?? 64, gridRows: configuration.appLimits.gridRows))
         // Every app that should run, runs: from its checkpoint.
         await supervisor.reconcile(store: store, planner: planner)
         let readiness = KafkaReadiness(configuration: kafka, logger: logger)
@@ -90,8 +94,9 @@ public struct ControlPlaneServer: Sendable {
         // The feeds follow their app's runner as the supervisor and the API announce changes.
         supervisor.changes.listen { app, _ in hub.refresh(tenant: app.tenant, app: app.name) }
         let watcher = AppWatcher(apps: apps)
-        let gateway = StreamGateway(store: store, hub: hub, watcher: watcher, planner: planner, gate: gate, sessions: sessions,
-                                    limits: configuration.stream, logger: logger)
+        let gateway = StreamGateway(
+            store: store, hub: hub, watcher: watcher, planner: planner, gate: gate, sessions: sessions,
+            limits: configuration.stream, logger: logger)
         let routes = APIRouter(
             apps: apps, metrics: ServerMetrics(gate: gate, hub: hub), stream: { gateway.stats }, sites: sites, gate: gate,
             sessions: sessions, hostUIDs: configuration.hostUIDs, bodyTimeout: configuration.connections.bodyTimeout
@@ -121,14 +126,16 @@ public struct ControlPlaneServer: Sendable {
                 return guarded
             }
             let url = "\(secure ? "https" : "http")://\(listener.host):\(listener.port)"
-            services.append(Application(
-                router: routes.makeRouter(), server: server,
-                configuration: ApplicationConfiguration(address: .hostname(listener.host, port: listener.port), serverName: "aerogrid"),
-                onServerRunning: { _ in onListening(url) }, logger: logger))
+            services.append(
+                Application(
+                    router: routes.makeRouter(), server: server,
+                    configuration: ApplicationConfiguration(address: .hostname(listener.host, port: listener.port), serverName: "aerogrid"),
+                    onServerRunning: { _ in onListening(url) }, logger: logger))
         }
-        let group = ServiceGroup(configuration: .init(
-            services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 

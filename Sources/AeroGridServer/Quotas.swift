@@ -52,10 +52,11 @@ enum QuotaJSON {
             guard let object = try? JSONDecoder().decode([String: StoredNumber].self, from: Data(text.utf8)) else { return }
             for (key, value) in object {
                 if key == "cpus" {
-                    let number = switch value {
-                    case .int(let whole): Double(whole)
-                    case .double(let number): number
-                    }
+                    let number =
+                        switch value {
+                        case .int(let whole): Double(whole)
+                        case .double(let number): number
+                        }
                     if number > 0, number <= maxCPUs { cpus = number }
                 } else if case .int(let number) = value, ranges[key]?.contains(number) == true {
                     numbers[key] = number
@@ -74,11 +75,16 @@ enum QuotaJSON {
 
     /// A stored number: whole, or not.
     enum StoredNumber: Codable, Equatable {
-        case int(Int), double(Double)
+        case int(Int)
+        case double(Double)
 
         init(from decoder: any Decoder) throws {
             let container = try decoder.singleValueContainer()
-            if let number = try? container.decode(Int.self) { self = .int(number) } else { self = .double(try container.decode(Double.self)) }
+            if let number = try? container.decode(Int.self) {
+                self = .int(number)
+            } else {
+                self = .double(try container.decode(Double.self))
+            }
         }
 
         func encode(to encoder: any Encoder) throws {

@@ -76,7 +76,8 @@ public struct ServerConfiguration: Sendable {
         func listener(_ key: String) throws(AeroGridError) -> Listener? {
             guard let value = table[key] else { return nil }
             guard let text = value.string, let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-                  (0...65535).contains(port) else {
+                (0...65535).contains(port)
+            else {
                 throw bad("\(key) must be \"HOST:PORT\", e.g. \"0.0.0.0:8443\"")
             }
             return Listener(host: String(text[..<colon]), port: port)
@@ -203,7 +204,8 @@ public struct ServerConfiguration: Sendable {
         mutating func bytes(_ key: String, into value: inout Int) throws(AeroGridError) {
             try read(key, into: &value, "a size from 1 byte to 1T, such as \"64K\" or \"32M\"") { entry -> Int? in
                 guard let size: UInt64 = entry.string.flatMap(parseSize) ?? entry.int.flatMap(UInt64.init(exactly:)),
-                      (1...(UInt64(1) << 40)).contains(size) else { return nil }
+                    (1...(UInt64(1) << 40)).contains(size)
+                else { return nil }
                 return Int(size)
             }
         }
@@ -216,8 +218,10 @@ public struct ServerConfiguration: Sendable {
         }
 
         /// The key's value, converted and checked by `convert` (nil: refused with `rule`).
-        private mutating func read<Value>(_ key: String, into value: inout Value, _ rule: String,
-                                          _ convert: (any TOMLValueConvertible) -> Value?) throws(AeroGridError) {
+        private mutating func read<Value>(
+            _ key: String, into value: inout Value, _ rule: String,
+            _ convert: (any TOMLValueConvertible) -> Value?
+        ) throws(AeroGridError) {
             known.append(key)
             guard let entry = table[key] else { return }
             guard let converted = convert(entry) else { throw bad("[\(section)] \(key) must be \(rule)") }

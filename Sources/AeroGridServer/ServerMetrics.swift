@@ -33,9 +33,11 @@ public final class ServerMetrics: Sendable {
         if let known = perApp.withLock({ $0[key] }) { return known }
         let metrics = AppMetrics(
             records: registry.makeCounter(name: "aerogrid_app_records_total", labels: labels, help: "Records delivered to the app"),
-            restarts: registry.makeCounter(name: "aerogrid_app_restarts_total", labels: labels, help: "Times the app's process was started again after a crash"),
+            restarts: registry.makeCounter(
+                name: "aerogrid_app_restarts_total", labels: labels, help: "Times the app's process was started again after a crash"),
             oomKills: registry.makeCounter(name: "aerogrid_app_oom_kills_total", labels: labels, help: "App processes ended by the OOM killer"),
-            recordsPerSecond: registry.makeGauge(name: "aerogrid_app_records_per_second", labels: labels, help: "Records delivered per second since the last scrape"),
+            recordsPerSecond: registry.makeGauge(
+                name: "aerogrid_app_records_per_second", labels: labels, help: "Records delivered per second since the last scrape"),
             running: registry.makeGauge(name: "aerogrid_app_running", labels: labels, help: "1 while the app should run and its runner runs"),
             lag: registry.makeGauge(name: "aerogrid_app_lag_records", labels: labels, help: "Records in Kafka not yet applied to the grids"),
             cpuSeconds: registry.makeGauge(name: "aerogrid_app_cpu_seconds", labels: labels, help: "CPU time used by the app's current process"),
@@ -43,8 +45,10 @@ public final class ServerMetrics: Sendable {
             pids: registry.makeGauge(name: "aerogrid_app_pids", labels: labels, help: "Processes and threads in the app's sandbox"),
             batchLatency: registry.makeDurationHistogram(
                 name: "aerogrid_app_batch_latency_seconds", labels: labels,
-                buckets: [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
-                          .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)],
+                buckets: [
+                    .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+                    .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
+                ],
                 help: "Time from a batch sent to the app to its grid changes applied"))
         perApp.withLock { $0[key] = metrics }
         return metrics
@@ -70,8 +74,10 @@ public final class ServerMetrics: Sendable {
     func requestEnded(method: String, status: Int) {
         requestsInFlight.decrement()
         let label = Self.methods.contains(method) ? method : "other"
-        registry.makeCounter(name: "aerogrid_http_requests_total", labels: [("method", label), ("status", String(min(max(status, 100), 599)))],
-                             help: "HTTP requests answered").increment()
+        registry.makeCounter(
+            name: "aerogrid_http_requests_total", labels: [("method", label), ("status", String(min(max(status, 100), 599)))],
+            help: "HTTP requests answered"
+        ).increment()
     }
 
     func scrape(_ supervisor: AppSupervisor, stream: (connections: Int, subscriptions: Int, blocked: Int)) async -> [UInt8] {

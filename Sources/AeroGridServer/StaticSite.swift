@@ -20,8 +20,10 @@ public struct StaticSite: Sendable {
     /// address, never one taken from the request). Throws an `APIError` to refuse it.
     public let transform: (@Sendable (_ file: String, _ contents: Data) throws -> Data)?
 
-    public init(root: String, prefix: String, contentSecurityPolicy: String, crossOrigin: Bool = false,
-                transform: (@Sendable (_ file: String, _ contents: Data) throws -> Data)? = nil) {
+    public init(
+        root: String, prefix: String, contentSecurityPolicy: String, crossOrigin: Bool = false,
+        transform: (@Sendable (_ file: String, _ contents: Data) throws -> Data)? = nil
+    ) {
         self.crossOrigin = crossOrigin
         self.root = root
         self.prefix = prefix
@@ -56,7 +58,8 @@ public struct StaticSite: Sendable {
         if relative.isEmpty || relative.hasSuffix("/") { relative += "index.html" }
         let parts = relative.split(separator: "/", omittingEmptySubsequences: false)
         guard !parts.contains(where: { $0 == ".." || $0 == "." || $0.isEmpty || $0.hasPrefix(".") }),
-              !relative.contains("\\"), !relative.contains("\0") else { return nil }
+            !relative.contains("\\"), !relative.contains("\0")
+        else { return nil }
         let full = "\(root)/\(relative)"
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory), !isDirectory.boolValue else { return nil }

@@ -46,8 +46,10 @@ public final class StreamGateway: Sendable {
     /// Client-chosen text echoed in answers (ids, ops), at most: longer is not echoed.
     static let maxEchoBytes = 64
 
-    init(store: Store, hub: FanoutHub, watcher: AppWatcher, planner: AppPlanner, gate: ConnectionGate, sessions: Sessions,
-         limits: StreamLimits = StreamLimits(), logger: Logger) {
+    init(
+        store: Store, hub: FanoutHub, watcher: AppWatcher, planner: AppPlanner, gate: ConnectionGate, sessions: Sessions,
+        limits: StreamLimits = StreamLimits(), logger: Logger
+    ) {
         self.store = store
         self.hub = hub
         self.watcher = watcher
@@ -84,8 +86,10 @@ public final class StreamGateway: Sendable {
 
     // MARK: One connection
 
-    private func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, authorization: String?,
-                       remote: String) async {
+    private func serve(
+        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, authorization: String?,
+        remote: String
+    ) async {
         var frames = inbound.makeAsyncIterator()
         let chunk = maxFrameBytes / 2
         let reply: @Sendable ([UInt8]) async throws -> Void = { message in
@@ -113,7 +117,8 @@ public final class StreamGateway: Sendable {
                 defer { deadline.cancel() }
                 guard let first = try await nextMessage(&frames) else { return }
                 guard case .message(let bytes) = first, let request = StreamRequest.read(bytes),
-                      request.op.value == "auth", let token = request.token.value, token.utf8.count <= 256 else {
+                    request.op.value == "auth", let token = request.token.value, token.utf8.count <= 256
+                else {
                     try? await reply(Messages.error(id: nil, code: "unauthorized", message: "the first message must be {\"op\":\"auth\",\"token\":\"agt_…\"}"))
                     try? await outbound.close(.policyViolation, reason: "not authenticated")
                     return
@@ -133,13 +138,17 @@ public final class StreamGateway: Sendable {
         // The connection now counts against its tenant's max_connections, not the anonymous caps.
         let quota = (try? await planner.tenantQuota(tenant)) ?? TenantQuota.defaults
         guard gate.authenticate(ObjectIdentifier(channel), tenantID: tenantID, limit: quota.maxConnections) else {
-            try? await reply(Messages.error(id: nil, code: "over_quota",
-                                            message: "tenant \(tenant) has \(quota.maxConnections) connections open, its quota (max_connections)"))
+            try? await reply(
+                Messages.error(
+                    id: nil, code: "over_quota",
+                    message: "tenant \(tenant) has \(quota.maxConnections) connections open, its quota (max_connections)"))
             try? await outbound.close(.policyViolation, reason: "over quota")
             return
         }
-        let connection = StreamConnection(tenant: tenant, tenantID: tenantID, replyBytes: limits.replyBytes,
-                                          send: reply) { [logger] reason in
+        let connection = StreamConnection(
+            tenant: tenant, tenantID: tenantID, replyBytes: limits.replyBytes,
+            send: reply
+        ) { [logger] reason in
             // At once, without a close handshake: the client may not be reading.
             logger.info("stream from \(remote) closed: \(reason)")
             channel.close(promise: nil)
@@ -170,7 +179,8 @@ public final class StreamGateway: Sendable {
                 switch message {
                 case .message(let bytes): await handle(bytes, on: connection, quota: quota)
                 case .tooLarge(let size):
-                    connection.enqueue(Messages.error(id: nil, code: "bad_request", message: "a message of \(size)+ bytes; the limit is \(limits.messageBytes)"))
+                    connection.enqueue(
+                        Messages.error(id: nil, code: "bad_request", message: "a message of \(size)+ bytes; the limit is \(limits.messageBytes)"))
                 }
             }
         } catch {
@@ -211,7 +221,9 @@ public final class StreamGateway: Sendable {
         switch request.op.value {
         case "subscribe": await subscribe(request, id: id, on: connection, quota: quota)
         case "unsubscribe":
-            guard let id else { return connection.enqueue(Messages.error(id: nil, code: "bad_request", message: "unsubscribe needs the subscription's \"id\"")) }
+            guard let id else {
+                return connection.enqueue(Messages.error(id: nil, code: "bad_request", message: "unsubscribe needs the subscription's \"id\""))
+            }
             if hub.unsubscribe(connection, id: id) {
                 connection.enqueue(Self.simple(type: "unsubscribed", id: id))
             } else {
@@ -257,21 +269,26 @@ public final class StreamGateway: Sendable {
         if request.columns.isPresent {
             // Each name once: a repeated one would repeat its cells in every message.
             guard let list = request.columns.value, list.count <= 1024, list.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 256 }),
-                  Set(list).count == list.count else {
-                return connection.enqueue(Messages.error(id: id, code: "bad_request",
-                                                         message: "\"columns\" must be a list of up to 1,024 different column names of 1 to 256 bytes"))
+                Set(list).count == list.count
+            else {
+                return connection.enqueue(
+                    Messages.error(
+                        id: id, code: "bad_request",
+                        message: "\"columns\" must be a list of up to 1,024 different column names of 1 to 256 bytes"))
             }
             filter.columns = list
         }
         var rate = FanoutHub.defaultRate
         if request.maxRate.isPresent {
             guard let number = request.maxRate.value, number >= 1 else {
-                return connection.enqueue(Messages.error(id: id, code: "bad_request", message: "\"max_rate\" must be a whole number of messages a second, 1 to \(FanoutHub.maxRate)"))
+                return connection.enqueue(
+                    Messages.error(id: id, code: "bad_request", message: "\"max_rate\" must be a whole number of messages a second, 1 to \(FanoutHub.maxRate)"))
             }
             rate = min(number, FanoutHub.maxRate)
         }
         guard connection.subscriptionCount < limits.subscriptionsPerConnection else {
-            return connection.enqueue(Messages.error(id: id, code: "over_quota", message: "a connection may hold \(limits.subscriptionsPerConnection) subscriptions"))
+            return connection.enqueue(
+                Messages.error(id: id, code: "over_quota", message: "a connection may hold \(limits.subscriptionsPerConnection) subscriptions"))
         }
         guard (try? await store.app(tenant: connection.tenant, name: app)) != nil else {
             return connection.enqueue(Messages.error(id: id, code: "not_found", message: "no app '\(app)'"))
@@ -286,8 +303,10 @@ public final class StreamGateway: Sendable {
                 connection.enqueue(Self.subscribed(id: id, app: app, grid: grid, rate: rate))
             }
         } catch .overQuota(let limit) {
-            connection.enqueue(Messages.error(id: id, code: "over_quota",
-                                              message: "tenant \(connection.tenant) holds \(limit) subscriptions over its connections, its quota (max_subscriptions)"))
+            connection.enqueue(
+                Messages.error(
+                    id: id, code: "over_quota",
+                    message: "tenant \(connection.tenant) holds \(limit) subscriptions over its connections, its quota (max_subscriptions)"))
         } catch {
             connection.enqueue(Messages.error(id: id, code: "bad_request", message: "subscription '\(id)' already exists on this connection"))
         }

@@ -57,11 +57,12 @@ struct StreamRequest: Decodable {
         columns = field(.columns)
         maxRate = field(.maxRate)
         keys = field(.keys, as: [KeyValue].self).map { $0.map(\.key) }
-        id = switch field(.id, as: TextOrNumber.self) {
-        case .absent: .absent
-        case .invalid: .invalid
-        case .value(let id): .value(id.text)
-        }
+        id =
+            switch field(.id, as: TextOrNumber.self) {
+            case .absent: .absent
+            case .invalid: .invalid
+            case .value(let id): .value(id.text)
+            }
     }
 
     /// A grid key as the protocol writes it: a string or an integer.

@@ -1,6 +1,6 @@
 import AeroGridCore
-import Crypto
 public import AeroGridStore
+import Crypto
 import Foundation
 
 /// What a token may do. `operator` runs the platform; the others act within one tenant,
@@ -53,7 +53,8 @@ enum TokenSecret {
             throw APIError.unauthorized("the Authorization header must be 'Bearer <token>' with a token this server issued")
         }
         guard let token = try await store.authenticate(secretSHA256: sha256Hex(String(parts[1]))),
-              let role = Role(rawValue: token.role) else {
+            let role = Role(rawValue: token.role)
+        else {
             throw APIError.unauthorized("the token is not valid (unknown or revoked)")
         }
         return Principal(tokenID: token.id, role: role, tenant: token.tenant, tenantID: token.tenantID)

@@ -12,7 +12,10 @@ import CLibZ
 /// What it refuses: multi-part and encrypted archives, other compression methods.
 struct ZipArchive {
     struct Entry: Equatable {
-        enum Kind: Equatable { case file, directory, symlink, special(UInt32) }
+        enum Kind: Equatable {
+            case file, directory, symlink
+            case special(UInt32)
+        }
         let name: String
         let kind: Kind
         /// 0 stored, 8 deflated.
@@ -39,7 +42,8 @@ struct ZipArchive {
             throw BundleRefused("the zip is split into several parts; make it one archive")
         }
         guard var count = reader.u16(end + 10).map(UInt64.init), var size = reader.u32(end + 12).map(UInt64.init),
-              var offset = reader.u32(end + 16).map(UInt64.init) else { throw Self.notZip }
+            var offset = reader.u32(end + 16).map(UInt64.init)
+        else { throw Self.notZip }
         // Where the central directory must end: at the end record, or at the ZIP64 end record.
         var directoryLimit = end
         if count == 0xFFFF || size == 0xFFFF_FFFF || offset == 0xFFFF_FFFF {
@@ -50,7 +54,8 @@ struct ZipArchive {
             guard end >= 20 + 56, recordAt <= UInt64(end - 20 - 56) else { throw Self.damaged }
             let record = Int(recordAt)
             guard reader.u32(record) == 0x0606_4b50, let entries = reader.u64(record + 32), let directorySize = reader.u64(record + 40),
-                  let directoryOffset = reader.u64(record + 48) else { throw Self.damaged }
+                let directoryOffset = reader.u64(record + 48)
+            else { throw Self.damaged }
             (count, size, offset) = (entries, directorySize, directoryOffset)
             directoryLimit = record
         }
@@ -92,14 +97,17 @@ struct ZipArchive {
 
     /// One central-directory entry at `cursor`, checked against the archive, and where the
     /// next one begins.
-    private static func entry(at cursor: Int, directoryStart: Int, directoryEnd: Int,
-                              _ reader: LittleEndianReader) throws(BundleRefused) -> (Entry, Int) {
+    private static func entry(
+        at cursor: Int, directoryStart: Int, directoryEnd: Int,
+        _ reader: LittleEndianReader
+    ) throws(BundleRefused) -> (Entry, Int) {
         guard cursor <= directoryEnd - 46, reader.u32(cursor) == 0x0201_4b50,
-              let madeByField = reader.u16(cursor + 4), let flags = reader.u16(cursor + 8), let method = reader.u16(cursor + 10),
-              let crc = reader.u32(cursor + 16), let compressed32 = reader.u32(cursor + 20), let uncompressed32 = reader.u32(cursor + 24),
-              let nameLength = reader.u16(cursor + 28).map(Int.init), let extraLength = reader.u16(cursor + 30).map(Int.init),
-              let commentLength = reader.u16(cursor + 32).map(Int.init), let external = reader.u32(cursor + 38),
-              let local32 = reader.u32(cursor + 42) else { throw damaged }
+            let madeByField = reader.u16(cursor + 4), let flags = reader.u16(cursor + 8), let method = reader.u16(cursor + 10),
+            let crc = reader.u32(cursor + 16), let compressed32 = reader.u32(cursor + 20), let uncompressed32 = reader.u32(cursor + 24),
+            let nameLength = reader.u16(cursor + 28).map(Int.init), let extraLength = reader.u16(cursor + 30).map(Int.init),
+            let commentLength = reader.u16(cursor + 32).map(Int.init), let external = reader.u32(cursor + 38),
+            let local32 = reader.u32(cursor + 42)
+        else { throw damaged }
         let nameStart = cursor + 46
         let extraStart = nameStart + nameLength
         let next = extraStart + extraLength + commentLength
@@ -162,7 +170,8 @@ struct ZipArchive {
         }
         let header = Int(local)
         guard header <= directoryStart - 30, reader.u32(header) == 0x0403_4b50,
-              let localName = reader.u16(header + 26).map(Int.init), let localExtra = reader.u16(header + 28).map(Int.init) else {
+            let localName = reader.u16(header + 26).map(Int.init), let localExtra = reader.u16(header + 28).map(Int.init)
+        else {
             throw BundleRefused("\(shown) has no local header where the central directory says")
         }
         let dataOffset = header + 30 + localName + localExtra
@@ -172,8 +181,9 @@ struct ZipArchive {
         guard method == 8 || compressed == uncompressed else {
             throw BundleRefused("\(shown) is stored uncompressed but states two different sizes")
         }
-        let entry = Entry(name: name, kind: kind, method: method, crc32: crc, compressedSize: Int(compressed),
-                          uncompressedSize: Int(uncompressed), dataOffset: dataOffset)
+        let entry = Entry(
+            name: name, kind: kind, method: method, crc32: crc, compressedSize: Int(compressed),
+            uncompressedSize: Int(uncompressed), dataOffset: dataOffset)
         return (entry, next)
     }
 
@@ -205,8 +215,10 @@ struct ZipArchive {
         guard UInt32(truncatingIfNeeded: checksum) == entry.crc32, produced == entry.uncompressedSize else { throw damaged }
     }
 
-    private func unpack(_ entry: Entry, from archive: UnsafeRawBufferPointer, checksum: inout UInt, produced: inout Int,
-                         _ consume: (UnsafeRawBufferPointer) throws(BundleRefused) -> Void) throws(BundleRefused) {
+    private func unpack(
+        _ entry: Entry, from archive: UnsafeRawBufferPointer, checksum: inout UInt, produced: inout Int,
+        _ consume: (UnsafeRawBufferPointer) throws(BundleRefused) -> Void
+    ) throws(BundleRefused) {
         let shown = "entry '\(entry.name.cut(toBytes: 200))'"
         let damaged = BundleRefused("\(shown) is damaged (its data does not match its CRC-32 or size); zip the app again")
         do {

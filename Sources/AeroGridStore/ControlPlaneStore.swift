@@ -6,56 +6,59 @@ import GRDB
 /// desired state, and the audit log, which outlives what it describes.
 func registerControlPlaneMigrations(_ migrator: inout DatabaseMigrator) {
     migrator.registerMigration("v2-control-plane") { db in
-        try db.execute(sql: """
-            CREATE TABLE tenants (name TEXT PRIMARY KEY NOT NULL, created_at REAL NOT NULL);
-            -- tenant is NULL for operator tokens. secret_sha256 is the hex SHA-256 of the secret.
-            CREATE TABLE tokens (
-                id TEXT PRIMARY KEY NOT NULL, tenant TEXT REFERENCES tenants(name) ON DELETE CASCADE,
-                name TEXT NOT NULL, role TEXT NOT NULL, secret_sha256 TEXT NOT NULL UNIQUE,
-                created_at REAL NOT NULL, last_used_at REAL, revoked_at REAL);
-            CREATE TABLE apps (
-                tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE, name TEXT NOT NULL,
-                version INTEGER NOT NULL, bundle_digest TEXT NOT NULL, entrypoint TEXT NOT NULL,
-                runtime TEXT NOT NULL, desired_state TEXT NOT NULL, config TEXT NOT NULL DEFAULT '{}',
-                created_at REAL NOT NULL, updated_at REAL NOT NULL,
-                PRIMARY KEY (tenant, name)) WITHOUT ROWID;
-            -- No foreign keys: the audit keeps what was deleted.
-            CREATE TABLE audit (
-                id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, tenant TEXT, actor TEXT NOT NULL,
-                action TEXT NOT NULL, target TEXT NOT NULL, source TEXT NOT NULL, outcome TEXT NOT NULL);
-            CREATE INDEX audit_by_tenant ON audit (tenant, id);
-            """)
+        try db.execute(
+            sql: """
+                CREATE TABLE tenants (name TEXT PRIMARY KEY NOT NULL, created_at REAL NOT NULL);
+                -- tenant is NULL for operator tokens. secret_sha256 is the hex SHA-256 of the secret.
+                CREATE TABLE tokens (
+                    id TEXT PRIMARY KEY NOT NULL, tenant TEXT REFERENCES tenants(name) ON DELETE CASCADE,
+                    name TEXT NOT NULL, role TEXT NOT NULL, secret_sha256 TEXT NOT NULL UNIQUE,
+                    created_at REAL NOT NULL, last_used_at REAL, revoked_at REAL);
+                CREATE TABLE apps (
+                    tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE, name TEXT NOT NULL,
+                    version INTEGER NOT NULL, bundle_digest TEXT NOT NULL, entrypoint TEXT NOT NULL,
+                    runtime TEXT NOT NULL, desired_state TEXT NOT NULL, config TEXT NOT NULL DEFAULT '{}',
+                    created_at REAL NOT NULL, updated_at REAL NOT NULL,
+                    PRIMARY KEY (tenant, name)) WITHOUT ROWID;
+                -- No foreign keys: the audit keeps what was deleted.
+                CREATE TABLE audit (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, tenant TEXT, actor TEXT NOT NULL,
+                    action TEXT NOT NULL, target TEXT NOT NULL, source TEXT NOT NULL, outcome TEXT NOT NULL);
+                CREATE INDEX audit_by_tenant ON audit (tenant, id);
+                """)
     }
     migrator.registerMigration("v3-quotas-and-acls") { db in
         // JSON objects of the values set (absent: the server's default), and the topic ACL
         // as a JSON array of rules (NULL: the default, the tenant's own prefix).
-        try db.execute(sql: """
-            ALTER TABLE tenants ADD COLUMN quota TEXT NOT NULL DEFAULT '{}';
-            ALTER TABLE tenants ADD COLUMN topics TEXT;
-            ALTER TABLE apps ADD COLUMN quota TEXT NOT NULL DEFAULT '{}';
-            """)
+        try db.execute(
+            sql: """
+                ALTER TABLE tenants ADD COLUMN quota TEXT NOT NULL DEFAULT '{}';
+                ALTER TABLE tenants ADD COLUMN topics TEXT;
+                ALTER TABLE apps ADD COLUMN quota TEXT NOT NULL DEFAULT '{}';
+                """)
     }
     migrator.registerMigration("v4-tenant-ids") { db in
         // A tenant's immutable id (sessions, feeds and the audit are keyed on it), its own host
         // uid for its apps (assigned by the server from its configured range), and the names
         // of deleted tenants, which are never given out again.
-        try db.execute(sql: """
-            ALTER TABLE tenants ADD COLUMN id TEXT;
-            UPDATE tenants SET id = 'ten_' || lower(hex(randomblob(8)));
-            CREATE UNIQUE INDEX tenants_by_id ON tenants (id);
-            ALTER TABLE tenants ADD COLUMN host_uid INTEGER;
-            CREATE UNIQUE INDEX tenants_by_host_uid ON tenants (host_uid);
-            CREATE TABLE retired_tenant_names (
-                name TEXT PRIMARY KEY NOT NULL, tenant_id TEXT, host_uid INTEGER, retired_at REAL NOT NULL) WITHOUT ROWID;
-            INSERT OR IGNORE INTO retired_tenant_names (name, retired_at)
-                SELECT tenant, MAX(time) FROM audit
-                WHERE action = 'tenant.delete' AND tenant IS NOT NULL AND tenant NOT IN (SELECT name FROM tenants) GROUP BY tenant;
-            ALTER TABLE audit ADD COLUMN tenant_id TEXT;
-            -- An entry belongs to the tenant that had the name when it was written; entries
-            -- from before the current tenant was created were a previous owner's.
-            UPDATE audit SET tenant_id = (SELECT t.id FROM tenants t WHERE t.name = audit.tenant AND audit.time >= t.created_at);
-            CREATE INDEX audit_by_tenant_id ON audit (tenant_id, id);
-            """)
+        try db.execute(
+            sql: """
+                ALTER TABLE tenants ADD COLUMN id TEXT;
+                UPDATE tenants SET id = 'ten_' || lower(hex(randomblob(8)));
+                CREATE UNIQUE INDEX tenants_by_id ON tenants (id);
+                ALTER TABLE tenants ADD COLUMN host_uid INTEGER;
+                CREATE UNIQUE INDEX tenants_by_host_uid ON tenants (host_uid);
+                CREATE TABLE retired_tenant_names (
+                    name TEXT PRIMARY KEY NOT NULL, tenant_id TEXT, host_uid INTEGER, retired_at REAL NOT NULL) WITHOUT ROWID;
+                INSERT OR IGNORE INTO retired_tenant_names (name, retired_at)
+                    SELECT tenant, MAX(time) FROM audit
+                    WHERE action = 'tenant.delete' AND tenant IS NOT NULL AND tenant NOT IN (SELECT name FROM tenants) GROUP BY tenant;
+                ALTER TABLE audit ADD COLUMN tenant_id TEXT;
+                -- An entry belongs to the tenant that had the name when it was written; entries
+                -- from before the current tenant was created were a previous owner's.
+                UPDATE audit SET tenant_id = (SELECT t.id FROM tenants t WHERE t.name = audit.tenant AND audit.time >= t.created_at);
+                CREATE INDEX audit_by_tenant_id ON audit (tenant_id, id);
+                """)
     }
 }
 
@@ -170,8 +173,10 @@ extension Store {
     /// Creates the tenant with its first token and a host uid of its own from `hostUIDs`
     /// (never one a tenant had before). A name in use or once used is refused.
     @discardableResult
-    public func createTenant(_ name: String, firstToken: NewTokenRow, topics: String? = nil,
-                             hostUIDs: ClosedRange<UInt32> = 900_000_000...900_099_999) async throws -> TenantRecord {
+    public func createTenant(
+        _ name: String, firstToken: NewTokenRow, topics: String? = nil,
+        hostUIDs: ClosedRange<UInt32> = 900_000_000...900_099_999
+    ) async throws -> TenantRecord {
         try await database.write { db in
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM tenants WHERE name = ?", arguments: [name]) == true { throw StoreConflict.tenantExists }
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM retired_tenant_names WHERE name = ?", arguments: [name]) == true {
@@ -179,8 +184,9 @@ extension Store {
             }
             let uid = try Self.nextHostUID(db, in: hostUIDs)
             let id = RandomID.make(prefix: "ten_")
-            try db.execute(sql: "INSERT INTO tenants (id, name, created_at, topics, host_uid) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [id, name, Date().timeIntervalSince1970, topics, Int64(uid)])
+            try db.execute(
+                sql: "INSERT INTO tenants (id, name, created_at, topics, host_uid) VALUES (?, ?, ?, ?, ?)",
+                arguments: [id, name, Date().timeIntervalSince1970, topics, Int64(uid)])
             try insertToken(db, firstToken)
             return try TenantRecord(row: Row.fetchOne(db, sql: Self.tenantColumns + " WHERE t.id = ?", arguments: [id])!)
         }
@@ -188,10 +194,12 @@ extension Store {
 
     /// The lowest uid of the range above every uid a tenant has or had.
     private static func nextHostUID(_ db: Database, in range: ClosedRange<UInt32>) throws -> UInt32 {
-        let highest = try Int64.fetchOne(db, sql: """
-            SELECT MAX(uid) FROM (SELECT host_uid AS uid FROM tenants WHERE host_uid BETWEEN ? AND ?
-                                  UNION ALL SELECT host_uid FROM retired_tenant_names WHERE host_uid BETWEEN ? AND ?)
-            """, arguments: [Int64(range.lowerBound), Int64(range.upperBound), Int64(range.lowerBound), Int64(range.upperBound)])
+        let highest = try Int64.fetchOne(
+            db,
+            sql: """
+                SELECT MAX(uid) FROM (SELECT host_uid AS uid FROM tenants WHERE host_uid BETWEEN ? AND ?
+                                      UNION ALL SELECT host_uid FROM retired_tenant_names WHERE host_uid BETWEEN ? AND ?)
+                """, arguments: [Int64(range.lowerBound), Int64(range.upperBound), Int64(range.lowerBound), Int64(range.upperBound)])
         guard let highest else { return range.lowerBound }
         guard highest < Int64(range.upperBound) else { throw StoreConflict.noHostUID(range) }
         return UInt32(highest + 1)
@@ -202,8 +210,9 @@ extension Store {
     @discardableResult
     public func assignHostUIDs(in range: ClosedRange<UInt32>) async throws -> Int {
         try await database.write { db in
-            let names = try String.fetchAll(db, sql: "SELECT name FROM tenants WHERE host_uid IS NULL OR host_uid NOT BETWEEN ? AND ? ORDER BY created_at",
-                                            arguments: [Int64(range.lowerBound), Int64(range.upperBound)])
+            let names = try String.fetchAll(
+                db, sql: "SELECT name FROM tenants WHERE host_uid IS NULL OR host_uid NOT BETWEEN ? AND ? ORDER BY created_at",
+                arguments: [Int64(range.lowerBound), Int64(range.upperBound)])
             for name in names {
                 try db.execute(sql: "UPDATE tenants SET host_uid = ? WHERE name = ?", arguments: [Int64(try Self.nextHostUID(db, in: range)), name])
             }
@@ -237,8 +246,9 @@ extension Store {
 
     public func setAppQuota(tenant: String, name: String, json: String) async throws {
         try await database.write { db in
-            try db.execute(sql: "UPDATE apps SET quota = ?, updated_at = ? WHERE tenant = ? AND name = ?",
-                           arguments: [json, Date().timeIntervalSince1970, tenant, name])
+            try db.execute(
+                sql: "UPDATE apps SET quota = ?, updated_at = ? WHERE tenant = ? AND name = ?",
+                arguments: [json, Date().timeIntervalSince1970, tenant, name])
         }
     }
 
@@ -246,10 +256,11 @@ extension Store {
     /// and host uid are retired: never given to another tenant.
     public func deleteTenant(_ name: String) async throws {
         try await database.write { db in
-            try db.execute(sql: """
-                INSERT OR REPLACE INTO retired_tenant_names (name, tenant_id, host_uid, retired_at)
-                SELECT name, id, host_uid, ? FROM tenants WHERE name = ?
-                """, arguments: [Date().timeIntervalSince1970, name])
+            try db.execute(
+                sql: """
+                    INSERT OR REPLACE INTO retired_tenant_names (name, tenant_id, host_uid, retired_at)
+                    SELECT name, id, host_uid, ? FROM tenants WHERE name = ?
+                    """, arguments: [Date().timeIntervalSince1970, name])
             for table in ["grid_rows", "grid_versions", "source_offsets", "app_epochs"] {
                 try db.execute(sql: "DELETE FROM \(table) WHERE app LIKE ? ESCAPE '\\'", arguments: [Self.likePrefix(name + "/")])
             }
@@ -284,9 +295,10 @@ extension Store {
     }
 
     private func insertToken(_ db: Database, _ token: NewTokenRow) throws {
-        try db.execute(sql: """
-            INSERT INTO tokens (id, tenant, name, role, secret_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)
-            """, arguments: [token.id, token.tenant, token.name, token.role, token.secretSHA256, Date().timeIntervalSince1970])
+        try db.execute(
+            sql: """
+                INSERT INTO tokens (id, tenant, name, role, secret_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)
+                """, arguments: [token.id, token.tenant, token.name, token.role, token.secretSHA256, Date().timeIntervalSince1970])
     }
 
     public func createToken(_ token: NewTokenRow) async throws {
@@ -297,10 +309,13 @@ extension Store {
     /// a minute, so reads do not turn into writes).
     public func authenticate(secretSHA256: String) async throws -> TokenRecord? {
         let found = try await database.read { db in
-            try Row.fetchOne(db, sql: """
-                SELECT k.*, t.id AS tenant_id FROM tokens k LEFT JOIN tenants t ON t.name = k.tenant
-                WHERE k.secret_sha256 = ? AND k.revoked_at IS NULL
-                """, arguments: [secretSHA256]).map(TokenRecord.init(row:))
+            try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT k.*, t.id AS tenant_id FROM tokens k LEFT JOIN tenants t ON t.name = k.tenant
+                    WHERE k.secret_sha256 = ? AND k.revoked_at IS NULL
+                    """, arguments: [secretSHA256]
+            ).map(TokenRecord.init(row:))
         }
         guard let found else { return nil }
         let now = Date()
@@ -321,17 +336,21 @@ extension Store {
 
     public func tokens(tenant: String) async throws -> [TokenRecord] {
         try await database.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT k.*, t.id AS tenant_id FROM tokens k JOIN tenants t ON t.name = k.tenant WHERE k.tenant = ? ORDER BY k.created_at, k.id
-                """, arguments: [tenant]).map(TokenRecord.init(row:))
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT k.*, t.id AS tenant_id FROM tokens k JOIN tenants t ON t.name = k.tenant WHERE k.tenant = ? ORDER BY k.created_at, k.id
+                    """, arguments: [tenant]
+            ).map(TokenRecord.init(row:))
         }
     }
 
     /// Revokes the tenant's token; false when it has no such token.
     public func revokeToken(id: String, tenant: String) async throws -> Bool {
         try await database.write { db in
-            try db.execute(sql: "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND tenant = ?",
-                           arguments: [Date().timeIntervalSince1970, id, tenant])
+            try db.execute(
+                sql: "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND tenant = ?",
+                arguments: [Date().timeIntervalSince1970, id, tenant])
             return db.changesCount > 0
         }
     }
@@ -357,23 +376,27 @@ extension Store {
     /// the app and whether it is new. A new app is refused when the tenant has `maxApps`
     /// already: counted and inserted in one transaction, so concurrent deploys cannot pass
     /// the quota together.
-    public func deployApp(tenant: String, name: String, bundleDigest: String, entrypoint: String, runtime: String,
-                          maxApps: Int = .max) async throws -> (AppRecord, created: Bool) {
+    public func deployApp(
+        tenant: String, name: String, bundleDigest: String, entrypoint: String, runtime: String,
+        maxApps: Int = .max
+    ) async throws -> (AppRecord, created: Bool) {
         try await database.write { db in
             let now = Date().timeIntervalSince1970
             let existing = try Row.fetchOne(db, sql: "SELECT * FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name])
             if existing == nil {
                 let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM apps WHERE tenant = ?", arguments: [tenant]) ?? 0
                 guard count < maxApps else { throw StoreConflict.tooManyApps(count: count, limit: maxApps) }
-                try db.execute(sql: """
-                    INSERT INTO apps (tenant, name, version, bundle_digest, entrypoint, runtime, desired_state, created_at, updated_at)
-                    VALUES (?, ?, 1, ?, ?, ?, 'stopped', ?, ?)
-                    """, arguments: [tenant, name, bundleDigest, entrypoint, runtime, now, now])
+                try db.execute(
+                    sql: """
+                        INSERT INTO apps (tenant, name, version, bundle_digest, entrypoint, runtime, desired_state, created_at, updated_at)
+                        VALUES (?, ?, 1, ?, ?, ?, 'stopped', ?, ?)
+                        """, arguments: [tenant, name, bundleDigest, entrypoint, runtime, now, now])
             } else {
-                try db.execute(sql: """
-                    UPDATE apps SET version = version + 1, bundle_digest = ?, entrypoint = ?, runtime = ?, updated_at = ?
-                    WHERE tenant = ? AND name = ?
-                    """, arguments: [bundleDigest, entrypoint, runtime, now, tenant, name])
+                try db.execute(
+                    sql: """
+                        UPDATE apps SET version = version + 1, bundle_digest = ?, entrypoint = ?, runtime = ?, updated_at = ?
+                        WHERE tenant = ? AND name = ?
+                        """, arguments: [bundleDigest, entrypoint, runtime, now, tenant, name])
             }
             let row = try Row.fetchOne(db, sql: "SELECT * FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name])!
             return (AppRecord(row: row), existing == nil)
@@ -384,22 +407,26 @@ extension Store {
     /// app's new desired state and quota), in one transaction: an admission check inside it
     /// sees every start and quota change before it, so concurrent ones cannot pass a
     /// tenant's quota together. `change` throws to refuse.
-    public func changeApp(tenant: String, name: String,
-                          _ change: @Sendable (_ app: AppRecord, _ all: [AppRecord]) throws -> (desiredState: String, quota: String)) async throws -> AppRecord? {
+    public func changeApp(
+        tenant: String, name: String,
+        _ change: @Sendable (_ app: AppRecord, _ all: [AppRecord]) throws -> (desiredState: String, quota: String)
+    ) async throws -> AppRecord? {
         try await database.write { db in
             let all = try Row.fetchAll(db, sql: "SELECT * FROM apps WHERE tenant = ? ORDER BY name", arguments: [tenant]).map(AppRecord.init(row:))
             guard let app = all.first(where: { $0.name == name }) else { return nil }
             let (desired, quota) = try change(app, all)
-            try db.execute(sql: "UPDATE apps SET desired_state = ?, quota = ?, updated_at = ? WHERE tenant = ? AND name = ?",
-                           arguments: [desired, quota, Date().timeIntervalSince1970, tenant, name])
+            try db.execute(
+                sql: "UPDATE apps SET desired_state = ?, quota = ?, updated_at = ? WHERE tenant = ? AND name = ?",
+                arguments: [desired, quota, Date().timeIntervalSince1970, tenant, name])
             return try Row.fetchOne(db, sql: "SELECT * FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name]).map(AppRecord.init(row:))
         }
     }
 
     public func setDesiredState(tenant: String, name: String, _ state: String) async throws {
         try await database.write { db in
-            try db.execute(sql: "UPDATE apps SET desired_state = ?, updated_at = ? WHERE tenant = ? AND name = ?",
-                           arguments: [state, Date().timeIntervalSince1970, tenant, name])
+            try db.execute(
+                sql: "UPDATE apps SET desired_state = ?, updated_at = ? WHERE tenant = ? AND name = ?",
+                arguments: [state, Date().timeIntervalSince1970, tenant, name])
         }
     }
 
@@ -425,26 +452,31 @@ extension Store {
     // MARK: Audit
 
     /// One entry: it belongs to the tenant with id `tenantID` (its name kept for reading).
-    public func audit(tenant: String?, tenantID: String?, actor: String, action: String, target: String, source: String,
-                      outcome: String) async throws {
+    public func audit(
+        tenant: String?, tenantID: String?, actor: String, action: String, target: String, source: String,
+        outcome: String
+    ) async throws {
         try await database.write { db in
-            try db.execute(sql: """
-                INSERT INTO audit (time, tenant, tenant_id, actor, action, target, source, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [Date().timeIntervalSince1970, tenant, tenantID, actor, action, target, source, outcome])
+            try db.execute(
+                sql: """
+                    INSERT INTO audit (time, tenant, tenant_id, actor, action, target, source, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [Date().timeIntervalSince1970, tenant, tenantID, actor, action, target, source, outcome])
         }
     }
 
     /// Newest first: the tenant's (by its id), or all tenants' when `tenantID` is nil.
     public func auditEntries(tenantID: String?, limit: Int) async throws -> [AuditEntry] {
         try await database.read { db in
-            let rows = if let tenantID {
-                try Row.fetchAll(db, sql: "SELECT * FROM audit WHERE tenant_id = ? ORDER BY id DESC LIMIT ?", arguments: [tenantID, limit])
-            } else {
-                try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?", arguments: [limit])
-            }
+            let rows =
+                if let tenantID {
+                    try Row.fetchAll(db, sql: "SELECT * FROM audit WHERE tenant_id = ? ORDER BY id DESC LIMIT ?", arguments: [tenantID, limit])
+                } else {
+                    try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?", arguments: [limit])
+                }
             return rows.map {
-                AuditEntry(id: $0["id"], time: Date(timeIntervalSince1970: $0["time"]), tenant: $0["tenant"], tenantID: $0["tenant_id"],
-                           actor: $0["actor"], action: $0["action"], target: $0["target"], source: $0["source"], outcome: $0["outcome"])
+                AuditEntry(
+                    id: $0["id"], time: Date(timeIntervalSince1970: $0["time"]), tenant: $0["tenant"], tenantID: $0["tenant_id"],
+                    actor: $0["actor"], action: $0["action"], target: $0["target"], source: $0["source"], outcome: $0["outcome"])
             }
         }
     }

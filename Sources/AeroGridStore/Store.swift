@@ -21,22 +21,23 @@ public final class Store: Sendable {
         migrator.registerMigration("v1-grid-checkpoints") { db in
             // Rows of each app's grids as of its last checkpoint. Keys keep their JSON type:
             // "s:7" is the string "7", "i:7" the integer 7.
-            try db.execute(sql: """
-                CREATE TABLE grid_rows (
-                    app TEXT NOT NULL, grid TEXT NOT NULL, key TEXT NOT NULL, row TEXT NOT NULL,
-                    PRIMARY KEY (app, grid, key)) WITHOUT ROWID;
-                CREATE TABLE grid_versions (
-                    app TEXT NOT NULL, grid TEXT NOT NULL, version INTEGER NOT NULL,
-                    PRIMARY KEY (app, grid)) WITHOUT ROWID;
-                -- The next offset to process per source partition: the records up to it are
-                -- in grid_rows. Written in the same transaction as the rows.
-                CREATE TABLE source_offsets (
-                    app TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
-                    PRIMARY KEY (app, topic, partition)) WITHOUT ROWID;
-                -- Bumped each time an app's state is restored from its checkpoint, so clients
-                -- can tell a rolled-back version from a new one.
-                CREATE TABLE app_epochs (app TEXT PRIMARY KEY NOT NULL, epoch INTEGER NOT NULL);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE grid_rows (
+                        app TEXT NOT NULL, grid TEXT NOT NULL, key TEXT NOT NULL, row TEXT NOT NULL,
+                        PRIMARY KEY (app, grid, key)) WITHOUT ROWID;
+                    CREATE TABLE grid_versions (
+                        app TEXT NOT NULL, grid TEXT NOT NULL, version INTEGER NOT NULL,
+                        PRIMARY KEY (app, grid)) WITHOUT ROWID;
+                    -- The next offset to process per source partition: the records up to it are
+                    -- in grid_rows. Written in the same transaction as the rows.
+                    CREATE TABLE source_offsets (
+                        app TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+                        PRIMARY KEY (app, topic, partition)) WITHOUT ROWID;
+                    -- Bumped each time an app's state is restored from its checkpoint, so clients
+                    -- can tell a rolled-back version from a new one.
+                    CREATE TABLE app_epochs (app TEXT PRIMARY KEY NOT NULL, epoch INTEGER NOT NULL);
+                    """)
         }
         registerControlPlaneMigrations(&migrator)
         return migrator
@@ -71,8 +72,9 @@ public final class Store: Sendable {
             for (grid, changes) in delta.rows {
                 for (key, row) in changes {
                     if let row {
-                        try db.execute(sql: "INSERT OR REPLACE INTO grid_rows (app, grid, key, row) VALUES (?, ?, ?, ?)",
-                                       arguments: [app, grid, key.storageText, row.storageJSON])
+                        try db.execute(
+                            sql: "INSERT OR REPLACE INTO grid_rows (app, grid, key, row) VALUES (?, ?, ?, ?)",
+                            arguments: [app, grid, key.storageText, row.storageJSON])
                     } else {
                         try db.execute(sql: "DELETE FROM grid_rows WHERE app = ? AND grid = ? AND key = ?", arguments: [app, grid, key.storageText])
                     }
@@ -82,8 +84,9 @@ public final class Store: Sendable {
                 try db.execute(sql: "INSERT OR REPLACE INTO grid_versions (app, grid, version) VALUES (?, ?, ?)", arguments: [app, grid, Int64(version)])
             }
             for (source, offset) in delta.offsets {
-                try db.execute(sql: "INSERT OR REPLACE INTO source_offsets (app, topic, partition, next_offset) VALUES (?, ?, ?, ?)",
-                               arguments: [app, source.topic, source.partition, offset])
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO source_offsets (app, topic, partition, next_offset) VALUES (?, ?, ?, ?)",
+                    arguments: [app, source.topic, source.partition, offset])
             }
         }
     }
@@ -152,9 +155,13 @@ extension GridKey {
 
     init?(storageText: String) {
         let body = String(storageText.dropFirst(2))
-        if storageText.hasPrefix("s:") { self = .string(body) }
-        else if storageText.hasPrefix("i:"), let number = Int64(body) { self = .int(number) }
-        else { return nil }
+        if storageText.hasPrefix("s:") {
+            self = .string(body)
+        } else if storageText.hasPrefix("i:"), let number = Int64(body) {
+            self = .int(number)
+        } else {
+            return nil
+        }
     }
 }
 

@@ -2,8 +2,9 @@
 // reports how it ended. No Foundation and a static standard library, so it starts in about
 // two milliseconds; arguments are parsed by hand for the same reason.
 import AeroGridSandbox
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 let usage = """
@@ -79,7 +80,9 @@ func parse(_ arguments: ArraySlice<String>) -> Options {
     }
     while let flag = rest.popFirst() {
         switch flag {
-        case "--": options.command = Array(rest); return options
+        case "--":
+            options.command = Array(rest)
+            return options
         case "--profile": options.profilePath = value(flag)
         case "--memory": options.memory = size(flag)
         case "--cpu": options.cpus = number(flag, Double.self)
@@ -98,7 +101,9 @@ func parse(_ arguments: ArraySlice<String>) -> Options {
         case "--host-uid": options.hostUID = number(flag, UInt32.self)
         case "--timeout": options.timeoutSeconds = number(flag, Double.self)
         case "--report": options.report = value(flag)
-        case "-h", "--help": writeLine(1, usage); exit(0)
+        case "-h", "--help":
+            writeLine(1, usage)
+            exit(0)
         default: fail("unknown option '\(flag)'\n\n\(usage)", status: 2)
         }
     }

@@ -1,8 +1,9 @@
 import AeroGridAPI
 import ArgumentParser
 import Foundation
+
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// Where the API is and who calls it: `--server` and `--token`, or `AEROGRID_SERVER` and
@@ -52,12 +53,13 @@ struct ClientError: Error, CustomStringConvertible {
         var message = "HTTP \(status)"
         let error = try? APIClient.decoder.decode(Schemas._Error.self, from: body).error
         if let error { message = "\(error.message) (\(error.code.rawValue), HTTP \(status))" }
-        let code: Int32 = switch status {
-        case 404: ClientExit.notFound
-        case 401, 403: error?.code == .overQuota ? ClientExit.refused : ClientExit.notAllowed
-        case 500...: ClientExit.unavailable
-        default: ClientExit.refused
-        }
+        let code: Int32 =
+            switch status {
+            case 404: ClientExit.notFound
+            case 401, 403: error?.code == .overQuota ? ClientExit.refused : ClientExit.notAllowed
+            case 500...: ClientExit.unavailable
+            default: ClientExit.refused
+            }
         return ClientError(message: message, exitCode: code)
     }
 }
@@ -86,9 +88,11 @@ struct APIClient {
     /// Sends a request and returns the answer's body; a status other than 2xx throws.
     /// `json` is written with its absent fields left out (in a quota change, a field
     /// written as null would reset it).
-    func request(_ method: String, _ path: String, query: String? = nil, json: (any Encodable)? = nil, body: Data? = nil,
-                 contentType: String? = nil, accept: String = "application/json",
-                 progress: ((Int64, Int64) -> Void)? = nil) async throws -> Data {
+    func request(
+        _ method: String, _ path: String, query: String? = nil, json: (any Encodable)? = nil, body: Data? = nil,
+        contentType: String? = nil, accept: String = "application/json",
+        progress: ((Int64, Int64) -> Void)? = nil
+    ) async throws -> Data {
         var components = URLComponents(url: base.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
         components.percentEncodedQuery = query
         var request = URLRequest(url: components.url!)
@@ -147,8 +151,10 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
         self.progress = progress
     }
 
-    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
-                    completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
+    func urlSession(
+        _ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
+        completionHandler: @escaping (URLSession.ResponseDisposition) -> Void
+    ) {
         status = (response as? HTTPURLResponse)?.statusCode ?? 0
         completionHandler(.allow)
     }
@@ -162,8 +168,10 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
         }
     }
 
-    func urlSession(_ session: URLSession, task: URLSessionTask, didSendBodyData bytesSent: Int64, totalBytesSent: Int64,
-                    totalBytesExpectedToSend: Int64) {
+    func urlSession(
+        _ session: URLSession, task: URLSessionTask, didSendBodyData bytesSent: Int64, totalBytesSent: Int64,
+        totalBytesExpectedToSend: Int64
+    ) {
         progress?(totalBytesSent, totalBytesExpectedToSend)
     }
 
@@ -182,8 +190,9 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
 func printTable(_ header: [String], _ rows: [[String]]) {
     let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
     for row in [header] + rows {
-        printLine(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
-            .joined(separator: "  ").trimmingCharacters(in: .whitespaces))
+        printLine(
+            row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces))
     }
 }
 
@@ -227,7 +236,8 @@ func cell(_ value: some TableCell) -> String { value.cellText }
 
 func printJSON(_ data: Data) {
     if let object = try? JSONSerialization.jsonObject(with: data),
-       let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) {
+        let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    {
         printLine(String(decoding: pretty, as: UTF8.self))
     } else {
         printLine(String(decoding: data, as: UTF8.self))

@@ -9,8 +9,10 @@ struct AeroGridCommand: AsyncParsableCommand {
         commandName: "aerogrid",
         abstract: "Live data from Kafka into Excel: run tenants' Python apps and stream their grids.",
         version: AeroGridVersion.current,
-        subcommands: [VersionCommand.self, ServeCommand.self, DevCommand.self, TenantCommand.self, TokenCommand.self, AppCommand.self,
-                      GridCommand.self, QuotaCommand.self, ACLCommand.self, KafkaCommand.self]
+        subcommands: [
+            VersionCommand.self, ServeCommand.self, DevCommand.self, TenantCommand.self, TokenCommand.self, AppCommand.self,
+            GridCommand.self, QuotaCommand.self, ACLCommand.self, KafkaCommand.self,
+        ]
     )
 }
 

@@ -13,8 +13,10 @@ struct AppCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "app",
         abstract: "Apps: Python bundles that turn Kafka records into grids.",
-        subcommands: [AppDeploy.self, AppList.self, AppStatusCommand.self, AppStart.self, AppStop.self, AppRestart.self,
-                      AppDelete.self, AppLogs.self, Run.self]
+        subcommands: [
+            AppDeploy.self, AppList.self, AppStatusCommand.self, AppStart.self, AppStop.self, AppRestart.self,
+            AppDelete.self, AppLogs.self, Run.self,
+        ]
     )
 
     struct Run: AsyncParsableCommand {
@@ -135,8 +137,11 @@ struct RunStatus: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case event, state, restarts, records, checkpoints, epoch, resets, lag
-        case deliveredRecords = "delivered_records", failedRecords = "failed_records", lastCrash = "last_crash"
-        case crashReason = "crash_reason", backoffSeconds = "backoff_seconds"
+        case deliveredRecords = "delivered_records"
+        case failedRecords = "failed_records"
+        case lastCrash = "last_crash"
+        case crashReason = "crash_reason"
+        case backoffSeconds = "backoff_seconds"
     }
 
     static let encoder: JSONEncoder = {

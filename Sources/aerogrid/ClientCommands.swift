@@ -93,9 +93,11 @@ struct TokenCommand: AsyncParsableCommand {
                 let data = try await api.request("GET", "api/v1/tokens")
                 if client.json { return printJSON(data) }
                 let tokens = try api.decode(Schemas.TokenList.self, data).tokens
-                printTable(["ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED"], tokens.map {
-                    [$0.id, $0.name, $0.role.rawValue, cell($0.createdAt), cell($0.lastUsedAt), cell($0.revokedAt)]
-                })
+                printTable(
+                    ["ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED"],
+                    tokens.map {
+                        [$0.id, $0.name, $0.role.rawValue, cell($0.createdAt), cell($0.lastUsedAt), cell($0.revokedAt)]
+                    })
             }
         }
     }
@@ -167,8 +169,10 @@ struct QuotaCommand: AsyncParsableCommand {
         func run() async throws {
             try await runClient {
                 let memoryBytes = memory.flatMap(parseSize).map { Int(clamping: $0) }
-                guard memoryBytes != nil || cpus != nil || pids != nil || gridRows != nil || maxApps != nil || maxConnections != nil
-                    || maxSubscriptions != nil else { throw ValidationError("nothing to set: give --memory, --cpus, … (see --help)") }
+                guard
+                    memoryBytes != nil || cpus != nil || pids != nil || gridRows != nil || maxApps != nil || maxConnections != nil
+                        || maxSubscriptions != nil
+                else { throw ValidationError("nothing to set: give --memory, --cpus, … (see --help)") }
                 let api = try client.client()
                 if let app {
                     let change = Schemas.AppQuotaUpdate(memoryBytes: memoryBytes, cpus: cpus, pids: pids, gridRows: gridRows)
@@ -188,19 +192,23 @@ struct QuotaCommand: AsyncParsableCommand {
 }
 
 private func printQuota(_ quota: Schemas.TenantQuota) {
-    printTable(["QUOTA", "LIMIT", "USED"], [
-        ["cpus", cell(quota.cpus), cell(quota.used.cpus)],
-        ["max_apps", cell(quota.maxApps), cell(quota.used.apps)],
-        ["max_connections", cell(quota.maxConnections), "-"],
-        ["max_subscriptions", cell(quota.maxSubscriptions), "-"],
-        ["memory_bytes", cell(quota.memoryBytes), cell(quota.used.memoryBytes)],
-    ])
+    printTable(
+        ["QUOTA", "LIMIT", "USED"],
+        [
+            ["cpus", cell(quota.cpus), cell(quota.used.cpus)],
+            ["max_apps", cell(quota.maxApps), cell(quota.used.apps)],
+            ["max_connections", cell(quota.maxConnections), "-"],
+            ["max_subscriptions", cell(quota.maxSubscriptions), "-"],
+            ["memory_bytes", cell(quota.memoryBytes), cell(quota.used.memoryBytes)],
+        ])
 }
 
 private func printQuota(_ quota: Schemas.AppQuota) {
-    printTable(["QUOTA", "LIMIT"], [
-        ["cpus", cell(quota.cpus)], ["grid_rows", cell(quota.gridRows)], ["memory_bytes", cell(quota.memoryBytes)], ["pids", cell(quota.pids)],
-    ])
+    printTable(
+        ["QUOTA", "LIMIT"],
+        [
+            ["cpus", cell(quota.cpus)], ["grid_rows", cell(quota.gridRows)], ["memory_bytes", cell(quota.memoryBytes)], ["pids", cell(quota.pids)],
+        ])
 }
 
 struct ACLCommand: AsyncParsableCommand {
@@ -277,9 +285,11 @@ struct AppList: AsyncParsableCommand {
             let data = try await api.request("GET", "api/v1/apps")
             if client.json { return printJSON(data) }
             let apps = try api.decode(Schemas.AppList.self, data).apps
-            printTable(["NAME", "VERSION", "STATE", "DESIRED", "RESTARTS", "RECORDS", "LAG"], apps.map {
-                [$0.name, cell($0.version), $0.state.rawValue, $0.desiredState.rawValue, cell($0.restarts), cell($0.records), cell($0.lag)]
-            })
+            printTable(
+                ["NAME", "VERSION", "STATE", "DESIRED", "RESTARTS", "RECORDS", "LAG"],
+                apps.map {
+                    [$0.name, cell($0.version), $0.state.rawValue, $0.desiredState.rawValue, cell($0.restarts), cell($0.records), cell($0.lag)]
+                })
         }
     }
 }
@@ -297,12 +307,14 @@ struct AppStatusCommand: AsyncParsableCommand {
             let app = try api.decode(Schemas.App.self, data)
             let usage = app.usage.map { "cpu_seconds=\(cell($0.cpuSeconds)) memory_bytes=\($0.memoryBytes) pids=\($0.pids)" }
             let quota = "cpus=\(cell(app.quota.cpus)) grid_rows=\(app.quota.gridRows) memory_bytes=\(app.quota.memoryBytes) pids=\(app.quota.pids)"
-            printTable(["FIELD", "VALUE"], [
-                ["name", app.name], ["version", cell(app.version)], ["state", app.state.rawValue], ["desired_state", app.desiredState.rawValue],
-                ["crash_reason", cell(app.crashReason?.rawValue)], ["last_crash", cell(app.lastCrash)], ["restarts", cell(app.restarts)],
-                ["records", cell(app.records)], ["lag", cell(app.lag)], ["usage", cell(usage)], ["quota", quota],
-                ["bundle_digest", app.bundleDigest], ["updated_at", cell(app.updatedAt)],
-            ])
+            printTable(
+                ["FIELD", "VALUE"],
+                [
+                    ["name", app.name], ["version", cell(app.version)], ["state", app.state.rawValue], ["desired_state", app.desiredState.rawValue],
+                    ["crash_reason", cell(app.crashReason?.rawValue)], ["last_crash", cell(app.lastCrash)], ["restarts", cell(app.restarts)],
+                    ["records", cell(app.records)], ["lag", cell(app.lag)], ["usage", cell(usage)], ["quota", quota],
+                    ["bundle_digest", app.bundleDigest], ["updated_at", cell(app.updatedAt)],
+                ])
         }
     }
 }
@@ -408,9 +420,11 @@ struct GridCommand: AsyncParsableCommand {
                 if client.json { return printJSON(data) }
                 let grid = try api.decode(Schemas.Grid.self, data)
                 let rows = grid.rows.additionalProperties
-                printTable(["KEY"] + grid.columns.map { $0.uppercased() }, rows.keys.sorted().map { key in
-                    [key] + grid.columns.map { cell(rows[key]?.additionalProperties[$0] ?? nil) }
-                })
+                printTable(
+                    ["KEY"] + grid.columns.map { $0.uppercased() },
+                    rows.keys.sorted().map { key in
+                        [key] + grid.columns.map { cell(rows[key]?.additionalProperties[$0] ?? nil) }
+                    })
             }
         }
     }

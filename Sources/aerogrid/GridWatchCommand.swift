@@ -41,8 +41,10 @@ struct GridWatch: AsyncParsableCommand {
                     guard let message = try? JSONDecoder().decode(StreamMessage.self, from: Data(text.utf8)) else { continue }
                     if message.type == "error" {
                         let code = message.code ?? "error"
-                        throw ClientError(message: "\(message.message ?? "error") (\(code))",
-                                          exitCode: code == "not_found" ? ClientExit.notFound : code == "unauthorized" || code == "forbidden" ? ClientExit.notAllowed : ClientExit.refused)
+                        throw ClientError(
+                            message: "\(message.message ?? "error") (\(code))",
+                            exitCode: code == "not_found"
+                                ? ClientExit.notFound : code == "unauthorized" || code == "forbidden" ? ClientExit.notAllowed : ClientExit.refused)
                     }
                     view.apply(message)
                 }
@@ -94,9 +96,11 @@ final class GridView: @unchecked Sendable {
         // Clear the screen and go home, then the table.
         FileHandle.standardOutput.write(Data("\u{1B}[H\u{1B}[2J".utf8))
         printLine("\(title)  epoch \(epoch)  version \(version)  \(rows.count) rows   (Ctrl-C to stop)")
-        printTable(["KEY"] + columns.map { $0.uppercased() }, rows.keys.sorted().map { key in
-            [key] + columns.map { cell(rows[key]?[$0] ?? nil) }
-        })
+        printTable(
+            ["KEY"] + columns.map { $0.uppercased() },
+            rows.keys.sorted().map { key in
+                [key] + columns.map { cell(rows[key]?[$0] ?? nil) }
+            })
     }
 }
 

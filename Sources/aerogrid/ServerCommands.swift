@@ -32,9 +32,11 @@ struct ServeCommand: AsyncParsableCommand {
 }
 
 /// Opens the store, makes the operator token on a first start, and serves until stopped.
-func runServer(_ configuration: ServerConfiguration, logger: Logger, operatorToken: String?,
-               outOfRangePolicy: OutOfRangePolicy = .fail, afterBootstrap: (Store) async throws -> Void = { _ in },
-               onListening: @escaping @Sendable (String) -> Void = { _ in }) async throws {
+func runServer(
+    _ configuration: ServerConfiguration, logger: Logger, operatorToken: String?,
+    outOfRangePolicy: OutOfRangePolicy = .fail, afterBootstrap: (Store) async throws -> Void = { _ in },
+    onListening: @escaping @Sendable (String) -> Void = { _ in }
+) async throws {
     let data = configuration.dataDirectory
     try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
     // The sandboxed apps (another uid) read their bundles below it.
@@ -121,55 +123,60 @@ struct DevCommand: AsyncParsableCommand {
         let demo = DevDemo(
             api: "http://\(host):\(httpPort)", kafka: kafka.bootstrapServers, rate: noDemo ? 0 : demoRate, logger: logger)
         let shared = DevBlock()
-        try await runServer(configuration, logger: logger, operatorToken: operatorToken, outOfRangePolicy: .resetToEarliest,
-                            afterBootstrap: { store in
-            if try await store.tenant("demo") == nil {
-                tokens.values["demo-admin"] = try await AeroGridServer.createTenant(
-                    "demo", topics: ["orders", "fx-prices", "pixels", "demo.*"], hostUIDs: configuration.hostUIDs, in: store)
-                tokens.values["demo-developer"] = nil
-                tokens.values["demo-viewer"] = nil
-            } else if tokens.values["demo-admin"] == nil {
-                // The tokens file was lost: new tokens for the same tenant (a name is never reused).
-                tokens.values["demo-admin"] = try await AeroGridServer.createToken(tenant: "demo", name: "admin", role: .admin, in: store)
-                tokens.values["demo-developer"] = nil
-                tokens.values["demo-viewer"] = nil
-            }
-            for role in ["developer", "viewer"] where tokens.values["demo-\(role)"] == nil {
-                tokens.values["demo-\(role)"] = try await AeroGridServer.createToken(tenant: "demo", name: role, role: Role(rawValue: role)!, in: store)
-            }
-            try tokens.save()
-            shared.developerToken.withLock { $0 = tokens.values["demo-developer"]! }
-            let ca = "\(directory)/tls/ca.pem"
-            let api = "http://\(host):\(httpPort)"
-            shared.lines.withLock { $0 = [
-                "AeroGrid dev platform is ready",
-                "  console:          https://\(host):\(httpsPort)/   (sign in with a token below; your browser must trust \(ca))",
-                "  API for curl:     \(api)/api/v1",
-                "  Kafka bootstrap:  \(kafka.bootstrapServers)   (kcat -b \(kafka.bootstrapServers) -L)",
-                "  operator token:   \(operatorToken)",
-                "  admin token:      \(tokens.values["demo-admin"]!)   (tenant demo)",
-                "  developer token:  \(tokens.values["demo-developer"]!)   (tenant demo)",
-                "  viewer token:     \(tokens.values["demo-viewer"]!)   (tenant demo)",
-                "  Excel add-in:     https://\(host):\(httpsPort)/excel/manifest.xml   (Excel must trust \(ca); see docs/excel.md)",
-                "  watch a grid:     AEROGRID_SERVER=\(api) AEROGRID_TOKEN=\(tokens.values["demo-viewer"]!) aerogrid grid watch ordersapp product_sum",
-                noDemo ? "  demo:             left out (--no-demo)"
-                    : "  demo:             ordersapp deployed and started; \(demoRate) orders/s into topic orders",
-                rerun ? "  note:             Kafka lives in memory and starts empty: the apps' checkpoints reset, their grids start over" : nil,
-                "  tokens are kept in \(tokens.path); Ctrl-C stops everything",
-            ].compactMap { $0 } }
-        }, onListening: { url in
-            // Once both listeners answer (they start concurrently): the demo, then the block
-            // (it names both ports and says the demo is there).
-            let both = shared.listening.withLock { listening in
-                listening.insert(url)
-                return listening.count == 2
-            }
-            guard both else { return }
-            Task {
-                await demo.start(developerToken: shared.developerToken.withLock { $0 })
-                for line in shared.lines.withLock({ $0 }) { printLine(line) }
-            }
-        })
+        try await runServer(
+            configuration, logger: logger, operatorToken: operatorToken, outOfRangePolicy: .resetToEarliest,
+            afterBootstrap: { store in
+                if try await store.tenant("demo") == nil {
+                    tokens.values["demo-admin"] = try await AeroGridServer.createTenant(
+                        "demo", topics: ["orders", "fx-prices", "pixels", "demo.*"], hostUIDs: configuration.hostUIDs, in: store)
+                    tokens.values["demo-developer"] = nil
+                    tokens.values["demo-viewer"] = nil
+                } else if tokens.values["demo-admin"] == nil {
+                    // The tokens file was lost: new tokens for the same tenant (a name is never reused).
+                    tokens.values["demo-admin"] = try await AeroGridServer.createToken(tenant: "demo", name: "admin", role: .admin, in: store)
+                    tokens.values["demo-developer"] = nil
+                    tokens.values["demo-viewer"] = nil
+                }
+                for role in ["developer", "viewer"] where tokens.values["demo-\(role)"] == nil {
+                    tokens.values["demo-\(role)"] = try await AeroGridServer.createToken(tenant: "demo", name: role, role: Role(rawValue: role)!, in: store)
+                }
+                try tokens.save()
+                shared.developerToken.withLock { $0 = tokens.values["demo-developer"]! }
+                let ca = "\(directory)/tls/ca.pem"
+                let api = "http://\(host):\(httpPort)"
+                shared.lines.withLock {
+                    $0 = [
+                        "AeroGrid dev platform is ready",
+                        "  console:          https://\(host):\(httpsPort)/   (sign in with a token below; your browser must trust \(ca))",
+                        "  API for curl:     \(api)/api/v1",
+                        "  Kafka bootstrap:  \(kafka.bootstrapServers)   (kcat -b \(kafka.bootstrapServers) -L)",
+                        "  operator token:   \(operatorToken)",
+                        "  admin token:      \(tokens.values["demo-admin"]!)   (tenant demo)",
+                        "  developer token:  \(tokens.values["demo-developer"]!)   (tenant demo)",
+                        "  viewer token:     \(tokens.values["demo-viewer"]!)   (tenant demo)",
+                        "  Excel add-in:     https://\(host):\(httpsPort)/excel/manifest.xml   (Excel must trust \(ca); see docs/excel.md)",
+                        "  watch a grid:     AEROGRID_SERVER=\(api) AEROGRID_TOKEN=\(tokens.values["demo-viewer"]!) aerogrid grid watch ordersapp product_sum",
+                        noDemo
+                            ? "  demo:             left out (--no-demo)"
+                            : "  demo:             ordersapp deployed and started; \(demoRate) orders/s into topic orders",
+                        rerun ? "  note:             Kafka lives in memory and starts empty: the apps' checkpoints reset, their grids start over" : nil,
+                        "  tokens are kept in \(tokens.path); Ctrl-C stops everything",
+                    ].compactMap { $0 }
+                }
+            },
+            onListening: { url in
+                // Once both listeners answer (they start concurrently): the demo, then the block
+                // (it names both ports and says the demo is there).
+                let both = shared.listening.withLock { listening in
+                    listening.insert(url)
+                    return listening.count == 2
+                }
+                guard both else { return }
+                Task {
+                    await demo.start(developerToken: shared.developerToken.withLock { $0 })
+                    for line in shared.lines.withLock({ $0 }) { printLine(line) }
+                }
+            })
         await demo.stop()
         withExtendedLifetime(kafka) {}
     }
@@ -216,8 +223,10 @@ final class DevDemo: Sendable {
             logger.error("the demo producer could not start: \(error)")
             return
         }
-        let products = ["Widget", "Gadget", "Gizmo", "Sprocket", "Doohickey", "Thingamajig", "Flux Capacitor",
-                        "Left-handed Spanner", "Cable Organizer", "How to Win Friends"]
+        let products = [
+            "Widget", "Gadget", "Gizmo", "Sprocket", "Doohickey", "Thingamajig", "Flux Capacitor",
+            "Left-handed Spanner", "Cable Organizer", "How to Win Friends",
+        ]
         let interval = Duration.nanoseconds(1_000_000_000 / Int64(rate))
         producing.withLock {
             $0 = Task { [logger] in
@@ -281,11 +290,17 @@ enum DevCertificates {
         let names = host == "127.0.0.1" || host == "localhost" ? "DNS:localhost,IP:127.0.0.1" : "DNS:localhost,IP:127.0.0.1,IP:\(host)"
         try "subjectAltName=\(names)\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
             .write(toFile: "\(directory)/server.ext", atomically: true, encoding: .utf8)
-        try openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "825",
-                     "-subj", "/CN=AeroGrid development CA"], in: directory)
+        try openssl(
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "825",
+                "-subj", "/CN=AeroGrid development CA",
+            ], in: directory)
         try openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"], in: directory)
-        try openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem",
-                     "-days", "825", "-extfile", "server.ext"], in: directory)
+        try openssl(
+            [
+                "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem",
+                "-days", "825", "-extfile", "server.ext",
+            ], in: directory)
         return tls
     }
 
@@ -311,10 +326,12 @@ enum DevCertificates {
 /// The web console at `/`, the Excel add-in at `/excel/` and the stream client both load at
 /// `/shared/`, from the installation.
 enum WebSites {
-    static let consolePolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    static let consolePolicy =
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
         + "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     /// Office hosts frame the add-in and it loads Office.js from Microsoft's CDN.
-    static let excelPolicy = "default-src 'self'; script-src 'self' https://appsforoffice.microsoft.com; "
+    static let excelPolicy =
+        "default-src 'self'; script-src 'self' https://appsforoffice.microsoft.com; "
         + "style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; connect-src 'self' https://appsforoffice.microsoft.com; "
         + "object-src 'none'; base-uri 'none'; "
         + "frame-ancestors 'self' https://*.office.com https://*.office365.com https://*.officeapps.live.com https://*.microsoft.com"

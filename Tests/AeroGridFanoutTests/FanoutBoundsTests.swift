@@ -1,16 +1,18 @@
 import AeroGridCore
-@testable import AeroGridFanout
 import AeroGridRuntime
 import Synchronization
 import Testing
+
+@testable import AeroGridFanout
 
 /// What a viewer can make the fan-out do: subscriptions cost nothing while their grid does
 /// not change, a tenant holds at most its quota of them, and replies a client does not read
 /// are bounded in bytes.
 @Suite struct FanoutBoundsTests {
     private func connection(sent: Sent = Sent(), disconnected: Sent = Sent(), tenantID: String = "ten_a") -> StreamConnection {
-        StreamConnection(tenant: "a", tenantID: tenantID, send: { message in sent.add(message.count) },
-                         disconnect: { _ in disconnected.add(1) })
+        StreamConnection(
+            tenant: "a", tenantID: tenantID, send: { message in sent.add(message.count) },
+            disconnect: { _ in disconnected.add(1) })
     }
 
     /// Before, each (rate, filter) group woke 50 times a second whether or not its grid
@@ -55,7 +57,10 @@ import Testing
         for round in 0..<100 {
             var batch = GridState.Batch()
             batch.updates = (0..<50).map { index in
-                ("g", .string(String(repeating: "k", count: 1_000) + "\(index)"), Dictionary(uniqueKeysWithValues: columns.map { ($0, GridValue.int(Int64(round))) }))
+                (
+                    "g", .string(String(repeating: "k", count: 1_000) + "\(index)"),
+                    Dictionary(uniqueKeysWithValues: columns.map { ($0, GridValue.int(Int64(round))) })
+                )
             }
             grids.apply(batch)
         }
@@ -70,7 +75,8 @@ import Testing
 
     @Test func aTenantHoldsAtMostItsQuotaOfSubscriptions() throws {
         let hub = FanoutHub { _, _ in nil }
-        let first = connection(), second = connection()
+        let first = connection()
+        let second = connection()
         for index in 0..<6 { try hub.subscribe(first, id: "s\(index)", app: "app", grid: "g", filter: .init(), rate: 4, tenantLimit: 10) }
         for index in 0..<4 { try hub.subscribe(second, id: "s\(index)", app: "app", grid: "g", filter: .init(), rate: 4, tenantLimit: 10) }
         #expect(throws: FanoutHub.SubscribeError.overQuota(limit: 10)) {
@@ -90,9 +96,11 @@ import Testing
     /// waited per connection.
     @Test func repliesAClientDoesNotReadAreBoundedInBytes() async throws {
         let disconnected = Sent()
-        let stuck = StreamConnection(tenant: "a", tenantID: "ten_a", send: { _ in
-            try await Task.sleep(for: .seconds(3600))  // the client never reads
-        }, disconnect: { _ in disconnected.add(1) })
+        let stuck = StreamConnection(
+            tenant: "a", tenantID: "ten_a",
+            send: { _ in
+                try await Task.sleep(for: .seconds(3600))  // the client never reads
+            }, disconnect: { _ in disconnected.add(1) })
         let writer = Task { await stuck.run() }
         defer { writer.cancel() }
         let reply = [UInt8](repeating: UInt8(ascii: "x"), count: 4 << 10)

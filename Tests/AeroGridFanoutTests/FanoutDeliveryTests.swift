@@ -132,15 +132,18 @@ final class ClientCopy: Sendable {
     var epoch: Int64 { copy.withLock { $0.epoch } }
 
     func connection() -> StreamConnection {
-        StreamConnection(tenant: "a", tenantID: "ten_a", send: { [self] bytes in
-            if writeTime > .zero { try await Task.sleep(for: writeTime) }
-            receive(bytes)
-        }, disconnect: { _ in })
+        StreamConnection(
+            tenant: "a", tenantID: "ten_a",
+            send: { [self] bytes in
+                if writeTime > .zero { try await Task.sleep(for: writeTime) }
+                receive(bytes)
+            }, disconnect: { _ in })
     }
 
     private func receive(_ bytes: [UInt8]) {
         guard let message = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-              let type = message["type"] as? String else { return }
+            let type = message["type"] as? String
+        else { return }
         copy.withLock { copy in
             copy.types.append(type)
             guard type == "snapshot" || type == "delta" else { return }

@@ -31,7 +31,10 @@ struct KafkaConsumerGroupTests {
             let produced = Shared(0)
             let producing = Task {
                 while !stop.value {
-                    let n = produced.with { $0 += 1; return $0 }
+                    let n = produced.with {
+                        $0 += 1
+                        return $0
+                    }
                     try await producer.enqueue(topic: "events", partition: Int32(n % 4), key: nil, value: Array("\(n)".utf8))
                     try await Task.sleep(for: .milliseconds(2))
                 }
@@ -49,10 +52,11 @@ struct KafkaConsumerGroupTests {
             let consumingB = Task { try await Self.consume(b, name: "B", log: log, until: stopB) }
             #expect(await eventually(timeout: .seconds(40)) { !(log.value.holders["B"] ?? []).isEmpty }, "B receives partitions")
             #expect(await eventually(timeout: .seconds(10)) { log.value.delivered.values.reduce(0) { $0 + $1.count } > 0 })
-            #expect(await eventually(timeout: .seconds(20)) {
-                let holders = log.value.holders
-                return (holders["A"] ?? []).union(holders["B"] ?? []) == partitions
-            }, "A and B together hold every partition")
+            #expect(
+                await eventually(timeout: .seconds(20)) {
+                    let holders = log.value.holders
+                    return (holders["A"] ?? []).union(holders["B"] ?? []) == partitions
+                }, "A and B together hold every partition")
 
             stopB.with { $0 = true }
             try await consumingB.value
@@ -86,8 +90,9 @@ struct KafkaConsumerGroupTests {
             #expect(final.holdings.count >= 9, "A, then A and B, then A again held partitions")
             for holding in final.holdings where !holding.offsets.isEmpty {
                 let start = holding.committed ?? 0
-                #expect(holding.offsets == Array(start..<start + Int64(holding.offsets.count)),
-                        "\(holding.member) on \(holding.partition) starts at \(start) and continues in order")
+                #expect(
+                    holding.offsets == Array(start..<start + Int64(holding.offsets.count)),
+                    "\(holding.member) on \(holding.partition) starts at \(start) and continues in order")
             }
         }
     }

@@ -1,13 +1,15 @@
 import AeroGridCore
 import AeroGridIPC
-@testable import AeroGridRuntime
 import AeroGridStore
 import Testing
 
+@testable import AeroGridRuntime
+
 @Suite struct BatchSinkTests {
     func record(_ offset: Int64, partition: Int32 = 0, bytes: Int = 10, headers: Int = 0) -> KafkaRecord {
-        KafkaRecord(topic: "t", partition: partition, offset: offset, timestamp: nil, key: nil,
-                       value: [UInt8](repeating: 1, count: bytes), headers: (0..<headers).map { KafkaHeader("h\($0)", nil) })
+        KafkaRecord(
+            topic: "t", partition: partition, offset: offset, timestamp: nil, key: nil,
+            value: [UInt8](repeating: 1, count: bytes), headers: (0..<headers).map { KafkaHeader("h\($0)", nil) })
     }
 
     @Test func aFrameStaysUnderItsBudgetAndTheRestWaitsInOrder() throws {

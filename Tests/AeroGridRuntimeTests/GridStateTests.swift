@@ -16,8 +16,10 @@ import Testing
     @Test func aBatchChangesRowsVersionsAndOffsetsTogether() {
         let state = GridState()
         state.declare([("sums", ["units"])])
-        state.apply(batch([("sums", .string("a"), ["units": .int(1)]), ("sums", .string("b"), ["units": .int(2)])],
-                          offsets: [("orders", 0, 10)], records: 10))
+        state.apply(
+            batch(
+                [("sums", .string("a"), ["units": .int(1)]), ("sums", .string("b"), ["units": .int(2)])],
+                offsets: [("orders", 0, 10)], records: 10))
         state.apply(batch([("sums", .string("a"), nil)], offsets: [("orders", 0, 12), ("orders", 1, 3)], records: 5))
         let snapshot = state.snapshot("sums")
         #expect(snapshot?.grid.rows == [.string("b"): ["units": .int(2)]])

@@ -1,12 +1,13 @@
 import AeroGridCore
 import AeroGridIPC
 import AeroGridKafka
-@testable import AeroGridRuntime
 import AeroGridStore
 import Foundation
 import Logging
 import Synchronization
 import Testing
+
+@testable import AeroGridRuntime
 
 /// What one app can make the supervisor hold is bounded in bytes: its log lines, the lines
 /// passed on to the supervisor's own log, the frames it sends for a batch before confirming
@@ -51,9 +52,18 @@ import Testing
 final class ForwardedBytes: LogHandler, Sendable {
     private let total = Mutex(0)
     var bytes: Int { total.withLock { $0 } }
-    var metadata: Logger.Metadata { get { [:] } set {} }
-    var logLevel: Logger.Level { get { .trace } set {} }
-    subscript(metadataKey _: String) -> Logger.Metadata.Value? { get { nil } set {} }
+    var metadata: Logger.Metadata {
+        get { [:] }
+        set {}
+    }
+    var logLevel: Logger.Level {
+        get { .trace }
+        set {}
+    }
+    subscript(metadataKey _: String) -> Logger.Metadata.Value? {
+        get { nil }
+        set {}
+    }
     func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
         total.withLock { $0 += message.description.utf8.count }
     }
@@ -65,13 +75,15 @@ final class ForwardedBytes: LogHandler, Sendable {
     }
 
     private func session(limits: AppLimits, over: Detail) -> AppSession {
-        AppSession(grids: GridState(), log: AppLog(limits: AppLog.Limits(), logger: runtimeLogger), limits: limits,
-                   onQuotaExceeded: { detail in over.text.withLock { $0 = detail } }, onRecordErrors: { _, _ in }, onProduce: { _ in })
+        AppSession(
+            grids: GridState(), log: AppLog(limits: AppLog.Limits(), logger: runtimeLogger), limits: limits,
+            onQuotaExceeded: { detail in over.text.withLock { $0 = detail } }, onRecordErrors: { _, _ in }, onProduce: { _ in })
     }
 
     private func hello(grids: [Hello.Grid]) -> Hello {
-        Hello(protocolVersion: "1.0", sdk: "test", app: "hoarder", topics: [], grids: grids,
-              streams: [Hello.Stream(name: "s", topic: "orders")], produces: [])
+        Hello(
+            protocolVersion: "1.0", sdk: "test", app: "hoarder", topics: [], grids: grids,
+            streams: [Hello.Stream(name: "s", topic: "orders")], produces: [])
     }
 
     /// The frames for one batch are held until its batch-done: 8 MiB grid-updates stop the
@@ -174,15 +186,18 @@ struct RawProtocolAppTests {
         try await Orders.random(10).produce(to: kafka)
         let (store, path) = try makeStore()
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let code = try rawApp("hoarder", grids: #"[{"name": "g", "columns": ["c"]}]"#, body: """
-            big = 'x' * (8 << 20)
-            for i in range(100):
-                send(2, json.dumps({"grid": "g", "key": "k%d" % i, "row": {"c": big}}).encode())
-                send(0x20, b'')
-                time.sleep(0.2)
-            """)
-        let runner = AppRunner(spec: makeSpec(name: "hoarder", bundle: try makeBundle(name: "hoarder", code: code), kafka: kafka),
-                               store: store, logger: runtimeLogger)
+        let code = try rawApp(
+            "hoarder", grids: #"[{"name": "g", "columns": ["c"]}]"#,
+            body: """
+                big = 'x' * (8 << 20)
+                for i in range(100):
+                    send(2, json.dumps({"grid": "g", "key": "k%d" % i, "row": {"c": big}}).encode())
+                    send(0x20, b'')
+                    time.sleep(0.2)
+                """)
+        let runner = AppRunner(
+            spec: makeSpec(name: "hoarder", bundle: try makeBundle(name: "hoarder", code: code), kafka: kafka),
+            store: store, logger: runtimeLogger)
         let before = residentBytes()
         let stop = start(runner)
         var peak = before
@@ -207,8 +222,10 @@ struct RawProtocolAppTests {
         let (store, path) = try makeStore()
         defer { try? FileManager.default.removeItem(atPath: path) }
         let grids = "[" + (0..<10_000).map { #"{"name": "g\#($0)", "columns": ["c"]}"# }.joined(separator: ",") + "]"
-        let runner = AppRunner(spec: makeSpec(name: "declarer", bundle: try makeBundle(name: "declarer", code: try rawApp("declarer", grids: grids, body: "pass")),
-                                              kafka: kafka), store: store, logger: runtimeLogger)
+        let runner = AppRunner(
+            spec: makeSpec(
+                name: "declarer", bundle: try makeBundle(name: "declarer", code: try rawApp("declarer", grids: grids, body: "pass")),
+                kafka: kafka), store: store, logger: runtimeLogger)
         let stop = start(runner)
         try await waitFor("hello to be refused", timeout: .seconds(30)) { runner.status.lifecycle.lastCrash != nil }
         try await stop()

@@ -14,15 +14,18 @@ import Testing
         return section.components(separatedBy: "```").enumerated().filter { $0.offset % 2 == 1 }.map { block in
             block.element.split(separator: "\n").flatMap { line in
                 // Hex pairs at the start of a line, up to the explanation.
-                line.split(separator: " ", omittingEmptySubsequences: true).prefix { $0.count == 2 && UInt8($0, radix: 16) != nil }.map { UInt8($0, radix: 16)! }
+                line.split(separator: " ", omittingEmptySubsequences: true).prefix { $0.count == 2 && UInt8($0, radix: 16) != nil }.map {
+                    UInt8($0, radix: 16)!
+                }
             }
         }
     }()
 
     @Test func aRecordsFrameIsByteForByteTheDocumentsExample() throws {
         var builder = RecordsFrameBuilder()
-        builder.append(topic: "orders", partition: 3, offset: 42, timestamp: 1_700_000_000_000,
-                       key: Array("o-1".utf8), value: Array(#"{"product":"Widget","quantity":3}"#.utf8))
+        builder.append(
+            topic: "orders", partition: 3, offset: 42, timestamp: 1_700_000_000_000,
+            key: Array("o-1".utf8), value: Array(#"{"product":"Widget","quantity":3}"#.utf8))
         let frame = builder.frame(batchID: 7)
         #expect(frame.count == 95)
         #expect(frame == Self.workedExamples[0])
@@ -32,11 +35,13 @@ import Testing
         var decoder = FrameDecoder()
         decoder.append(Self.workedExamples[1] + Self.workedExamples[2])
         let first = try #require(try decoder.next())
-        #expect(try AppFrame.decode(type: first.type, payload: first.payload)
-            == .gridUpdate(GridUpdate(grid: "product_sum", key: .string("Widget"), row: ["units_sold": .int(3)])))
+        #expect(
+            try AppFrame.decode(type: first.type, payload: first.payload)
+                == .gridUpdate(GridUpdate(grid: "product_sum", key: .string("Widget"), row: ["units_sold": .int(3)])))
         let second = try #require(try decoder.next())
-        #expect(try AppFrame.decode(type: second.type, payload: second.payload)
-            == .batchDone(BatchDone(batchID: 7, records: 1, errors: 0, updates: 1, produced: 0)))
+        #expect(
+            try AppFrame.decode(type: second.type, payload: second.payload)
+                == .batchDone(BatchDone(batchID: 7, records: 1, errors: 0, updates: 1, produced: 0)))
         #expect(try decoder.next() == nil)
     }
 

@@ -21,23 +21,28 @@ struct RuntimeFailureTests {
         try await orders.produce(to: kafka)
         let (store, path) = try makeStore()
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let runner = AppRunner(spec: makeSpec(name: "ordersapp", bundle: try makeBundle(name: "ordersapp", code: seedApp), kafka: kafka), store: store, logger: runtimeLogger)
+        let runner = AppRunner(
+            spec: makeSpec(name: "ordersapp", bundle: try makeBundle(name: "ordersapp", code: seedApp), kafka: kafka), store: store, logger: runtimeLogger)
         let stop = start(runner)
         try await waitFor("all records applied") { runner.grids.appliedRecords == orders.records.count }
         try await stop()
         #expect(unitsSold(runner) == orders.sums)
         #expect(runner.status.failedRecords == 3)
 
-        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(kafka: KafkaConfiguration(bootstrapServers: kafka.bootstrapServers)), logger: runtimeLogger)
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(kafka: KafkaConfiguration(bootstrapServers: kafka.bootstrapServers)), logger: runtimeLogger)
         let partitions = try await consumer.metadata().topics.first { $0.name == runner.deadLetterTopic }?.partitions ?? []
-        try await consumer.assign(Dictionary(uniqueKeysWithValues: partitions.map { (TopicPartition(runner.deadLetterTopic, $0.id), KafkaStartOffset.beginning) }))
+        try await consumer.assign(
+            Dictionary(uniqueKeysWithValues: partitions.map { (TopicPartition(runner.deadLetterTopic, $0.id), KafkaStartOffset.beginning) }))
         var letters: [KafkaRecord] = []
         let deadline = ContinuousClock.now + .seconds(10)
         while letters.count < 3 && ContinuousClock.now < deadline {
             letters += try await consumer.poll().messages
         }
         await consumer.close()
-        let messages = letters.compactMap { letter in letter.headers.first { $0.name == "aerogrid.error.message" }?.value.map { String(decoding: $0, as: UTF8.self) } }
+        let messages = letters.compactMap { letter in
+            letter.headers.first { $0.name == "aerogrid.error.message" }?.value.map { String(decoding: $0, as: UTF8.self) }
+        }
         #expect(letters.count == 3)
         #expect(messages.contains { $0.contains("invalid JSON") })
         #expect(messages.contains { $0 == "Order.quantity: missing required field" })
@@ -55,7 +60,10 @@ struct RuntimeFailureTests {
         try await orders.produce(to: kafka)
         let (store, path) = try makeStore()
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let runner = AppRunner(spec: makeSpec(name: "picky", bundle: try makeBundle(name: "picky", code: picky.replacingOccurrences(of: "'ordersapp'", with: "'picky'")), kafka: kafka), store: store, logger: runtimeLogger)
+        let runner = AppRunner(
+            spec: makeSpec(
+                name: "picky", bundle: try makeBundle(name: "picky", code: picky.replacingOccurrences(of: "'ordersapp'", with: "'picky'")), kafka: kafka),
+            store: store, logger: runtimeLogger)
         let stop = start(runner)
         try await waitFor("all records applied") { runner.grids.appliedRecords == orders.records.count }
         try await stop()
@@ -100,7 +108,9 @@ struct RuntimeFailureTests {
         defer { try? FileManager.default.removeItem(atPath: path) }
 
         // Alone first, for the throughput to compare with.
-        let alone = AppRunner(spec: makeSpec(name: "ordersapp", bundle: try makeBundle(name: "ordersapp", code: seedApp), kafka: kafka, tenant: "alone"), store: store, logger: runtimeLogger)
+        let alone = AppRunner(
+            spec: makeSpec(name: "ordersapp", bundle: try makeBundle(name: "ordersapp", code: seedApp), kafka: kafka, tenant: "alone"), store: store,
+            logger: runtimeLogger)
         let aloneStarted = ContinuousClock.now
         let stopAlone = start(alone)
         try await waitFor("the app alone") { alone.grids.appliedRecords == orders.records.count }
@@ -115,9 +125,13 @@ struct RuntimeFailureTests {
             while True:
                 s.sendall(frame)
             """
-        let flooder = AppRunner(spec: makeSpec(name: "flooder", bundle: try makeBundle(name: "flooder", code: flood), kafka: kafka,
-                                               limits: AppLimits(framesPerSecond: 50_000)), store: store, logger: runtimeLogger)
-        let neighbour = AppRunner(spec: makeSpec(name: "ordersapp", bundle: try makeBundle(name: "ordersapp", code: seedApp), kafka: kafka, tenant: "neighbour"), store: store, logger: runtimeLogger)
+        let flooder = AppRunner(
+            spec: makeSpec(
+                name: "flooder", bundle: try makeBundle(name: "flooder", code: flood), kafka: kafka,
+                limits: AppLimits(framesPerSecond: 50_000)), store: store, logger: runtimeLogger)
+        let neighbour = AppRunner(
+            spec: makeSpec(name: "ordersapp", bundle: try makeBundle(name: "ordersapp", code: seedApp), kafka: kafka, tenant: "neighbour"), store: store,
+            logger: runtimeLogger)
         let stopFlooder = start(flooder)
         try await waitFor("the flooder's first violation", timeout: .seconds(20)) { flooder.status.lifecycle.lastCrash != nil }
         let started = ContinuousClock.now
@@ -144,13 +158,19 @@ struct RuntimeFailureTests {
         try await orders.produce(to: kafka)
         let (store, path) = try makeStore()
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let chatty = "import sys\nline = 'x' * 1023 + '\\n'\nfor _ in range(102400):\n    sys.stdout.write(line)\nsys.stdout.flush()\n" + seedApp.replacingOccurrences(of: "'ordersapp'", with: "'chatty'")
+        let chatty =
+            "import sys\nline = 'x' * 1023 + '\\n'\nfor _ in range(102400):\n    sys.stdout.write(line)\nsys.stdout.flush()\n"
+            + seedApp.replacingOccurrences(of: "'ordersapp'", with: "'chatty'")
         // Read at 64 MiB and 1,000,000 lines a second here (the defaults, 1 MiB and 1,000 lines,
         // are tested below): this is about what is kept.
-        let runner = AppRunner(spec: makeSpec(name: "chatty", bundle: try makeBundle(name: "chatty", code: chatty), kafka: kafka,
-                                              limits: AppLimits(log: AppLog.Limits(lines: 500, forwardLinesPerSecond: 50, outputBytesPerSecond: 64 << 20,
-                                                                                   linesPerSecond: 1_000_000))),
-                               store: store, logger: runtimeLogger)
+        let runner = AppRunner(
+            spec: makeSpec(
+                name: "chatty", bundle: try makeBundle(name: "chatty", code: chatty), kafka: kafka,
+                limits: AppLimits(
+                    log: AppLog.Limits(
+                        lines: 500, forwardLinesPerSecond: 50, outputBytesPerSecond: 64 << 20,
+                        linesPerSecond: 1_000_000))),
+            store: store, logger: runtimeLogger)
         let residentBefore = residentBytes()
         let stop = start(runner)
         try await waitFor("100 MB of output and every record", timeout: .seconds(120)) {
@@ -173,11 +193,14 @@ struct RuntimeFailureTests {
         try await orders.produce(to: kafka)
         let (store, path) = try makeStore()
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let chatty = "import sys\nline = 'y' * 1023 + '\\n'\nfor _ in range(2048):\n    sys.stdout.write(line)\nsys.stdout.flush()\n"
+        let chatty =
+            "import sys\nline = 'y' * 1023 + '\\n'\nfor _ in range(2048):\n    sys.stdout.write(line)\nsys.stdout.flush()\n"
             + seedApp.replacingOccurrences(of: "'ordersapp'", with: "'paced'")
-        let runner = AppRunner(spec: makeSpec(name: "paced", bundle: try makeBundle(name: "paced", code: chatty), kafka: kafka,
-                                              limits: AppLimits(log: AppLog.Limits(outputBytesPerSecond: 256 << 10, linesPerSecond: 1_000_000))),
-                               store: store, logger: runtimeLogger)
+        let runner = AppRunner(
+            spec: makeSpec(
+                name: "paced", bundle: try makeBundle(name: "paced", code: chatty), kafka: kafka,
+                limits: AppLimits(log: AppLog.Limits(outputBytesPerSecond: 256 << 10, linesPerSecond: 1_000_000))),
+            store: store, logger: runtimeLogger)
         let stop = start(runner)
         try await waitFor("the first lines", timeout: .seconds(30)) { runner.log.totalLines > 0 }
         let first = ContinuousClock.now
@@ -202,8 +225,10 @@ struct RuntimeFailureTests {
         let (store, path) = try makeStore()
         defer { try? FileManager.default.removeItem(atPath: path) }
         let empty = "import os\nwhile True:\n    os.write(1, b'\\n' * 65536)\n"
-        let runner = AppRunner(spec: makeSpec(name: "empty", bundle: try makeBundle(name: "empty", code: empty), kafka: kafka,
-                                              limits: AppLimits(log: AppLog.Limits(linesPerSecond: 500))), store: store, logger: runtimeLogger)
+        let runner = AppRunner(
+            spec: makeSpec(
+                name: "empty", bundle: try makeBundle(name: "empty", code: empty), kafka: kafka,
+                limits: AppLimits(log: AppLog.Limits(linesPerSecond: 500))), store: store, logger: runtimeLogger)
         let stop = start(runner)
         try await waitFor("the first lines", timeout: .seconds(30)) { runner.log.totalLines > 0 }
         try await Task.sleep(for: .seconds(3))
@@ -222,8 +247,10 @@ struct RuntimeFailureTests {
         try await orders.produce(to: kafka)
         let (store, path) = try makeStore()
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let runner = AppRunner(spec: makeSpec(name: "ordersapp", bundle: try makeBundle(name: "ordersapp", code: seedApp), kafka: kafka,
-                                              limits: AppLimits(gridRows: 100)), store: store, logger: runtimeLogger)
+        let runner = AppRunner(
+            spec: makeSpec(
+                name: "ordersapp", bundle: try makeBundle(name: "ordersapp", code: seedApp), kafka: kafka,
+                limits: AppLimits(gridRows: 100)), store: store, logger: runtimeLogger)
         let stop = start(runner)
         try await waitFor("the quota to stop it", timeout: .seconds(30)) { runner.status.lifecycle.lastCrash != nil }
         try await stop()
@@ -265,7 +292,8 @@ struct RuntimeFailureTests {
         #expect(detail.contains("out of range") && detail.contains("policy: fail"))
         #expect(failing.grids.appliedRecords == 0)
 
-        let resetting = AppRunner(spec: makeSpec(name: "ordersapp", bundle: bundle, kafka: second, outOfRange: .resetToEarliest), store: store, logger: runtimeLogger)
+        let resetting = AppRunner(
+            spec: makeSpec(name: "ordersapp", bundle: bundle, kafka: second, outOfRange: .resetToEarliest), store: store, logger: runtimeLogger)
         let stopResetting = start(resetting)
         try await waitFor("the reset") { resetting.grids.appliedRecords == 50 }
         try await stopResetting()
@@ -302,14 +330,17 @@ struct HostileAppTests {
         """
     }
 
-    static let hello = #"{"protocol": "1.0", "sdk": "raw", "app": "raw", "topics": [{"name": "orders", "key_type": "str", "value_type": "str"}], "grids": [{"name": "g", "columns": ["c"]}, {"name": "g", "columns": ["d"]}], "streams": [{"name": "s", "topic": "orders"}], "produces": []}"#
+    static let hello =
+        #"{"protocol": "1.0", "sdk": "raw", "app": "raw", "topics": [{"name": "orders", "key_type": "str", "value_type": "str"}], "grids": [{"name": "g", "columns": ["c"]}, {"name": "g", "columns": ["d"]}], "streams": [{"name": "s", "topic": "orders"}], "produces": []}"#
 
     @Test func aHelloDeclaringAGridTwiceIsAViolationNotACrash() async throws {
         let kafka = try EmbeddedKafka(logger: runtimeLogger)
         try kafka.createTopic("orders", partitions: 1)
         let (store, path) = try makeStore()
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let runner = AppRunner(spec: makeSpec(name: "raw", bundle: try makeBundle(name: "raw", code: rawApp(hello: Self.hello)), kafka: kafka), store: store, logger: runtimeLogger)
+        let runner = AppRunner(
+            spec: makeSpec(name: "raw", bundle: try makeBundle(name: "raw", code: rawApp(hello: Self.hello)), kafka: kafka), store: store, logger: runtimeLogger
+        )
         let stop = start(runner)
         try await waitFor("the violation") { runner.status.lifecycle.lastCrash != nil }
         try await stop()
@@ -323,7 +354,9 @@ struct HostileAppTests {
         defer { try? FileManager.default.removeItem(atPath: path) }
         let hello = Self.hello.replacingOccurrences(of: #", {"name": "g", "columns": ["d"]}"#, with: "")
         let flood = #"frame(2, json.dumps({"grid": "g", "key": "k", "row": {"c": 1}}).encode()) * 1000"#
-        let runner = AppRunner(spec: makeSpec(name: "raw", bundle: try makeBundle(name: "raw", code: rawApp(hello: hello, frames: flood)), kafka: kafka), store: store, logger: runtimeLogger)
+        let runner = AppRunner(
+            spec: makeSpec(name: "raw", bundle: try makeBundle(name: "raw", code: rawApp(hello: hello, frames: flood)), kafka: kafka), store: store,
+            logger: runtimeLogger)
         let stop = start(runner)
         try await waitFor("the violation") { runner.status.lifecycle.lastCrash != nil }
         try await stop()

@@ -39,8 +39,10 @@ func makeStore() throws -> (Store, String) {
     return (try Store(path: path), path)
 }
 
-func makeSpec(name: String, bundle: String, kafka: EmbeddedKafka, tenant: String = "tests",
-              limits: AppLimits = AppLimits(), outOfRange: OutOfRangePolicy = .fail) -> AppSpec {
+func makeSpec(
+    name: String, bundle: String, kafka: EmbeddedKafka, tenant: String = "tests",
+    limits: AppLimits = AppLimits(), outOfRange: OutOfRangePolicy = .fail
+) -> AppSpec {
     AppSpec(
         tenant: tenant, name: name, bundle: bundle, sdkPath: "\(repositoryRoot)/python", profile: pythonProfile,
         kafka: KafkaConfiguration(bootstrapServers: kafka.bootstrapServers), checkpointInterval: .milliseconds(200),

@@ -1,6 +1,7 @@
-@testable import AeroGridSandbox
 import Glibc
 import Testing
+
+@testable import AeroGridSandbox
 
 @Suite struct HostCommandTests {
     /// A busy supervisor holds descriptors that are not all close-on-exec (sockets of

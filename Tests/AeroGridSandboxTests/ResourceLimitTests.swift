@@ -30,7 +30,8 @@ extension SandboxSuite {
             try await Task.sleep(for: .seconds(5))
             let after = try #require(process.usage())
             let elapsed = ContinuousClock.now - clock
-            let share = Double(after.cpuNanoseconds - before.cpuNanoseconds) / (Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9)
+            let share =
+                Double(after.cpuNanoseconds - before.cpuNanoseconds) / (Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9)
             #expect(share > 0.4 && share < 0.6, "CPU share \(share) over 5 s, from cpuacct")
             #expect(after.throttledPeriods > 0, "nr_throttled")
             process.kill()
@@ -84,7 +85,9 @@ extension SandboxSuite {
             let directory = try makeSetuidCopy()
             defer { try? FileManager.default.removeItem(atPath: directory) }
             // On the host an unprivileged user gains euid 0 through the setuid copy.
-            let onHost = try shell(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "\(directory)/probe", "setuid-exec", "\(directory)/probe-suid"])
+            let onHost = try shell([
+                "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "\(directory)/probe", "setuid-exec", "\(directory)/probe-suid",
+            ])
             #expect(onHost.contains("euid=0"), "\(onHost)")
             var spec = probeSpec(["\(directory)/probe", "setuid-exec", "\(directory)/probe-suid"])
             spec.readOnlyPaths.append(directory)

@@ -29,8 +29,10 @@ let hostPython: (executable: String, prefix: String) = {
 }()
 
 /// A sandbox like an app's: python.json's filter and the given limits.
-func probeSpec(_ command: [String], limits: CgroupLimits = CgroupLimits(memoryBytes: 64 << 20, pids: 32),
-               cgroup: String = "probe", tmp: UInt64 = 8 << 20) -> SandboxSpec {
+func probeSpec(
+    _ command: [String], limits: CgroupLimits = CgroupLimits(memoryBytes: 64 << 20, pids: 32),
+    cgroup: String = "probe", tmp: UInt64 = 8 << 20
+) -> SandboxSpec {
     SandboxSpec(
         command: command, filter: pythonFilter, limits: limits, openFiles: 64, maxFileBytes: 1 << 20,
         tmpBytes: tmp, readOnlyPaths: [hostPython.prefix], environment: [("PATH", "/usr/bin:/bin")],
@@ -80,14 +82,18 @@ final class EchoSandbox: Sendable {
     let process: SandboxedProcess
 
     init() throws {
-        var spec = probeSpec([hostPython.executable, "-S", "-c", """
-            import socket
-            s = socket.socket(fileno=3)
-            while True:
-                data = s.recv(64)
-                if not data: break
-                s.sendall(data)
-            """], limits: CgroupLimits(memoryBytes: 64 << 20, pids: 8), cgroup: "echo")
+        var spec = probeSpec(
+            [
+                hostPython.executable, "-S", "-c",
+                """
+                import socket
+                s = socket.socket(fileno=3)
+                while True:
+                    data = s.recv(64)
+                    if not data: break
+                    s.sendall(data)
+                """,
+            ], limits: CgroupLimits(memoryBytes: 64 << 20, pids: 8), cgroup: "echo")
         spec.withIPCSocket = true
         spec.output = .discard
         process = try Sandbox.launch(spec)

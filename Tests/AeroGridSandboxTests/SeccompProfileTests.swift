@@ -12,23 +12,39 @@ import Testing
     }
 
     @Test(arguments: [
-        (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read", "reed"], "action": "SCMP_ACT_ALLOW"}]}"#,
-         "syscalls[0].names[1]: unknown syscall 'reed'"),
-        (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_PERMIT"}]}"#,
-         "syscalls[0].action: unknown action 'SCMP_ACT_PERMIT'"),
-        (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_SAME"}]}]}"#,
-         "syscalls[0].args[0].op: unknown operator 'SCMP_CMP_SAME'"),
-        (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 7, "value": 1, "op": "SCMP_CMP_EQ"}]}]}"#,
-         "syscalls[0].args[0].index: 7 is not an argument index"),
-        (#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_Z80"]}"#,
-         "architectures[0]: unknown architecture 'SCMP_ARCH_Z80'"),
-        (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscals": []}"#,
-         "syscals: unknown field"),
+        (
+            #"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read", "reed"], "action": "SCMP_ACT_ALLOW"}]}"#,
+            "syscalls[0].names[1]: unknown syscall 'reed'"
+        ),
+        (
+            #"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_PERMIT"}]}"#,
+            "syscalls[0].action: unknown action 'SCMP_ACT_PERMIT'"
+        ),
+        (
+            #"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_SAME"}]}]}"#,
+            "syscalls[0].args[0].op: unknown operator 'SCMP_CMP_SAME'"
+        ),
+        (
+            #"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 7, "value": 1, "op": "SCMP_CMP_EQ"}]}]}"#,
+            "syscalls[0].args[0].index: 7 is not an argument index"
+        ),
+        (
+            #"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_Z80"]}"#,
+            "architectures[0]: unknown architecture 'SCMP_ARCH_Z80'"
+        ),
+        (
+            #"{"defaultAction": "SCMP_ACT_ERRNO", "syscals": []}"#,
+            "syscals: unknown field"
+        ),
         (#"{"syscalls": []}"#, "defaultAction: missing"),
-        (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_PTRACE"]}}]}"#,
-         "syscalls[0].includes: unsupported field"),
-        (#"{"defaultAction": "SCMP_ACT_ERRNO", "aerogrid": {"memory": "lots"}}"#,
-         "aerogrid.memory: expected a size such as \"256M\""),
+        (
+            #"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_PTRACE"]}}]}"#,
+            "syscalls[0].includes: unsupported field"
+        ),
+        (
+            #"{"defaultAction": "SCMP_ACT_ERRNO", "aerogrid": {"memory": "lots"}}"#,
+            "aerogrid.memory: expected a size such as \"256M\""
+        ),
         ("{\"defaultAction\": \"SCMP_ACT_ERRNO\",\n  \"syscalls\": [}", "not valid JSON at line 2, column 16"),
     ])
     func aMistakeIsRefusedNamingTheFileTheFieldAndTheReason(_ text: String, _ reason: String) {
@@ -49,7 +65,8 @@ import Testing
     }
 
     @Test func quotaDefaultsAndArgumentConditionsAreRead() throws {
-        let profile = try SeccompProfile.parse(#"""
+        let profile = try SeccompProfile.parse(
+            #"""
             {"defaultAction": "SCMP_ACT_KILL_PROCESS", "defaultErrnoRet": 38,
              "syscalls": [{"names": ["clone"], "action": "SCMP_ACT_ALLOW",
                            "args": [{"index": 0, "value": 2114060416, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},

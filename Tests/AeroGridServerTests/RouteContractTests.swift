@@ -2,7 +2,6 @@ import AeroGridAPI
 import AeroGridKafka
 import AeroGridRuntime
 import AeroGridSandbox
-@testable import AeroGridServer
 import AeroGridStore
 import Foundation
 import Hummingbird
@@ -10,6 +9,8 @@ import HummingbirdTesting
 import Logging
 import Synchronization
 import Testing
+
+@testable import AeroGridServer
 
 private let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
@@ -35,13 +36,16 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
             paths.flatMap { path, operations in
                 operations.compactMap { method, value -> Operation? in
                     guard ["get", "post", "put", "delete"].contains(method), let operation = value as? [String: Any] else { return nil }
-                    return Operation(method: method.uppercased(), path: path, roles: operation["x-roles"] as? [String],
-                                     statuses: operation["responses"] as! [String: Any])
+                    return Operation(
+                        method: method.uppercased(), path: path, roles: operation["x-roles"] as? [String],
+                        statuses: operation["responses"] as! [String: Any])
                 }
             }
             // Deleting the tenant (which revokes its tokens) last.
-            .sorted { ($0.method == "DELETE" && $0.path.hasSuffix("{tenant}") ? 1 : 0, $0.path, $0.method)
-                < ($1.method == "DELETE" && $1.path.hasSuffix("{tenant}") ? 1 : 0, $1.path, $1.method) }
+            .sorted {
+                ($0.method == "DELETE" && $0.path.hasSuffix("{tenant}") ? 1 : 0, $0.path, $0.method)
+                    < ($1.method == "DELETE" && $1.path.hasSuffix("{tenant}") ? 1 : 0, $1.path, $1.method)
+            }
         }
 
         /// A JSON number as Foundation parsed it (true and false are not numbers).
@@ -69,7 +73,10 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
             if value is NSNull {
                 if schema["nullable"] as? Bool == true { return nil }
                 if let options = (schema["anyOf"] ?? schema["oneOf"]) as? [[String: Any]],
-                   options.contains(where: { problem(value, $0, at: path) == nil }) { return nil }
+                    options.contains(where: { problem(value, $0, at: path) == nil })
+                {
+                    return nil
+                }
                 return "\(path) is null, which its schema does not allow"
             }
             if let options = (schema["anyOf"] ?? schema["oneOf"]) as? [[String: Any]] {
@@ -186,15 +193,18 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
                             if caller == "none" {
                                 #expect(response.status == .unauthorized, "\(what): \(status)")
                             } else if roles.contains(caller) {
-                                #expect(response.status != .unauthorized && response.status != .forbidden || (response.status == .forbidden && Self.isQuotaRefusal(response)),
-                                        "\(what): \(status) \(String(buffer: response.body))")
+                                #expect(
+                                    response.status != .unauthorized && response.status != .forbidden
+                                        || (response.status == .forbidden && Self.isQuotaRefusal(response)),
+                                    "\(what): \(status) \(String(buffer: response.body))")
                             } else {
                                 #expect(response.status == .forbidden, "\(what): \(status) where x-roles is \(roles)")
                             }
                         }
                         guard let content = (operation.statuses[status] as? [String: Any])?["content"] as? [String: Any],
-                              response.headers[.contentType]?.hasPrefix("application/json") == true,
-                              let json = content["application/json"] as? [String: Any], let schema = json["schema"] as? [String: Any] else { return }
+                            response.headers[.contentType]?.hasPrefix("application/json") == true,
+                            let json = content["application/json"] as? [String: Any], let schema = json["schema"] as? [String: Any]
+                        else { return }
                         let body = try JSONSerialization.jsonObject(with: Data(buffer: response.body), options: [.fragmentsAllowed])
                         #expect(document.problem(body, schema, at: "body") == nil, "\(what): \(status): \(document.problem(body, schema, at: "body") ?? "")")
                     }

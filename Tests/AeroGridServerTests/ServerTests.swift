@@ -1,13 +1,14 @@
+import AeroGridAPI
 import AeroGridKafka
 import AeroGridRuntime
 import AeroGridSandbox
-import AeroGridAPI
-@testable import AeroGridServer
 import AeroGridStore
 import Foundation
 import Hummingbird
 import Logging
 import Testing
+
+@testable import AeroGridServer
 
 private let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
@@ -19,17 +20,19 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
         let router = fixture.router
 
         // The stream is served by the WebSocket upgrade, beside the router.
-        let served = Set(["GET \(StreamGateway.path)"]).union(router.routes.map { route in
-            let path = route.path.description.split(separator: "/").map { component in
-                component.hasPrefix(":") ? "{\(component.dropFirst())}" : String(component)
-            }.joined(separator: "/")
-            return "\(route.method.rawValue) /\(path)"
-        })
+        let served = Set(["GET \(StreamGateway.path)"]).union(
+            router.routes.map { route in
+                let path = route.path.description.split(separator: "/").map { component in
+                    component.hasPrefix(":") ? "{\(component.dropFirst())}" : String(component)
+                }.joined(separator: "/")
+                return "\(route.method.rawValue) /\(path)"
+            })
         let document = try JSONSerialization.jsonObject(with: Data(OpenAPIDocument.bytes)) as! [String: Any]
         let paths = document["paths"] as! [String: [String: Any]]
-        let documented = Set(paths.flatMap { path, operations in
-            operations.keys.filter { ["get", "post", "put", "patch", "delete"].contains($0) }.map { "\($0.uppercased()) \(path)" }
-        })
+        let documented = Set(
+            paths.flatMap { path, operations in
+                operations.keys.filter { ["get", "post", "put", "patch", "delete"].contains($0) }.map { "\($0.uppercased()) \(path)" }
+            })
         #expect(served.subtracting(documented).sorted() == [], "served but not in openapi.json")
         #expect(documented.subtracting(served).sorted() == [], "in openapi.json but not served")
         #expect(served.count > 15)
@@ -38,7 +41,8 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
 
 @Suite struct ConfigurationTests {
     @Test func aMinimalFileParses() throws {
-        let configuration = try ServerConfiguration.parse("""
+        let configuration = try ServerConfiguration.parse(
+            """
             data_dir = "state"
             listen = "0.0.0.0:8443"
             [kafka]
@@ -72,7 +76,8 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
     }
 
     @Test func limitsAreReadFromTheirSections() throws {
-        let configuration = try ServerConfiguration.parse("""
+        let configuration = try ServerConfiguration.parse(
+            """
             data_dir = "state"
             listen = "0.0.0.0:8443"
             public_url = "https://aerogrid.example.com:8443/"

@@ -1,7 +1,8 @@
-@testable import AeroGridServer
 import CLibZ
 import Foundation
 import Testing
+
+@testable import AeroGridServer
 
 /// The bundle's zip reader against archives a hostile tenant could upload: it answers
 /// entries or a refusal, and never traps (a trap would end this test process, and in the
@@ -69,7 +70,9 @@ import Testing
     @Test func fuzzedArchivesGiveEntriesOrARefusalNeverATrap() throws {
         let corpus = ZipWriter.corpus()
         var random = SplitMix64(seed: 0xAE20_641D)
-        var accepted = 0, refused = 0, extracted = 0
+        var accepted = 0
+        var refused = 0
+        var extracted = 0
         let cases = 12_000
         for number in 0..<cases {
             var zip = corpus[Int(random.next() % UInt64(corpus.count))]
@@ -79,8 +82,9 @@ import Testing
                 let archive = try ZipArchive(zip, maxEntries: 1000)
                 accepted += 1
                 for entry in archive.entries {
-                    #expect(entry.dataOffset >= 0 && entry.compressedSize >= 0 && entry.dataOffset + entry.compressedSize <= zip.count,
-                            "case \(number): entry \(entry.name) lies outside the archive")
+                    #expect(
+                        entry.dataOffset >= 0 && entry.compressedSize >= 0 && entry.dataOffset + entry.compressedSize <= zip.count,
+                        "case \(number): entry \(entry.name) lies outside the archive")
                     // As the bundle store does: stop past 100× or 1 MiB, and 8 MiB in all.
                     var written = 0
                     let allowed = max(entry.compressedSize * 100, 1 << 20)
@@ -208,19 +212,28 @@ enum ZipWriter {
     /// One random change: a byte, a little-endian field set to a value picked to overflow
     /// (or to a nearby length), a cut, a splice, or a region repeated.
     static func mutate(_ zip: inout [UInt8], _ random: inout SplitMix64) {
-        guard !zip.isEmpty else { zip = [0x50, 0x4b]; return }
+        guard !zip.isEmpty else {
+            zip = [0x50, 0x4b]
+            return
+        }
         let at = Int(random.next() % UInt64(zip.count))
         let count = UInt64(zip.count)
-        let interesting: [UInt64] = [0, 1, 0x7F, 0xFF, 0xFFFF, 0xFFFF_FFFF, 0x7FFF_FFFF, 1 << 31, 1 << 32, 1 << 63, (1 << 63) - 1,
-                                     (1 << 63) - 46, UInt64.max, UInt64.max - 45, count, count &- 1, count &- 22, count &+ 1,
-                                     count &- 46, count &- 56, count &- 76, random.next()]
+        let interesting: [UInt64] = [
+            0, 1, 0x7F, 0xFF, 0xFFFF, 0xFFFF_FFFF, 0x7FFF_FFFF, 1 << 31, 1 << 32, 1 << 63, (1 << 63) - 1,
+            (1 << 63) - 46, UInt64.max, UInt64.max - 45, count, count &- 1, count &- 22, count &+ 1,
+            count &- 46, count &- 56, count &- 76, random.next(),
+        ]
         switch random.next() % 9 {
         case 0: zip[at] = UInt8(truncatingIfNeeded: random.next())
         case 1: zip[at] ^= 1 << UInt8(random.next() % 8)
         case 2:
-            if zip.count >= 2 { put16(&zip, at: min(at, zip.count - 2), UInt16(truncatingIfNeeded: interesting[Int(random.next() % UInt64(interesting.count))])) }
+            if zip.count >= 2 {
+                put16(&zip, at: min(at, zip.count - 2), UInt16(truncatingIfNeeded: interesting[Int(random.next() % UInt64(interesting.count))]))
+            }
         case 3:
-            if zip.count >= 4 { put32(&zip, at: min(at, zip.count - 4), UInt32(truncatingIfNeeded: interesting[Int(random.next() % UInt64(interesting.count))])) }
+            if zip.count >= 4 {
+                put32(&zip, at: min(at, zip.count - 4), UInt32(truncatingIfNeeded: interesting[Int(random.next() % UInt64(interesting.count))]))
+            }
         case 4:
             if zip.count >= 8 { put64(&zip, at: min(at, zip.count - 8), interesting[Int(random.next() % UInt64(interesting.count))]) }
         case 5: zip.removeSubrange(at..<zip.count)  // truncated
@@ -258,8 +271,10 @@ enum ZipWriter {
     /// Raw deflate, as zip stores it.
     static func deflated(_ input: [UInt8]) -> [UInt8] {
         var stream = z_stream()
-        precondition(deflateInit2_(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
-                                   Int32(MemoryLayout<z_stream>.size)) == Z_OK)
+        precondition(
+            deflateInit2_(
+                &stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
+                Int32(MemoryLayout<z_stream>.size)) == Z_OK)
         defer { deflateEnd(&stream) }
         var output = [UInt8](repeating: 0, count: Int(deflateBound(&stream, uLong(input.count))) + 16)
         var input = input

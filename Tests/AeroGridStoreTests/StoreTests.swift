@@ -1,8 +1,9 @@
 import AeroGridCore
-@testable import AeroGridStore
 import Foundation
 import GRDB
 import Testing
+
+@testable import AeroGridStore
 
 /// The store: its migrations, and checkpoints that come back exactly as written — rows
 /// with their cells' JSON types and their keys' types, versions, offsets — in a new epoch
@@ -17,7 +18,12 @@ import Testing
         let (store, path) = try temporaryStore()
         defer { ["", "-wal", "-shm"].forEach { try? FileManager.default.removeItem(atPath: path + $0) } }
         var delta = CheckpointDelta()
-        delta.rows = ["g": [.string("7"): ["a": .string("x"), "b": .double(1.5)], .int(7): ["a": .null, "b": .bool(false), "c": .double(4.0), "d": .double(0), "e": .int(4)]]]
+        delta.rows = [
+            "g": [
+                .string("7"): ["a": .string("x"), "b": .double(1.5)],
+                .int(7): ["a": .null, "b": .bool(false), "c": .double(4.0), "d": .double(0), "e": .int(4)],
+            ]
+        ]
         delta.versions = ["g": 3]
         delta.offsets = [SourcePartition(topic: "t", partition: 2): 99]
         try await store.saveCheckpoint(app: "demo/app", delta)

@@ -13,6 +13,7 @@ import random
 import signal
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -474,3 +475,19 @@ def remove_tenant_cgroups(tenants: list) -> None:
                 directory.rmdir()
             except OSError:
                 pass
+
+
+def run_with_sdk(app: Path, bootstrap: str, timeout: float = 180) -> dict[str, list]:
+    """`python -m aerogrid run APP --print-grids` against `bootstrap`: the SDK's own runner,
+    alone, until the topics have been idle for 2 s. Returns each grid's printed rows (a
+    list of [key, row]); fails the test if the runner fails or logged a handler error."""
+    result = subprocess.run(
+        [sys.executable, "-m", "aerogrid", "run", str(app), "--broker", bootstrap, "--print-grids", "--quiet", "--idle-exit", "2"],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO / "python")), capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"the runner exited {result.returncode}:\n{result.stderr[-3000:]}"
+    assert " error in " not in result.stderr, result.stderr[-2000:]
+    grids = {}
+    for line in result.stdout.splitlines():
+        printed = json.loads(line)
+        grids[printed["grid"]] = printed["rows"]
+    return grids

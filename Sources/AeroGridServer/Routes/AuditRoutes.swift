@@ -18,8 +18,9 @@ struct AuditRoutes: Sendable {
             default: throw APIError.forbidden("role \(principal.role.rawValue) may not read the audit log; it needs admin or operator")
             }
             let entries = try await store.auditEntries(tenantID: tenantID, limit: limit).map { entry in
-                Schemas.AuditEntry(id: Int(entry.id), time: entry.time, tenant: entry.tenant, tenantId: entry.tenantID, actor: entry.actor,
-                                   action: entry.action, target: entry.target, source: entry.source, outcome: entry.outcome)
+                Schemas.AuditEntry(
+                    id: Int(entry.id), time: entry.time, tenant: entry.tenant, tenantId: entry.tenantID, actor: entry.actor,
+                    action: entry.action, target: entry.target, source: entry.source, outcome: entry.outcome)
             }
             return json(Schemas.AuditLog(entries: entries))
         }

@@ -13,10 +13,12 @@ struct GridRoutes: Sendable {
         api.get("apps/:app/grids") { _, context in
             let (tenant, _) = try context.requireTenant(.viewer)
             let grids = try await apps.grids(try await apps.app(tenant, try context.parameters.require("app")))
-            return json(Schemas.GridList(grids: grids.keys.sorted().map { name in
-                let grid = grids[name]!
-                return Schemas.GridSummary(name: name, version: Int(clamping: grid.version), rows: grid.rows.count, columns: grid.columns)
-            }))
+            return json(
+                Schemas.GridList(
+                    grids: grids.keys.sorted().map { name in
+                        let grid = grids[name]!
+                        return Schemas.GridSummary(name: name, version: Int(clamping: grid.version), rows: grid.rows.count, columns: grid.columns)
+                    }))
         }
         api.get("apps/:app/grids/:grid", use: grid)
     }
@@ -34,11 +36,14 @@ struct GridRoutes: Sendable {
         let tenantID = context.principal?.tenantID ?? tenant
         if let gate {
             guard gridReads.take(tenantID, connection: context.connection, gate: gate) else {
-                throw APIError(.tooManyRequests, .tooManyRequests,
-                               "tenant \(tenant) has \(gridReads.limit) connections reading whole grids; close one, or try again later")
+                throw APIError(
+                    .tooManyRequests, .tooManyRequests,
+                    "tenant \(tenant) has \(gridReads.limit) connections reading whole grids; close one, or try again later")
             }
         }
-        guard let grid = try await apps.grids(app, only: name)[name] else { throw APIError.notFound("app '\(app.name)' has no grid '\(name.cut(toBytes: 64))'") }
+        guard let grid = try await apps.grids(app, only: name)[name] else {
+            throw APIError.notFound("app '\(app.name)' has no grid '\(name.cut(toBytes: 64))'")
+        }
         let wantsCSV = format == "csv" || (format == nil && request.headers[.accept]?.contains("text/csv") == true)
         if wantsCSV {
             return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8"], body: ResponseBody(byteBuffer: ByteBuffer(string: grid.csv)))

@@ -23,8 +23,10 @@ struct QuotaRoutes: Sendable {
             let tenant = try await planner.tenant(try context.parameters.require("tenant"))
             let (update, reset) = try await change(Schemas.TenantQuotaUpdate.self, request)
             let change = QuotaJSON.Change(
-                numbers: ["max_apps": update.maxApps, "memory_bytes": update.memoryBytes, "max_connections": update.maxConnections,
-                          "max_subscriptions": update.maxSubscriptions].compactMapValues { $0 },
+                numbers: [
+                    "max_apps": update.maxApps, "memory_bytes": update.memoryBytes, "max_connections": update.maxConnections,
+                    "max_subscriptions": update.maxSubscriptions,
+                ].compactMapValues { $0 },
                 cpus: update.cpus, reset: reset)
             let merged = try QuotaJSON.merge(change, into: tenant.quota)
             try await store.setTenantQuota(tenant.name, json: merged)

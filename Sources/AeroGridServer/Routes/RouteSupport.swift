@@ -57,15 +57,19 @@ struct Auditor: Sendable {
 
     /// An entry for the caller's own tenant.
     func record(_ principal: Principal, _ action: String, target: String, _ context: APIContext, outcome: String = "ok") async throws {
-        try await store.audit(tenant: principal.tenant, tenantID: principal.tenantID, actor: principal.tokenID, action: action, target: target,
-                              source: context.source, outcome: outcome)
+        try await store.audit(
+            tenant: principal.tenant, tenantID: principal.tenantID, actor: principal.tokenID, action: action, target: target,
+            source: context.source, outcome: outcome)
     }
 
     /// An entry about `tenant` (an operator's action on it).
-    func record(_ principal: Principal, tenant: TenantRecord, _ action: String, target: String, _ context: APIContext,
-                outcome: String = "ok") async throws {
-        try await store.audit(tenant: tenant.name, tenantID: tenant.id, actor: principal.tokenID, action: action, target: target,
-                              source: context.source, outcome: outcome)
+    func record(
+        _ principal: Principal, tenant: TenantRecord, _ action: String, target: String, _ context: APIContext,
+        outcome: String = "ok"
+    ) async throws {
+        try await store.audit(
+            tenant: tenant.name, tenantID: tenant.id, actor: principal.tokenID, action: action, target: target,
+            source: context.source, outcome: outcome)
     }
 }
 

@@ -21,8 +21,9 @@ struct SystemRoutes: Sendable {
         router.group("metrics").add(middleware: auth).get { _, context in
             _ = try context.requireOperator()
             let text = await metrics.scrape(supervisor, stream: stream())
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
         }
     }
 }

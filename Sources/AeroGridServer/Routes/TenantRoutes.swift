@@ -54,11 +54,13 @@ struct TenantRoutes: Sendable {
         } catch StoreConflict.tenantExists {
             throw APIError.conflict("tenant '\(name)' already exists")
         } catch StoreConflict.nameRetired {
-            throw APIError(.conflict, .nameRetired,
-                           "tenant name '\(name)' belonged to a deleted tenant; names are never given out again (its topics and audit stay its own): choose another")
+            throw APIError(
+                .conflict, .nameRetired,
+                "tenant name '\(name)' belonged to a deleted tenant; names are never given out again (its topics and audit stay its own): choose another")
         } catch StoreConflict.noHostUID(let range) {
-            throw APIError(.serviceUnavailable, .noHostUid,
-                           "every host uid of [sandbox] host_uids (\(range.lowerBound)-\(range.upperBound)) is taken; an operator must widen the range")
+            throw APIError(
+                .serviceUnavailable, .noHostUid,
+                "every host uid of [sandbox] host_uids (\(range.lowerBound)-\(range.upperBound)) is taken; an operator must widen the range")
         }
         try await auditor.record(principal, tenant: tenant, "tenant.create", target: name, context)
         return json(Schemas.TenantCreated(tenant: Schemas.Tenant(tenant), adminToken: Schemas.NewToken(token, secret: secret)), status: .created)
@@ -85,7 +87,8 @@ extension Schemas.Tenant {
 
 extension Schemas.NewToken {
     init(_ token: Store.NewTokenRow, secret: String) {
-        self.init(id: token.id, name: token.name, role: Schemas.TenantRole(rawValue: token.role) ?? .viewer, tenant: token.tenant ?? "",
-                  secret: secret, createdAt: Date())
+        self.init(
+            id: token.id, name: token.name, role: Schemas.TenantRole(rawValue: token.role) ?? .viewer, tenant: token.tenant ?? "",
+            secret: secret, createdAt: Date())
     }
 }

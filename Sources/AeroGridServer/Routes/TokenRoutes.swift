@@ -43,7 +43,8 @@ struct TokenRoutes: Sendable {
 
 extension Schemas.Token {
     init(_ token: TokenRecord) {
-        self.init(id: token.id, name: token.name, role: Schemas.TenantRole(rawValue: token.role) ?? .viewer, tenant: token.tenant ?? "",
-                  createdAt: token.createdAt, lastUsedAt: token.lastUsedAt, revokedAt: token.revokedAt)
+        self.init(
+            id: token.id, name: token.name, role: Schemas.TenantRole(rawValue: token.role) ?? .viewer, tenant: token.tenant ?? "",
+            createdAt: token.createdAt, lastUsedAt: token.lastUsedAt, revokedAt: token.revokedAt)
     }
 }
