@@ -81,10 +81,14 @@ lint-python: deps
 # Extra arguments: make bench BENCH_ARGS="--orders 480000".
 bench: bench-runtime bench-sandbox bench-fanout bench-soak
 
+# The seed app against the baseline (records/s, CPU per side, records per CPU-second), the
+# native handler, latency and memory: three runs each, min/median/max, a non-zero exit when a
+# result is wrong; the report in .build/bench/runtime.json.
 bench-runtime: deps
 	swift build -c release --product aerogrid
 	swift build -c release --product aerogrid-bench
-	.build/release/aerogrid-bench $(BENCH_ARGS)
+	mkdir -p .build/bench
+	.build/release/aerogrid-bench --json .build/bench/runtime.json $(BENCH_ARGS)
 
 # Start-up cost of the sandbox launcher next to bare runs and bubblewrap (needs root and
 # bwrap). Extra arguments: make bench-sandbox SANDBOX_BENCH_ARGS="--runs 60".

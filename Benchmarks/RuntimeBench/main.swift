@@ -1,13 +1,21 @@
 // aerogrid-bench: the runtime's speed and memory, side by side with a baseline.
 //
-//   1. records/s of the seed app end to end (Kafka → supervisor → sandboxed Python → grid)
-//      against ../shared/bench/bare_consumer.py on the same cluster, topic and run;
+//   1. the seed app end to end (Kafka → supervisor → sandboxed Python → grid) against
+//      ../shared/bench/bare_consumer.py on the same cluster and topic, in turn, `--runs`
+//      times: records/s, the CPU-seconds each side used (the bare consumer's process; the
+//      supervisor's own threads plus the app's cgroup) and records per CPU-second, the
+//      seed app at one CPU and at the profile's default quota (half a core, with its
+//      cgroup's throttled periods);
 //   2. records/s through IPC with a trivial native handler (Benchmarks/native_handler.c);
 //   3. latency from a record's produce time to its grid change at a steady 1,000 orders/s;
 //   4. the supervisor's resident memory with one app and with ten.
 //
 // Run with `make bench` (a release build). Kafka runs in its own process (`aerogrid kafka
-// up`), so its threads are not counted in the supervisor's memory.
+// up`), so its threads are counted on neither side, nor in the supervisor's memory.
+//
+// It exits non-zero, saying why, when a result is wrong: the baseline missing or failing, a
+// grid not exact, a count short, a part past its deadline. `--json FILE` writes every
+// measure with its runs, min, median and max, the commit and the machine.
 import AeroGridCore
 import AeroGridKafka
 import AeroGridRuntime
@@ -33,6 +41,18 @@ let only = arguments.firstIndex(of: "--only").map { arguments[$0 + 1] }
 func runs(_ part: String) -> Bool { only == nil || only == part }
 /// `--samples FILE` writes every latency sample (ms, in arrival order) for a closer look.
 let samplesFile = arguments.firstIndex(of: "--samples").map { arguments[$0 + 1] }
+/// `--runs N`: how many times each side of a comparison runs (the report gives min, median, max).
+let runCount = max(1, arguments.firstIndex(of: "--runs").flatMap { Int(arguments[$0 + 1]) } ?? 3)
+/// `--baseline FILE`: the program the seed app is compared with.
+let baselinePath = arguments.firstIndex(of: "--baseline").map { arguments[$0 + 1] } ?? "\(root)/../shared/bench/bare_consumer.py"
+/// `--json FILE`: the report, machine-readable.
+let jsonFile = arguments.firstIndex(of: "--json").map { arguments[$0 + 1] }
+/// `--test-hook inexact-grid`: the expected grid is changed by one unit, so the check that
+/// the seed app's grid is exact must fail (tests show the benchmark fails when it should).
+let testHook = arguments.firstIndex(of: "--test-hook").map { arguments[$0 + 1] }
+
+/// What went wrong; any of it fails the run at the end, after the report.
+var failures: [String] = []
 
 func shell(_ command: String) -> String {
     let process = Process()
@@ -55,7 +75,8 @@ func residentMiB() -> Double {
 /// `aerogrid kafka up` in its own process; its bootstrap address.
 func startKafka(_ topics: [String]) throws -> (Process, String) {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: "\(root)/.build/release/aerogrid")
+    // The aerogrid built with this benchmark (release for `make bench`, debug in tests).
+    process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("aerogrid")
     process.arguments = ["kafka", "up"] + topics.flatMap { ["--topic", $0] }
     let pipe = Pipe()
     process.standardOutput = pipe
@@ -117,23 +138,111 @@ func seconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
 }
 
-/// Runs an app until `done`, and returns the time from its first applied record.
-func timeApp(_ runner: AppRunner, records: Int) async throws -> Double {
+struct BenchFailure: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// CPU-seconds (user + system) of this process's threads, or of its reaped children.
+func cpuSeconds(_ who: __rusage_who) -> Double {
+    var usage = rusage()
+    getrusage(who.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
+/// One side's run: its records, its time from the first record, and the CPU it used.
+struct SideRun {
+    let records: Int
+    let seconds: Double
+    let cpuSeconds: Double
+    var throttledPeriods: UInt64?
+    var recordsPerSecond: Double { Double(records) / seconds }
+    var recordsPerCPUSecond: Double { Double(records) / cpuSeconds }
+}
+
+/// Runs an app until it has applied `records`, within `deadline`. Its time counts from its
+/// first applied record; its CPU is the supervisor's own (every thread of this process,
+/// from before the app starts to after it stops) plus its process's cgroup, read just
+/// before the stop.
+func timeApp(_ runner: AppRunner, records: Int, deadline: Duration = .seconds(300)) async throws -> SideRun {
+    let cpuBefore = cpuSeconds(RUSAGE_SELF)
     let task = Task { try await runner.run() }
-    while runner.grids.appliedRecords == 0 { try await Task.sleep(for: .milliseconds(1)) }
+    let giveUp = ContinuousClock.now + deadline
+    func wait(until condition: () -> Bool, _ what: String) async throws {
+        while !condition() {
+            guard ContinuousClock.now < giveUp else {
+                runner.stop()
+                try? await task.value
+                throw BenchFailure(description: "\(runner.spec.id): \(what) within \(deadline) (\(runner.grids.appliedRecords) records applied)")
+            }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+    }
+    try await wait(until: { runner.grids.appliedRecords > 0 }, "no record applied")
     let first = ContinuousClock.now
-    while runner.grids.appliedRecords < records { try await Task.sleep(for: .milliseconds(2)) }
+    try await wait(until: { runner.grids.appliedRecords >= records }, "not every record applied")
     let elapsed = seconds(ContinuousClock.now - first)
+    let usage = runner.usage()
     runner.stop()
     try await task.value
-    return elapsed
+    let appCPU = Double(usage?.cpuNanoseconds ?? 0) / 1e9
+    return SideRun(records: records, seconds: elapsed, cpuSeconds: cpuSeconds(RUSAGE_SELF) - cpuBefore + appCPU, throttledPeriods: usage?.throttledPeriods)
 }
+
+/// The baseline on the cluster: its records, time and CPU (its process, reaped).
+func runBaseline(bootstrap: String, group: String, expectedTotal: Int64) throws -> SideRun {
+    guard FileManager.default.fileExists(atPath: baselinePath) else {
+        throw BenchFailure(description: "the baseline \(baselinePath) is missing: the seed app has nothing to be compared with")
+    }
+    let cpuBefore = cpuSeconds(RUSAGE_CHILDREN)
+    let output = shell("timeout 300 python3 \(baselinePath) \(bootstrap) orders \(group) \(orderCount) 2>&1")
+    let cpu = cpuSeconds(RUSAGE_CHILDREN) - cpuBefore
+    func field(_ name: String) -> String? { output.split(separator: " ").first { $0.hasPrefix(name + "=") }.map { String($0.dropFirst(name.count + 1)) } }
+    guard let records = field("records").flatMap({ Int($0) }), let elapsed = field("seconds").flatMap({ Double($0) }),
+        let total = field("total").flatMap({ Int64($0) })
+    else {
+        throw BenchFailure(description: "the baseline failed: \(output.suffix(600))")
+    }
+    guard records == orderCount, total == expectedTotal, elapsed > 0 else {
+        throw BenchFailure(description: "the baseline read \(records) of \(orderCount) orders, total \(total) of \(expectedTotal): its result is wrong")
+    }
+    return SideRun(records: records, seconds: elapsed, cpuSeconds: cpu)
+}
+
+/// A measure over runs, for the table and the JSON report.
+struct Measure: Encodable {
+    let name: String
+    let unit: String
+    let runs: [Double]
+    var sorted: [Double] { runs.sorted() }
+    var min: Double { sorted.first ?? .nan }
+    var max: Double { sorted.last ?? .nan }
+    var median: Double {
+        let values = sorted
+        guard !values.isEmpty else { return .nan }
+        return values.count % 2 == 1 ? values[values.count / 2] : (values[values.count / 2 - 1] + values[values.count / 2]) / 2
+    }
+
+    enum CodingKeys: String, CodingKey { case name, unit, runs, min, median, max }
+
+    func encode(to encoder: any Encoder) throws {
+        var fields = encoder.container(keyedBy: CodingKeys.self)
+        try fields.encode(name, forKey: .name)
+        try fields.encode(unit, forKey: .unit)
+        try fields.encode(runs, forKey: .runs)
+        try fields.encode(min, forKey: .min)
+        try fields.encode(median, forKey: .median)
+        try fields.encode(max, forKey: .max)
+    }
+}
+var measures: [Measure] = []
 
 let store = try Store(path: "/tmp/aerogrid-bench-\(getpid()).sqlite")
 let python = try CompiledProfile.load(path: "\(root)/sandbox-profiles/python.json")
 let strict = try CompiledProfile.load(path: "\(root)/sandbox-profiles/strict.json")
-var rows: [(String, String, String, String, String)] = []
-print("aerogrid-bench, \(Date()) — \(shell("nproc")) CPUs, \(shell("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs")), Linux \(shell("uname -r"))")
+let commit = shell("cd \(root) && git rev-parse --short HEAD && git status --porcelain --untracked-files=no | head -1")
+    .split(separator: "\n").enumerated().map { $0.offset == 0 ? String($0.element) : "(with uncommitted changes)" }.joined(separator: " ")
+let machine = "\(shell("nproc")) CPUs, \(shell("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs")), Linux \(shell("uname -r"))"
+print("aerogrid-bench, \(Date()), commit \(commit) — \(machine)")
 
 let (kafka, bootstrap) = try startKafka(["orders:16", "latency:4"])
 defer { kafka.terminate() }
@@ -141,27 +250,64 @@ let seedApp = try String(contentsOfFile: "\(root)/Examples/ordersapp/app.py", en
 print("producing \(orderCount) orders into 16 partitions…")
 let truth = try await produceOrders(orderCount, bootstrap: bootstrap, topic: "orders")
 
-// 1. The seed app against the bare consumer, on one cluster and topic.
+// 1. The seed app against the bare consumer, on one cluster and topic, in turn.
 if runs("seed") {
-    let bareOutput = shell("python3 \(root)/../shared/bench/bare_consumer.py \(bootstrap) orders bench-bare-\(getpid()) \(orderCount)")
-    let bareRate = Double(bareOutput.split(separator: " ").first { $0.hasPrefix("rate=") }?.dropFirst(5) ?? "0") ?? 0
-    // One core, as the bare consumer has: its interpreter is one thread too. (The default
-    // quota, half a core, would measure the quota.)
-    let seed = AppRunner(
-        spec: spec("ordersapp", bundle: try makeBundle("ordersapp", code: seedApp), bootstrap: bootstrap, profile: python, cpus: 1),
-        store: store, logger: logger)
-    let seedSeconds = try await timeApp(seed, records: orderCount)
-    let seedRate = Double(orderCount) / seedSeconds
-    var exact = true
-    for (product, sum) in truth {
-        if case .int(let value)? = seed.grids.snapshot("product_sum")?.grid.rows[.string(product)]?["units_sold"], value == sum { continue }
-        exact = false
+    var expected = truth
+    if testHook == "inexact-grid", let product = expected.keys.sorted().first { expected[product]! += 1 }
+    let expectedTotal = truth.values.reduce(0, +)
+    var bare: [SideRun] = []
+    var seedOneCPU: [SideRun] = []
+    var seedDefault: [SideRun] = []
+    let bundle = try makeBundle("ordersapp", code: seedApp)
+    do {
+        for run in 1...runCount {
+            bare.append(try runBaseline(bootstrap: bootstrap, group: "bench-bare-\(getpid())-\(run)", expectedTotal: expectedTotal))
+            // One core, as the bare consumer has (its interpreter is one thread too); then the
+            // profile's default quota, half a core.
+            for (cpus, results) in [(1.0 as Double?, 0), (nil, 1)] {
+                let tenant = "bench\(run)\(cpus == nil ? "d" : "c")"
+                let seed = AppRunner(
+                    spec: spec("ordersapp", bundle: bundle, bootstrap: bootstrap, tenant: tenant, profile: python, cpus: cpus), store: store, logger: logger)
+                let measured = try await timeApp(seed, records: orderCount)
+                let wrong = expected.filter { product, sum in
+                    guard case .int(let value)? = seed.grids.snapshot("product_sum")?.grid.rows[.string(product)]?["units_sold"] else { return true }
+                    return value != sum
+                }
+                if !wrong.isEmpty {
+                    throw BenchFailure(
+                        description:
+                            "run \(run): the seed app's grid is not exact (\(wrong.count) of \(expected.count) products differ, e.g. \(wrong.keys.sorted().first!))"
+                    )
+                }
+                if results == 0 { seedOneCPU.append(measured) } else { seedDefault.append(measured) }
+            }
+            print(
+                "run \(run): bare \(Int(bare.last!.recordsPerSecond))/s \(Int(bare.last!.recordsPerCPUSecond))/CPU-s; seed at 1 CPU \(Int(seedOneCPU.last!.recordsPerSecond))/s \(Int(seedOneCPU.last!.recordsPerCPUSecond))/CPU-s; at the default quota \(Int(seedDefault.last!.recordsPerSecond))/s, throttled \(seedDefault.last!.throttledPeriods ?? 0) periods"
+            )
+        }
+    } catch {
+        failures.append("\(error)")
     }
-    rows.append(
-        (
-            "seed app end to end, records/s", String(format: "%.0f", seedRate), String(format: "bare consumer %.0f", bareRate),
-            String(format: "%.2f×", seedRate / max(bareRate, 1)), "≥ 1.5× (grid exact: \(exact ? "yes" : "NO"))"
-        ))
+    if bare.count == runCount && seedOneCPU.count == runCount && seedDefault.count == runCount {
+        measures += [
+            Measure(name: "bare consumer, records/s", unit: "records/s", runs: bare.map(\.recordsPerSecond)),
+            Measure(name: "bare consumer, CPU-seconds", unit: "s", runs: bare.map(\.cpuSeconds)),
+            Measure(name: "bare consumer, records per CPU-second", unit: "records/CPU-s", runs: bare.map(\.recordsPerCPUSecond)),
+            Measure(name: "seed app at 1 CPU, records/s", unit: "records/s", runs: seedOneCPU.map(\.recordsPerSecond)),
+            Measure(name: "seed app at 1 CPU, CPU-seconds", unit: "s", runs: seedOneCPU.map(\.cpuSeconds)),
+            Measure(name: "seed app at 1 CPU, records per CPU-second", unit: "records/CPU-s", runs: seedOneCPU.map(\.recordsPerCPUSecond)),
+            Measure(name: "seed app at 1 CPU, throttled periods", unit: "periods", runs: seedOneCPU.map { Double($0.throttledPeriods ?? 0) }),
+            Measure(name: "seed app at the default quota, records/s", unit: "records/s", runs: seedDefault.map(\.recordsPerSecond)),
+            Measure(name: "seed app at the default quota, CPU-seconds", unit: "s", runs: seedDefault.map(\.cpuSeconds)),
+            Measure(name: "seed app at the default quota, records per CPU-second", unit: "records/CPU-s", runs: seedDefault.map(\.recordsPerCPUSecond)),
+            Measure(name: "seed app at the default quota, throttled periods", unit: "periods", runs: seedDefault.map { Double($0.throttledPeriods ?? 0) }),
+            Measure(
+                name: "seed app at 1 CPU ÷ bare consumer, records/s", unit: "×", runs: zip(seedOneCPU, bare).map { $0.recordsPerSecond / $1.recordsPerSecond }),
+            Measure(
+                name: "seed app at 1 CPU ÷ bare consumer, records per CPU-second", unit: "×",
+                runs: zip(seedOneCPU, bare).map { $0.recordsPerCPUSecond / $1.recordsPerCPUSecond }),
+        ]
+    }
 }
 
 // 0. The Kafka consumer alone, into a sink that only counts: the ceiling under the others.
@@ -176,7 +322,7 @@ if only == "consume" {
     _ = try await consumer.poll(maxMessages: 10_000, timeout: .seconds(5), into: counter)
     let started = ContinuousClock.now
     while counter.count < orderCount { _ = try await consumer.poll(maxMessages: 10_000, timeout: .milliseconds(100), into: counter) }
-    rows.append(("consumer alone, records/s", String(format: "%.0f", Double(orderCount) / seconds(ContinuousClock.now - started)), "", "", ""))
+    measures.append(Measure(name: "consumer alone, records/s", unit: "records/s", runs: [Double(orderCount) / seconds(ContinuousClock.now - started)]))
     await consumer.close()
 }
 
@@ -185,16 +331,20 @@ if runs("native") {
     _ = shell(
         "mkdir -p /tmp/aerogrid-bench-native && gcc -O2 -o /tmp/aerogrid-bench-native/handler \(root)/Benchmarks/native_handler.c && chmod -R a+rX /tmp/aerogrid-bench-native"
     )
-    var nativeSpec = spec("native", bundle: try makeBundle("native", code: "# native handler\n"), bootstrap: bootstrap, profile: strict)
-    nativeSpec.nativeCommand = ["/tmp/aerogrid-bench-native/handler", "orders"]
-    nativeSpec.maxBatchRecords = 10_000
-    let native = AppRunner(spec: nativeSpec, store: store, logger: logger)
-    let nativeRate = Double(orderCount) / (try await timeApp(native, records: orderCount))
-    rows.append(
-        (
-            "native handler through IPC, records/s", String(format: "%.0f", nativeRate),
-            "\(native.status.batchesSent) batches of \(native.status.deliveredRecords / max(1, native.status.batchesSent))", "", "≥ 500,000"
-        ))
+    var nativeRates: [Double] = []
+    do {
+        for run in 1...runCount {
+            var nativeSpec = spec(
+                "native", bundle: try makeBundle("native", code: "# native handler\n"), bootstrap: bootstrap, tenant: "native\(run)", profile: strict)
+            nativeSpec.nativeCommand = ["/tmp/aerogrid-bench-native/handler", "orders"]
+            nativeSpec.maxBatchRecords = 10_000
+            let native = AppRunner(spec: nativeSpec, store: store, logger: logger)
+            nativeRates.append(try await timeApp(native, records: orderCount).recordsPerSecond)
+        }
+        measures.append(Measure(name: "native handler through IPC, records/s", unit: "records/s", runs: nativeRates))
+    } catch {
+        failures.append("native handler: \(error)")
+    }
 }
 
 // 3. Latency at a steady 1,000 orders/s: produce time in the record, grid change observed
@@ -213,46 +363,64 @@ if runs("latency") {
             async for key, tick in stream.items():
                 last[key] = {'sent_ms': tick.sent_ms}
         """
-    let latency = AppRunner(
-        spec: spec("latency", bundle: try makeBundle("latency", code: latencyApp), bootstrap: bootstrap, profile: python), store: store, logger: logger)
-    let latencyTask = Task { try await latency.run() }
-    while latency.status.lifecycle.state != .running { try await Task.sleep(for: .milliseconds(20)) }
-    let changes = latency.grids.changes()
-    let watcher = Task { () -> [Double] in
-        var samples: [Double] = []
-        for await change in changes {
-            let now = Date().timeIntervalSince1970 * 1000
-            for (_, row) in change.rows { if case .int(let sent)? = row?["sent_ms"] { samples.append(now - Double(sent)) } }
-            if samples.count >= 12_000 { break }
+    var p50s: [Double] = []
+    var p99s: [Double] = []
+    for run in 1...runCount {
+        let latency = AppRunner(
+            spec: spec("latency", bundle: try makeBundle("latency", code: latencyApp), bootstrap: bootstrap, tenant: "latency\(run)", profile: python),
+            store: store, logger: logger)
+        let latencyTask = Task { try await latency.run() }
+        while latency.status.lifecycle.state != .running { try await Task.sleep(for: .milliseconds(20)) }
+        let changes = latency.grids.changes()
+        // Each run produces its own 12,000 ticks; earlier runs' ticks are skipped by their key.
+        let watcher = Task { () -> [Double] in
+            var samples: [Double] = []
+            for await change in changes {
+                let now = Date().timeIntervalSince1970 * 1000
+                for (key, row) in change.rows {
+                    guard case .string(let name) = key, name.hasPrefix("r\(run)-"), case .int(let sent)? = row?["sent_ms"] else { continue }
+                    samples.append(now - Double(sent))
+                }
+                if samples.count >= 12_000 { break }
+            }
+            return samples
         }
-        return samples
-    }
-    let tickProducer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: bootstrap, properties: ["linger.ms": "0"]), logger: logger)
-    let tickStart = ContinuousClock.now
-    for index in 0..<12_000 {
-        let due = tickStart + .milliseconds(index)
-        if due > ContinuousClock.now { try await Task.sleep(until: due) }
-        let sent = Int64(Date().timeIntervalSince1970 * 1000)
-        try await tickProducer.enqueue(topic: "latency", key: Array("k\(index)".utf8), value: Array(#"{"product":"p","sent_ms":\#(sent)}"#.utf8))
-    }
-    try await tickProducer.flush()
-    let arrivals = await withTaskGroup(of: [Double]?.self) { group in
-        group.addTask { await watcher.value }
-        group.addTask {
-            try? await Task.sleep(for: .seconds(20))
-            return nil
+        let tickProducer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: bootstrap, properties: ["linger.ms": "0"]), logger: logger)
+        let tickStart = ContinuousClock.now
+        for index in 0..<12_000 {
+            let due = tickStart + .milliseconds(index)
+            if due > ContinuousClock.now { try await Task.sleep(until: due) }
+            let sent = Int64(Date().timeIntervalSince1970 * 1000)
+            try await tickProducer.enqueue(topic: "latency", key: Array("r\(run)-k\(index)".utf8), value: Array(#"{"product":"p","sent_ms":\#(sent)}"#.utf8))
         }
-        let first = await group.next()!
-        group.cancelAll()
-        return first ?? []
+        try await tickProducer.flush()
+        let arrivals = await withTaskGroup(of: [Double]?.self) { group in
+            group.addTask { await watcher.value }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(20))
+                return nil
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            return first ?? []
+        }
+        if let samplesFile {
+            try arrivals.map { String(format: "%.2f", $0) }.joined(separator: "\n").write(toFile: samplesFile, atomically: true, encoding: .utf8)
+        }
+        let samples = Array(arrivals.dropFirst(2_000)).sorted()
+        latency.stop()
+        try await latencyTask.value
+        guard arrivals.count == 12_000 else {
+            failures.append("latency run \(run): \(arrivals.count) of 12,000 ticks reached the grid within 20 s")
+            break
+        }
+        p50s.append(samples[samples.count / 2])
+        p99s.append(samples[min(samples.count - 1, samples.count * 99 / 100)])
     }
-    if let samplesFile { try arrivals.map { String(format: "%.2f", $0) }.joined(separator: "\n").write(toFile: samplesFile, atomically: true, encoding: .utf8) }
-    let samples = Array(arrivals.dropFirst(2_000)).sorted()
-    latency.stop()
-    try await latencyTask.value
-    let p50 = samples.isEmpty ? .nan : samples[samples.count / 2]
-    let p99 = samples.isEmpty ? .nan : samples[min(samples.count - 1, samples.count * 99 / 100)]
-    rows.append(("latency produce → grid at 1,000/s, ms", String(format: "p50 %.1f, p99 %.1f", p50, p99), "\(samples.count) samples", "", "p99 ≤ 50"))
+    if p99s.count == runCount {
+        measures.append(Measure(name: "latency produce → grid at 1,000/s, p50", unit: "ms", runs: p50s))
+        measures.append(Measure(name: "latency produce → grid at 1,000/s, p99", unit: "ms", runs: p99s))
+    }
 }
 
 // 4. Resident memory: idle supervisor, one app, ten apps (each caught up, then idle).
@@ -265,7 +433,9 @@ if runs("memory") {
             spec: spec("ordersapp", bundle: try makeBundle("ordersapp", code: seedApp), bootstrap: bootstrap, tenant: "rss\(index)", profile: python),
             store: store, logger: logger)
         runners.append((runner, Task { try await runner.run() }))
-        while runner.grids.appliedRecords < orderCount { try await Task.sleep(for: .milliseconds(20)) }
+        let deadline = ContinuousClock.now + .seconds(300)
+        while runner.grids.appliedRecords < orderCount && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        if runner.grids.appliedRecords < orderCount { failures.append("memory: app \(index + 1) of 10 did not catch up within 300 s") }
         if index == 0 { withOne = residentMiB() }
     }
     let withTen = residentMiB()
@@ -273,18 +443,41 @@ if runs("memory") {
         runner.stop()
         try await task.value
     }
-    rows.append(
-        (
-            "supervisor RSS, MiB", String(format: "1 app %.0f, 10 apps %.0f", withOne, withTen), String(format: "idle %.0f", idle),
-            String(format: "%.1f MiB per app", (withTen - withOne) / 9), ""
-        ))
+    measures += [
+        Measure(name: "supervisor RSS idle", unit: "MiB", runs: [idle]),
+        Measure(name: "supervisor RSS with 1 app", unit: "MiB", runs: [withOne]),
+        Measure(name: "supervisor RSS with 10 apps", unit: "MiB", runs: [withTen]),
+    ]
 }
 
 print("")
-let widths = [40, 28, 26, 18]
 func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count) }
-print(pad("benchmark", widths[0]) + pad("result", widths[1]) + pad("baseline", widths[2]) + pad("ratio", widths[3]) + "target")
-for row in rows {
-    print(pad(row.0, widths[0]) + pad(row.1, widths[1]) + pad(row.2, widths[2]) + pad(row.3, widths[3]) + row.4)
+func number(_ value: Double) -> String { value >= 100 ? String(format: "%.0f", value) : String(format: "%.2f", value) }
+print(pad("measure", 58) + pad("median", 12) + "min – max (\(runCount) runs where repeated)")
+for measure in measures {
+    print(pad(measure.name, 58) + pad(number(measure.median) + " " + measure.unit, 12) + "\(number(measure.min)) – \(number(measure.max))")
+}
+if let jsonFile {
+    struct Report: Encodable {
+        let benchmark = "aerogrid-bench"
+        let commit: String
+        let machine: String
+        let date: String
+        let orders: Int
+        let measures: [Measure]
+        let failures: [String]
+    }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    let report = Report(commit: commit, machine: machine, date: Date().formatted(.iso8601), orders: orderCount, measures: measures, failures: failures)
+    try encoder.encode(report).write(to: URL(fileURLWithPath: jsonFile))
 }
 try? FileManager.default.removeItem(atPath: "/tmp/aerogrid-bench-\(getpid()).sqlite")
+if !failures.isEmpty {
+    // exit() runs no defer: the cluster is stopped here, or it would hold our output open.
+    kafka.terminate()
+    kafka.waitUntilExit()
+    for failure in failures { FileHandle.standardError.write(Data("aerogrid-bench: FAILED: \(failure)\n".utf8)) }
+    exit(1)
+}

@@ -1,0 +1,52 @@
+"""The runtime benchmark (`make bench-runtime`, Benchmarks/RuntimeBench) fails when its
+result is wrong, saying what: the baseline missing, a grid not exact. And a small run that
+is right reports each side's records/s, CPU and records per CPU-second in its JSON. Run
+against the debug build, on a few thousand orders: what is checked here is the harness,
+not the speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from support.harness import AEROGRID, log
+
+BENCH = AEROGRID.parent / "aerogrid-bench"
+
+
+def bench(tmp_path, *arguments: str) -> tuple[subprocess.CompletedProcess, dict | None]:
+    report = tmp_path / "runtime.json"
+    result = subprocess.run(
+        [str(BENCH), "--only", "seed", "--orders", "3000", "--runs", "1", "--json", str(report), *arguments],
+        capture_output=True, text=True, timeout=300)
+    log(f"aerogrid-bench {' '.join(arguments)}: exit {result.returncode}\n{result.stdout[-1500:]}{result.stderr[-1500:]}")
+    return result, json.loads(report.read_text()) if report.exists() else None
+
+
+def test_a_small_run_reports_both_sides_cpu(tmp_path):
+    result, report = bench(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert report["failures"] == [] and report["orders"] == 3000 and report["commit"], report
+    measures = {measure["name"]: measure for measure in report["measures"]}
+    for side in ("bare consumer", "seed app at 1 CPU", "seed app at the default quota"):
+        for what in ("records/s", "CPU-seconds", "records per CPU-second"):
+            measure = measures[f"{side}, {what}"]
+            assert len(measure["runs"]) == 1 and measure["median"] > 0, measure
+    # CPU per side is what it says: records ÷ CPU-seconds.
+    cpu = measures["bare consumer, CPU-seconds"]["median"]
+    assert abs(measures["bare consumer, records per CPU-second"]["median"] - 3000 / cpu) < 1, measures
+    assert "seed app at the default quota, throttled periods" in measures
+
+
+def test_a_missing_baseline_fails_the_run(tmp_path):
+    result, report = bench(tmp_path, "--baseline", str(tmp_path / "no_such_consumer.py"))
+    assert result.returncode != 0
+    assert "baseline" in result.stderr and "missing" in result.stderr, result.stderr
+    assert report and report["failures"] and not report["measures"], report
+
+
+def test_an_inexact_grid_fails_the_run(tmp_path):
+    result, report = bench(tmp_path, "--test-hook", "inexact-grid")
+    assert result.returncode != 0
+    assert "not exact" in result.stderr, result.stderr
+    assert report and any("not exact" in failure for failure in report["failures"]), report
