@@ -154,6 +154,8 @@ struct SideRun {
     let records: Int
     let seconds: Double
     let cpuSeconds: Double
+    /// Of `cpuSeconds`, the app's own process (its cgroup); the rest is the supervisor's.
+    var appCPUSeconds: Double?
     var throttledPeriods: UInt64?
     var recordsPerSecond: Double { Double(records) / seconds }
     var recordsPerCPUSecond: Double { Double(records) / cpuSeconds }
@@ -185,7 +187,9 @@ func timeApp(_ runner: AppRunner, records: Int, deadline: Duration = .seconds(30
     runner.stop()
     try await task.value
     let appCPU = Double(usage?.cpuNanoseconds ?? 0) / 1e9
-    return SideRun(records: records, seconds: elapsed, cpuSeconds: cpuSeconds(RUSAGE_SELF) - cpuBefore + appCPU, throttledPeriods: usage?.throttledPeriods)
+    return SideRun(
+        records: records, seconds: elapsed, cpuSeconds: cpuSeconds(RUSAGE_SELF) - cpuBefore + appCPU, appCPUSeconds: appCPU,
+        throttledPeriods: usage?.throttledPeriods)
 }
 
 /// The baseline on the cluster: its records, time and CPU (its process, reaped).
@@ -296,10 +300,12 @@ if runs("seed") {
             Measure(name: "seed app at 1 CPU, records/s", unit: "records/s", runs: seedOneCPU.map(\.recordsPerSecond)),
             Measure(name: "seed app at 1 CPU, CPU-seconds", unit: "s", runs: seedOneCPU.map(\.cpuSeconds)),
             Measure(name: "seed app at 1 CPU, records per CPU-second", unit: "records/CPU-s", runs: seedOneCPU.map(\.recordsPerCPUSecond)),
+            Measure(name: "seed app at 1 CPU, CPU-seconds of the app's process", unit: "s", runs: seedOneCPU.map { $0.appCPUSeconds ?? 0 }),
             Measure(name: "seed app at 1 CPU, throttled periods", unit: "periods", runs: seedOneCPU.map { Double($0.throttledPeriods ?? 0) }),
             Measure(name: "seed app at the default quota, records/s", unit: "records/s", runs: seedDefault.map(\.recordsPerSecond)),
             Measure(name: "seed app at the default quota, CPU-seconds", unit: "s", runs: seedDefault.map(\.cpuSeconds)),
             Measure(name: "seed app at the default quota, records per CPU-second", unit: "records/CPU-s", runs: seedDefault.map(\.recordsPerCPUSecond)),
+            Measure(name: "seed app at the default quota, CPU-seconds of the app's process", unit: "s", runs: seedDefault.map { $0.appCPUSeconds ?? 0 }),
             Measure(name: "seed app at the default quota, throttled periods", unit: "periods", runs: seedDefault.map { Double($0.throttledPeriods ?? 0) }),
             Measure(
                 name: "seed app at 1 CPU ÷ bare consumer, records/s", unit: "×", runs: zip(seedOneCPU, bare).map { $0.recordsPerSecond / $1.recordsPerSecond }),
