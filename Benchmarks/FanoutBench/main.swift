@@ -4,9 +4,13 @@
 // runs an app keeping a 1,000-row grid; this process produces records at a steady rate
 // (each changes one cell) and holds the WebSocket clients, subscribed to that grid at the
 // default rate. Per run: latency from a value's produce time to its receipt by a client
-// (an upper bound of "grid write to receipt": it includes Kafka and the app), messages/s
-// out, the server's CPU, its memory per idle client, and whether every client ends equal
-// to the final grid. Run with `make bench-fanout` (release builds).
+// (an upper bound of "grid write to receipt": it includes Kafka and the app), and per-change
+// visibility latency (every change, on a sample of clients: the time until the client sees
+// that change or a newer value of its row, so conflation cannot hide a slow change),
+// messages/s out, the server's CPU and the whole machine's (from /proc/stat), the server's
+// memory per idle client, and whether every client ends equal to the final grid. It exits
+// non-zero, saying why, when a client cannot connect or take its snapshot within 60 s, or
+// when a client does not end equal to the grid. Run with `make bench-fanout` (release builds).
 import AeroGridKafka
 import Foundation
 import HummingbirdWSClient
@@ -31,7 +35,13 @@ let clientCount = option("--clients", 1000)
 let changesPerSecond = option("--rate", 10_000)
 let runSeconds = option("--seconds", 20)
 let rowCount = option("--rows", 1000)
-let aerogrid = arguments.firstIndex(of: "--aerogrid").map { arguments[$0 + 1] } ?? "\(root)/.build/release/aerogrid"
+// The aerogrid built with this benchmark (release for `make bench`, debug in tests).
+let aerogrid =
+    arguments.firstIndex(of: "--aerogrid").map { arguments[$0 + 1] }
+    ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("aerogrid").path
+/// `--test-hook too-few-connections`: the tenant may hold only half the clients, so some
+/// cannot connect and the run must fail (tests show it does, instead of waiting).
+let testHook = arguments.firstIndex(of: "--test-hook").map { arguments[$0 + 1] }
 
 // MARK: The server
 
@@ -131,7 +141,7 @@ let token = ((tenant["admin_token"] as? [String: Any])?["secret"] as? String)!
 // Room for every client: the tenant's connection quota is 200 by default.
 _ = http(
     "PUT", "/api/v1/tenants/bench/quota", token: operatorToken,
-    body: try JSONSerialization.data(withJSONObject: ["max_connections": clientCount + 10]))
+    body: try JSONSerialization.data(withJSONObject: ["max_connections": testHook == "too-few-connections" ? max(1, clientCount / 2) : clientCount + 10]))
 try "name = \"ticker\"\n".write(toFile: "\(directory)/app/app.toml", atomically: true, encoding: .utf8)
 try """
 import aerogrid
@@ -159,6 +169,31 @@ _ = http("POST", "/api/v1/apps/ticker/start", token: token)
 
 func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
+/// Every change's produce time, per row, in order: what the sampled clients measure their
+/// per-change visibility against.
+final class ChangeLog: Sendable {
+    private let times = Mutex([[Int64]](repeating: [], count: rowCount))
+
+    func append(row: Int, at ms: Int64) { times.withLock { $0[row].append(ms) } }
+
+    /// The produce times of row `row`'s changes from index `from` up to value `value`
+    /// (those the client now sees), and the index after them.
+    func visible(row: Int, from: Int, upTo value: Int64) -> ([Int64], Int) {
+        times.withLock { times in
+            var index = from
+            var seen: [Int64] = []
+            while index < times[row].count, times[row][index] <= value {
+                seen.append(times[row][index])
+                index += 1
+            }
+            return (seen, index)
+        }
+    }
+
+    func reset() { times.withLock { $0 = [[Int64]](repeating: [], count: rowCount) } }
+}
+let changeLog = ChangeLog()
+
 let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: kafka.bootstrapServers, properties: ["linger.ms": "2"]), logger: logger)
 
 /// `rate` records a second for `seconds`, each setting one row's cell to its produce time.
@@ -170,7 +205,9 @@ func produce(rate: Int, seconds: Int) async throws {
         try await Task.sleep(until: start + .milliseconds(slice * 1000 / slices))
         let due = (slice + 1) * rate / slices
         while sent < due {
-            try await producer.enqueue(topic: "ticks", key: Array("k\(sent % rowCount)".utf8), value: Array(#"{"sent_ms":\#(nowMs())}"#.utf8))
+            let now = nowMs()
+            changeLog.append(row: sent % rowCount, at: now)
+            try await producer.enqueue(topic: "ticks", key: Array("k\(sent % rowCount)".utf8), value: Array(#"{"sent_ms":\#(now)}"#.utf8))
             sent += 1
         }
     }
@@ -199,6 +236,20 @@ final class Client: @unchecked Sendable {
     var latency = [Int](repeating: 0, count: 10_001)
     var messages = 0
     var counting = false
+    /// Sampled clients also measure every change's visibility.
+    var perChange: [Int]?
+    private var nextChange = [Int](repeating: 0, count: rowCount)
+    /// Why the connection ended early, if it did.
+    var failure: String?
+
+    /// From now on, changes logged from here on are the ones measured.
+    func startCounting(sampled: Bool) {
+        if sampled {
+            perChange = [Int](repeating: 0, count: 10_001)
+            nextChange = [Int](repeating: 0, count: rowCount)
+        }
+        counting = true
+    }
 
     func receive(_ bytes: ByteBuffer) {
         let now = nowMs()
@@ -227,6 +278,11 @@ final class Client: @unchecked Sendable {
                     rows[key] = number
                 }
                 if counting { latency[Int(min(max(now - number, 0), 10_000))] += 1 }
+                if counting, perChange != nil, key < rowCount {
+                    let (seen, next) = changeLog.visible(row: key, from: nextChange[key], upTo: number)
+                    nextChange[key] = next
+                    for produced in seen { perChange![Int(min(max(now - produced, 0), 10_000))] += 1 }
+                }
                 index = digit
             }
         }
@@ -254,20 +310,41 @@ func connect(_ clients: [Client]) -> [Task<Void, Never>] {
     let subscribe = #"{"op":"subscribe","id":"s","app":"ticker","grid":"cells"}"#
     return clients.map { client in
         Task {
-            _ = try? await WebSocketClient.connect(
-                url: "ws://127.0.0.1:\(port)/api/v1/stream", configuration: .init(maxFrameSize: 1 << 20), logger: logger
-            ) { inbound, outbound, _ in
-                try await outbound.write(.text(auth))
-                try await outbound.write(.text(subscribe))
-                // Frames as they come (the server sends each message in one frame below
-                // 512 KiB): no String made of each.
-                for try await frame in inbound {
-                    client.receive(frame.data)
-                    if Task.isCancelled { break }
+            do {
+                let close = try await WebSocketClient.connect(
+                    url: "ws://127.0.0.1:\(port)/api/v1/stream", configuration: .init(maxFrameSize: 1 << 20), logger: logger
+                ) { inbound, outbound, _ in
+                    try await outbound.write(.text(auth))
+                    try await outbound.write(.text(subscribe))
+                    // Frames as they come (the server sends each message in one frame below
+                    // 512 KiB): no String made of each.
+                    for try await frame in inbound {
+                        client.receive(frame.data)
+                        if Task.isCancelled { break }
+                    }
                 }
+                if !Task.isCancelled, let close, close.closeCode != .normalClosure {
+                    client.failure = "the server closed the stream: \(close.closeCode) \(close.reason ?? "")"
+                }
+            } catch {
+                if !Task.isCancelled { client.failure = "\(error)" }
             }
         }
     }
+}
+
+/// The whole machine's busy CPU-seconds (every core, every process), from /proc/stat.
+func machineBusySeconds() -> Double {
+    let line = ((try? String(contentsOfFile: "/proc/stat", encoding: .utf8)) ?? "").split(separator: "\n").first ?? ""
+    let fields = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+    guard fields.count >= 8 else { return 0 }
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]
+    return busy / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+struct BenchFailure: Error, CustomStringConvertible {
+    let description: String
 }
 
 func serverStat() -> (cpuSeconds: Double, rssMiB: Double) {
@@ -291,8 +368,11 @@ struct RunResult {
     let generatorCPU: Double
     let p50: Int
     let p99: Int
+    let perChangeP50: Int
+    let perChangeP99: Int
     let messagesPerSecond: Double
     let serverCPU: Double
+    let machineCPU: Double
     let idleKiBPerClient: Double
     let equal: Int
 }
@@ -312,13 +392,26 @@ func run(clients count: Int) async throws -> RunResult {
     note("connecting \(count) clients")
     let clients = (0..<count).map { _ in Client() }
     let tasks = connect(clients)
-    // Every client has its snapshot; then the idle memory.
-    while clients.contains(where: { $0.rowsSeen < rowCount }) { try await Task.sleep(for: .milliseconds(200)) }
+    // Every client has its snapshot (within 60 s, or the run fails); then the idle memory.
+    let deadline = ContinuousClock.now + .seconds(60)
+    while clients.contains(where: { $0.rowsSeen < rowCount }) {
+        let failed = clients.compactMap(\.failure)
+        if !failed.isEmpty || ContinuousClock.now > deadline {
+            tasks.forEach { $0.cancel() }
+            let waiting = clients.filter { $0.rowsSeen < rowCount }.count
+            throw BenchFailure(
+                description: "\(waiting) of \(count) clients have no snapshot\(failed.isEmpty ? " after 60 s" : ""); \(failed.count) could not connect"
+                    + (failed.first.map { " (first: \($0))" } ?? ""))
+        }
+        try await Task.sleep(for: .milliseconds(200))
+    }
     try await Task.sleep(for: .seconds(2))
     let idle = serverStat()
     note("producing \(changesPerSecond) changes/s for \(runSeconds) s")
-    clients.forEach { $0.counting = true }
+    changeLog.reset()
+    for (index, client) in clients.enumerated() { client.startCounting(sampled: index < 10) }
     let start = serverStat()
+    let machineStart = machineBusySeconds()
     let ownStart = ownCPUSeconds()
     let messagesBefore = clients.reduce(0) { $0 + $1.messages }
     let began = ContinuousClock.now
@@ -326,6 +419,7 @@ func run(clients count: Int) async throws -> RunResult {
     let elapsed = ContinuousClock.now - began
     let end = serverStat()
     let ownEnd = ownCPUSeconds()
+    let machineEnd = machineBusySeconds()
     let messages = clients.reduce(0) { $0 + $1.messages } - messagesBefore
     clients.forEach { $0.counting = false }
     // The last values reach everyone within a few ticks.
@@ -339,28 +433,48 @@ func run(clients count: Int) async throws -> RunResult {
     tasks.forEach { $0.cancel() }
     var histogram = [Int](repeating: 0, count: 10_001)
     for client in clients { for (ms, n) in client.latency.enumerated() { histogram[ms] += n } }
+    var perChange = [Int](repeating: 0, count: 10_001)
+    for client in clients { for (ms, n) in (client.perChange ?? []).enumerated() { perChange[ms] += n } }
     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     try await Task.sleep(for: .seconds(2))
     return RunResult(
         clients: count, generatorCPU: (ownEnd - ownStart) / seconds, p50: percentile(histogram, 0.5), p99: percentile(histogram, 0.99),
+        perChangeP50: percentile(perChange, 0.5), perChangeP99: percentile(perChange, 0.99),
         messagesPerSecond: Double(messages) / seconds, serverCPU: (end.cpuSeconds - start.cpuSeconds) / seconds,
+        machineCPU: (machineEnd - machineStart) / seconds,
         idleKiBPerClient: (idle.rssMiB - before.rssMiB) * 1024 / Double(count), equal: equal)
 }
 
-let baseline = try await run(clients: 1)
-let loaded = try await run(clients: clientCount)
+/// Fails the benchmark: the server stops first (exit runs no defer).
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("aerogrid-fanout-bench: FAILED: \(message)\n".utf8))
+    server.terminate()
+    server.waitUntilExit()
+    exit(1)
+}
+
+let baseline: RunResult
+let loaded: RunResult
+do {
+    baseline = try await run(clients: 1)
+    loaded = try await run(clients: clientCount)
+} catch {
+    fail("\(error)")
+}
 
 func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
 print("fan-out, \(Date().formatted(.iso8601)), \(ProcessInfo.processInfo.activeProcessorCount) CPUs")
 print("grid of \(rowCount) rows, \(changesPerSecond) cell changes/s for \(runSeconds) s, subscriptions at the default 4 messages/s")
 print("")
 print(
-    pad("clients", 9) + pad("p50 ms", 8) + pad("p99 ms", 8) + pad("msgs/s out", 12) + pad("server CPU", 12) + pad("generator CPU", 15)
-        + pad("KiB/idle client", 17) + "equal to the grid")
+    pad("clients", 9) + pad("p50 ms", 8) + pad("p99 ms", 8) + pad("per-change p50/p99", 20) + pad("msgs/s out", 12) + pad("server CPU", 12)
+        + pad("machine CPU", 13) + pad("generator CPU", 15) + pad("KiB/idle client", 17) + "equal to the grid")
 for result in [baseline, loaded] {
     print(
-        pad("\(result.clients)", 9) + pad("\(result.p50)", 8) + pad("\(result.p99)", 8) + pad(String(format: "%.0f", result.messagesPerSecond), 12)
-            + pad(String(format: "%.2f", result.serverCPU), 12) + pad(String(format: "%.2f", result.generatorCPU), 15)
+        pad("\(result.clients)", 9) + pad("\(result.p50)", 8) + pad("\(result.p99)", 8) + pad("\(result.perChangeP50)/\(result.perChangeP99)", 20)
+            + pad(String(format: "%.0f", result.messagesPerSecond), 12)
+            + pad(String(format: "%.2f", result.serverCPU), 12) + pad(String(format: "%.2f", result.machineCPU), 13)
+            + pad(String(format: "%.2f", result.generatorCPU), 15)
             + pad(result.clients > 1 ? String(format: "%.1f", result.idleKiBPerClient) : "-", 17)
             + "\(result.equal)/\(result.clients)")
 }
@@ -372,4 +486,8 @@ print(
         loaded.idleKiBPerClient <= 50 ? "met" : "missed"))
 print("(latency is from a value's produce time to its receipt: it includes Kafka and the app, so it bounds the stream's own from above;")
 print(" the load generator shares the 2 cores with the server: its CPU is in its column)")
+print(" per-change: every change, on 10 sampled clients, until the client sees it or a newer value of its row")
 withExtendedLifetime(stopSignals) {}
+if baseline.equal != baseline.clients || loaded.equal != loaded.clients {
+    fail("\(loaded.clients - loaded.equal) of \(loaded.clients) clients (and \(baseline.clients - baseline.equal) of 1) did not end equal to the grid")
+}

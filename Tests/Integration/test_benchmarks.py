@@ -1,8 +1,9 @@
-"""The runtime benchmark (`make bench-runtime`, Benchmarks/RuntimeBench) fails when its
-result is wrong, saying what: the baseline missing, a grid not exact. And a small run that
-is right reports each side's records/s, CPU and records per CPU-second in its JSON. Run
-against the debug build, on a few thousand orders: what is checked here is the harness,
-not the speed."""
+"""The benchmarks fail when their result is wrong, saying what: the runtime's
+(`make bench-runtime`) with its baseline missing or a grid not exact, the stream's (`make
+bench-fanout`) with clients that cannot connect. And small runs that are right report what
+they should: each side's records/s, CPU and records per CPU-second; every change's
+visibility and the machine's CPU. Run against the debug build on small loads: what is
+checked here is the harness, not the speed."""
 
 from __future__ import annotations
 
@@ -50,3 +51,25 @@ def test_an_inexact_grid_fails_the_run(tmp_path):
     assert result.returncode != 0
     assert "not exact" in result.stderr, result.stderr
     assert report and any("not exact" in failure for failure in report["failures"]), report
+
+
+FANOUT_BENCH = AEROGRID.parent / "aerogrid-fanout-bench"
+
+
+def fanout_bench(*arguments: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(FANOUT_BENCH), "--seconds", "2", *arguments], capture_output=True, text=True, timeout=300)
+    log(f"aerogrid-fanout-bench {' '.join(arguments)}: exit {result.returncode}\n{result.stdout[-1500:]}{result.stderr[-800:]}")
+    return result
+
+
+def test_the_fanout_benchmark_measures_every_change_and_the_machine():
+    result = fanout_bench("--clients", "5")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "per-change p50/p99" in result.stdout and "machine CPU" in result.stdout, result.stdout
+    assert "5/5" in result.stdout, result.stdout
+
+
+def test_the_fanout_benchmark_fails_when_clients_cannot_connect():
+    result = fanout_bench("--clients", "20", "--test-hook", "too-few-connections")
+    assert result.returncode != 0
+    assert "could not connect" in result.stderr and "over quota" in result.stderr, result.stderr[-2000:]
