@@ -15,12 +15,16 @@ each run three ways:
   bwrap     Debian's bubblewrap with --unshare-all and the equivalent read-only binds,
             /proc, /dev, tmpfs /tmp, --cap-drop ALL, --clearenv (no cgroup, no seccomp)
 
-The six variants are interleaved round-robin (the order rotates each round) so that
-noise spreads over all of them; a few untimed warm-up runs come first. A run that does
-not exit 0 is an error, not a number. Needs root for the cgroups (as the launcher does
-in production); stdlib only.
+The six variants are interleaved, each round in its own random order drawn from --seed
+(printed, so a run can be repeated), so that noise and any effect of one variant on the
+next spread over all of them; a few untimed warm-up runs come first. A run that does not
+exit 0 is an error, not a number. The launcher leaves its cgroup to a helper that removes
+it after the launcher exits: by default that clean-up is waited for, untimed, before the
+next run (so it slows no one else's run), and with --charge-cleanup it is part of the
+launcher's time (back to back: the run ends when its cgroup is gone). Needs root for the
+cgroups (as the launcher does in production); stdlib only.
 
-    python3 Benchmarks/sandbox_startup.py [--runs 40] [--json FILE]
+    python3 Benchmarks/sandbox_startup.py [--runs 40] [--seed N] [--charge-cleanup] [--json FILE]
     make bench-sandbox        # builds the release launcher first
 """
 
@@ -31,6 +35,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import statistics
@@ -78,6 +83,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--bwrap", default=shutil.which("bwrap") or "/usr/bin/bwrap",
                         help="bubblewrap binary (Debian: apt-get install bubblewrap)")
     parser.add_argument("--json", metavar="FILE", help="also write every number to FILE as JSON")
+    parser.add_argument("--seed", type=int, default=1, help="seed of each round's random order (default 1)")
+    parser.add_argument("--charge-cleanup", action="store_true",
+                        help="count the launcher's deferred cgroup clean-up in its time (default: wait for it untimed)")
     parser.add_argument("--keep-going", action="store_true",
                         help="diagnosis only: on a failed run, count it, leave it out of the numbers and "
                              "go on; the script still exits 1 if any run failed")
@@ -120,6 +128,17 @@ def tool_version(argv: list[str]) -> str:
         return "unknown"
 
 
+def commit() -> str:
+    """The commit measured, and whether the tree differs from it."""
+    try:
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head or 'unknown'}{' (with uncommitted changes)' if dirty else ''}"
+
+
 def interpreter(requested: str | None) -> tuple[str, str]:
     """The real interpreter binary and its prefix (sys.base_prefix), shims and links followed."""
     exe = requested or sys.executable
@@ -148,11 +167,45 @@ def bwrap_argv(bwrap: str, python_prefix: str) -> list[str]:
     return argv
 
 
-def run_once(argv: list[str], env: dict) -> tuple[float, int]:
+def leftover_sandbox_cgroups() -> list[str]:
+    """The launcher's own cgroups (aerogrid/sandbox-*) still there, under cgroup v2's
+    mount or any v1 controller's."""
+    roots = ["/sys/fs/cgroup/aerogrid"]
+    try:
+        roots += [os.path.join("/sys/fs/cgroup", c, "aerogrid") for c in os.listdir("/sys/fs/cgroup")]
+    except OSError:
+        pass
+    found = []
+    for root in roots:
+        try:
+            found += [os.path.join(root, n) for n in os.listdir(root) if n.startswith("sandbox-")]
+        except OSError:
+            continue
+    return found
+
+
+def wait_for_cleanup(deadline_s: float = 10.0) -> None:
+    """Until the launcher's clean-up helper has removed its cgroup (it runs after the
+    launcher exits); a clean-up that never comes fails the benchmark."""
+    give_up = time.perf_counter() + deadline_s
+    while leftover_sandbox_cgroups():
+        if time.perf_counter() > give_up:
+            fail(f"the launcher's cgroups were not removed within {deadline_s:.0f} s: {leftover_sandbox_cgroups()[:3]}")
+        time.sleep(0.0002)
+
+
+def run_once(argv: list[str], env: dict, cleanup: str = "none") -> tuple[float, int]:
+    """One run's wall time. `cleanup`: "none" (not the launcher), "wait" (the launcher's
+    deferred clean-up waited for after the clock stops), "charge" (before it stops)."""
     start = time.perf_counter()
     done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - start, done.returncode
+    if cleanup == "charge":
+        wait_for_cleanup()
+    seconds = time.perf_counter() - start
+    if cleanup == "wait":
+        wait_for_cleanup()
+    return seconds, done.returncode
 
 
 def check_run(name: str, argv: list[str], env: dict) -> int:
@@ -209,7 +262,8 @@ def main() -> None:
 
     host = machine()
     now = datetime.datetime.now(datetime.UTC).astimezone()
-    print(f"sandbox start-up, {now.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    measured = commit()
+    print(f"sandbox start-up, {now.strftime('%Y-%m-%d %H:%M:%S %Z')}, commit {measured}")
     print(f"machine: {host['nproc']} CPUs ({host['cpu_model']}), Linux {host['kernel']}, "
           f"cgroup {host['cgroups']}, euid {host['euid']}")
     versions = {
@@ -254,7 +308,12 @@ def main() -> None:
                 failed(case, f"warm-up {warmup + 2}", code)
 
     # Rounds go on until every variant has --runs good samples (only --keep-going can
-    # make that take more than --runs rounds).
+    # make that take more than --runs rounds). Each round's order is drawn from the seed.
+    order = random.Random(args.seed)
+    cleanup_mode = "charge" if args.charge_cleanup else "wait"
+    print(f"order: seeded random per round (--seed {args.seed}); the launcher's clean-up: "
+          f"{'counted in its time' if args.charge_cleanup else 'waited for, untimed, before the next run'}")
+    wait_for_cleanup()
     samples: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
     failed_ms: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
     round_index = -1
@@ -262,10 +321,9 @@ def main() -> None:
         round_index += 1
         if round_index >= 4 * args.runs:
             break
-        shift = round_index % len(cases)
-        for case in cases[shift:] + cases[:shift]:
+        for case in order.sample(cases, len(cases)):
             attempts[case] += 1
-            seconds, code = run_once(argvs[case], envs[case[1]])
+            seconds, code = run_once(argvs[case], envs[case[1]], cleanup_mode if case[1] == "aerogrid" else "none")
             if code != 0:
                 failed(case, f"run {round_index + 1}", code)
                 failed_ms[case].append(seconds * 1000)
@@ -297,7 +355,8 @@ def main() -> None:
         added = "—" if variant == "bare" else f"{r['added_ms']:+.2f}"
         print(f"{command:<20} {VARIANT_LABELS[variant]:<17} {r['runs']:4d} {r['median_ms']:9.2f} {r['p90_ms']:8.2f} "
               f"{added:>9} {r['ratio']:6.2f}")
-    print("(runs interleaved round-robin; added = median minus the bare median; ratio = median / bare median)")
+    print(f"(runs interleaved in a seeded random order, --seed {args.seed}; added = median minus the bare median; "
+          "ratio = median / bare median)")
     print()
     verdicts = {}
     for command in commands:
@@ -311,10 +370,13 @@ def main() -> None:
     if args.json:
         document = {
             "date": now.isoformat(timespec="seconds"),
+            "commit": measured,
             "machine": host,
             "versions": versions,
             "runs": args.runs,
             "warmup": args.warmup,
+            "seed": args.seed,
+            "cleanup": "charged to the launcher" if args.charge_cleanup else "waited for, untimed",
             "argv": {f"{c} | {v}": argvs[(c, v)] for c, v in cases},
             "results": {c: {v: results[(c, v)] for v in VARIANTS} for c in commands},
             "samples_ms": {c: {v: samples[(c, v)] for v in VARIANTS} for c in commands},

@@ -1,7 +1,7 @@
 // aerogrid-bench: the runtime's speed and memory, side by side with a baseline.
 //
 //   1. the seed app end to end (Kafka → supervisor → sandboxed Python → grid) against
-//      ../shared/bench/bare_consumer.py on the same cluster and topic, in turn, `--runs`
+//      the pinned bare consumer (Benchmarks/baseline) on the same cluster and topic, in turn, `--runs`
 //      times: records/s, the CPU-seconds each side used (the bare consumer's process; the
 //      supervisor's own threads plus the app's cgroup) and records per CPU-second, the
 //      seed app at one CPU and at the profile's default quota (half a core, with its
@@ -23,6 +23,7 @@ import AeroGridSandbox
 import AeroGridStore
 import Foundation
 import Logging
+import Synchronization
 
 let root: String = {
     var url = URL(fileURLWithPath: #filePath)
@@ -43,8 +44,9 @@ func runs(_ part: String) -> Bool { only == nil || only == part }
 let samplesFile = arguments.firstIndex(of: "--samples").map { arguments[$0 + 1] }
 /// `--runs N`: how many times each side of a comparison runs (the report gives min, median, max).
 let runCount = max(1, arguments.firstIndex(of: "--runs").flatMap { Int(arguments[$0 + 1]) } ?? 3)
-/// `--baseline FILE`: the program the seed app is compared with.
-let baselinePath = arguments.firstIndex(of: "--baseline").map { arguments[$0 + 1] } ?? "\(root)/../shared/bench/bare_consumer.py"
+/// `--baseline FILE`: the program the seed app is compared with (default: the pinned copy,
+/// Benchmarks/baseline/bare_consumer.py).
+let baselinePath = arguments.firstIndex(of: "--baseline").map { arguments[$0 + 1] } ?? "\(root)/Benchmarks/baseline/bare_consumer.py"
 /// `--json FILE`: the report, machine-readable.
 let jsonFile = arguments.firstIndex(of: "--json").map { arguments[$0 + 1] }
 /// `--test-hook inexact-grid`: the expected grid is changed by one unit, so the check that
@@ -124,8 +126,12 @@ let extraKafka: [String: String] = {
     return properties
 }()
 
+/// The tenants the apps ran for: their cgroups are removed at the end.
+let tenantsUsed = Mutex<Set<String>>([])
+
 /// `cpus` nil: the profile's default quota (half a core for python.json).
 func spec(_ name: String, bundle: String, bootstrap: String, tenant: String = "bench", profile: CompiledProfile, cpus: Double? = nil) -> AppSpec {
+    tenantsUsed.withLock { _ = $0.insert(tenant) }
     let defaults = profile.quotaDefaults
     return AppSpec(
         tenant: tenant, name: name, bundle: bundle, sdkPath: "\(root)/python", profile: profile,
@@ -480,6 +486,8 @@ if let jsonFile {
     try encoder.encode(report).write(to: URL(fileURLWithPath: jsonFile))
 }
 try? FileManager.default.removeItem(atPath: "/tmp/aerogrid-bench-\(getpid()).sqlite")
+// Each app's cgroup went with its process; the tenants' own are left to us.
+Sandbox.removeCgroups(tenantsUsed.withLock { $0.sorted() }.map { [$0] })
 if !failures.isEmpty {
     // exit() runs no defer: the cluster is stopped here, or it would hold our output open.
     kafka.terminate()

@@ -7,10 +7,11 @@ checked here is the harness, not the speed."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 
-from support.harness import AEROGRID, log
+from support.harness import AEROGRID, REPO, log
 
 BENCH = AEROGRID.parent / "aerogrid-bench"
 
@@ -22,6 +23,18 @@ def bench(tmp_path, *arguments: str) -> tuple[subprocess.CompletedProcess, dict 
         capture_output=True, text=True, timeout=300)
     log(f"aerogrid-bench {' '.join(arguments)}: exit {result.returncode}\n{result.stdout[-1500:]}{result.stderr[-1500:]}")
     return result, json.loads(report.read_text()) if report.exists() else None
+
+
+# The pinned baseline, shared/bench/bare_consumer.py: "use it as it is; do not weaken it".
+PINNED_BASELINE_SHA256 = "2b45cb36ada5020390fafccd6e0152c53ea781b6881b87f7bef0f2ed2105d860"
+
+
+def test_the_baseline_is_the_pinned_one_unchanged():
+    copy = REPO / "Benchmarks" / "baseline" / "bare_consumer.py"
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == PINNED_BASELINE_SHA256, f"{copy} differs from the pinned baseline"
+    original = REPO.parent / "shared" / "bench" / "bare_consumer.py"
+    if original.exists():
+        assert original.read_bytes() == copy.read_bytes(), f"{copy} differs from {original}"
 
 
 def test_a_small_run_reports_both_sides_cpu(tmp_path):
