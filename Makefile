@@ -9,7 +9,7 @@ AEROGRID := .build/debug/aerogrid
 # fixtures (prerequisites, scratch directories, Kafka and a server) are Tests/support/plugin.py's.
 PYTEST = PYTHONPATH=$(CURDIR)/Tests $(PYTHON) -m pytest -p skip_policy -p support.plugin
 
-.PHONY: dev test deps build lint lint-swift lint-python test-swift test-sandbox-c test-integration test-python bench bench-runtime bench-sandbox bench-fanout bench-soak clean
+.PHONY: dev test deps build lint lint-swift lint-python test-swift test-sandbox-c test-integration test-python bench bench-docs bench-runtime bench-sandbox bench-fanout bench-soak clean
 
 # make dev DEV_ARGS=--no-demo leaves out the demo app and its orders.
 dev: build
@@ -77,32 +77,43 @@ lint-swift:
 lint-python: deps
 	$(PYTHON) -m ruff check
 
-# Speed and memory, each next to its baseline (release builds; see docs/performance.md).
-# Extra arguments: make bench BENCH_ARGS="--orders 480000".
+# Speed and memory, each next to its baseline (release builds; see docs/performance.md):
+# every benchmark writes its report to .build/bench/NAME.json and fails on a wrong result;
+# then one report of them all, .build/bench/report.json.
 bench: bench-runtime bench-sandbox bench-fanout bench-soak
+	$(PYTHON) Benchmarks/report.py
+
+# docs/performance.md's results tables, rewritten from the reports `make bench` wrote.
+bench-docs:
+	$(PYTHON) Benchmarks/report.py --docs docs/performance.md
 
 # The seed app against the baseline (records/s, CPU per side, records per CPU-second), the
 # native handler, latency and memory: three runs each, min/median/max, a non-zero exit when a
-# result is wrong; the report in .build/bench/runtime.json.
+# result is wrong. Extra arguments: make bench-runtime BENCH_ARGS="--orders 480000".
 bench-runtime: deps
 	swift build -c release --product aerogrid
 	swift build -c release --product aerogrid-bench
 	mkdir -p .build/bench
 	.build/release/aerogrid-bench --json .build/bench/runtime.json $(BENCH_ARGS)
 
-# Start-up cost of the sandbox launcher next to bare runs and bubblewrap (needs root and
-# bwrap). Extra arguments: make bench-sandbox SANDBOX_BENCH_ARGS="--runs 60".
+# Start-up cost of a sandbox: the launcher next to bare runs and bubblewrap, and
+# Sandbox.launch inside a process as the supervisor calls it (needs root and bwrap).
+# Extra arguments: make bench-sandbox SANDBOX_BENCH_ARGS="--runs 60".
 bench-sandbox: deps
 	swift build -c release --product aerogrid-sandbox
-	$(PYTHON) Benchmarks/sandbox_startup.py --launcher .build/release/aerogrid-sandbox $(SANDBOX_BENCH_ARGS)
+	swift build -c release --product aerogrid-launch-bench
+	mkdir -p .build/bench
+	$(PYTHON) Benchmarks/sandbox_startup.py --launcher .build/release/aerogrid-sandbox \
+		--launch-bench .build/release/aerogrid-launch-bench --json .build/bench/sandbox-startup.json $(SANDBOX_BENCH_ARGS)
 
 # The stream: many WebSocket clients on one grid under a steady write rate, next to a
-# one-client run (a real server in its own process). Extra arguments:
+# one-client run (a real server in its own process), three times. Extra arguments:
 # make bench-fanout FANOUT_BENCH_ARGS="--clients 200 --seconds 10".
 bench-fanout: deps
 	swift build -c release --product aerogrid
 	swift build -c release --product aerogrid-fanout-bench
-	.build/release/aerogrid-fanout-bench $(FANOUT_BENCH_ARGS)
+	mkdir -p .build/bench
+	.build/release/aerogrid-fanout-bench --json .build/bench/fanout.json $(FANOUT_BENCH_ARGS)
 
 # One hostile tenant (huge log lines, hoarded batch frames, anonymous and slow connections,
 # idle subscriptions, unread replies) against a good one with 50 stream clients: the server
@@ -110,7 +121,8 @@ bench-fanout: deps
 # root). Extra arguments: make bench-soak SOAK_BENCH_ARGS="--seconds 30 --runs 1".
 bench-soak: deps
 	swift build -c release --product aerogrid
-	PYTHONPATH=$(CURDIR)/Tests $(PYTHON) Benchmarks/soak.py $(SOAK_BENCH_ARGS)
+	mkdir -p .build/bench
+	PYTHONPATH=$(CURDIR)/Tests $(PYTHON) Benchmarks/soak.py --json .build/bench/soak.json $(SOAK_BENCH_ARGS)
 
 clean:
 	rm -rf .build .build-c

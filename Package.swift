@@ -94,21 +94,34 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The one result format every benchmark writes (Benchmarks/).
+        .target(
+            name: "BenchReport",
+            path: "Benchmarks/BenchReport",
+            swiftSettings: strictSettings
+        ),
         // make bench: the runtime's speed and memory next to a baseline (Benchmarks/).
         .executableTarget(
             name: "aerogrid-bench",
             dependencies: [
-                "AeroGridCore", "AeroGridKafka", "AeroGridRuntime", "AeroGridSandbox", "AeroGridStore",
+                "AeroGridCore", "AeroGridKafka", "AeroGridRuntime", "AeroGridSandbox", "AeroGridStore", "BenchReport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/RuntimeBench",
+            swiftSettings: strictSettings
+        ),
+        // make bench-sandbox: Sandbox.launch as the supervisor calls it, timed in process.
+        .executableTarget(
+            name: "aerogrid-launch-bench",
+            dependencies: ["AeroGridSandbox"],
+            path: "Benchmarks/LaunchBench",
             swiftSettings: strictSettings
         ),
         // make bench-fanout: the stream with many clients, next to a one-client run.
         .executableTarget(
             name: "aerogrid-fanout-bench",
             dependencies: [
-                "AeroGridKafka",
+                "AeroGridKafka", "BenchReport",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -15,16 +15,28 @@ each run three ways:
   bwrap     Debian's bubblewrap with --unshare-all and the equivalent read-only binds,
             /proc, /dev, tmpfs /tmp, --cap-drop ALL, --clearenv (no cgroup, no seccomp)
 
-The six variants are interleaved, each round in its own random order drawn from --seed
+and two ways from inside one process (aerogrid-launch-bench, Benchmarks/LaunchBench), timed
+there:
+
+  in-process bare      posix_spawn + waitpid
+  in-process launch    Sandbox.launch with the spec the supervisor gives an app (its cgroup
+            at tenant/app, pipes, the IPC socket) and SandboxedProcess.wait(), which
+            returns once the sandbox is gone and its cgroup removed: what a start costs
+            the supervisor, clean-up included
+
+The ten variants are interleaved, each round in its own random order drawn from --seed
 (printed, so a run can be repeated), so that noise and any effect of one variant on the
-next spread over all of them; a few untimed warm-up runs come first. A run that does not
+next spread over all of them; a few untimed warm-up runs come first. The whole measure is
+repeated (--repeats, 3 by default, seeds --seed, --seed + 1, ...): each repeat gives every
+variant's added time (its median minus its bare median), and the report gives the
+median of the repeats with their min and max. A run that does not
 exit 0 is an error, not a number. The launcher leaves its cgroup to a helper that removes
 it after the launcher exits: by default that clean-up is waited for, untimed, before the
 next run (so it slows no one else's run), and with --charge-cleanup it is part of the
 launcher's time (back to back: the run ends when its cgroup is gone). Needs root for the
 cgroups (as the launcher does in production); stdlib only.
 
-    python3 Benchmarks/sandbox_startup.py [--runs 40] [--seed N] [--charge-cleanup] [--json FILE]
+    python3 Benchmarks/sandbox_startup.py [--runs 40] [--repeats 3] [--seed N] [--charge-cleanup] [--json FILE]
     make bench-sandbox        # builds the release launcher first
 """
 
@@ -36,6 +48,7 @@ import json
 import os
 import platform
 import random
+import select
 import shutil
 import signal
 import statistics
@@ -44,13 +57,19 @@ import sys
 import time
 from typing import NoReturn
 
+import bench_report
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARIANTS = ("bare", "aerogrid", "bwrap")
+VARIANTS = ("bare", "aerogrid", "bwrap", "inproc-bare", "inproc")
 VARIANT_LABELS = {
     "bare": "bare",
     "aerogrid": "aerogrid-sandbox",
     "bwrap": "bwrap",
+    "inproc-bare": "in-process bare",
+    "inproc": "in-process launch",
 }
+# What each variant's added time is measured against.
+BASELINE = {"bare": "bare", "aerogrid": "bare", "bwrap": "bare", "inproc-bare": "inproc-bare", "inproc": "inproc-bare"}
 
 
 def fail(message: str) -> NoReturn:
@@ -71,11 +90,15 @@ def describe_status(code: int) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=40,
-                        help="timed runs of each variant (default 40; the method asks for at least 30)")
+                        help="timed runs of each variant per repeat (default 40; the method asks for at least 30)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="how many times the whole measure is taken (default 3; the report gives min, median, max)")
     parser.add_argument("--warmup", type=int, default=3,
                         help="untimed runs of each variant first (default 3)")
     parser.add_argument("--launcher", default=os.path.join(ROOT, ".build", "release", "aerogrid-sandbox"),
                         help="the aerogrid-sandbox binary (default: the release build)")
+    parser.add_argument("--launch-bench", default=os.path.join(ROOT, ".build", "release", "aerogrid-launch-bench"),
+                        help="the in-process helper, aerogrid-launch-bench (default: the release build)")
     parser.add_argument("--profile", default=os.path.join(ROOT, "sandbox-profiles", "python.json"),
                         help="seccomp profile for the launcher (default: sandbox-profiles/python.json)")
     parser.add_argument("--python", default=None,
@@ -90,34 +113,9 @@ def parse_args() -> argparse.Namespace:
                         help="diagnosis only: on a failed run, count it, leave it out of the numbers and "
                              "go on; the script still exits 1 if any run failed")
     args = parser.parse_args()
-    if args.runs < 1 or args.warmup < 0:
-        parser.error("--runs must be at least 1 and --warmup at least 0")
+    if args.runs < 1 or args.warmup < 0 or args.repeats < 1:
+        parser.error("--runs and --repeats must be at least 1 and --warmup at least 0")
     return args
-
-
-def machine() -> dict:
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        cgroups = "v2"
-    elif os.path.isdir("/sys/fs/cgroup/memory"):
-        cgroups = "v1"
-    else:
-        cgroups = "none found"
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": model,
-        "kernel": platform.release(),
-        "cgroups": cgroups,
-        "euid": os.geteuid(),
-    }
 
 
 def tool_version(argv: list[str]) -> str:
@@ -126,17 +124,6 @@ def tool_version(argv: list[str]) -> str:
         return (out.stdout or out.stderr).strip().splitlines()[0]
     except (OSError, subprocess.SubprocessError, IndexError):
         return "unknown"
-
-
-def commit() -> str:
-    """The commit measured, and whether the tree differs from it."""
-    try:
-        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "unknown"
-    return f"{head or 'unknown'}{' (with uncommitted changes)' if dirty else ''}"
 
 
 def interpreter(requested: str | None) -> tuple[str, str]:
@@ -234,11 +221,40 @@ def quantile(samples: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+class InProcess:
+    """aerogrid-launch-bench, started once: each request is one start timed inside it."""
+
+    def __init__(self, binary: str, profile: str) -> None:
+        self.process = subprocess.Popen([binary, "--profile", profile], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def run(self, variant: str, argv: list[str], deadline_s: float = 30.0) -> tuple[float, int]:
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(json.dumps({"variant": variant, "argv": argv}) + "\n")
+        self.process.stdin.flush()
+        ready = select.select([self.process.stdout], [], [], deadline_s)[0]
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            fail(f"aerogrid-launch-bench gave no answer within {deadline_s:.0f} s to {variant} {' '.join(argv)}")
+        reply = json.loads(line)
+        if reply.get("error"):
+            fail(f"in-process {variant} {' '.join(argv)}: {reply['error']}")
+        return reply["ms"] / 1000, reply["status"]
+
+    def close(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
 def main() -> None:
     args = parse_args()
     if not os.access(args.launcher, os.X_OK):
         fail(f"no launcher at {args.launcher}: build it with "
              "`swift build -c release --product aerogrid-sandbox` (or run `make bench-sandbox`)")
+    if not os.access(args.launch_bench, os.X_OK):
+        fail(f"no in-process helper at {args.launch_bench}: build it with "
+             "`swift build -c release --product aerogrid-launch-bench` (or run `make bench-sandbox`)")
     if not os.access(args.bwrap, os.X_OK):
         fail(f"no bubblewrap at {args.bwrap}: apt-get install bubblewrap")
     if not os.path.isfile(args.profile):
@@ -253,16 +269,25 @@ def main() -> None:
         "bare": [],
         "aerogrid": [args.launcher, "run", "--profile", args.profile, "--"],
         "bwrap": bwrap_argv(args.bwrap, prefix),
+        "inproc-bare": [],
+        "inproc": [],
     }
     # The sandboxes give the app an empty environment; bare runs get the same. The
     # launchers themselves run with ours (as an operator would start them).
-    envs = {"bare": {}, "aerogrid": dict(os.environ), "bwrap": dict(os.environ)}
+    envs = {"bare": {}, "aerogrid": dict(os.environ), "bwrap": dict(os.environ), "inproc-bare": {}, "inproc": {}}
     cases = [(command, variant) for command in commands for variant in VARIANTS]
     argvs = {(c, v): launchers[v] + commands[c] for c, v in cases}
+    in_process = InProcess(args.launch_bench, args.profile)
 
-    host = machine()
+    def run_case(case: tuple[str, str], cleanup: str) -> tuple[float, int]:
+        variant = case[1]
+        if variant in ("inproc-bare", "inproc"):
+            return in_process.run("bare" if variant == "inproc-bare" else "sandbox", argvs[case])
+        return run_once(argvs[case], envs[variant], cleanup if variant == "aerogrid" else "none")
+
+    host = {**bench_report.machine(), "euid": os.geteuid()}
     now = datetime.datetime.now(datetime.UTC).astimezone()
-    measured = commit()
+    measured = bench_report.commit()
     print(f"sandbox start-up, {now.strftime('%Y-%m-%d %H:%M:%S %Z')}, commit {measured}")
     print(f"machine: {host['nproc']} CPUs ({host['cpu_model']}), Linux {host['kernel']}, "
           f"cgroup {host['cgroups']}, euid {host['euid']}")
@@ -270,6 +295,7 @@ def main() -> None:
         "python": f"{python} ({platform.python_version() if args.python is None else tool_version([python, '-V'])})",
         "bwrap": tool_version([args.bwrap, "--version"]),
         "launcher": os.path.realpath(args.launcher),
+        "launch_bench": os.path.realpath(args.launch_bench),
         "profile": os.path.relpath(args.profile, ROOT),
     }
     print(f"python: {versions['python']}; {versions['bwrap']}")
@@ -294,7 +320,10 @@ def main() -> None:
     for case in cases:
         for _ in range(10):
             attempts[case] += 1
-            code = check_run(f"{VARIANT_LABELS[case[1]]} {case[0]}", argvs[case], envs[case[1]])
+            if case[1] in ("inproc-bare", "inproc"):
+                code = run_case(case, "none")[1]  # the helper itself refuses a degraded sandbox
+            else:
+                code = check_run(f"{VARIANT_LABELS[case[1]]} {case[0]}", argvs[case], envs[case[1]])
             if code == 0:
                 break
             failed(case, "warm-up 1", code)
@@ -303,60 +332,64 @@ def main() -> None:
     for warmup in range(max(args.warmup - 1, 0)):
         for case in cases:
             attempts[case] += 1
-            _, code = run_once(argvs[case], envs[case[1]])
+            _, code = run_case(case, "wait")
             if code != 0:
                 failed(case, f"warm-up {warmup + 2}", code)
 
-    # Rounds go on until every variant has --runs good samples (only --keep-going can
-    # make that take more than --runs rounds). Each round's order is drawn from the seed.
-    order = random.Random(args.seed)
     cleanup_mode = "charge" if args.charge_cleanup else "wait"
-    print(f"order: seeded random per round (--seed {args.seed}); the launcher's clean-up: "
-          f"{'counted in its time' if args.charge_cleanup else 'waited for, untimed, before the next run'}")
+    print(f"order: seeded random per round (--seed {args.seed}, then +1 per repeat); the launcher's clean-up: "
+          f"{'counted in its time' if args.charge_cleanup else 'waited for, untimed, before the next run'}; "
+          "in-process: counted (the wait returns once the cgroup is gone)")
     wait_for_cleanup()
     samples: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
     failed_ms: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
-    round_index = -1
-    while any(len(samples[case]) < args.runs for case in cases):
-        round_index += 1
-        if round_index >= 4 * args.runs:
-            break
-        for case in order.sample(cases, len(cases)):
-            attempts[case] += 1
-            seconds, code = run_once(argvs[case], envs[case[1]], cleanup_mode if case[1] == "aerogrid" else "none")
-            if code != 0:
-                failed(case, f"run {round_index + 1}", code)
-                failed_ms[case].append(seconds * 1000)
-                continue
-            samples[case].append(seconds * 1000)
-    for case in cases:
-        if len(samples[case]) < 2:
-            fail(f"{VARIANT_LABELS[case[1]]} {case[0]}: too few successful runs to measure")
-
-    results = {}
-    for command in commands:
-        bare = statistics.median(samples[(command, "bare")])
-        for variant in VARIANTS:
-            data = samples[(command, variant)]
-            median = statistics.median(data)
-            results[(command, variant)] = {
-                "median_ms": median,
-                "p90_ms": quantile(data, 0.9),
-                "min_ms": min(data),
-                "added_ms": median - bare,
-                "ratio": median / bare,
-            }
+    # Each repeat: rounds until every variant has --runs good samples (only --keep-going
+    # can make that take more than --runs rounds), each round's order drawn from its seed.
+    repeats: list[dict[tuple[str, str], dict]] = []
+    for repeat in range(args.repeats):
+        order = random.Random(args.seed + repeat)
+        taken: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
+        round_index = -1
+        while any(len(taken[case]) < args.runs for case in cases):
+            round_index += 1
+            if round_index >= 4 * args.runs:
+                break
+            for case in order.sample(cases, len(cases)):
+                attempts[case] += 1
+                seconds, code = run_case(case, cleanup_mode)
+                if code != 0:
+                    failed(case, f"repeat {repeat + 1}, run {round_index + 1}", code)
+                    failed_ms[case].append(seconds * 1000)
+                    continue
+                taken[case].append(seconds * 1000)
+        for case in cases:
+            if len(taken[case]) < 2:
+                fail(f"{VARIANT_LABELS[case[1]]} {case[0]}: too few successful runs to measure")
+            samples[case] += taken[case]
+        repeats.append(summarise(commands, taken))
+    in_process.close()
 
     print()
-    print(f"{'command':<20} {'variant':<17} {'runs':>4} {'median ms':>9} {'p90 ms':>8} {'added ms':>9} {'ratio':>6}")
+    print(f"{'command':<20} {'variant':<19} {'median ms':>9} {'p90 ms':>8} {'added ms (min – max)':>22}")
+    results = {}
     for command, variant in cases:
-        r = results[(command, variant)]
-        r["runs"] = len(samples[(command, variant)])
-        added = "—" if variant == "bare" else f"{r['added_ms']:+.2f}"
-        print(f"{command:<20} {VARIANT_LABELS[variant]:<17} {r['runs']:4d} {r['median_ms']:9.2f} {r['p90_ms']:8.2f} "
-              f"{added:>9} {r['ratio']:6.2f}")
-    print(f"(runs interleaved in a seeded random order, --seed {args.seed}; added = median minus the bare median; "
-          "ratio = median / bare median)")
+        per_repeat = [r[(command, variant)] for r in repeats]
+        result = {
+            "runs": sum(r["runs"] for r in per_repeat),
+            "median_ms": statistics.median(r["median_ms"] for r in per_repeat),
+            "p90_ms": statistics.median(r["p90_ms"] for r in per_repeat),
+            "added_ms": statistics.median(r["added_ms"] for r in per_repeat),
+            "added_ms_min": min(r["added_ms"] for r in per_repeat),
+            "added_ms_max": max(r["added_ms"] for r in per_repeat),
+            "repeats": per_repeat,
+        }
+        results[(command, variant)] = result
+        added = "—" if BASELINE[variant] == variant else (
+            f"{result['added_ms']:+.2f} ({result['added_ms_min']:+.2f} – {result['added_ms_max']:+.2f})")
+        print(f"{command:<20} {VARIANT_LABELS[variant]:<19} {result['median_ms']:9.2f} {result['p90_ms']:8.2f} {added:>22}")
+    print(f"({args.repeats} repeats of {args.runs} runs each, interleaved in a seeded random order from --seed {args.seed}; "
+          "medians of the repeats; added = median minus the bare median of the same repeat, "
+          "in-process against in-process bare)")
     print()
     verdicts = {}
     for command in commands:
@@ -364,30 +397,37 @@ def main() -> None:
         theirs = results[(command, "bwrap")]["added_ms"]
         met = ours <= 5.0 and ours < theirs
         verdicts[command] = met
-        print(f"{command}: aerogrid-sandbox adds {ours:.2f} ms, bwrap adds {theirs:.2f} ms "
+        print(f"{command}: aerogrid-sandbox adds {ours:.2f} ms, bwrap adds {theirs:.2f} ms, "
+              f"Sandbox.launch in the supervisor {results[(command, 'inproc')]['added_ms']:.2f} ms "
               f"(target ≤ 5 ms and below bwrap: {'met' if met else 'missed'})")
 
     if args.json:
-        document = {
-            "date": now.isoformat(timespec="seconds"),
-            "commit": measured,
-            "machine": host,
-            "versions": versions,
-            "runs": args.runs,
-            "warmup": args.warmup,
-            "seed": args.seed,
-            "cleanup": "charged to the launcher" if args.charge_cleanup else "waited for, untimed",
-            "argv": {f"{c} | {v}": argvs[(c, v)] for c, v in cases},
-            "results": {c: {v: results[(c, v)] for v in VARIANTS} for c in commands},
-            "samples_ms": {c: {v: samples[(c, v)] for v in VARIANTS} for c in commands},
-            "target_met": verdicts,
-            "failed_runs": {c: {v: failures[(c, v)] for v in VARIANTS} for c in commands},
-            "attempts": {c: {v: attempts[(c, v)] for v in VARIANTS} for c in commands},
-            "failed_ms": {c: {v: failed_ms[(c, v)] for v in VARIANTS} for c in commands},
-        }
-        with open(args.json, "w") as out:
-            json.dump(document, out, indent=2)
-            out.write("\n")
+        # The bare runs' own times, then what each other variant adds to its bare run.
+        measures = [
+            bench_report.measure(f"{VARIANT_LABELS[variant]}, {command}", "ms", [r[(command, variant)]["median_ms"] for r in repeats])
+            if BASELINE[variant] == variant else
+            bench_report.measure(f"{VARIANT_LABELS[variant]}, {command}, added", "ms",
+                                 [r[(command, variant)]["added_ms"] for r in repeats],
+                                 baseline=f"{VARIANT_LABELS[BASELINE[variant]]}, {command}")
+            for command, variant in cases
+        ]
+        document = bench_report.report(
+            "sandbox-startup", "make bench-sandbox",
+            {"runs": args.runs, "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed,
+             "cleanup": "charged to the launcher" if args.charge_cleanup else "waited for, untimed"},
+            measures,
+            [f"{VARIANT_LABELS[v]} {c}: {len(failures[(c, v)])} failed runs" for c, v in cases if failures[(c, v)]],
+            euid=host["euid"],
+            versions=versions,
+            argv={f"{c} | {v}": argvs[(c, v)] for c, v in cases},
+            results={c: {v: results[(c, v)] for v in VARIANTS} for c in commands},
+            samples_ms={c: {v: samples[(c, v)] for v in VARIANTS} for c in commands},
+            target_met=verdicts,
+            failed_runs={c: {v: failures[(c, v)] for v in VARIANTS} for c in commands},
+            attempts={c: {v: attempts[(c, v)] for v in VARIANTS} for c in commands},
+            failed_ms={c: {v: failed_ms[(c, v)] for v in VARIANTS} for c in commands},
+        )
+        bench_report.write(document, args.json)
 
     failed_total = sum(len(f) for f in failures.values())
     if failed_total:
@@ -399,6 +439,25 @@ def main() -> None:
                 print(f"  {VARIANT_LABELS[variant]} {command}: {kinds} "
                       f"in {attempts[(command, variant)]} runs (timed and warm-up)")
         sys.exit(1)
+
+
+def summarise(commands: dict, taken: dict[tuple[str, str], list[float]]) -> dict[tuple[str, str], dict]:
+    """One repeat's numbers per variant: median, p90, min, and the time added to its baseline."""
+    summary = {}
+    for command in commands:
+        for variant in VARIANTS:
+            data = taken[(command, variant)]
+            median = statistics.median(data)
+            baseline = statistics.median(taken[(command, BASELINE[variant])])
+            summary[(command, variant)] = {
+                "runs": len(data),
+                "median_ms": median,
+                "p90_ms": quantile(data, 0.9),
+                "min_ms": min(data),
+                "added_ms": median - baseline,
+                "ratio": median / baseline,
+            }
+    return summary
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ equals the orders produced. The result is the median over the runs of the p99 ra
 (hostile / alone); it fails (exit 1) when the server went down, the grid is not exact, the
 RSS passed its bound, or the median ratio is above 1.5.
 
-    PYTHONPATH=Tests python3 Benchmarks/soak.py --seconds 60 --runs 3  (root; after `swift build -c release`)
+    PYTHONPATH=Tests python3 Benchmarks/soak.py --seconds 60 --runs 3 [--json FILE]  (root; after `swift build -c release`)
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve()
 # Before support.harness reads it: the benchmark measures the release build.
 os.environ.setdefault("AEROGRID_BIN", str(REPO / ".build" / "release" / "aerogrid"))
+
+import bench_report  # noqa: E402
 
 from support.harness import TOPIC, KafkaCluster, Managed, cpu_seconds, log, percentile, raw_app_code, rss_bytes  # noqa: E402
 from support.server import Server, bundle, expect, new_operator_token, orders_bundle, poll, wait_state  # noqa: E402
@@ -373,6 +375,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--rate", type=int, default=500, help="orders a second for the good tenant")
     parser.add_argument("--directory", default="/tmp/aerogrid-soak")
+    parser.add_argument("--json", metavar="FILE", help="also write the report (every run of every measure) to FILE")
     args = parser.parse_args()
     if args.command == "watch":
         run_watch(args.url, args.token, args.app, args.clients, args.out)
@@ -412,6 +415,28 @@ def main() -> int:
         problems.append(f"the server's RSS reached {rss:.0f} MiB")
     if median > RATIO_BOUND:
         problems.append(f"the good clients' p99 was ×{median:.2f} with the hostile tenant")
+    if args.json:
+        def runs(window: str, key: str) -> list[float]:
+            return [r[window][key] for r in results]
+        measures = [
+            bench_report.measure("good clients' latency p99, alone", "ms", runs("alone", "p99_ms")),
+            bench_report.measure("good clients' latency p99, with the hostile tenant", "ms", runs("hostile", "p99_ms"),
+                                 baseline="good clients' latency p99, alone"),
+            bench_report.measure("good clients' p99, hostile ÷ alone", "×", ratios),
+            bench_report.measure("good clients' latency p50, alone", "ms", runs("alone", "p50_ms")),
+            bench_report.measure("good clients' latency p50, with the hostile tenant", "ms", runs("hostile", "p50_ms"),
+                                 baseline="good clients' latency p50, alone"),
+            bench_report.measure("server RSS max, alone", "MiB", runs("alone", "rss_max_mib")),
+            bench_report.measure("server RSS max, with the hostile tenant", "MiB", runs("hostile", "rss_max_mib"),
+                                 baseline="server RSS max, alone"),
+            bench_report.measure("server CPU, alone", "cores", runs("alone", "server_cpus")),
+            bench_report.measure("server CPU, with the hostile tenant", "cores", runs("hostile", "server_cpus"),
+                                 baseline="server CPU, alone"),
+        ]
+        bench_report.write(bench_report.report(
+            "soak", "make bench-soak",
+            {"seconds": args.seconds, "runs": args.runs, "clients": args.clients, "orders per second": args.rate},
+            measures, problems, runs=results), args.json)
     if problems:
         print("FAILED: " + "; ".join(problems))
         return 1

@@ -8,10 +8,13 @@
 // visibility latency (every change, on a sample of clients: the time until the client sees
 // that change or a newer value of its row, so conflation cannot hide a slow change),
 // messages/s out, the server's CPU and the whole machine's (from /proc/stat), the server's
-// memory per idle client, and whether every client ends equal to the final grid. It exits
-// non-zero, saying why, when a client cannot connect or take its snapshot within 60 s, or
-// when a client does not end equal to the grid. Run with `make bench-fanout` (release builds).
+// memory per idle client, and whether every client ends equal to the final grid. `--runs`
+// (3) times, each measure's min, median and max; `--json FILE` writes the report in the
+// format of every benchmark (Benchmarks/BenchReport). It exits non-zero, saying why, when a
+// client cannot connect or take its snapshot within 60 s, or when a client does not end
+// equal to the grid. Run with `make bench-fanout` (release builds).
 import AeroGridKafka
+import BenchReport
 import Foundation
 import HummingbirdWSClient
 import Logging
@@ -35,6 +38,10 @@ let clientCount = option("--clients", 1000)
 let changesPerSecond = option("--rate", 10_000)
 let runSeconds = option("--seconds", 20)
 let rowCount = option("--rows", 1000)
+/// `--runs N`: one client then the full count, N times (the report gives min, median, max).
+let runCount = max(1, option("--runs", 3))
+/// `--json FILE`: the report, machine-readable.
+let jsonFile = arguments.firstIndex(of: "--json").map { arguments[$0 + 1] }
 // The aerogrid built with this benchmark (release for `make bench`, debug in tests).
 let aerogrid =
     arguments.firstIndex(of: "--aerogrid").map { arguments[$0 + 1] }
@@ -453,41 +460,68 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
-let baseline: RunResult
-let loaded: RunResult
+// One client, then the full count, `--runs` times in turn.
+var baselines: [RunResult] = []
+var loads: [RunResult] = []
 do {
-    baseline = try await run(clients: 1)
-    loaded = try await run(clients: clientCount)
+    for index in 1...runCount {
+        note("run \(index) of \(runCount)")
+        baselines.append(try await run(clients: 1))
+        loads.append(try await run(clients: clientCount))
+    }
 } catch {
     fail("\(error)")
 }
 
-func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
-print("fan-out, \(Date().formatted(.iso8601)), \(ProcessInfo.processInfo.activeProcessorCount) CPUs")
+/// Each column of the table as measures, the loaded run next to the one-client run.
+func measures(_ results: [RunResult], clients: Int, baselineClients: Int?) -> [Measure] {
+    let columns: [(String, String, (RunResult) -> Double)] = [
+        ("latency p50", "ms", { Double($0.p50) }),
+        ("latency p99", "ms", { Double($0.p99) }),
+        ("per-change latency p50", "ms", { Double($0.perChangeP50) }),
+        ("per-change latency p99", "ms", { Double($0.perChangeP99) }),
+        ("messages/s out", "messages/s", { $0.messagesPerSecond }),
+        ("server CPU", "cores", { $0.serverCPU }),
+        ("machine CPU", "cores", { $0.machineCPU }),
+        ("load generator CPU", "cores", { $0.generatorCPU }),
+    ]
+    func name(_ column: String, _ count: Int) -> String { "\(count) client\(count == 1 ? "" : "s"), \(column)" }
+    var measures = columns.map { column, unit, value in
+        Measure(name: name(column, clients), unit: unit, baseline: baselineClients.map { name(column, $0) }, runs: results.map(value))
+    }
+    if baselineClients != nil {
+        measures.append(Measure(name: name("server memory per idle client", clients), unit: "KiB", runs: results.map(\.idleKiBPerClient)))
+    }
+    return measures
+}
+
+var failures: [String] = []
+for (index, (one, many)) in zip(baselines, loads).enumerated() where one.equal != one.clients || many.equal != many.clients {
+    failures.append(
+        "run \(index + 1): \(many.clients - many.equal) of \(many.clients) clients (and \(one.clients - one.equal) of 1) did not end equal to the grid")
+}
+let report = BenchReport(
+    benchmark: "fanout", command: "make bench-fanout", root: root,
+    parameters: [
+        "clients": "\(clientCount)", "changes per second": "\(changesPerSecond)", "seconds": "\(runSeconds)", "rows": "\(rowCount)", "runs": "\(runCount)",
+    ],
+    measures: measures(baselines, clients: 1, baselineClients: nil) + measures(loads, clients: clientCount, baselineClients: 1), failures: failures)
+print("fan-out, \(report.date), commit \(report.commit), \(report.machine.description)")
 print("grid of \(rowCount) rows, \(changesPerSecond) cell changes/s for \(runSeconds) s, subscriptions at the default 4 messages/s")
 print("")
-print(
-    pad("clients", 9) + pad("p50 ms", 8) + pad("p99 ms", 8) + pad("per-change p50/p99", 20) + pad("msgs/s out", 12) + pad("server CPU", 12)
-        + pad("machine CPU", 13) + pad("generator CPU", 15) + pad("KiB/idle client", 17) + "equal to the grid")
-for result in [baseline, loaded] {
-    print(
-        pad("\(result.clients)", 9) + pad("\(result.p50)", 8) + pad("\(result.p99)", 8) + pad("\(result.perChangeP50)/\(result.perChangeP99)", 20)
-            + pad(String(format: "%.0f", result.messagesPerSecond), 12)
-            + pad(String(format: "%.2f", result.serverCPU), 12) + pad(String(format: "%.2f", result.machineCPU), 13)
-            + pad(String(format: "%.2f", result.generatorCPU), 15)
-            + pad(result.clients > 1 ? String(format: "%.1f", result.idleKiBPerClient) : "-", 17)
-            + "\(result.equal)/\(result.clients)")
-}
+report.printTable(runCount: runCount)
 print("")
+let loadedP99 = Measure(name: "", unit: "", runs: loads.map { Double($0.p99) }).median
+let baselineP99 = Measure(name: "", unit: "", runs: baselines.map { Double($0.p99) }).median
+let idleKiB = Measure(name: "", unit: "", runs: loads.map(\.idleKiBPerClient)).median
 print(
     String(
-        format: "p99 ratio %d clients / 1 client: %.2f; target p99 ≤ 300 ms: %@; target ≤ 50 KiB per idle client: %@",
-        clientCount, Double(loaded.p99) / Double(max(baseline.p99, 1)), loaded.p99 <= 300 ? "met" : "missed",
-        loaded.idleKiBPerClient <= 50 ? "met" : "missed"))
+        format: "median p99 %d clients / 1 client: %.2f; target p99 ≤ 300 ms: %@; target ≤ 50 KiB per idle client: %@",
+        clientCount, loadedP99 / max(baselineP99, 1), loadedP99 <= 300 ? "met" : "missed", idleKiB <= 50 ? "met" : "missed"))
 print("(latency is from a value's produce time to its receipt: it includes Kafka and the app, so it bounds the stream's own from above;")
-print(" the load generator shares the 2 cores with the server: its CPU is in its column)")
+print(" the load generator shares the 2 cores with the server: its CPU is in its row)")
 print(" per-change: every change, on 10 sampled clients, until the client sees it or a newer value of its row")
+print(" every client of every run ended equal to the grid, or the run fails")
+if let jsonFile { try report.write(to: jsonFile) }
 withExtendedLifetime(stopSignals) {}
-if baseline.equal != baseline.clients || loaded.equal != loaded.clients {
-    fail("\(loaded.clients - loaded.equal) of \(loaded.clients) clients (and \(baseline.clients - baseline.equal) of 1) did not end equal to the grid")
-}
+if !failures.isEmpty { fail(failures.joined(separator: "; ")) }

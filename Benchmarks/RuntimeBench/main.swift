@@ -21,6 +21,7 @@ import AeroGridKafka
 import AeroGridRuntime
 import AeroGridSandbox
 import AeroGridStore
+import BenchReport
 import Foundation
 import Logging
 import Synchronization
@@ -158,12 +159,14 @@ func cpuSeconds(_ who: __rusage_who) -> Double {
 /// One side's run: its records, its time from the first record, and the CPU it used.
 struct SideRun {
     let records: Int
+    /// The records read while the clock ran (the seed app's first batch is not).
+    let timedRecords: Int
     let seconds: Double
     let cpuSeconds: Double
     /// Of `cpuSeconds`, the app's own process (its cgroup); the rest is the supervisor's.
     var appCPUSeconds: Double?
     var throttledPeriods: UInt64?
-    var recordsPerSecond: Double { Double(records) / seconds }
+    var recordsPerSecond: Double { Double(timedRecords) / seconds }
     var recordsPerCPUSecond: Double { Double(records) / cpuSeconds }
 }
 
@@ -187,14 +190,22 @@ func timeApp(_ runner: AppRunner, records: Int, deadline: Duration = .seconds(30
     }
     try await wait(until: { runner.grids.appliedRecords > 0 }, "no record applied")
     let first = ContinuousClock.now
+    // The clock starts once the first batch is applied: the records/s count the rest.
+    let appliedAtFirst = runner.grids.appliedRecords
     try await wait(until: { runner.grids.appliedRecords >= records }, "not every record applied")
     let elapsed = seconds(ContinuousClock.now - first)
     let usage = runner.usage()
     runner.stop()
     try await task.value
+    guard appliedAtFirst < records, elapsed > 0.001 else {
+        throw BenchFailure(
+            description:
+                "\(runner.spec.id): too short to time (\(appliedAtFirst) of \(records) records in the first batch, then \(elapsed) s): give more --orders")
+    }
     let appCPU = Double(usage?.cpuNanoseconds ?? 0) / 1e9
     return SideRun(
-        records: records, seconds: elapsed, cpuSeconds: cpuSeconds(RUSAGE_SELF) - cpuBefore + appCPU, appCPUSeconds: appCPU,
+        records: records, timedRecords: records - appliedAtFirst, seconds: elapsed, cpuSeconds: cpuSeconds(RUSAGE_SELF) - cpuBefore + appCPU,
+        appCPUSeconds: appCPU,
         throttledPeriods: usage?.throttledPeriods)
 }
 
@@ -215,43 +226,16 @@ func runBaseline(bootstrap: String, group: String, expectedTotal: Int64) throws 
     guard records == orderCount, total == expectedTotal, elapsed > 0 else {
         throw BenchFailure(description: "the baseline read \(records) of \(orderCount) orders, total \(total) of \(expectedTotal): its result is wrong")
     }
-    return SideRun(records: records, seconds: elapsed, cpuSeconds: cpu)
+    return SideRun(records: records, timedRecords: records, seconds: elapsed, cpuSeconds: cpu)
 }
 
-/// A measure over runs, for the table and the JSON report.
-struct Measure: Encodable {
-    let name: String
-    let unit: String
-    let runs: [Double]
-    var sorted: [Double] { runs.sorted() }
-    var min: Double { sorted.first ?? .nan }
-    var max: Double { sorted.last ?? .nan }
-    var median: Double {
-        let values = sorted
-        guard !values.isEmpty else { return .nan }
-        return values.count % 2 == 1 ? values[values.count / 2] : (values[values.count / 2 - 1] + values[values.count / 2]) / 2
-    }
-
-    enum CodingKeys: String, CodingKey { case name, unit, runs, min, median, max }
-
-    func encode(to encoder: any Encoder) throws {
-        var fields = encoder.container(keyedBy: CodingKeys.self)
-        try fields.encode(name, forKey: .name)
-        try fields.encode(unit, forKey: .unit)
-        try fields.encode(runs, forKey: .runs)
-        try fields.encode(min, forKey: .min)
-        try fields.encode(median, forKey: .median)
-        try fields.encode(max, forKey: .max)
-    }
-}
 var measures: [Measure] = []
 
 let store = try Store(path: "/tmp/aerogrid-bench-\(getpid()).sqlite")
 let python = try CompiledProfile.load(path: "\(root)/sandbox-profiles/python.json")
 let strict = try CompiledProfile.load(path: "\(root)/sandbox-profiles/strict.json")
-let commit = shell("cd \(root) && git rev-parse --short HEAD && git status --porcelain --untracked-files=no | head -1")
-    .split(separator: "\n").enumerated().map { $0.offset == 0 ? String($0.element) : "(with uncommitted changes)" }.joined(separator: " ")
-let machine = "\(shell("nproc")) CPUs, \(shell("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs")), Linux \(shell("uname -r"))"
+let commit = BenchReport.commit(root: root)
+let machine = Machine.current().description
 print("aerogrid-bench, \(Date()), commit \(commit) — \(machine)")
 
 let (kafka, bootstrap) = try startKafka(["orders:16", "latency:4"])
@@ -303,14 +287,20 @@ if runs("seed") {
             Measure(name: "bare consumer, records/s", unit: "records/s", runs: bare.map(\.recordsPerSecond)),
             Measure(name: "bare consumer, CPU-seconds", unit: "s", runs: bare.map(\.cpuSeconds)),
             Measure(name: "bare consumer, records per CPU-second", unit: "records/CPU-s", runs: bare.map(\.recordsPerCPUSecond)),
-            Measure(name: "seed app at 1 CPU, records/s", unit: "records/s", runs: seedOneCPU.map(\.recordsPerSecond)),
-            Measure(name: "seed app at 1 CPU, CPU-seconds", unit: "s", runs: seedOneCPU.map(\.cpuSeconds)),
-            Measure(name: "seed app at 1 CPU, records per CPU-second", unit: "records/CPU-s", runs: seedOneCPU.map(\.recordsPerCPUSecond)),
+            Measure(name: "seed app at 1 CPU, records/s", unit: "records/s", baseline: "bare consumer, records/s", runs: seedOneCPU.map(\.recordsPerSecond)),
+            Measure(name: "seed app at 1 CPU, CPU-seconds", unit: "s", baseline: "bare consumer, CPU-seconds", runs: seedOneCPU.map(\.cpuSeconds)),
+            Measure(
+                name: "seed app at 1 CPU, records per CPU-second", unit: "records/CPU-s", baseline: "bare consumer, records per CPU-second",
+                runs: seedOneCPU.map(\.recordsPerCPUSecond)),
             Measure(name: "seed app at 1 CPU, CPU-seconds of the app's process", unit: "s", runs: seedOneCPU.map { $0.appCPUSeconds ?? 0 }),
             Measure(name: "seed app at 1 CPU, throttled periods", unit: "periods", runs: seedOneCPU.map { Double($0.throttledPeriods ?? 0) }),
-            Measure(name: "seed app at the default quota, records/s", unit: "records/s", runs: seedDefault.map(\.recordsPerSecond)),
-            Measure(name: "seed app at the default quota, CPU-seconds", unit: "s", runs: seedDefault.map(\.cpuSeconds)),
-            Measure(name: "seed app at the default quota, records per CPU-second", unit: "records/CPU-s", runs: seedDefault.map(\.recordsPerCPUSecond)),
+            Measure(
+                name: "seed app at the default quota, records/s", unit: "records/s", baseline: "bare consumer, records/s",
+                runs: seedDefault.map(\.recordsPerSecond)),
+            Measure(name: "seed app at the default quota, CPU-seconds", unit: "s", baseline: "bare consumer, CPU-seconds", runs: seedDefault.map(\.cpuSeconds)),
+            Measure(
+                name: "seed app at the default quota, records per CPU-second", unit: "records/CPU-s", baseline: "bare consumer, records per CPU-second",
+                runs: seedDefault.map(\.recordsPerCPUSecond)),
             Measure(name: "seed app at the default quota, CPU-seconds of the app's process", unit: "s", runs: seedDefault.map { $0.appCPUSeconds ?? 0 }),
             Measure(name: "seed app at the default quota, throttled periods", unit: "periods", runs: seedDefault.map { Double($0.throttledPeriods ?? 0) }),
             Measure(
@@ -463,28 +453,11 @@ if runs("memory") {
 }
 
 print("")
-func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count) }
-func number(_ value: Double) -> String { value >= 100 ? String(format: "%.0f", value) : String(format: "%.2f", value) }
-print(pad("measure", 58) + pad("median", 12) + "min – max (\(runCount) runs where repeated)")
-for measure in measures {
-    print(pad(measure.name, 58) + pad(number(measure.median) + " " + measure.unit, 12) + "\(number(measure.min)) – \(number(measure.max))")
-}
-if let jsonFile {
-    struct Report: Encodable {
-        let benchmark = "aerogrid-bench"
-        let commit: String
-        let machine: String
-        let date: String
-        let orders: Int
-        let measures: [Measure]
-        let failures: [String]
-    }
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    let report = Report(commit: commit, machine: machine, date: Date().formatted(.iso8601), orders: orderCount, measures: measures, failures: failures)
-    try encoder.encode(report).write(to: URL(fileURLWithPath: jsonFile))
-}
+let report = BenchReport(
+    benchmark: "runtime", command: "make bench-runtime", root: root, parameters: ["orders": "\(orderCount)", "runs": "\(runCount)"], measures: measures,
+    failures: failures)
+report.printTable(runCount: runCount)
+if let jsonFile { try report.write(to: jsonFile) }
 try? FileManager.default.removeItem(atPath: "/tmp/aerogrid-bench-\(getpid()).sqlite")
 // Each app's cgroup went with its process; the tenants' own are left to us.
 Sandbox.removeCgroups(tenantsUsed.withLock { $0.sorted() }.map { [$0] })
