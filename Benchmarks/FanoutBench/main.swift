@@ -9,7 +9,7 @@
 // that change or a newer value of its row, so conflation cannot hide a slow change),
 // messages/s out, the server's CPU and the whole machine's (from /proc/stat), the server's
 // memory per idle client, and whether every client ends equal to the final grid. `--runs`
-// (3) times, each measure's min, median and max; `--json FILE` writes the report in the
+// (3) times, each run on a freshly started server, each measure's min, median and max; `--json FILE` writes the report in the
 // format of every benchmark (Benchmarks/BenchReport). It exits non-zero, saying why, when a
 // client cannot connect or take its snapshot within 60 s, or when a client does not end
 // equal to the grid. Run with `make bench-fanout` (release builds).
@@ -94,23 +94,39 @@ bootstrap = "\(kafka.bootstrapServers)"
 max_anonymous_connections = \(clientCount + 100)
 max_anonymous_connections_per_network = \(clientCount + 100)
 """.write(toFile: "\(directory)/aerogrid.toml", atomically: true, encoding: .utf8)
-let server = Process()
-server.executableURL = URL(fileURLWithPath: aerogrid)
-server.arguments = ["serve", "--config", "\(directory)/aerogrid.toml", "--log-level", "error"]
-server.environment = ProcessInfo.processInfo.environment.merging(["AEROGRID_OPERATOR_TOKEN": operatorToken]) { $1 }
-server.standardOutput = FileHandle.nullDevice
-try server.run()
-defer {
-    server.terminate()
-    server.waitUntilExit()
+/// `aerogrid serve` on the data directory, restarted before each run: a run's server has
+/// held no clients before (its memory per idle client is not memory an earlier run's
+/// clients left in the allocator), and it restores the tenant, the app and its grid.
+final class ServerProcess: Sendable {
+    private let process = Mutex<Process?>(nil)
+
+    func start() throws {
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: aerogrid)
+        server.arguments = ["serve", "--config", "\(directory)/aerogrid.toml", "--log-level", "error"]
+        server.environment = ProcessInfo.processInfo.environment.merging(["AEROGRID_OPERATOR_TOKEN": operatorToken]) { $1 }
+        server.standardOutput = FileHandle.nullDevice
+        try server.run()
+        process.withLock { $0 = server }
+    }
+
+    func stop() {
+        guard let server = process.withLock({ $0 }) else { return }
+        server.terminate()
+        server.waitUntilExit()
+    }
+
+    var pid: Int32 { process.withLock { $0?.processIdentifier ?? 0 } }
 }
+let server = ServerProcess()
+try server.start()
+defer { server.stop() }
 // Ctrl-C or a timeout takes the server down too.
 let stopSignals = [SIGINT, SIGTERM].map { number in
     signal(number, SIG_IGN)
     let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
     source.setEventHandler {
-        server.terminate()
-        server.waitUntilExit()
+        server.stop()
         exit(130)
     }
     source.resume()
@@ -355,7 +371,7 @@ struct BenchFailure: Error, CustomStringConvertible {
 }
 
 func serverStat() -> (cpuSeconds: Double, rssMiB: Double) {
-    let pid = server.processIdentifier
+    let pid = server.pid
     let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
     let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
     let ticks = fields.count > 12 ? (Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0) : 0
@@ -394,7 +410,24 @@ func percentile(_ histogram: [Int], _ fraction: Double) -> Int {
     return histogram.count - 1
 }
 
+/// A fresh server process on the same data: healthy, its app running with the whole grid.
+func restartServer() async throws {
+    server.stop()
+    try server.start()
+    let deadline = ContinuousClock.now + .seconds(60)
+    while true {
+        if http("GET", "/healthz", token: "").0 == 200,
+            (json(http("GET", "/api/v1/apps/ticker/grids/cells", token: token).1)["rows"] as? [String: Any])?.count == rowCount
+        {
+            break
+        }
+        guard ContinuousClock.now < deadline else { throw BenchFailure(description: "the restarted server had not restored the grid within 60 s") }
+        try await Task.sleep(for: .milliseconds(200))
+    }
+}
+
 func run(clients count: Int) async throws -> RunResult {
+    try await restartServer()
     let before = serverStat()
     note("connecting \(count) clients")
     let clients = (0..<count).map { _ in Client() }
@@ -455,8 +488,7 @@ func run(clients count: Int) async throws -> RunResult {
 /// Fails the benchmark: the server stops first (exit runs no defer).
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("aerogrid-fanout-bench: FAILED: \(message)\n".utf8))
-    server.terminate()
-    server.waitUntilExit()
+    server.stop()
     exit(1)
 }
 
