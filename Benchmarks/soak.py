@@ -33,6 +33,7 @@ import secrets
 import signal
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -211,8 +212,12 @@ def run_hostile(host: str, port: int, token: str, stopped_app: str) -> None:
         await stop.wait()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # A connection's close handshake can hang on a socket that is never read: the counts
+        # are what the run needs, so they go out after a bounded wait, and the process ends
+        # without tearing the loop down connection by connection.
+        await asyncio.wait(tasks, timeout=5)
         print(json.dumps(counts), flush=True)
+        os._exit(0)
 
     asyncio.run(main())
 
@@ -236,7 +241,11 @@ class Helper(Managed):
 
     def finish(self, timeout: float = 60.0) -> None:
         self.signal(signal.SIGTERM)
-        self.proc.wait(timeout)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            raise RuntimeError(f"the {self.name} helper did not stop within {timeout:.0f} s of SIGTERM: {self.stderr_tail()}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,7 +398,11 @@ def main() -> int:
     results = []
     for run in range(args.runs):
         directory = Path(args.directory) / f"run-{run + 1}-{secrets.token_hex(3)}"
-        result = one_run(directory, args.seconds, args.clients, args.rate)
+        try:
+            result = one_run(directory, args.seconds, args.clients, args.rate)
+        except (RuntimeError, SystemExit) as error:
+            print(f"FAILED: run {run + 1}: {error}", file=sys.stderr)
+            return 1
         results.append(result)
         log(f"run {run + 1}: {json.dumps(result)}")
     ratios = [r["ratio"] for r in results]
