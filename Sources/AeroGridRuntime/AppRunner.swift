@@ -278,11 +278,13 @@ public final class AppRunner: Sendable {
             connection.sendShutdown(reason: "protocol \(hello.protocolVersion) is not supported (this supervisor speaks \(IPCLimits.protocolVersion))")
             throw RuntimeError("the app speaks protocol \(hello.protocolVersion); this supervisor speaks \(IPCLimits.protocolVersion)")
         }
-        for topic in hello.consumedTopics {
-            if let refusal = spec.topicPolicy?(topic) {
-                connection.sendShutdown(reason: refusal)
-                throw TopicRefused(message: refusal)
-            }
+        // Internal topics first: no policy, however wide, lets an app read or write them.
+        let refusals =
+            hello.consumedTopics.compactMap { InternalTopics.refusal($0) ?? spec.topicPolicy?($0) }
+            + hello.produces.compactMap { InternalTopics.refusal($0) }
+        if let refusal = refusals.first {
+            connection.sendShutdown(reason: refusal)
+            throw TopicRefused(message: refusal)
         }
         let metadata = try await consumer.metadata()
         var consumed: [TopicPartition] = []

@@ -183,12 +183,20 @@ public struct TopicACL: Sendable, Equatable {
             guard !rule.isEmpty, rule.utf8.count <= 249, allowed, !name.contains("*") else {
                 throw APIError.badRequest("topic rule '\(rule)' is not valid: a topic name, or a prefix ending in '*' (letters, digits, '.', '_', '-')")
             }
+            // A rule that can only name internal topics would never allow anything: say so.
+            if InternalTopics.isInternal(name) {
+                throw APIError.badRequest(
+                    "topic rule '\(rule)' names internal topics ('\(InternalTopics.prefix)…' are AeroGrid's, '\(InternalTopics.kafkaPrefix)…' Kafka's): no app may read them, whatever its ACL"
+                )
+            }
         }
         return TopicACL(rules: rules)
     }
 
-    /// Why `topic` is refused, or nil when a rule allows it.
+    /// Why `topic` is refused, or nil when a rule allows it. An internal topic is refused
+    /// whatever the rules (`*` included).
     func refusal(_ topic: String, tenant: String) -> String? {
+        if let refused = InternalTopics.refusal(topic) { return refused }
         for rule in rules {
             if rule.hasSuffix("*") ? topic.hasPrefix(rule.dropLast()) : topic == rule { return nil }
         }

@@ -347,6 +347,32 @@ struct HostileAppTests {
         #expect(runner.status.lifecycle.lastCrash == .protocolViolation("hello declares grid 'g' twice"))
     }
 
+    /// Whatever the tenant's policy allows (here: no policy at all), an app cannot consume
+    /// AeroGrid's internal topics (a cluster's control plane) or Kafka's own.
+    @Test(arguments: [("_aerogrid.prod.config", false), ("__consumer_offsets", false), ("_aerogrid.prod.config", true)])
+    func anInternalTopicIsRefusedWhateverThePolicy(topic: String, produced: Bool) async throws {
+        let kafka = try EmbeddedKafka(logger: runtimeLogger)  // the refusal comes before any look-up
+        let (store, path) = try makeStore()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let oneGrid = Self.hello.replacingOccurrences(of: #", {"name": "g", "columns": ["d"]}"#, with: "")
+        let hello =
+            produced
+            ? oneGrid.replacingOccurrences(of: #""produces": []"#, with: "\"produces\": [\"\(topic)\"]")
+            : oneGrid.replacingOccurrences(of: #""orders""#, with: "\"\(topic)\"")
+        var spec = makeSpec(name: "raw", bundle: try makeBundle(name: "raw", code: rawApp(hello: hello)), kafka: kafka)
+        spec.topicPolicy = { _ in nil }  // a policy that allows everything, as `*` does
+        let runner = AppRunner(spec: spec, store: store, logger: runtimeLogger)
+        let stop = start(runner)
+        try await waitFor("the refusal") { runner.status.lifecycle.lastCrash != nil }
+        try await stop()
+        guard case .topicRefused(let message) = runner.status.lifecycle.lastCrash else {
+            Issue.record("expected a topic refusal, got \(String(describing: runner.status.lifecycle.lastCrash))")
+            return
+        }
+        #expect(message.contains("'\(topic)' is internal"))
+        #expect(runner.grids.appliedRecords == 0)
+    }
+
     @Test func gridUpdatesWithNoBatchOutstandingAreAViolation() async throws {
         let kafka = try EmbeddedKafka(logger: runtimeLogger)
         try kafka.createTopic("orders", partitions: 1)

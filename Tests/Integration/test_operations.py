@@ -329,6 +329,10 @@ def test_a_topic_outside_the_acl_is_refused_with_the_topic_and_the_rules(ops):
     # Rules are checked for their form.
     for bad in (["or*ders"], ["bad topic"], [""], "orders", [1]):
         expect(op.request("PUT", acl_path, json_body={"topics": bad}), 400, "bad_request")
+    # A rule naming internal topics (AeroGrid's control plane, Kafka's own) is refused, saying why.
+    for internal in (["_aerogrid.*"], ["_aerogrid.prod.config"], ["__consumer_offsets"]):
+        refused = expect(op.request("PUT", acl_path, json_body={"topics": internal}), 400, "bad_request")
+        assert "internal topics" in refused.error["message"], refused
     assert expect(op.get(acl_path), 200).json() == allowed
     expect(tenant.developer.action(APP, "stop"), 200)
 
