@@ -132,6 +132,12 @@ let package = Package(
             name: "AeroGridCore",
             swiftSettings: strictSettings
         ),
+        // More than one node: the control plane kept in Kafka (docs/cluster.md).
+        .target(
+            name: "AeroGridCluster",
+            dependencies: ["AeroGridCore", "AeroGridKafka", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "AeroGridKafka",
             dependencies: [
@@ -223,6 +229,11 @@ let package = Package(
         .testTarget(
             name: "AeroGridFanoutTests",
             dependencies: ["AeroGridCore", "AeroGridFanout", "AeroGridRuntime"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AeroGridClusterTests",
+            dependencies: ["AeroGridCluster", "AeroGridCore", "AeroGridKafka", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -68,6 +68,8 @@ VARIANT_LABELS = {
     "inproc-bare": "in-process bare",
     "inproc": "in-process launch",
 }
+# A start that takes longer than this has hung: the benchmark fails instead of waiting.
+RUN_DEADLINE_S = 30
 # What each variant's added time is measured against.
 BASELINE = {"bare": "bare", "aerogrid": "bare", "bwrap": "bare", "inproc-bare": "inproc-bare", "inproc": "inproc-bare"}
 
@@ -185,8 +187,11 @@ def run_once(argv: list[str], env: dict, cleanup: str = "none") -> tuple[float, 
     """One run's wall time. `cleanup`: "none" (not the launcher), "wait" (the launcher's
     deferred clean-up waited for after the clock stops), "charge" (before it stops)."""
     start = time.perf_counter()
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, env=env)
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=env, timeout=RUN_DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        fail(f"{' '.join(argv)} did not exit within {RUN_DEADLINE_S} s")
     if cleanup == "charge":
         wait_for_cleanup()
     seconds = time.perf_counter() - start
@@ -199,7 +204,10 @@ def check_run(name: str, argv: list[str], env: dict) -> int:
     """An untimed run with output captured: it must print nothing on stderr (the launcher
     warns there when it runs without cgroups). Returns its status; a failure's output is
     shown."""
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=RUN_DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        fail(f"{name} did not exit within {RUN_DEADLINE_S} s: {' '.join(argv)}")
     if done.returncode != 0:
         sys.stdout.flush()
         print(f"sandbox_startup: {name} {describe_status(done.returncode)}: {' '.join(argv)}", file=sys.stderr)

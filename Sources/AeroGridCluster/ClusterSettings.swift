@@ -1,0 +1,96 @@
+public import AeroGridCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `[cluster]` in aerogrid.toml: this node is one of several that keep the control plane in
+/// Kafka (docs/cluster.md). Without it a node keeps everything to itself, as a single node
+/// always has.
+public struct ClusterSettings: Sendable, Equatable {
+    /// The cluster's name: its internal topics are `_aerogrid.<name>.…`. Lower-case letters,
+    /// digits and `-`, 1 to 64 bytes.
+    public var name: String
+    /// This node's id, unique in the cluster: letters, digits, `.`, `_`, `-`, 1 to 64 bytes
+    /// (default: the host name).
+    public var nodeID: String
+    /// Where the other nodes reach this one (`http://` or `https://`, host and port): they
+    /// fetch bundles from it.
+    public var advertisedURL: String
+    /// Whether this node runs apps. Until apps are placed across nodes by group membership,
+    /// one node of a cluster runs them and the others serve the API.
+    public var runsApps: Bool
+
+    public init(name: String, nodeID: String, advertisedURL: String, runsApps: Bool) {
+        self.name = name
+        self.nodeID = nodeID
+        self.advertisedURL = advertisedURL
+        self.runsApps = runsApps
+    }
+
+    public var topics: ClusterTopics { ClusterTopics(cluster: name) }
+
+    /// Why `name` cannot name a cluster, or nil.
+    public static func nameProblem(_ name: String) -> String? {
+        let allowed = name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
+        guard !name.isEmpty, name.utf8.count <= 64, allowed else {
+            return "the cluster name must be 1 to 64 lower-case letters, digits or '-' (it names the cluster's topics, _aerogrid.<name>.config …)"
+        }
+        return nil
+    }
+
+    /// Why `id` cannot name a node, or nil.
+    public static func nodeIDProblem(_ id: String) -> String? {
+        let allowed = id.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "." || $0 == "_" || $0 == "-"
+        }
+        guard !id.isEmpty, id.utf8.count <= 64, allowed else {
+            return "the node id must be 1 to 64 letters, digits, '.', '_' or '-'"
+        }
+        return nil
+    }
+
+    /// Why `url` cannot be this node's advertised URL, or nil: `http(s)://host:port`, nothing after.
+    public static func advertisedURLProblem(_ url: String) -> String? {
+        let scheme = url.hasPrefix("https://") ? "https://" : url.hasPrefix("http://") ? "http://" : nil
+        let rule = "advertised_url must be \"http://HOST:PORT\" or \"https://HOST:PORT\", where the other nodes reach this one"
+        guard let scheme, url.utf8.count <= 255 else { return rule }
+        let authority = url.dropFirst(scheme.count)
+        guard let colon = authority.lastIndex(of: ":"), let port = Int(authority[authority.index(after: colon)...]), (1...65535).contains(port)
+        else { return rule }
+        let host = authority[..<colon]
+        let plain = host.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }
+        let bracketed = host.hasPrefix("[") && host.hasSuffix("]") && host.dropFirst().dropLast().allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
+        guard !host.isEmpty, plain || bracketed else { return rule }
+        return nil
+    }
+
+    /// The host name, as the default node id (nil when it is not a valid one).
+    public static func hostName() -> String? {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return nil }
+        let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return nodeIDProblem(name) == nil ? name : nil
+    }
+}
+
+/// The topics a cluster keeps its state in, each under `InternalTopics.prefix` so that no
+/// app may read or write them.
+public struct ClusterTopics: Sendable, Equatable {
+    /// Every control-plane write, in one order (one partition): Kafka Connect's config topic.
+    public let config: String
+    /// Bundles' bytes, in chunks addressed by digest.
+    public let bundles: String
+    /// The audit log.
+    public let audit: String
+
+    public init(cluster: String) {
+        config = "\(InternalTopics.prefix)\(cluster).config"
+        bundles = "\(InternalTopics.prefix)\(cluster).bundles"
+        audit = "\(InternalTopics.prefix)\(cluster).audit"
+    }
+
+    /// Each topic with the partition count it must have: one each, so every node reads each
+    /// in one order.
+    public var required: [(topic: String, partitions: Int)] { [(config, 1), (bundles, 1), (audit, 1)] }
+}
