@@ -34,7 +34,7 @@ struct AppService: Sendable {
             // Counted and inserted in one transaction: concurrent deploys cannot pass max_apps together.
             (app, created) = try await store.deployApp(
                 tenant: tenant.name, name: manifest.name, bundleDigest: stored.digest, entrypoint: manifest.entrypoint,
-                runtime: manifest.runtime, maxApps: QuotaJSON.tenant(tenant.quota).maxApps)
+                runtime: manifest.runtime, maxApps: QuotaJSON.tenant(tenant.quota).maxApps, at: Date())
         } catch StoreConflict.tooManyApps(let count, let limit) {
             bundles.removeUnused(keeping: try await store.bundlesInUse())
             throw APIError.overQuota("tenant \(tenant.name) has \(count) apps, its quota (max_apps \(limit)); delete one first")
@@ -53,11 +53,10 @@ struct AppService: Sendable {
     /// `running`.
     func start(_ tenant: String, _ name: String, restart: Bool) async throws -> AppRecord {
         let record = try await planner.tenant(tenant)
-        let limits = QuotaJSON.tenant(record.quota)
-        // Admitted and marked running in one transaction, against the tenant's apps as they
-        // are then: concurrent starts cannot pass the tenant's memory or CPU together.
-        let admitted = try await store.changeApp(tenant: tenant, name: name) { [planner] app, all in
-            try planner.admit(app, quota: planner.appQuota(app), within: limits, apps: all)
+        // Admitted and marked running in one transaction, against the tenant's quota and apps
+        // as they are then: concurrent starts or quota changes cannot pass the quota together.
+        let admitted = try await store.changeApp(tenant: tenant, name: name, at: Date()) { [planner] app, all, owner in
+            try planner.admit(app, quota: planner.appQuota(app), within: QuotaJSON.tenant(owner.quota), apps: all)
             return ("running", app.quota)
         }
         guard let app = admitted else { throw APIError.notFound("no app '\(name.cut(toBytes: 64))'") }
@@ -68,7 +67,7 @@ struct AppService: Sendable {
     }
 
     func stop(_ tenant: String, _ name: String) async throws -> AppRecord {
-        try await store.setDesiredState(tenant: tenant, name: name, "stopped")
+        try await store.setDesiredState(tenant: tenant, name: name, "stopped", at: Date())
         await supervisor.stop(tenant: tenant, name: name)
         supervisor.changes.announce(AppID(tenant: tenant, name: name), by: .api)
         return try await app(tenant, name)

@@ -48,7 +48,7 @@ public struct ControlPlaneServer: Sendable {
                 try await store.createToken(
                     Store.NewTokenRow(
                         id: TokenSecret.newID(), tenant: nil, name: "operator (from the environment)",
-                        role: Role.operator.rawValue, secretSHA256: hash))
+                        role: Role.operator.rawValue, secretSHA256: hash, createdAt: Date()))
             }
             return nil
         }

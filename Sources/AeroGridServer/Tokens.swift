@@ -41,7 +41,9 @@ enum TokenSecret {
     /// A new token: the row to store (its secret only as a hash) and the secret to show once.
     static func issue(tenant: String?, name: String, role: Role) -> (row: Store.NewTokenRow, secret: String) {
         let secret = generate()
-        return (Store.NewTokenRow(id: newID(), tenant: tenant, name: name, role: role.rawValue, secretSHA256: sha256Hex(secret)), secret)
+        return (
+            Store.NewTokenRow(id: newID(), tenant: tenant, name: name, role: role.rawValue, secretSHA256: sha256Hex(secret), createdAt: Date()), secret
+        )
     }
 
     /// The caller behind an `Authorization` value. None, a malformed, an unknown or a revoked
@@ -83,7 +85,8 @@ public func newTokenSecret() -> String { TokenSecret.generate() }
 /// is its topic ACL (nil: the default, its own prefix).
 public func createTenant(_ name: String, topics: [String]? = nil, hostUIDs: ClosedRange<UInt32>, in store: Store) async throws -> String {
     let (row, secret) = TokenSecret.issue(tenant: name, name: "admin", role: .admin)
-    try await store.createTenant(name, firstToken: row, topics: topics.map { TopicACL(rules: $0).json }, hostUIDs: hostUIDs)
+    try await store.createTenant(
+        name, id: TenantRecord.newID(), at: Date(), firstToken: row, topics: topics.map { TopicACL(rules: $0).json }, hostUIDs: hostUIDs)
     return secret
 }
 

@@ -75,6 +75,9 @@ public struct TenantRecord: Sendable, Equatable {
     /// The host uid (and gid) its apps' sandboxes map to: its own, shared with no other tenant.
     public let hostUID: UInt32?
 
+    /// A new tenant's id, chosen by whoever creates it.
+    public static func newID() -> String { RandomID.make(prefix: "ten_") }
+
     init(row: Row) {
         id = row["id"]
         name = row["name"]
@@ -171,10 +174,12 @@ extension Store {
         """
 
     /// Creates the tenant with its first token and a host uid of its own from `hostUIDs`
-    /// (never one a tenant had before). A name in use or once used is refused.
+    /// (never one a tenant had before). A name in use or once used is refused. The caller
+    /// chooses the id (`TenantRecord.newID()`) and the time: given the same inputs and the
+    /// same tables, every store makes the same tenant (what a log of writes needs).
     @discardableResult
     public func createTenant(
-        _ name: String, firstToken: NewTokenRow, topics: String? = nil,
+        _ name: String, id: String, at time: Date, firstToken: NewTokenRow, topics: String? = nil,
         hostUIDs: ClosedRange<UInt32> = 900_000_000...900_099_999
     ) async throws -> TenantRecord {
         try await database.write { db in
@@ -183,10 +188,9 @@ extension Store {
                 throw StoreConflict.nameRetired
             }
             let uid = try Self.nextHostUID(db, in: hostUIDs)
-            let id = RandomID.make(prefix: "ten_")
             try db.execute(
                 sql: "INSERT INTO tenants (id, name, created_at, topics, host_uid) VALUES (?, ?, ?, ?, ?)",
-                arguments: [id, name, Date().timeIntervalSince1970, topics, Int64(uid)])
+                arguments: [id, name, time.timeIntervalSince1970, topics, Int64(uid)])
             try insertToken(db, firstToken)
             return try TenantRecord(row: Row.fetchOne(db, sql: Self.tenantColumns + " WHERE t.id = ?", arguments: [id])!)
         }
@@ -244,23 +248,15 @@ extension Store {
         }
     }
 
-    public func setAppQuota(tenant: String, name: String, json: String) async throws {
-        try await database.write { db in
-            try db.execute(
-                sql: "UPDATE apps SET quota = ?, updated_at = ? WHERE tenant = ? AND name = ?",
-                arguments: [json, Date().timeIntervalSince1970, tenant, name])
-        }
-    }
-
     /// Removes the tenant with its tokens and apps (their checkpoints included). Its name
-    /// and host uid are retired: never given to another tenant.
-    public func deleteTenant(_ name: String) async throws {
+    /// and host uid are retired at `time`: never given to another tenant.
+    public func deleteTenant(_ name: String, at time: Date) async throws {
         try await database.write { db in
             try db.execute(
                 sql: """
                     INSERT OR REPLACE INTO retired_tenant_names (name, tenant_id, host_uid, retired_at)
                     SELECT name, id, host_uid, ? FROM tenants WHERE name = ?
-                    """, arguments: [Date().timeIntervalSince1970, name])
+                    """, arguments: [time.timeIntervalSince1970, name])
             for table in ["grid_rows", "grid_versions", "source_offsets", "app_epochs"] {
                 try db.execute(sql: "DELETE FROM \(table) WHERE app LIKE ? ESCAPE '\\'", arguments: [Self.likePrefix(name + "/")])
             }
@@ -277,20 +273,22 @@ extension Store {
 
     // MARK: Tokens
 
-    /// A token to insert: its secret is already hashed.
+    /// A token to insert: its secret is already hashed, its id and time chosen by the caller.
     public struct NewTokenRow: Sendable {
         public let id: String
         public let tenant: String?
         public let name: String
         public let role: String
         public let secretSHA256: String
+        public let createdAt: Date
 
-        public init(id: String, tenant: String?, name: String, role: String, secretSHA256: String) {
+        public init(id: String, tenant: String?, name: String, role: String, secretSHA256: String, createdAt: Date) {
             self.id = id
             self.tenant = tenant
             self.name = name
             self.role = role
             self.secretSHA256 = secretSHA256
+            self.createdAt = createdAt
         }
     }
 
@@ -298,7 +296,7 @@ extension Store {
         try db.execute(
             sql: """
                 INSERT INTO tokens (id, tenant, name, role, secret_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [token.id, token.tenant, token.name, token.role, token.secretSHA256, Date().timeIntervalSince1970])
+                """, arguments: [token.id, token.tenant, token.name, token.role, token.secretSHA256, token.createdAt.timeIntervalSince1970])
     }
 
     public func createToken(_ token: NewTokenRow) async throws {
@@ -345,12 +343,13 @@ extension Store {
         }
     }
 
-    /// Revokes the tenant's token; false when it has no such token.
-    public func revokeToken(id: String, tenant: String) async throws -> Bool {
+    /// Revokes the tenant's token at `time` (a token revoked before keeps its first time);
+    /// false when the tenant has no such token.
+    public func revokeToken(id: String, tenant: String, at time: Date) async throws -> Bool {
         try await database.write { db in
             try db.execute(
                 sql: "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND tenant = ?",
-                arguments: [Date().timeIntervalSince1970, id, tenant])
+                arguments: [time.timeIntervalSince1970, id, tenant])
             return db.changesCount > 0
         }
     }
@@ -378,10 +377,10 @@ extension Store {
     /// the quota together.
     public func deployApp(
         tenant: String, name: String, bundleDigest: String, entrypoint: String, runtime: String,
-        maxApps: Int = .max
+        maxApps: Int = .max, at time: Date
     ) async throws -> (AppRecord, created: Bool) {
         try await database.write { db in
-            let now = Date().timeIntervalSince1970
+            let now = time.timeIntervalSince1970
             let existing = try Row.fetchOne(db, sql: "SELECT * FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name])
             if existing == nil {
                 let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM apps WHERE tenant = ?", arguments: [tenant]) ?? 0
@@ -403,30 +402,33 @@ extension Store {
         }
     }
 
-    /// Runs `change` on the tenant's apps as they are now and writes what it returns (the
-    /// app's new desired state and quota), in one transaction: an admission check inside it
-    /// sees every start and quota change before it, so concurrent ones cannot pass a
-    /// tenant's quota together. `change` throws to refuse.
+    /// Runs `change` on the tenant and its apps as they are now and writes what it returns
+    /// (the app's new desired state and quota), in one transaction: an admission check
+    /// inside it sees every start, app quota and tenant quota change before it, so
+    /// concurrent ones cannot pass a tenant's quota together. `change` throws to refuse; it
+    /// decides from what it is given only, so that every store given the same decides alike.
     public func changeApp(
-        tenant: String, name: String,
-        _ change: @Sendable (_ app: AppRecord, _ all: [AppRecord]) throws -> (desiredState: String, quota: String)
+        tenant: String, name: String, at time: Date,
+        _ change: @Sendable (_ app: AppRecord, _ all: [AppRecord], _ owner: TenantRecord) throws -> (desiredState: String, quota: String)
     ) async throws -> AppRecord? {
         try await database.write { db in
+            guard let owner = try Row.fetchOne(db, sql: Self.tenantColumns + " WHERE t.name = ?", arguments: [tenant]).map(TenantRecord.init(row:))
+            else { return nil }
             let all = try Row.fetchAll(db, sql: "SELECT * FROM apps WHERE tenant = ? ORDER BY name", arguments: [tenant]).map(AppRecord.init(row:))
             guard let app = all.first(where: { $0.name == name }) else { return nil }
-            let (desired, quota) = try change(app, all)
+            let (desired, quota) = try change(app, all, owner)
             try db.execute(
                 sql: "UPDATE apps SET desired_state = ?, quota = ?, updated_at = ? WHERE tenant = ? AND name = ?",
-                arguments: [desired, quota, Date().timeIntervalSince1970, tenant, name])
+                arguments: [desired, quota, time.timeIntervalSince1970, tenant, name])
             return try Row.fetchOne(db, sql: "SELECT * FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name]).map(AppRecord.init(row:))
         }
     }
 
-    public func setDesiredState(tenant: String, name: String, _ state: String) async throws {
+    public func setDesiredState(tenant: String, name: String, _ state: String, at time: Date) async throws {
         try await database.write { db in
             try db.execute(
                 sql: "UPDATE apps SET desired_state = ?, updated_at = ? WHERE tenant = ? AND name = ?",
-                arguments: [state, Date().timeIntervalSince1970, tenant, name])
+                arguments: [state, time.timeIntervalSince1970, tenant, name])
         }
     }
 
@@ -451,16 +453,16 @@ extension Store {
 
     // MARK: Audit
 
-    /// One entry: it belongs to the tenant with id `tenantID` (its name kept for reading).
+    /// One entry, at `time`: it belongs to the tenant with id `tenantID` (its name kept for reading).
     public func audit(
         tenant: String?, tenantID: String?, actor: String, action: String, target: String, source: String,
-        outcome: String
+        outcome: String, at time: Date
     ) async throws {
         try await database.write { db in
             try db.execute(
                 sql: """
                     INSERT INTO audit (time, tenant, tenant_id, actor, action, target, source, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    """, arguments: [Date().timeIntervalSince1970, tenant, tenantID, actor, action, target, source, outcome])
+                    """, arguments: [time.timeIntervalSince1970, tenant, tenantID, actor, action, target, source, outcome])
         }
     }
 

@@ -142,7 +142,8 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
             try await store.createToken(operatorRow)
             tokens["operator"] = operatorSecret
             let (adminRow, adminSecret) = TokenSecret.issue(tenant: "acme", name: "admin", role: .admin)
-            _ = try await store.createTenant("acme", firstToken: adminRow, topics: nil, hostUIDs: ServerConfiguration.defaultHostUIDs)
+            _ = try await store.createTenant(
+                "acme", id: TenantRecord.newID(), at: Date(), firstToken: adminRow, topics: nil, hostUIDs: ServerConfiguration.defaultHostUIDs)
             tokens["admin"] = adminSecret
             for role in [Role.developer, .viewer] {
                 let (row, secret) = TokenSecret.issue(tenant: "acme", name: role.rawValue, role: role)

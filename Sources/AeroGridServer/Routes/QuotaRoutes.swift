@@ -1,6 +1,7 @@
 import AeroGridAPI
 import AeroGridCore
 import AeroGridStore
+import Foundation
 import Hummingbird
 
 /// Quotas and topic ACLs: an operator reads and changes a tenant's and each app's; a
@@ -69,10 +70,10 @@ struct QuotaRoutes: Sendable {
         let change = QuotaJSON.Change(
             numbers: ["memory_bytes": update.memoryBytes, "pids": update.pids, "grid_rows": update.gridRows].compactMapValues { $0 },
             cpus: update.cpus, reset: reset)
-        let limits = QuotaJSON.tenant(record.quota)
-        // Merged, checked and written in one transaction with the tenant's other apps as
-        // they are then: two changes at once cannot pass the tenant's quota together.
-        let changed = try await store.changeApp(tenant: tenant, name: stored.name) { [planner] app, all in
+        // Merged, checked and written in one transaction with the tenant's quota and other apps
+        // as they are then: two changes at once cannot pass the tenant's quota together.
+        let changed = try await store.changeApp(tenant: tenant, name: stored.name, at: Date()) { [planner] app, all, owner in
+            let limits = QuotaJSON.tenant(owner.quota)
             let merged = try QuotaJSON.merge(change, into: app.quota)
             let quota = QuotaJSON.app(merged, defaults: planner.appDefaults)
             try planner.check(quota, within: limits, tenant: tenant)

@@ -59,7 +59,7 @@ struct Auditor: Sendable {
     func record(_ principal: Principal, _ action: String, target: String, _ context: APIContext, outcome: String = "ok") async throws {
         try await store.audit(
             tenant: principal.tenant, tenantID: principal.tenantID, actor: principal.tokenID, action: action, target: target,
-            source: context.source, outcome: outcome)
+            source: context.source, outcome: outcome, at: Date())
     }
 
     /// An entry about `tenant` (an operator's action on it).
@@ -69,7 +69,7 @@ struct Auditor: Sendable {
     ) async throws {
         try await store.audit(
             tenant: tenant.name, tenantID: tenant.id, actor: principal.tokenID, action: action, target: target,
-            source: context.source, outcome: outcome)
+            source: context.source, outcome: outcome, at: Date())
     }
 }
 

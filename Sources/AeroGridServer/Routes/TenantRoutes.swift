@@ -50,7 +50,8 @@ struct TenantRoutes: Sendable {
         let (token, secret) = TokenSecret.issue(tenant: name, name: "admin", role: .admin)
         let tenant: TenantRecord
         do {
-            tenant = try await store.createTenant(name, firstToken: token, topics: topics?.json, hostUIDs: hostUIDs)
+            tenant = try await store.createTenant(
+                name, id: TenantRecord.newID(), at: Date(), firstToken: token, topics: topics?.json, hostUIDs: hostUIDs)
         } catch StoreConflict.tenantExists {
             throw APIError.conflict("tenant '\(name)' already exists")
         } catch StoreConflict.nameRetired {
@@ -70,7 +71,7 @@ struct TenantRoutes: Sendable {
         let principal = try context.requireOperator()
         let tenant = try await tenant(context)
         try await apps.removeAll(of: tenant.name)
-        try await store.deleteTenant(tenant.name)
+        try await store.deleteTenant(tenant.name, at: Date())
         // Its streams and followed logs end now, not at their next request.
         sessions.endTenant(tenant.id)
         apps.bundles.removeUnused(keeping: try await store.bundlesInUse())

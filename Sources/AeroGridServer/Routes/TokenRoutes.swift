@@ -1,6 +1,7 @@
 import AeroGridAPI
 import AeroGridCore
 import AeroGridStore
+import Foundation
 import Hummingbird
 
 /// A tenant's tokens (admin): issue, list, revoke. A revoked token's open streams and
@@ -33,7 +34,9 @@ struct TokenRoutes: Sendable {
         api.delete("tokens/:id") { _, context in
             let (tenant, principal) = try context.requireTenant(.admin)
             let id = try context.parameters.require("id")
-            guard try await store.revokeToken(id: id, tenant: tenant) else { throw APIError.notFound("no token '\(id.cut(toBytes: 64))' in this tenant") }
+            guard try await store.revokeToken(id: id, tenant: tenant, at: Date()) else {
+                throw APIError.notFound("no token '\(id.cut(toBytes: 64))' in this tenant")
+            }
             sessions.endToken(id)
             try await auditor.record(principal, "token.revoke", target: id, context)
             return Response(status: .noContent)
