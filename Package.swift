@@ -185,6 +185,7 @@ let package = Package(
             name: "aerogrid",
             dependencies: [
                 "AeroGridAPI",
+                "AeroGridCluster",
                 "AeroGridCore",
                 "AeroGridServer",
                 "AeroGridKafka",

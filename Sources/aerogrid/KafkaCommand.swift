@@ -1,3 +1,4 @@
+import AeroGridCluster
 import AeroGridKafka
 import ArgumentParser
 import Foundation
@@ -28,15 +29,30 @@ struct KafkaCommand: AsyncParsableCommand {
         @Option(name: .customLong("topic"), help: "A topic to create, as NAME:PARTITIONS (repeatable).")
         var topics: [TopicSpec] = []
 
+        @Option(
+            name: .customLong("cluster"),
+            help:
+                "A cluster of AeroGrid nodes that will use this Kafka: its internal topics are created (_aerogrid.NAME.config, .bundles, .audit; one partition each). Repeatable."
+        )
+        var clusters: [String] = []
+
+        func validate() throws {
+            for name in clusters {
+                if let problem = ClusterSettings.nameProblem(name) { throw ValidationError("--cluster \(name): \(problem)") }
+            }
+        }
+
         func run() async throws {
             let logger = global.makeLogger(label: "aerogrid.kafka")
             let kafka = try EmbeddedKafka(brokers: brokers, logger: logger)
-            for topic in topics {
-                try kafka.createTopic(topic.name, partitions: topic.partitions)
+            // The mock cluster has no CreateTopics: what hosts it creates a cluster's topics.
+            let created = topics.map { ($0.name, $0.partitions) } + clusters.flatMap { ClusterTopics(cluster: $0).required.map { ($0.topic, $0.partitions) } }
+            for (name, partitions) in created {
+                try kafka.createTopic(name, partitions: partitions)
             }
             printLine("bootstrap.servers=\(kafka.bootstrapServers)")
-            for topic in topics {
-                printLine("topic=\(topic.name) partitions=\(topic.partitions)")
+            for (name, partitions) in created {
+                printLine("topic=\(name) partitions=\(partitions)")
             }
             let signal = await waitForTermination()
             logger.info("stopping the embedded Kafka cluster (signal \(signal))")
