@@ -36,7 +36,7 @@ struct AppService: Sendable {
                 tenant: tenant.name, name: manifest.name, bundleDigest: stored.digest, entrypoint: manifest.entrypoint,
                 runtime: manifest.runtime, maxApps: QuotaJSON.tenant(tenant.quota).maxApps, at: Date())
         } catch StoreConflict.tooManyApps(let count, let limit) {
-            bundles.removeUnused(keeping: try await store.bundlesInUse())
+            try await bundles.removeUnused { try await store.bundlesInUse() }
             throw APIError.overQuota("tenant \(tenant.name) has \(count) apps, its quota (max_apps \(limit)); delete one first")
         }
         if app.desiredState == "running" {
@@ -45,7 +45,7 @@ struct AppService: Sendable {
             await supervisor.start(app, plan: plan)
         }
         supervisor.changes.announce(AppID(tenant: tenant.name, name: app.name), by: .api)
-        bundles.removeUnused(keeping: try await store.bundlesInUse())
+        try await bundles.removeUnused { try await store.bundlesInUse() }
         return (app, created)
     }
 
@@ -76,7 +76,7 @@ struct AppService: Sendable {
     func delete(_ tenant: String, _ name: String) async throws {
         await supervisor.remove(tenant: tenant, name: name)
         try await store.deleteApp(tenant: tenant, name: name)
-        bundles.removeUnused(keeping: try await store.bundlesInUse())
+        try await bundles.removeUnused { try await store.bundlesInUse() }
         supervisor.changes.announce(AppID(tenant: tenant, name: name), by: .api)
     }
 

@@ -62,7 +62,16 @@ public final class BundleStore: Sendable {
     public let directory: String
     public let limits: BundleLimits
     /// Bundles (by key) stored by a deploy that has not yet recorded them: never cleaned up.
-    private let reserved = Mutex<[String: Int]>([:])
+    private let reserved = Mutex(Reservations())
+
+    struct Reservations {
+        /// Deploys holding each bundle.
+        var counts: [String: Int] = [:]
+        /// Clean-ups running, and every bundle reserved while one ran: such a bundle may
+        /// have been recorded after the clean-up read what is in use, so it is kept.
+        var cleanups = 0
+        var reservedDuringCleanup: Set<String> = []
+    }
 
     public init(directory: String, limits: BundleLimits = BundleLimits()) throws {
         self.directory = directory
@@ -86,7 +95,10 @@ public final class BundleStore: Sendable {
         }
         let digest = SHA256.hash(data: zip).map { String(format: "%02x", $0) }.joined()
         let key = "\(owner.tenantID)/\(digest)"
-        reserved.withLock { $0[key, default: 0] += 1 }
+        reserved.withLock { table in
+            table.counts[key, default: 0] += 1
+            if table.cleanups > 0 { table.reservedDuringCleanup.insert(key) }
+        }
         do throws(BundleRefused) {
             return try store(zip, digest: digest, owner: owner)
         } catch {
@@ -100,8 +112,8 @@ public final class BundleStore: Sendable {
 
     private func release(_ key: String) {
         reserved.withLock { table in
-            table[key, default: 1] -= 1
-            if table[key] == 0 { table[key] = nil }
+            table.counts[key, default: 1] -= 1
+            if table.counts[key] == 0 { table.counts[key] = nil }
         }
     }
 
@@ -154,21 +166,39 @@ public final class BundleStore: Sendable {
         return chown(path, 0, owner.uid) == 0 && chmod(path, 0o750) == 0
     }
 
-    /// Removes bundles no app uses any more (`used`: keys `<tenant id>/<digest>`), and the
-    /// directories of tenants left with none.
-    public func removeUnused(keeping used: Set<String>) {
-        let busy = reserved.withLock { Set($0.keys) }
+    /// Removes bundles no app uses any more (`inUse` reads their keys, `<tenant id>/<digest>`),
+    /// and the directories of tenants left with none. The reservations are looked at before
+    /// `inUse` is read: a deploy that released its bundle before then had recorded its app
+    /// before then, so `inUse` has it; one reserving after then is kept by this clean-up.
+    public func removeUnused(inUse: () async throws -> Set<String>) async rethrows {
+        let busy = reserved.withLock { table in
+            table.cleanups += 1
+            return Set(table.counts.keys)
+        }
+        defer {
+            reserved.withLock { table in
+                table.cleanups -= 1
+                if table.cleanups == 0 { table.reservedDuringCleanup = [] }
+            }
+        }
+        let used = try await inUse()
         for tenant in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where !tenant.hasPrefix(".") {
             let tenantDirectory = "\(directory)/\(tenant)"
-            for digest in (try? FileManager.default.contentsOfDirectory(atPath: tenantDirectory)) ?? []
-            where !used.contains("\(tenant)/\(digest)") && !busy.contains("\(tenant)/\(digest)") {
-                removeTree("\(tenantDirectory)/\(digest)")
+            for digest in (try? FileManager.default.contentsOfDirectory(atPath: tenantDirectory)) ?? [] {
+                let key = "\(tenant)/\(digest)"
+                guard !used.contains(key), !busy.contains(key) else { continue }
+                // Under the lock: a deploy of these bytes reserves first, then finds the
+                // directory gone and unpacks it again.
+                reserved.withLock { table in
+                    guard table.counts[key] == nil, !table.reservedDuringCleanup.contains(key) else { return }
+                    removeTree("\(tenantDirectory)/\(digest)")
+                }
             }
             // Empty now: gone (rmdir refuses a directory that is not). Decided under the
             // reservations' lock: a deploy reserves before it makes the directory, so it
             // either stops the removal here or makes the directory again after it.
             reserved.withLock { table in
-                if !table.keys.contains(where: { $0.hasPrefix(tenant + "/") }) { rmdir(tenantDirectory) }
+                if !table.counts.keys.contains(where: { $0.hasPrefix(tenant + "/") }) { rmdir(tenantDirectory) }
             }
         }
     }

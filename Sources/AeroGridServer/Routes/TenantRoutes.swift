@@ -74,7 +74,7 @@ struct TenantRoutes: Sendable {
         try await store.deleteTenant(tenant.name, at: Date())
         // Its streams and followed logs end now, not at their next request.
         sessions.endTenant(tenant.id)
-        apps.bundles.removeUnused(keeping: try await store.bundlesInUse())
+        try await apps.bundles.removeUnused { try await store.bundlesInUse() }
         try await auditor.record(principal, tenant: tenant, "tenant.delete", target: tenant.name, context)
         return Response(status: .noContent)
     }
