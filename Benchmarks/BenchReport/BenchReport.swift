@@ -22,10 +22,13 @@ public struct Measure: Encodable, Sendable {
 
     public var min: Double { runs.min() ?? .nan }
     public var max: Double { runs.max() ?? .nan }
-    public var median: Double {
-        let values = runs.sorted()
-        guard !values.isEmpty else { return .nan }
-        return values.count % 2 == 1 ? values[values.count / 2] : (values[values.count / 2 - 1] + values[values.count / 2]) / 2
+    public var median: Double { Self.median(runs) }
+
+    /// The middle value (the mean of the two middle ones for an even count); NaN for none.
+    public static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return .nan }
+        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     }
 
     enum CodingKeys: String, CodingKey { case name, unit, runs, min, median, max, baseline }

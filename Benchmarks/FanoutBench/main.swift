@@ -543,9 +543,9 @@ print("grid of \(rowCount) rows, \(changesPerSecond) cell changes/s for \(runSec
 print("")
 report.printTable(runCount: runCount)
 print("")
-let loadedP99 = Measure(name: "", unit: "", runs: loads.map { Double($0.p99) }).median
-let baselineP99 = Measure(name: "", unit: "", runs: baselines.map { Double($0.p99) }).median
-let idleKiB = Measure(name: "", unit: "", runs: loads.map(\.idleKiBPerClient)).median
+let loadedP99 = Measure.median(loads.map { Double($0.p99) })
+let baselineP99 = Measure.median(baselines.map { Double($0.p99) })
+let idleKiB = Measure.median(loads.map(\.idleKiBPerClient))
 print(
     String(
         format: "median p99 %d clients / 1 client: %.2f; target p99 ≤ 300 ms: %@; target ≤ 50 KiB per idle client: %@",

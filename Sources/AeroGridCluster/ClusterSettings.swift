@@ -1,9 +1,5 @@
 public import AeroGridCore
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// `[cluster]` in aerogrid.toml: this node is one of several that keep the control plane in
 /// Kafka (docs/cluster.md). Without it a node keeps everything to itself, as a single node
 /// always has.
@@ -11,8 +7,7 @@ public struct ClusterSettings: Sendable, Equatable {
     /// The cluster's name: its internal topics are `_aerogrid.<name>.…`. Lower-case letters,
     /// digits and `-`, 1 to 64 bytes.
     public var name: String
-    /// This node's id, unique in the cluster: letters, digits, `.`, `_`, `-`, 1 to 64 bytes
-    /// (default: the host name).
+    /// This node's id, unique in the cluster: letters, digits, `.`, `_`, `-`, 1 to 64 bytes.
     public var nodeID: String
     /// Where the other nodes reach this one (`http://` or `https://`, host and port): they
     /// fetch bundles from it.
@@ -58,19 +53,7 @@ public struct ClusterSettings: Sendable, Equatable {
         let authority = url.dropFirst(scheme.count)
         guard let colon = authority.lastIndex(of: ":"), let port = Int(authority[authority.index(after: colon)...]), (1...65535).contains(port)
         else { return rule }
-        let host = authority[..<colon]
-        let plain = host.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }
-        let bracketed = host.hasPrefix("[") && host.hasSuffix("]") && host.dropFirst().dropLast().allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
-        guard !host.isEmpty, plain || bracketed else { return rule }
-        return nil
-    }
-
-    /// The host name, as the default node id (nil when it is not a valid one).
-    public static func hostName() -> String? {
-        var buffer = [CChar](repeating: 0, count: 256)
-        guard gethostname(&buffer, buffer.count - 1) == 0 else { return nil }
-        let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return nodeIDProblem(name) == nil ? name : nil
+        return isPlainURLHost(authority[..<colon]) ? nil : rule
     }
 }
 

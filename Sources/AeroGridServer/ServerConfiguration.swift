@@ -245,9 +245,7 @@ public struct ServerConfiguration: Sendable {
             guard let port = Int(authority[authority.index(after: colon)...]), (1...65535).contains(port) else { return nil }
             host = authority[..<colon]
         }
-        let plain = host.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }
-        let bracketed = host.hasPrefix("[") && host.hasSuffix("]") && host.dropFirst().dropLast().allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
-        guard !host.isEmpty, plain || bracketed else { return nil }
+        guard isPlainURLHost(host) else { return nil }
         return trimmed
     }
 }
