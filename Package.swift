@@ -166,8 +166,8 @@ let package = Package(
         .target(
             name: "AeroGridServer",
             dependencies: [
-                "AeroGridAPI", "AeroGridCore", "AeroGridFanout", "AeroGridKafka", "AeroGridRuntime", "AeroGridSandbox", "AeroGridStore",
-                "CLibZ",
+                "AeroGridAPI", "AeroGridCluster", "AeroGridCore", "AeroGridFanout", "AeroGridKafka", "AeroGridRuntime", "AeroGridSandbox",
+                "AeroGridStore", "CLibZ",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),

@@ -2,17 +2,19 @@ import AeroGridCore
 public import AeroGridStore
 import Foundation
 
-/// Decides how an app runs (its quota, its tenant's topic ACL) and whether it may start:
-/// the apps a tenant runs together stay within the tenant's memory and CPU.
+/// Decides how an app runs: its quota and its tenant's topic ACL, read from the store.
 public struct AppPlanner: Sendable {
     let store: Store
-    /// An app's quota where nothing is set: the sandbox profile's defaults.
-    let appDefaults: AppQuota
+    /// Whether an app may start, with this server's quota defaults.
+    let admission: Admission
 
     public init(store: Store, appDefaults: AppQuota) {
         self.store = store
-        self.appDefaults = appDefaults
+        admission = Admission(appDefaults: appDefaults)
     }
+
+    /// An app's quota where nothing is set: the sandbox profile's defaults.
+    var appDefaults: AppQuota { admission.appDefaults }
 
     func tenant(_ name: String) async throws -> TenantRecord {
         guard let tenant = try await store.tenant(name) else { throw APIError.notFound("no tenant '\(name)'") }
@@ -23,9 +25,7 @@ public struct AppPlanner: Sendable {
         QuotaJSON.tenant(try await tenant(name).quota)
     }
 
-    func appQuota(_ app: AppRecord) -> AppQuota {
-        QuotaJSON.app(app.quota, defaults: appDefaults)
-    }
+    func appQuota(_ app: AppRecord) -> AppQuota { admission.appQuota(app) }
 
     public func plan(_ app: AppRecord) async throws -> AppPlan {
         plan(app, tenant: try await tenant(app.tenant))
@@ -37,10 +37,23 @@ public struct AppPlanner: Sendable {
 
     /// What the tenant's apps that should run use, leaving out `except`.
     func used(tenant: String, except: String? = nil) async throws -> (apps: Int, running: Int, memoryBytes: UInt64, cpus: Double) {
-        used(try await store.apps(tenant: tenant), except: except)
+        admission.used(try await store.apps(tenant: tenant), except: except)
+    }
+}
+
+/// Whether an app may start: the apps a tenant runs together stay within the tenant's
+/// memory and CPU. Decides from what it is given alone (the apps as one transaction reads
+/// them, the defaults a control record carries), so every node decides alike.
+struct Admission: Sendable {
+    /// An app's quota where nothing is set.
+    let appDefaults: AppQuota
+
+    func appQuota(_ app: AppRecord) -> AppQuota {
+        QuotaJSON.app(app.quota, defaults: appDefaults)
     }
 
-    private func used(_ apps: [AppRecord], except: String?) -> (apps: Int, running: Int, memoryBytes: UInt64, cpus: Double) {
+    /// What `apps` that should run use, leaving out `except`.
+    func used(_ apps: [AppRecord], except: String?) -> (apps: Int, running: Int, memoryBytes: UInt64, cpus: Double) {
         let running = apps.filter { $0.desiredState == "running" && $0.name != except }
         // Each quota is bounded (QuotaJSON), so the sums cannot overflow.
         return (

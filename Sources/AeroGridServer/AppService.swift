@@ -9,10 +9,11 @@ import Synchronization
 /// each admitted against the tenant's quota; the app as the API describes it; its grids.
 /// Every change is announced on the supervisor's `changes`, so discovery tells the clients.
 struct AppService: Sendable {
-    let store: Store
+    let writes: ControlWrites
     let bundles: BundleStore
     let supervisor: AppSupervisor
     let planner: AppPlanner
+    var store: Store { writes.store }
 
     /// The app, or "not found" (also for another tenant's app of that name).
     func app(_ tenant: String, _ name: String) async throws -> AppRecord {
@@ -28,62 +29,31 @@ struct AppService: Sendable {
         // Kept from the bundle clean-up until the app's record names it.
         defer { bundles.release(stored) }
         let manifest = stored.manifest
-        let app: AppRecord
-        let created: Bool
-        do {
-            // Counted and inserted in one transaction: concurrent deploys cannot pass max_apps together.
-            (app, created) = try await store.deployApp(
-                tenant: tenant.name, name: manifest.name, bundleDigest: stored.digest, entrypoint: manifest.entrypoint,
-                runtime: manifest.runtime, maxApps: QuotaJSON.tenant(tenant.quota).maxApps, at: Date())
-        } catch StoreConflict.tooManyApps(let count, let limit) {
-            try await bundles.removeUnused { try await store.bundlesInUse() }
-            throw APIError.overQuota("tenant \(tenant.name) has \(count) apps, its quota (max_apps \(limit)); delete one first")
-        }
-        if app.desiredState == "running" {
-            let plan = planner.plan(app, tenant: tenant)
-            await supervisor.stop(tenant: tenant.name, name: app.name)
-            await supervisor.start(app, plan: plan)
-        }
-        supervisor.changes.announce(AppID(tenant: tenant.name, name: app.name), by: .api)
-        try await bundles.removeUnused { try await store.bundlesInUse() }
-        return (app, created)
+        // Counted against max_apps where it is applied: concurrent deploys cannot pass it together.
+        let outcome = try await writes.submit(
+            .deployApp(
+                .init(
+                    tenant: tenant.name, name: manifest.name, tenantId: tenant.id, bundleDigest: stored.digest, entrypoint: manifest.entrypoint,
+                    runtime: manifest.runtime)))
+        return (try await app(tenant.name, manifest.name), outcome.created ?? false)
     }
 
     /// Starts (or restarts) the app: admitted within the tenant's quota, its desired state
     /// `running`.
     func start(_ tenant: String, _ name: String, restart: Bool) async throws -> AppRecord {
-        let record = try await planner.tenant(tenant)
-        // Admitted and marked running in one transaction, against the tenant's quota and apps
-        // as they are then: concurrent starts or quota changes cannot pass the quota together.
-        let admitted = try await store.changeApp(tenant: tenant, name: name, at: Date()) { [planner] app, all, owner in
-            try planner.admit(app, quota: planner.appQuota(app), within: QuotaJSON.tenant(owner.quota), apps: all)
-            return ("running", app.quota)
-        }
-        guard let app = admitted else { throw APIError.notFound("no app '\(name.cut(toBytes: 64))'") }
-        if restart { await supervisor.stop(tenant: tenant, name: app.name) }
-        await supervisor.start(app, plan: planner.plan(app, tenant: record))
-        supervisor.changes.announce(AppID(tenant: tenant, name: app.name), by: .api)
-        return try await self.app(tenant, app.name)
+        // Admitted where it is applied, against the tenant's quota and apps as they are
+        // then: concurrent starts or quota changes cannot pass the quota together.
+        try await writes.submit(.startApp(.init(tenant: tenant, name: name, restart: restart, appDefaults: .init(planner.appDefaults))))
+        return try await app(tenant, name)
     }
 
     func stop(_ tenant: String, _ name: String) async throws -> AppRecord {
-        try await store.setDesiredState(tenant: tenant, name: name, "stopped", at: Date())
-        await supervisor.stop(tenant: tenant, name: name)
-        supervisor.changes.announce(AppID(tenant: tenant, name: name), by: .api)
+        try await writes.submit(.stopApp(.init(tenant: tenant, name: name)))
         return try await app(tenant, name)
     }
 
     func delete(_ tenant: String, _ name: String) async throws {
-        await supervisor.remove(tenant: tenant, name: name)
-        try await store.deleteApp(tenant: tenant, name: name)
-        try await bundles.removeUnused { try await store.bundlesInUse() }
-        supervisor.changes.announce(AppID(tenant: tenant, name: name), by: .api)
-    }
-
-    /// Stops and removes every app of a tenant being deleted, with their cgroups.
-    func removeAll(of tenant: String) async throws {
-        let apps = try await store.apps(tenant: tenant).map(\.name)
-        await supervisor.removeTenant(tenant, apps: apps)
+        try await writes.submit(.deleteApp(.init(tenant: tenant, name: name)))
     }
 
     /// The app as the API shows it.

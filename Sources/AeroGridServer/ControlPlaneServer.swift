@@ -38,33 +38,43 @@ public struct ControlPlaneServer: Sendable {
 
     /// The operator token the first start creates, or `AEROGRID_OPERATOR_TOKEN`'s. Returns
     /// the secret when one was just made (to be shown once), nil otherwise.
-    public static func bootstrapOperator(store: Store, fromEnvironment: String?) async throws -> String? {
+    public static func bootstrapOperator(writes: ControlWrites, fromEnvironment: String?) async throws -> String? {
+        let store = writes.store
         if let given = fromEnvironment {
             guard TokenSecret.isWellFormed(given) else {
                 throw AeroGridError(.invalidConfiguration, "AEROGRID_OPERATOR_TOKEN must be 32 to 256 characters of letters, digits, '_' and '-'")
             }
             let hash = TokenSecret.sha256Hex(given)
             if try await store.authenticate(secretSHA256: hash) == nil {
-                try await store.createToken(
-                    Store.NewTokenRow(
-                        id: TokenSecret.newID(), tenant: nil, name: "operator (from the environment)",
-                        role: Role.operator.rawValue, secretSHA256: hash, createdAt: Date()))
+                let token = ControlChange.TokenFields(
+                    id: TokenSecret.newID(), tenant: nil, name: "operator (from the environment)", role: Role.operator.rawValue, secretSha256: hash)
+                do {
+                    try await writes.submit(.createToken(token))
+                } catch let error as APIError where error.status == .conflict {
+                    // Another node of the cluster, given the same token, made it first.
+                }
             }
             return nil
         }
         guard try await !store.hasOperatorToken() else { return nil }
         let (row, secret) = TokenSecret.issue(tenant: nil, name: "operator", role: .operator)
-        try await store.createToken(row)
+        try await writes.submit(.createToken(.init(row)))
         return secret
     }
 
     /// Runs until SIGTERM or SIGINT. `onListening` gets each listener's URL once bound.
-    public func run(store: Store, onListening: @escaping @Sendable (String) -> Void = { _ in }) async throws {
+    public func run(writes: ControlWrites, onListening: @escaping @Sendable (String) -> Void = { _ in }) async throws {
         Self.raiseOpenFileLimit(logger: logger)
+        let store = writes.store
         let data = configuration.dataDirectory
         // Tenants made before each had a host uid of its own get one now.
-        let given = try await store.assignHostUIDs(in: configuration.hostUIDs)
-        if given > 0 { logger.info("gave \(given) tenants a host uid of their own from \(configuration.hostUIDs)") }
+        let range = configuration.hostUIDs
+        let without = try await store.tenants().filter { !($0.hostUID.map(range.contains) ?? false) }.count
+        if without > 0 {
+            try await writes.submit(.assignHostUIDs(.init(low: range.lowerBound, high: range.upperBound)))
+            logger.info("gave \(without) tenants a host uid of their own from \(range)")
+        }
+        let runsApps = configuration.cluster?.runsApps ?? true
         let bundles = try BundleStore(directory: "\(data)/bundles")
         try await bundles.adoptSharedBundles(store: store)
         let profile = try CompiledProfile.load(path: configuration.profile ?? defaultProfile)
@@ -82,7 +92,7 @@ public struct ControlPlaneServer: Sendable {
             appDefaults: AppQuota(
                 memoryBytes: limits.memoryBytes ?? 256 << 20, cpus: limits.cpus ?? 1, pids: limits.pids ?? 64, gridRows: configuration.appLimits.gridRows))
         // Every app that should run, runs: from its checkpoint.
-        await supervisor.reconcile(store: store, planner: planner)
+        if runsApps { await supervisor.reconcile(store: store, planner: planner) }
         let readiness = KafkaReadiness(configuration: kafka, logger: logger)
         let registry = supervisor.grids
         let hub = FanoutHub { tenant, app in registry.grids(tenant: tenant, app: app) }
@@ -90,7 +100,8 @@ public struct ControlPlaneServer: Sendable {
         let sessions = Sessions()
         // Built in dependency order: the app service, discovery (which hears its changes),
         // the stream (which uses discovery), then the routes (whose metrics count the stream).
-        let apps = AppService(store: store, bundles: bundles, supervisor: supervisor, planner: planner)
+        let apps = AppService(writes: writes, bundles: bundles, supervisor: supervisor, planner: planner)
+        writes.effects.attach(.init(supervisor: supervisor, sessions: sessions, bundles: bundles, planner: planner, runsApps: runsApps))
         // The feeds follow their app's runner as the supervisor and the API announce changes.
         supervisor.changes.listen { app, _ in hub.refresh(tenant: app.tenant, app: app.name) }
         let watcher = AppWatcher(apps: apps)
@@ -108,7 +119,11 @@ public struct ControlPlaneServer: Sendable {
         let tls = try configuration.tls.map(Self.tlsConfiguration)
 
         // Shut down in reverse: the listeners first, then the apps.
-        var services: [any Service] = [SupervisorService(supervisor: supervisor, store: store, planner: planner, watcher: watcher)]
+        var services: [any Service] = [
+            SupervisorService(supervisor: supervisor, store: store, planner: planner, watcher: watcher, runsApps: runsApps)
+        ]
+        // Stopped before the apps, after the listeners: no write applied once they are gone.
+        if configuration.cluster != nil { services.append(ControlLogService(writes: writes)) }
         let listeners: [(ServerConfiguration.Listener, Bool)] =
             [(configuration.listen, configuration.tls != nil)] + (configuration.httpListen.map { [($0, false)] } ?? [])
         let http1 = HTTP1Channel.Configuration(idleTimeout: TimeAmount(configuration.connections.idleTimeout))
@@ -180,17 +195,29 @@ struct SupervisorService: Service {
     let store: Store
     let planner: AppPlanner
     let watcher: AppWatcher
+    /// A node of a cluster that does not run apps only watches.
+    let runsApps: Bool
 
     func run() async throws {
         let watching = Task { await watcher.run() }
         try? await cancelWhenGracefulShutdown {
             while true {
                 try await Task.sleep(for: .seconds(5))
-                await supervisor.reconcile(store: store, planner: planner)
+                if runsApps { await supervisor.reconcile(store: store, planner: planner) }
             }
         }
         watching.cancel()
         await supervisor.stopAll()
+    }
+}
+
+/// On a node of a cluster: reads the cluster's config log into this node's view until
+/// shutdown.
+struct ControlLogService: Service {
+    let writes: ControlWrites
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown { await writes.follow() }
     }
 }
 

@@ -139,7 +139,7 @@ enum QuotaJSON {
             set.cpus = cpus
         }
         for (key, number) in change.numbers {
-            let range = ranges[key]!
+            guard let range = ranges[key] else { throw APIError.badRequest("'\(key.cut(toBytes: 64))' is not a quota value") }
             guard range.contains(number) else {
                 if key == "memory_bytes" {
                     throw APIError.badRequest("memory_bytes must be from 16 MiB (16777216; Python alone needs about 10 MiB) to 1 TiB (1099511627776)")

@@ -1,3 +1,4 @@
+public import AeroGridCluster
 public import AeroGridCore
 public import AeroGridRuntime
 public import AeroGridSandbox
@@ -51,6 +52,9 @@ public struct ServerConfiguration: Sendable {
     /// What one app may cost the supervisor (`[apps]`), and one stream connection (`[stream]`).
     public var appLimits = AppLimits()
     public var stream = StreamLimits()
+    /// `[cluster]`: this node is one of several keeping the control plane in Kafka; nil: a
+    /// single node, which keeps it to itself.
+    public var cluster: ClusterSettings?
 
     public init(dataDirectory: String, listen: Listener, kafkaBootstrap: String) {
         self.dataDirectory = dataDirectory
@@ -82,9 +86,9 @@ public struct ServerConfiguration: Sendable {
             }
             return Listener(host: String(text[..<colon]), port: port)
         }
-        let sections = ["data_dir", "listen", "http_listen", "public_url", "tls", "kafka", "sandbox", "http", "apps", "stream"]
+        let sections = ["data_dir", "listen", "http_listen", "public_url", "tls", "kafka", "sandbox", "http", "apps", "stream", "cluster"]
         for key in table.keys where !sections.contains(key) {
-            throw bad("unknown key '\(key)' (known: data_dir, listen, http_listen, public_url, [tls], [kafka], [sandbox], [http], [apps], [stream])")
+            throw bad("unknown key '\(key)' (known: data_dir, listen, http_listen, public_url, [tls], [kafka], [sandbox], [http], [apps], [stream], [cluster])")
         }
         guard let dataDirectory = table["data_dir"]?.string else { throw bad("data_dir = \"…\" is required (where the server keeps its state)") }
         guard let listen = try listener("listen") else { throw bad("listen = \"HOST:PORT\" is required") }
@@ -147,6 +151,9 @@ public struct ServerConfiguration: Sendable {
                 configuration.kafkaProperties[key] = text
             }
         }
+        if let cluster = table["cluster"] {
+            configuration.cluster = try clusterSettings(cluster.table, bad: bad)
+        }
         if let tls = table["tls"]?.table {
             guard let certificate = tls["certificate"]?.string, let key = tls["key"]?.string else {
                 throw bad("[tls] needs certificate = \"cert.pem\" and key = \"key.pem\"")
@@ -178,6 +185,29 @@ public struct ServerConfiguration: Sendable {
             do { try configuration.limits.validate() } catch { throw bad("[sandbox] \(error.message)") }
         }
         return configuration
+    }
+
+    /// `[cluster]`: name and advertised_url required, node_id the host name by default,
+    /// runs_apps false by default (until apps are placed across nodes, one node runs them).
+    static func clusterSettings(_ table: TOMLTable?, bad: (String) -> AeroGridError) throws(AeroGridError) -> ClusterSettings {
+        guard let table else { throw bad("[cluster] must be a table") }
+        for key in table.keys where !["name", "node_id", "advertised_url", "runs_apps"].contains(key) {
+            throw bad("[cluster] unknown key '\(key)' (known: name, node_id, advertised_url, runs_apps)")
+        }
+        guard let name = table["name"]?.string else { throw bad("[cluster] name = \"…\" is required (the prefix of the cluster's topics)") }
+        if let problem = ClusterSettings.nameProblem(name) { throw bad("[cluster] \(problem)") }
+        let nodeID = table["node_id"].map { $0.string ?? "" } ?? ProcessInfo.processInfo.hostName
+        if let problem = ClusterSettings.nodeIDProblem(nodeID) { throw bad("[cluster] \(problem)") }
+        guard let url = table["advertised_url"]?.string else {
+            throw bad("[cluster] advertised_url = \"http://HOST:PORT\" is required (where the other nodes reach this one)")
+        }
+        if let problem = ClusterSettings.advertisedURLProblem(url) { throw bad("[cluster] \(problem)") }
+        var runsApps = false
+        if let value = table["runs_apps"] {
+            guard let flag = value.bool else { throw bad("[cluster] runs_apps must be true or false") }
+            runsApps = flag
+        }
+        return ClusterSettings(name: name, nodeID: nodeID, advertisedURL: url, runsApps: runsApps)
     }
 
     /// Reads the limits of one section, each checked (a size such as "32M", a whole count, a

@@ -81,18 +81,29 @@ enum TokenSecret {
 /// A new token secret (`agt_…`), for callers that choose one before the server starts.
 public func newTokenSecret() -> String { TokenSecret.generate() }
 
-/// Creates a tenant with its first admin token and returns the token's secret. `topics`
-/// is its topic ACL (nil: the default, its own prefix).
-public func createTenant(_ name: String, topics: [String]? = nil, hostUIDs: ClosedRange<UInt32>, in store: Store) async throws -> String {
-    let (row, secret) = TokenSecret.issue(tenant: name, name: "admin", role: .admin)
-    try await store.createTenant(
-        name, id: TenantRecord.newID(), at: Date(), firstToken: row, topics: topics.map { TopicACL(rules: $0).json }, hostUIDs: hostUIDs)
-    return secret
+extension ControlWrites {
+    /// Creates a tenant with its first admin token and returns the token's secret. `topics`
+    /// is its topic ACL (nil: the default, its own prefix).
+    public func createTenant(_ name: String, topics: [String]? = nil, hostUIDs: ClosedRange<UInt32>) async throws -> String {
+        let (row, secret) = TokenSecret.issue(tenant: name, name: "admin", role: .admin)
+        try await submit(
+            .createTenant(
+                .init(
+                    tenantId: TenantRecord.newID(), name: name, topics: topics, hostUids: .init(low: hostUIDs.lowerBound, high: hostUIDs.upperBound),
+                    token: .init(row))))
+        return secret
+    }
+
+    /// Creates a token of `role` in `tenant` and returns its secret.
+    public func createToken(tenant: String, name: String, role: Role) async throws -> String {
+        let (row, secret) = TokenSecret.issue(tenant: tenant, name: name, role: role)
+        try await submit(.createToken(.init(row)))
+        return secret
+    }
 }
 
-/// Creates a token of `role` in `tenant` and returns its secret.
-public func createToken(tenant: String, name: String, role: Role, in store: Store) async throws -> String {
-    let (row, secret) = TokenSecret.issue(tenant: tenant, name: name, role: role)
-    try await store.createToken(row)
-    return secret
+extension ControlChange.TokenFields {
+    init(_ row: Store.NewTokenRow) {
+        self.init(id: row.id, tenant: row.tenant, name: row.name, role: row.role, secretSha256: row.secretSHA256)
+    }
 }

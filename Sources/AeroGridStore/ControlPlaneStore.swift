@@ -163,41 +163,58 @@ public enum StoreConflict: Error, Sendable, Equatable {
     case noHostUID(ClosedRange<UInt32>)
     /// The tenant has `count` apps, its quota.
     case tooManyApps(count: Int, limit: Int)
+    /// A token with that id or secret exists.
+    case tokenExists
 }
 
-extension Store {
+let tenantColumns = """
+    SELECT t.id, t.name, t.created_at, t.quota, t.topics, t.host_uid, (SELECT COUNT(*) FROM apps a WHERE a.tenant = t.name) AS apps
+    FROM tenants t
+    """
+
+/// The control plane's writes, inside one transaction of `Store.apply`: each decides from
+/// its inputs and the tables alone (the caller chooses ids and times), so stores given the
+/// same writes in the same order end the same — what nodes applying one log need.
+public struct StoreTransaction {
+    let db: Database
+
+    // MARK: Reads, as the transaction sees them
+
+    public func tenant(_ name: String) throws -> TenantRecord? {
+        try Row.fetchOne(db, sql: tenantColumns + " WHERE t.name = ?", arguments: [name]).map(TenantRecord.init(row:))
+    }
+
+    public func apps(tenant: String) throws -> [AppRecord] {
+        try Row.fetchAll(db, sql: "SELECT * FROM apps WHERE tenant = ? ORDER BY name", arguments: [tenant]).map(AppRecord.init(row:))
+    }
+
+    public func tokenExists(secretSHA256: String) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT 1 FROM tokens WHERE secret_sha256 = ?", arguments: [secretSHA256]) ?? false
+    }
+
     // MARK: Tenants
 
-    private static let tenantColumns = """
-        SELECT t.id, t.name, t.created_at, t.quota, t.topics, t.host_uid, (SELECT COUNT(*) FROM apps a WHERE a.tenant = t.name) AS apps
-        FROM tenants t
-        """
-
     /// Creates the tenant with its first token and a host uid of its own from `hostUIDs`
-    /// (never one a tenant had before). A name in use or once used is refused. The caller
-    /// chooses the id (`TenantRecord.newID()`) and the time: given the same inputs and the
-    /// same tables, every store makes the same tenant (what a log of writes needs).
+    /// (never one a tenant had before). A name in use or once used is refused.
     @discardableResult
     public func createTenant(
-        _ name: String, id: String, at time: Date, firstToken: NewTokenRow, topics: String? = nil,
+        _ name: String, id: String, at time: Date, firstToken: Store.NewTokenRow, topics: String? = nil,
         hostUIDs: ClosedRange<UInt32> = 900_000_000...900_099_999
-    ) async throws -> TenantRecord {
-        try await database.write { db in
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM tenants WHERE name = ?", arguments: [name]) == true { throw StoreConflict.tenantExists }
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM retired_tenant_names WHERE name = ?", arguments: [name]) == true {
-                throw StoreConflict.nameRetired
-            }
-            let uid = try Self.nextHostUID(db, in: hostUIDs)
-            try db.execute(
-                sql: "INSERT INTO tenants (id, name, created_at, topics, host_uid) VALUES (?, ?, ?, ?, ?)",
-                arguments: [id, name, time.timeIntervalSince1970, topics, Int64(uid)])
-            try insertToken(db, firstToken)
-            return try TenantRecord(row: Row.fetchOne(db, sql: Self.tenantColumns + " WHERE t.id = ?", arguments: [id])!)
+    ) throws -> TenantRecord {
+        if try Bool.fetchOne(db, sql: "SELECT 1 FROM tenants WHERE name = ?", arguments: [name]) == true { throw StoreConflict.tenantExists }
+        if try Bool.fetchOne(db, sql: "SELECT 1 FROM retired_tenant_names WHERE name = ?", arguments: [name]) == true {
+            throw StoreConflict.nameRetired
         }
+        let uid = try nextHostUID(in: hostUIDs)
+        try db.execute(
+            sql: "INSERT INTO tenants (id, name, created_at, topics, host_uid) VALUES (?, ?, ?, ?, ?)",
+            arguments: [id, name, time.timeIntervalSince1970, topics, Int64(uid)])
+        try createToken(firstToken)
+        return try tenant(name)!
     }
 
     /// The lowest uid of the range above every uid a tenant has or had.
-    private static func nextHostUID(_ db: Database, in range: ClosedRange<UInt32>) throws -> UInt32 {
+    private func nextHostUID(in range: ClosedRange<UInt32>) throws -> UInt32 {
         let highest = try Int64.fetchOne(
             db,
             sql: """
@@ -212,58 +229,45 @@ extension Store {
     /// Gives every tenant without a host uid one of its own (tenants made before uids were
     /// kept, or under another range); returns how many were given one.
     @discardableResult
-    public func assignHostUIDs(in range: ClosedRange<UInt32>) async throws -> Int {
-        try await database.write { db in
-            let names = try String.fetchAll(
-                db, sql: "SELECT name FROM tenants WHERE host_uid IS NULL OR host_uid NOT BETWEEN ? AND ? ORDER BY created_at",
-                arguments: [Int64(range.lowerBound), Int64(range.upperBound)])
-            for name in names {
-                try db.execute(sql: "UPDATE tenants SET host_uid = ? WHERE name = ?", arguments: [Int64(try Self.nextHostUID(db, in: range)), name])
-            }
-            return names.count
+    public func assignHostUIDs(in range: ClosedRange<UInt32>) throws -> Int {
+        let names = try String.fetchAll(
+            db, sql: "SELECT name FROM tenants WHERE host_uid IS NULL OR host_uid NOT BETWEEN ? AND ? ORDER BY created_at, name",
+            arguments: [Int64(range.lowerBound), Int64(range.upperBound)])
+        for name in names {
+            try db.execute(sql: "UPDATE tenants SET host_uid = ? WHERE name = ?", arguments: [Int64(try nextHostUID(in: range)), name])
         }
+        return names.count
     }
 
-    public func tenants() async throws -> [TenantRecord] {
-        try await database.read { db in
-            try Row.fetchAll(db, sql: Self.tenantColumns + " ORDER BY t.name").map(TenantRecord.init(row:))
-        }
+    /// False when there is no such tenant.
+    public func setTenantQuota(_ name: String, json: String) throws -> Bool {
+        try db.execute(sql: "UPDATE tenants SET quota = ? WHERE name = ?", arguments: [json, name])
+        return db.changesCount > 0
     }
 
-    public func tenant(_ name: String) async throws -> TenantRecord? {
-        try await database.read { db in
-            try Row.fetchOne(db, sql: Self.tenantColumns + " WHERE t.name = ?", arguments: [name]).map(TenantRecord.init(row:))
-        }
-    }
-
-    public func setTenantQuota(_ name: String, json: String) async throws {
-        try await database.write { db in
-            try db.execute(sql: "UPDATE tenants SET quota = ? WHERE name = ?", arguments: [json, name])
-        }
-    }
-
-    public func setTenantTopics(_ name: String, json: String) async throws {
-        try await database.write { db in
-            try db.execute(sql: "UPDATE tenants SET topics = ? WHERE name = ?", arguments: [json, name])
-        }
+    /// False when there is no such tenant.
+    public func setTenantTopics(_ name: String, json: String) throws -> Bool {
+        try db.execute(sql: "UPDATE tenants SET topics = ? WHERE name = ?", arguments: [json, name])
+        return db.changesCount > 0
     }
 
     /// Removes the tenant with its tokens and apps (their checkpoints included). Its name
-    /// and host uid are retired at `time`: never given to another tenant.
-    public func deleteTenant(_ name: String, at time: Date) async throws {
-        try await database.write { db in
-            try db.execute(
-                sql: """
-                    INSERT OR REPLACE INTO retired_tenant_names (name, tenant_id, host_uid, retired_at)
-                    SELECT name, id, host_uid, ? FROM tenants WHERE name = ?
-                    """, arguments: [time.timeIntervalSince1970, name])
-            for table in ["grid_rows", "grid_versions", "source_offsets", "app_epochs"] {
-                try db.execute(sql: "DELETE FROM \(table) WHERE app LIKE ? ESCAPE '\\'", arguments: [Self.likePrefix(name + "/")])
-            }
-            try db.execute(sql: "DELETE FROM apps WHERE tenant = ?", arguments: [name])
-            try db.execute(sql: "DELETE FROM tokens WHERE tenant = ?", arguments: [name])
-            try db.execute(sql: "DELETE FROM tenants WHERE name = ?", arguments: [name])
+    /// and host uid are retired at `time`: never given to another tenant. False when there
+    /// is no such tenant.
+    public func deleteTenant(_ name: String, at time: Date) throws -> Bool {
+        try db.execute(
+            sql: """
+                INSERT OR REPLACE INTO retired_tenant_names (name, tenant_id, host_uid, retired_at)
+                SELECT name, id, host_uid, ? FROM tenants WHERE name = ?
+                """, arguments: [time.timeIntervalSince1970, name])
+        guard db.changesCount > 0 else { return false }
+        for table in ["grid_rows", "grid_versions", "source_offsets", "app_epochs"] {
+            try db.execute(sql: "DELETE FROM \(table) WHERE app LIKE ? ESCAPE '\\'", arguments: [Self.likePrefix(name + "/")])
         }
+        try db.execute(sql: "DELETE FROM apps WHERE tenant = ?", arguments: [name])
+        try db.execute(sql: "DELETE FROM tokens WHERE tenant = ?", arguments: [name])
+        try db.execute(sql: "DELETE FROM tenants WHERE name = ?", arguments: [name])
+        return true
     }
 
     private static func likePrefix(_ text: String) -> String {
@@ -273,8 +277,90 @@ extension Store {
 
     // MARK: Tokens
 
+    /// Refused when a token has its id or secret (a secret given twice, such as an operator
+    /// token from the environment of two nodes, is one token).
+    public func createToken(_ token: Store.NewTokenRow) throws {
+        if try Bool.fetchOne(db, sql: "SELECT 1 FROM tokens WHERE id = ? OR secret_sha256 = ?", arguments: [token.id, token.secretSHA256]) == true {
+            throw StoreConflict.tokenExists
+        }
+        try db.execute(
+            sql: """
+                INSERT INTO tokens (id, tenant, name, role, secret_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)
+                """, arguments: [token.id, token.tenant, token.name, token.role, token.secretSHA256, token.createdAt.timeIntervalSince1970])
+    }
+
+    /// Revokes the tenant's token at `time` (a token revoked before keeps its first time);
+    /// false when the tenant has no such token.
+    public func revokeToken(id: String, tenant: String, at time: Date) throws -> Bool {
+        try db.execute(
+            sql: "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND tenant = ?",
+            arguments: [time.timeIntervalSince1970, id, tenant])
+        return db.changesCount > 0
+    }
+
+    // MARK: Apps
+
+    /// Creates the app (version 1, stopped) or makes this bundle its next version; returns
+    /// the app and whether it is new. A new app is refused when the tenant has `maxApps`.
+    public func deployApp(
+        tenant: String, name: String, bundleDigest: String, entrypoint: String, runtime: String, maxApps: Int = .max, at time: Date
+    ) throws -> (AppRecord, created: Bool) {
+        let now = time.timeIntervalSince1970
+        let existing = try Row.fetchOne(db, sql: "SELECT * FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name])
+        if existing == nil {
+            let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM apps WHERE tenant = ?", arguments: [tenant]) ?? 0
+            guard count < maxApps else { throw StoreConflict.tooManyApps(count: count, limit: maxApps) }
+            try db.execute(
+                sql: """
+                    INSERT INTO apps (tenant, name, version, bundle_digest, entrypoint, runtime, desired_state, created_at, updated_at)
+                    VALUES (?, ?, 1, ?, ?, ?, 'stopped', ?, ?)
+                    """, arguments: [tenant, name, bundleDigest, entrypoint, runtime, now, now])
+        } else {
+            try db.execute(
+                sql: """
+                    UPDATE apps SET version = version + 1, bundle_digest = ?, entrypoint = ?, runtime = ?, updated_at = ?
+                    WHERE tenant = ? AND name = ?
+                    """, arguments: [bundleDigest, entrypoint, runtime, now, tenant, name])
+        }
+        let row = try Row.fetchOne(db, sql: "SELECT * FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name])!
+        return (AppRecord(row: row), existing == nil)
+    }
+
+    /// Sets the app's desired state and quota; nil when there is no such app.
+    public func updateApp(tenant: String, name: String, desiredState: String, quota: String, at time: Date) throws -> AppRecord? {
+        try db.execute(
+            sql: "UPDATE apps SET desired_state = ?, quota = ?, updated_at = ? WHERE tenant = ? AND name = ?",
+            arguments: [desiredState, quota, time.timeIntervalSince1970, tenant, name])
+        return try Row.fetchOne(db, sql: "SELECT * FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name]).map(AppRecord.init(row:))
+    }
+
+    /// Removes the app and its checkpoint; false when there is no such app.
+    public func deleteApp(tenant: String, name: String) throws -> Bool {
+        // The checkpoint's key: the app's `AppID` description.
+        let key = AppID(tenant: tenant, name: name).description
+        for table in ["grid_rows", "grid_versions", "source_offsets", "app_epochs"] {
+            try db.execute(sql: "DELETE FROM \(table) WHERE app = ?", arguments: [key])
+        }
+        try db.execute(sql: "DELETE FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name])
+        return db.changesCount > 0
+    }
+}
+
+extension Store {
+    // MARK: Reads
+
+    public func tenants() async throws -> [TenantRecord] {
+        try await database.read { db in
+            try Row.fetchAll(db, sql: tenantColumns + " ORDER BY t.name").map(TenantRecord.init(row:))
+        }
+    }
+
+    public func tenant(_ name: String) async throws -> TenantRecord? {
+        try await database.read { db in try StoreTransaction(db: db).tenant(name) }
+    }
+
     /// A token to insert: its secret is already hashed, its id and time chosen by the caller.
-    public struct NewTokenRow: Sendable {
+    public struct NewTokenRow: Sendable, Equatable {
         public let id: String
         public let tenant: String?
         public let name: String
@@ -292,19 +378,9 @@ extension Store {
         }
     }
 
-    private func insertToken(_ db: Database, _ token: NewTokenRow) throws {
-        try db.execute(
-            sql: """
-                INSERT INTO tokens (id, tenant, name, role, secret_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [token.id, token.tenant, token.name, token.role, token.secretSHA256, token.createdAt.timeIntervalSince1970])
-    }
-
-    public func createToken(_ token: NewTokenRow) async throws {
-        try await database.write { db in try self.insertToken(db, token) }
-    }
-
     /// The live (not revoked) token with this secret hash, its last use noted (at most once
-    /// a minute, so reads do not turn into writes).
+    /// a minute, so reads do not turn into writes). The last use is this node's own: it is
+    /// not a control-plane write.
     public func authenticate(secretSHA256: String) async throws -> TokenRecord? {
         let found = try await database.read { db in
             try Row.fetchOne(
@@ -343,24 +419,9 @@ extension Store {
         }
     }
 
-    /// Revokes the tenant's token at `time` (a token revoked before keeps its first time);
-    /// false when the tenant has no such token.
-    public func revokeToken(id: String, tenant: String, at time: Date) async throws -> Bool {
-        try await database.write { db in
-            try db.execute(
-                sql: "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND tenant = ?",
-                arguments: [time.timeIntervalSince1970, id, tenant])
-            return db.changesCount > 0
-        }
-    }
-
-    // MARK: Apps
-
     public func apps(tenant: String? = nil) async throws -> [AppRecord] {
         try await database.read { db in
-            if let tenant {
-                return try Row.fetchAll(db, sql: "SELECT * FROM apps WHERE tenant = ? ORDER BY name", arguments: [tenant]).map(AppRecord.init(row:))
-            }
+            if let tenant { return try StoreTransaction(db: db).apps(tenant: tenant) }
             return try Row.fetchAll(db, sql: "SELECT * FROM apps ORDER BY tenant, name").map(AppRecord.init(row:))
         }
     }
@@ -368,79 +429,6 @@ extension Store {
     public func app(tenant: String, name: String) async throws -> AppRecord? {
         try await database.read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name]).map(AppRecord.init(row:))
-        }
-    }
-
-    /// Creates the app (version 1, stopped) or makes this bundle its next version; returns
-    /// the app and whether it is new. A new app is refused when the tenant has `maxApps`
-    /// already: counted and inserted in one transaction, so concurrent deploys cannot pass
-    /// the quota together.
-    public func deployApp(
-        tenant: String, name: String, bundleDigest: String, entrypoint: String, runtime: String,
-        maxApps: Int = .max, at time: Date
-    ) async throws -> (AppRecord, created: Bool) {
-        try await database.write { db in
-            let now = time.timeIntervalSince1970
-            let existing = try Row.fetchOne(db, sql: "SELECT * FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name])
-            if existing == nil {
-                let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM apps WHERE tenant = ?", arguments: [tenant]) ?? 0
-                guard count < maxApps else { throw StoreConflict.tooManyApps(count: count, limit: maxApps) }
-                try db.execute(
-                    sql: """
-                        INSERT INTO apps (tenant, name, version, bundle_digest, entrypoint, runtime, desired_state, created_at, updated_at)
-                        VALUES (?, ?, 1, ?, ?, ?, 'stopped', ?, ?)
-                        """, arguments: [tenant, name, bundleDigest, entrypoint, runtime, now, now])
-            } else {
-                try db.execute(
-                    sql: """
-                        UPDATE apps SET version = version + 1, bundle_digest = ?, entrypoint = ?, runtime = ?, updated_at = ?
-                        WHERE tenant = ? AND name = ?
-                        """, arguments: [bundleDigest, entrypoint, runtime, now, tenant, name])
-            }
-            let row = try Row.fetchOne(db, sql: "SELECT * FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name])!
-            return (AppRecord(row: row), existing == nil)
-        }
-    }
-
-    /// Runs `change` on the tenant and its apps as they are now and writes what it returns
-    /// (the app's new desired state and quota), in one transaction: an admission check
-    /// inside it sees every start, app quota and tenant quota change before it, so
-    /// concurrent ones cannot pass a tenant's quota together. `change` throws to refuse; it
-    /// decides from what it is given only, so that every store given the same decides alike.
-    public func changeApp(
-        tenant: String, name: String, at time: Date,
-        _ change: @Sendable (_ app: AppRecord, _ all: [AppRecord], _ owner: TenantRecord) throws -> (desiredState: String, quota: String)
-    ) async throws -> AppRecord? {
-        try await database.write { db in
-            guard let owner = try Row.fetchOne(db, sql: Self.tenantColumns + " WHERE t.name = ?", arguments: [tenant]).map(TenantRecord.init(row:))
-            else { return nil }
-            let all = try Row.fetchAll(db, sql: "SELECT * FROM apps WHERE tenant = ? ORDER BY name", arguments: [tenant]).map(AppRecord.init(row:))
-            guard let app = all.first(where: { $0.name == name }) else { return nil }
-            let (desired, quota) = try change(app, all, owner)
-            try db.execute(
-                sql: "UPDATE apps SET desired_state = ?, quota = ?, updated_at = ? WHERE tenant = ? AND name = ?",
-                arguments: [desired, quota, time.timeIntervalSince1970, tenant, name])
-            return try Row.fetchOne(db, sql: "SELECT * FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name]).map(AppRecord.init(row:))
-        }
-    }
-
-    public func setDesiredState(tenant: String, name: String, _ state: String, at time: Date) async throws {
-        try await database.write { db in
-            try db.execute(
-                sql: "UPDATE apps SET desired_state = ?, updated_at = ? WHERE tenant = ? AND name = ?",
-                arguments: [state, time.timeIntervalSince1970, tenant, name])
-        }
-    }
-
-    /// Removes the app and its checkpoint.
-    public func deleteApp(tenant: String, name: String) async throws {
-        try await database.write { db in
-            // The checkpoint's key: the app's `AppID` description.
-            let key = AppID(tenant: tenant, name: name).description
-            for table in ["grid_rows", "grid_versions", "source_offsets", "app_epochs"] {
-                try db.execute(sql: "DELETE FROM \(table) WHERE app = ?", arguments: [key])
-            }
-            try db.execute(sql: "DELETE FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name])
         }
     }
 

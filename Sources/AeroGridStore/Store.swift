@@ -40,6 +40,7 @@ public final class Store: Sendable {
                     """)
         }
         registerControlPlaneMigrations(&migrator)
+        registerControlViewMigrations(&migrator)
         return migrator
     }
 

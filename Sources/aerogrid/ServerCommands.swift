@@ -1,3 +1,4 @@
+import AeroGridCluster
 import AeroGridCore
 import AeroGridKafka
 import AeroGridRuntime
@@ -34,7 +35,7 @@ struct ServeCommand: AsyncParsableCommand {
 /// Opens the store, makes the operator token on a first start, and serves until stopped.
 func runServer(
     _ configuration: ServerConfiguration, logger: Logger, operatorToken: String?,
-    outOfRangePolicy: OutOfRangePolicy = .fail, afterBootstrap: (Store) async throws -> Void = { _ in },
+    outOfRangePolicy: OutOfRangePolicy = .fail, afterBootstrap: (ControlWrites) async throws -> Void = { _ in },
     onListening: @escaping @Sendable (String) -> Void = { _ in }
 ) async throws {
     let data = configuration.dataDirectory
@@ -51,17 +52,31 @@ func runServer(
         _ = FileManager.default.createFile(atPath: database, contents: nil, attributes: [.posixPermissions: 0o600])
     }
     let store = try Store(path: database)
-    if let secret = try await ControlPlaneServer.bootstrapOperator(store: store, fromEnvironment: operatorToken) {
+    let writes: ControlWrites
+    if let cluster = configuration.cluster {
+        // Its view is brought up to the cluster's log before it answers anything.
+        let kafka = KafkaConfiguration(bootstrapServers: configuration.kafkaBootstrap, properties: configuration.kafkaProperties)
+        writes = ControlWrites(store: store, log: try ConfigLog(kafka: kafka, topic: cluster.topics.config, logger: logger), logger: logger)
+        do {
+            try await writes.catchUp()
+        } catch {
+            throw AeroGridError(.invalidConfiguration, "node \(cluster.nodeID) of cluster \(cluster.name) cannot start: \(error)")
+        }
+        logger.info("node \(cluster.nodeID) of cluster \(cluster.name) follows \(cluster.topics.config)")
+    } else {
+        writes = ControlWrites(store: store)
+    }
+    if let secret = try await ControlPlaneServer.bootstrapOperator(writes: writes, fromEnvironment: operatorToken) {
         printLine("operator token: \(secret)")
         printLine("(shown once: keep it; it creates tenants)")
     }
-    try await afterBootstrap(store)
+    try await afterBootstrap(writes)
     var server = ControlPlaneServer(
         configuration: configuration, defaultProfile: try InstallLayout.resource("sandbox-profiles/python.json"),
         defaultSDK: try InstallLayout.resource("python"), logger: logger)
     server.outOfRangePolicy = outOfRangePolicy
     server.sites = WebSites.installed(publicURL: configuration.publicURL)
-    try await server.run(store: store) { url in
+    try await server.run(writes: writes) { url in
         printLine("listening on \(url)")
         onListening(url)
     }
@@ -125,20 +140,20 @@ struct DevCommand: AsyncParsableCommand {
         let shared = DevBlock()
         try await runServer(
             configuration, logger: logger, operatorToken: operatorToken, outOfRangePolicy: .resetToEarliest,
-            afterBootstrap: { store in
-                if try await store.tenant("demo") == nil {
-                    tokens.values["demo-admin"] = try await AeroGridServer.createTenant(
-                        "demo", topics: ["orders", "fx-prices", "pixels", "demo.*"], hostUIDs: configuration.hostUIDs, in: store)
+            afterBootstrap: { writes in
+                if try await writes.store.tenant("demo") == nil {
+                    tokens.values["demo-admin"] = try await writes.createTenant(
+                        "demo", topics: ["orders", "fx-prices", "pixels", "demo.*"], hostUIDs: configuration.hostUIDs)
                     tokens.values["demo-developer"] = nil
                     tokens.values["demo-viewer"] = nil
                 } else if tokens.values["demo-admin"] == nil {
                     // The tokens file was lost: new tokens for the same tenant (a name is never reused).
-                    tokens.values["demo-admin"] = try await AeroGridServer.createToken(tenant: "demo", name: "admin", role: .admin, in: store)
+                    tokens.values["demo-admin"] = try await writes.createToken(tenant: "demo", name: "admin", role: .admin)
                     tokens.values["demo-developer"] = nil
                     tokens.values["demo-viewer"] = nil
                 }
                 for role in ["developer", "viewer"] where tokens.values["demo-\(role)"] == nil {
-                    tokens.values["demo-\(role)"] = try await AeroGridServer.createToken(tenant: "demo", name: role, role: Role(rawValue: role)!, in: store)
+                    tokens.values["demo-\(role)"] = try await writes.createToken(tenant: "demo", name: role, role: Role(rawValue: role)!)
                 }
                 try tokens.save()
                 shared.developerToken.withLock { $0 = tokens.values["demo-developer"]! }

@@ -135,19 +135,21 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
                 profile: try CompiledProfile.load(path: "\(repository)/sandbox-profiles/python.json"), sdkPath: "\(repository)/python")
             let supervisor = AppSupervisor(store: store, bundles: bundles, defaults: defaults, logger: Logger(label: "test"))
             let planner = AppPlanner(store: store, appDefaults: AppQuota(memoryBytes: 256 << 20, cpus: 0.5, pids: 64, gridRows: 100_000))
-            let apps = AppService(store: store, bundles: bundles, supervisor: supervisor, planner: planner)
+            let writes = ControlWrites(store: store)
+            let apps = AppService(writes: writes, bundles: bundles, supervisor: supervisor, planner: planner)
             let router = APIRouter(apps: apps, metrics: ServerMetrics()) { nil }.makeRouter()
             var tokens: [String: String] = [:]
             let (operatorRow, operatorSecret) = TokenSecret.issue(tenant: nil, name: "operator", role: .operator)
-            try await store.createToken(operatorRow)
+            try await writes.submit(.createToken(.init(operatorRow)))
             tokens["operator"] = operatorSecret
             let (adminRow, adminSecret) = TokenSecret.issue(tenant: "acme", name: "admin", role: .admin)
-            _ = try await store.createTenant(
-                "acme", id: TenantRecord.newID(), at: Date(), firstToken: adminRow, topics: nil, hostUIDs: ServerConfiguration.defaultHostUIDs)
+            let acme = ControlChange.CreateTenant(
+                tenantId: TenantRecord.newID(), name: "acme", topics: nil, hostUids: .init(low: 900_000_000, high: 900_099_999), token: .init(adminRow))
+            try await writes.submit(.createTenant(acme))
             tokens["admin"] = adminSecret
             for role in [Role.developer, .viewer] {
                 let (row, secret) = TokenSecret.issue(tenant: "acme", name: role.rawValue, role: role)
-                try await store.createToken(row)
+                try await writes.submit(.createToken(.init(row)))
                 tokens[role.rawValue] = secret
             }
             return Fixture(router: router, tokens: tokens, directory: directory)

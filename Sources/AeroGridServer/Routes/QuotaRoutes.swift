@@ -12,7 +12,6 @@ struct QuotaRoutes: Sendable {
     let auditor: Auditor
     private var store: Store { apps.store }
     private var planner: AppPlanner { apps.planner }
-    private var supervisor: AppSupervisor { apps.supervisor }
 
     func register(on api: RouterGroup<APIContext>) {
         api.get("tenants/:tenant/quota") { _, context in
@@ -29,10 +28,14 @@ struct QuotaRoutes: Sendable {
                     "max_subscriptions": update.maxSubscriptions,
                 ].compactMapValues { $0 },
                 cpus: update.cpus, reset: reset)
-            let merged = try QuotaJSON.merge(change, into: tenant.quota)
-            try await store.setTenantQuota(tenant.name, json: merged)
-            try await auditor.record(principal, tenant: tenant, "quota.set", target: tenant.name, context, outcome: "ok: \(merged)")
-            return json(try await tenantQuota(tenant.name))
+            // Checked here, so a bad value is refused before it is written; merged where it is
+            // applied, so two changes to different values both hold.
+            _ = try QuotaJSON.merge(change, into: tenant.quota)
+            try await apps.writes.submit(.setTenantQuota(.init(name: tenant.name, quota: .init(change))))
+            let quota = try await tenantQuota(tenant.name)
+            let stored = try await planner.tenant(tenant.name).quota
+            try await auditor.record(principal, tenant: tenant, "quota.set", target: tenant.name, context, outcome: "ok: \(stored)")
+            return json(quota)
         }
         api.get("tenants/:tenant/apps/:app/quota") { _, context in
             _ = try context.requireOperator()
@@ -49,8 +52,7 @@ struct QuotaRoutes: Sendable {
             let principal = try context.requireOperator()
             let tenant = try await planner.tenant(try context.parameters.require("tenant"))
             let acl = try TopicACL.validated(try await bodies.decode(Schemas.TopicRules.self, request).topics)
-            try await store.setTenantTopics(tenant.name, json: acl.json)
-            supervisor.topicRules.set(tenant.name, acl)
+            try await apps.writes.submit(.setTenantACL(.init(name: tenant.name, topics: acl.rules)))
             try await auditor.record(principal, tenant: tenant, "acl.set", target: tenant.name, context, outcome: "ok: \(acl.rules.joined(separator: " "))")
             return json(Schemas.TopicRules(topics: acl.rules))
         }
@@ -70,27 +72,13 @@ struct QuotaRoutes: Sendable {
         let change = QuotaJSON.Change(
             numbers: ["memory_bytes": update.memoryBytes, "pids": update.pids, "grid_rows": update.gridRows].compactMapValues { $0 },
             cpus: update.cpus, reset: reset)
-        // Merged, checked and written in one transaction with the tenant's quota and other apps
-        // as they are then: two changes at once cannot pass the tenant's quota together.
-        let changed = try await store.changeApp(tenant: tenant, name: stored.name, at: Date()) { [planner] app, all, owner in
-            let limits = QuotaJSON.tenant(owner.quota)
-            let merged = try QuotaJSON.merge(change, into: app.quota)
-            let quota = QuotaJSON.app(merged, defaults: planner.appDefaults)
-            try planner.check(quota, within: limits, tenant: tenant)
-            if app.desiredState == "running" { try planner.admit(app, quota: quota, within: limits, apps: all) }
-            return (app.desiredState, merged)
-        }
-        guard let app = changed else { throw APIError.notFound("no app '\(stored.name)'") }
-        // The app's quota is part of it as discovery describes it.
-        supervisor.changes.announce(AppID(tenant: tenant, name: app.name), by: .api)
+        // Merged, checked and written where it is applied, with the tenant's quota and other
+        // apps as they are then: two changes at once cannot pass the tenant's quota together.
+        // A running app gets its new cgroup limits as it is applied.
+        try await apps.writes.submit(
+            .setAppQuota(.init(tenant: tenant, name: stored.name, quota: .init(change), appDefaults: .init(planner.appDefaults))))
+        let app = try await apps.app(tenant, stored.name)
         let quota = planner.appQuota(app)
-        // A running app gets its new cgroup limits now; grid rows count from its next start.
-        do {
-            try await supervisor.updateLimits(tenant: tenant, name: app.name, quota.cgroupLimits)
-        } catch {
-            // updateLimits throws only SandboxError.
-            throw APIError(.internalServerError, ._internal, "the quota is stored but the running app's cgroup refused it: \(error.message)")
-        }
         try await auditor.record(principal, tenant: record, "quota.set", target: app.name, context, outcome: "ok: \(app.quota)")
         return json(Schemas.AppQuota(quota))
     }

@@ -7,7 +7,6 @@ import Hummingbird
 /// Tenants (operator): create, list, read, delete, and a new admin token for one.
 struct TenantRoutes: Sendable {
     let apps: AppService
-    let sessions: Sessions
     let bodies: RequestBodies
     let auditor: Auditor
     /// Each new tenant gets a host uid of its own from this range.
@@ -25,7 +24,7 @@ struct TenantRoutes: Sendable {
             let principal = try context.requireOperator()
             let tenant = try await tenant(context)
             let (token, secret) = TokenSecret.issue(tenant: tenant.name, name: "admin", role: .admin)
-            try await store.createToken(token)
+            try await apps.writes.submit(.createToken(.init(token)))
             try await auditor.record(principal, tenant: tenant, "token.create", target: token.id, context)
             return json(Schemas.NewToken(token, secret: secret), status: .created)
         }
@@ -48,21 +47,14 @@ struct TenantRoutes: Sendable {
         let name = try validName(body.name, kind: "tenant name")
         let topics = try body.topics.map { try TopicACL.validated($0) }
         let (token, secret) = TokenSecret.issue(tenant: name, name: "admin", role: .admin)
-        let tenant: TenantRecord
-        do {
-            tenant = try await store.createTenant(
-                name, id: TenantRecord.newID(), at: Date(), firstToken: token, topics: topics?.json, hostUIDs: hostUIDs)
-        } catch StoreConflict.tenantExists {
-            throw APIError.conflict("tenant '\(name)' already exists")
-        } catch StoreConflict.nameRetired {
-            throw APIError(
-                .conflict, .nameRetired,
-                "tenant name '\(name)' belonged to a deleted tenant; names are never given out again (its topics and audit stay its own): choose another")
-        } catch StoreConflict.noHostUID(let range) {
-            throw APIError(
-                .serviceUnavailable, .noHostUid,
-                "every host uid of [sandbox] host_uids (\(range.lowerBound)-\(range.upperBound)) is taken; an operator must widen the range")
-        }
+        let id = TenantRecord.newID()
+        try await apps.writes.submit(
+            .createTenant(
+                .init(
+                    tenantId: id, name: name, topics: topics?.rules, hostUids: .init(low: hostUIDs.lowerBound, high: hostUIDs.upperBound), token: .init(token)))
+        )
+        // The tenant as this write made it: a later write may have deleted it already.
+        guard let tenant = try await store.tenant(name), tenant.id == id else { throw APIError.notFound("tenant '\(name)' was deleted") }
         try await auditor.record(principal, tenant: tenant, "tenant.create", target: name, context)
         return json(Schemas.TenantCreated(tenant: Schemas.Tenant(tenant), adminToken: Schemas.NewToken(token, secret: secret)), status: .created)
     }
@@ -70,11 +62,8 @@ struct TenantRoutes: Sendable {
     @Sendable private func delete(_ request: Request, _ context: APIContext) async throws -> Response {
         let principal = try context.requireOperator()
         let tenant = try await tenant(context)
-        try await apps.removeAll(of: tenant.name)
-        try await store.deleteTenant(tenant.name, at: Date())
-        // Its streams and followed logs end now, not at their next request.
-        sessions.endTenant(tenant.id)
-        try await apps.bundles.removeUnused { try await store.bundlesInUse() }
+        // Its apps stop, and its streams and followed logs end, on every node.
+        try await apps.writes.submit(.deleteTenant(.init(name: tenant.name)))
         try await auditor.record(principal, tenant: tenant, "tenant.delete", target: tenant.name, context)
         return Response(status: .noContent)
     }

@@ -7,8 +7,8 @@ import Hummingbird
 /// A tenant's tokens (admin): issue, list, revoke. A revoked token's open streams and
 /// followed logs end at once.
 struct TokenRoutes: Sendable {
-    let store: Store
-    let sessions: Sessions
+    let writes: ControlWrites
+    private var store: Store { writes.store }
     let bodies: RequestBodies
     let auditor: Auditor
 
@@ -23,7 +23,7 @@ struct TokenRoutes: Sendable {
                 throw APIError.badRequest("\"role\" must be one of admin, developer, viewer")
             }
             let (token, secret) = TokenSecret.issue(tenant: tenant, name: body.name, role: role)
-            try await store.createToken(token)
+            try await writes.submit(.createToken(.init(token)))
             try await auditor.record(principal, "token.create", target: token.id, context)
             return json(Schemas.NewToken(token, secret: secret), status: .created)
         }
@@ -34,10 +34,8 @@ struct TokenRoutes: Sendable {
         api.delete("tokens/:id") { _, context in
             let (tenant, principal) = try context.requireTenant(.admin)
             let id = try context.parameters.require("id")
-            guard try await store.revokeToken(id: id, tenant: tenant, at: Date()) else {
-                throw APIError.notFound("no token '\(id.cut(toBytes: 64))' in this tenant")
-            }
-            sessions.endToken(id)
+            // Its open streams end on every node as the revocation reaches it.
+            try await writes.submit(.revokeToken(.init(tenant: tenant, id: id)))
             try await auditor.record(principal, "token.revoke", target: id, context)
             return Response(status: .noContent)
         }
