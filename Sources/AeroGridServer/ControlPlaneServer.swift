@@ -211,13 +211,14 @@ struct SupervisorService: Service {
     }
 }
 
-/// On a node of a cluster: reads the cluster's config log into this node's view until
-/// shutdown.
+/// On a node of a cluster: stops reading the cluster's config log at shutdown (reading
+/// began before the server, with the first write).
 struct ControlLogService: Service {
     let writes: ControlWrites
 
     func run() async throws {
-        try? await cancelWhenGracefulShutdown { await writes.follow() }
+        try? await gracefulShutdown()
+        await writes.stopFollowing()
     }
 }
 

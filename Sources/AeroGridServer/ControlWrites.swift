@@ -78,8 +78,23 @@ public final class ControlWrites: Sendable {
         }
     }
 
-    /// Reads the log into this node's view until cancelled.
-    func follow() async {
+    /// Reads the log into this node's view from now until `stopFollowing` (after
+    /// `catchUp`, before the first write: a write is answered once it is read back).
+    public func startFollowing() {
+        guard let cluster else { return }
+        cluster.following.withLock { task in
+            if task == nil { task = Task { await self.follow() } }
+        }
+    }
+
+    /// Stops reading the log (the node is shutting down).
+    func stopFollowing() async {
+        guard let task = cluster?.following.withLock({ $0 }) else { return }
+        task.cancel()
+        await task.value
+    }
+
+    private func follow() async {
         guard let cluster else { return }
         while !Task.isCancelled {
             do {
@@ -138,6 +153,8 @@ public final class ControlWrites: Sendable {
 final class ClusterLog: Sendable {
     let log: ConfigLog
     let logger: Logger
+    /// The task reading the log into the view.
+    let following = Mutex<Task<Void, Never>?>(nil)
     private struct State {
         var reader: ConfigLogReader?
         var clusterID: String?

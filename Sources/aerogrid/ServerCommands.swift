@@ -62,6 +62,7 @@ func runServer(
         } catch {
             throw AeroGridError(.invalidConfiguration, "node \(cluster.nodeID) of cluster \(cluster.name) cannot start: \(error)")
         }
+        writes.startFollowing()
         logger.info("node \(cluster.nodeID) of cluster \(cluster.name) follows \(cluster.topics.config)")
     } else {
         writes = ControlWrites(store: store)

@@ -5,10 +5,15 @@ host creates, since librdkafka's mock cluster has no CreateTopics."""
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 
+import pytest
 from confluent_kafka.admin import AdminClient
 
-from support.harness import AEROGRID, TOPIC, KafkaCluster, log
+from support.harness import AEROGRID, TOPIC, Deadline, KafkaCluster, ProcessError, log
+from support.server import Server, expect, free_port, new_operator_token, orders_bundle
+from support.stream import StreamClient
 
 
 def test_kafka_up_creates_a_clusters_internal_topics(testdir):
@@ -31,3 +36,185 @@ def test_kafka_up_refuses_a_cluster_name_that_cannot_name_topics():
     result = subprocess.run([str(AEROGRID), "kafka", "up", "--cluster", "Prod_1"], capture_output=True, text=True, timeout=30)
     assert result.returncode != 0, result
     assert "--cluster Prod_1" in result.stderr and "lower-case letters, digits or '-'" in result.stderr, result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Three nodes on one Kafka: the control plane's writes go through the cluster's config log,
+# every node's store is a view of it, any node takes any call and any token.
+
+CLUSTER = "prod"
+
+
+class Nodes:
+    """Three `aerogrid serve` nodes of cluster `prod` on one embedded Kafka, each with its
+    own data directory and the same operator token; `runs_apps` names the nodes that run apps."""
+
+    def __init__(self, testdir, kafka: KafkaCluster, runs_apps=(), count: int = 3) -> None:
+        self.testdir = testdir
+        self.kafka = kafka
+        self.token = new_operator_token()
+        self.runs_apps = runs_apps
+        self.servers: list = []
+        for index in range(1, count + 1):
+            self.servers.append(self.start(index))
+
+    def start(self, index: int, port: int | None = None) -> Server:
+        directory = self.testdir / f"node{index}"
+        directory.mkdir(exist_ok=True)
+        port = port or free_port()
+        cluster = {"name": CLUSTER, "node_id": f"node{index}", "advertised_url": f"http://127.0.0.1:{port}",
+                   "runs_apps": index in self.runs_apps}
+        return Server(directory, self.kafka.bootstrap, name=f"node{index}", operator_token=self.token, port=port,
+                      data_dir=directory / "data", tables={"cluster": cluster})
+
+    def operator(self, index: int):
+        return self.servers[index - 1].client(self.token)
+
+    def client(self, index: int, token: str):
+        return self.servers[index - 1].client(token)
+
+    def terminate(self) -> None:
+        for server in self.servers:
+            server.terminate()
+
+
+@pytest.fixture
+def cluster(testdir):
+    kafka = KafkaCluster(testdir, name="kafka", topics=[f"{TOPIC}:2"], clusters=[CLUSTER])
+    nodes = None
+    try:
+        nodes = Nodes(testdir, kafka)
+        yield nodes
+    finally:
+        if nodes is not None:
+            nodes.terminate()
+        kafka.terminate()
+
+
+def wait_until(check, timeout: float, what: str):
+    """check()'s first truthy value within `timeout` seconds, with the time it took."""
+    started = time.monotonic()
+    deadline = Deadline(timeout, what)
+    while True:
+        value = check()
+        if value:
+            return value, time.monotonic() - started
+        if deadline.expired:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.02)
+
+
+def views(nodes: Nodes) -> list:
+    """What each node's view holds of the control plane, as its API shows it."""
+    seen = []
+    for index in range(1, len(nodes.servers) + 1):
+        tenants = expect(nodes.operator(index).get("/api/v1/tenants"), 200).json()["tenants"]
+        seen.append(sorted((t["id"], t["name"], t["host_uid"]) for t in tenants))
+    return seen
+
+
+def test_a_tenant_made_on_one_node_is_known_to_all_within_a_second(cluster):
+    created = expect(cluster.operator(1).post("/api/v1/tenants", json_body={"name": "acme"}), 201).json()
+    admin = created["admin_token"]["secret"]
+    # Its admin token works on node 3 within a second (read from the log, not asked of node 1).
+    _, took = wait_until(lambda: cluster.client(3, admin).get("/api/v1/apps").status == 200, 1.0, "node 3 knows the token")
+    log(f"node 3 took the token {took * 1000:.0f} ms after node 1 answered")
+    assert len(set(map(tuple, views(cluster)))) == 1, views(cluster)
+    # A token made on node 2 works on node 1; revoked on node 3, it is refused everywhere.
+    token = expect(cluster.client(2, admin).post("/api/v1/tokens", json_body={"name": "ci", "role": "viewer"}), 201).json()
+    wait_until(lambda: cluster.client(1, token["secret"]).get("/api/v1/apps").status == 200, 1.0, "node 1 knows the new token")
+    streams = [StreamClient(server, token["secret"]) for server in cluster.servers]
+    for stream in streams:
+        stream.ping()
+    expect(cluster.client(3, admin).delete(f"/api/v1/tokens/{token['id']}"), 204)
+    for index in (1, 2, 3):
+        wait_until(lambda index=index: cluster.client(index, token["secret"]).get("/api/v1/apps").status == 401, 1.0,
+                   f"node {index} refuses the revoked token")
+        # Its stream on that node is closed by the revocation, not left to its next request.
+        assert streams[index - 1].wait_closed(2.0) is not None, f"the stream on node {index} is still open"
+
+
+def test_conflicting_writes_on_two_nodes_are_decided_once_for_all(cluster):
+    # The same tenant name on two nodes at once: one wins, the other hears why.
+    answers = [None, None]
+
+    def create(slot: int, index: int) -> None:
+        answers[slot] = cluster.operator(index).post("/api/v1/tenants", json_body={"name": "same"})
+
+    threads = [threading.Thread(target=create, args=(0, 1)), threading.Thread(target=create, args=(1, 2))]
+    [thread.start() for thread in threads]
+    [thread.join(30) for thread in threads]
+    statuses = sorted(answer.status for answer in answers)
+    assert statuses == [201, 409], answers
+    loser = next(answer for answer in answers if answer.status == 409)
+    assert loser.error["message"] == "tenant 'same' already exists", loser
+    winner = next(answer for answer in answers if answer.status == 201).json()
+    wait_until(lambda: len(set(map(tuple, views(cluster)))) == 1, 2.0, "every node has the same tenants")
+    assert views(cluster)[0] == [(winner["tenant"]["id"], "same", winner["tenant"]["host_uid"])]
+
+    # Two starts through two nodes that together exceed the tenant's memory: one admitted.
+    admin = winner["admin_token"]["secret"]
+    expect(cluster.operator(3).request("PUT", "/api/v1/tenants/same/quota", json_body={"memory_bytes": 384 << 20}), 200)
+    for name in ("one", "two"):
+        bundle = orders_bundle(name)
+        expect(cluster.client(1, admin).deploy(bundle), 201)
+    starts = [None, None]
+
+    def start(slot: int, index: int, name: str) -> None:
+        starts[slot] = cluster.client(index, admin).action(name, "start")
+
+    threads = [threading.Thread(target=start, args=(0, 2, "one")), threading.Thread(target=start, args=(1, 3, "two"))]
+    [thread.start() for thread in threads]
+    [thread.join(30) for thread in threads]
+    assert sorted(answer.status for answer in starts) == [200, 403], starts
+    refused = next(answer for answer in starts if answer.status == 403)
+    assert refused.error["code"] == "over_quota" and "384 MiB" in refused.error["message"], refused
+    admitted = next(answer for answer in starts if answer.status == 200).json()["name"]
+
+    def desired(index: int) -> dict:
+        apps = expect(cluster.client(index, admin).get("/api/v1/apps"), 200).json()["apps"]
+        return {app["name"]: (app["desired_state"], app["version"], app["bundle_digest"]) for app in apps}
+
+    wait_until(lambda: desired(1) == desired(2) == desired(3), 2.0, "every node has the same apps")
+    assert {name: state for name, (state, _, _) in desired(1).items()} == \
+        {admitted: "running", ({"one", "two"} - {admitted}).pop(): "stopped"}
+
+
+def test_a_node_stopped_and_started_again_catches_up_and_a_new_node_reads_it_all(cluster):
+    node3 = cluster.servers[2]
+    port = node3.port
+    assert node3.stop() == 0
+    made = [expect(cluster.operator(1 + n % 2).post("/api/v1/tenants", json_body={"name": f"t{n}"}), 201).json()
+            for n in range(12)]
+    expect(cluster.operator(2).delete("/api/v1/tenants/t3"), 204)
+    cluster.servers[2] = cluster.start(3, port=port)
+    fresh = cluster.start(4)
+    cluster.servers.append(fresh)
+    # Both answer only once their views have caught up: no wait here.
+    seen = views(cluster)
+    assert all(view == seen[0] for view in seen), seen
+    assert sorted(name for _, name, _ in seen[0]) == sorted(f"t{n}" for n in range(12) if n != 3)
+    assert made[0]["tenant"]["id"] in {tenant_id for tenant_id, _, _ in seen[3]}
+    # The deleted tenant's name stays retired on the new node too.
+    expect(cluster.operator(4).post("/api/v1/tenants", json_body={"name": "t3"}), 409, "name_retired")
+
+
+def test_a_node_refuses_a_log_that_does_not_know_its_view(testdir):
+    kafka = KafkaCluster(testdir, name="kafka", topics=[f"{TOPIC}:2"], clusters=[CLUSTER])
+    nodes = Nodes(testdir, kafka, count=1)
+    try:
+        expect(nodes.operator(1).post("/api/v1/tenants", json_body={"name": "acme"}), 201)
+        assert nodes.servers[0].stop() == 0
+    finally:
+        nodes.terminate()
+        kafka.terminate()
+    # The embedded Kafka starts empty: this node's view is ahead of the log it finds.
+    kafka = KafkaCluster(testdir, name="kafka-again", topics=[f"{TOPIC}:2"], clusters=[CLUSTER])
+    nodes.kafka = kafka
+    try:
+        with pytest.raises(ProcessError):
+            nodes.start(1)
+        stderr = (testdir / "node1" / "node1.stderr").read_text()
+        assert "the log was emptied or replaced" in stderr and "Refusing to start rather than diverge" in stderr, stderr[-2000:]
+    finally:
+        kafka.terminate()

@@ -186,15 +186,16 @@ class Server(Managed):
     def __init__(self, directory: Path, bootstrap: str, *, name: str = "server",
                  operator_token: str | None = None, data_dir: Path | None = None,
                  kafka_properties: dict | None = None, wait: bool = True, tls: tuple | None = None,
-                 top_level: list | None = None, tables: dict | None = None) -> None:
+                 top_level: list | None = None, tables: dict | None = None, port: int | None = None) -> None:
         """With `tls` (certificate, key), `listen` is HTTPS on `tls_port` and `http_listen` a
-        plain-HTTP listener on `port`, the one the helpers (client, waits) use. `top_level`:
-        more `key = value` lines; `tables`: more tables, {"http": {"idle_timeout": 5}}."""
+        plain-HTTP listener on `port`, the one the helpers (client, waits) use (a free one
+        unless given). `top_level`: more `key = value` lines; `tables`: more tables,
+        {"http": {"idle_timeout": 5}}."""
         self.directory = directory
         self.data_dir = data_dir or directory / "data"
         self.tmp_dir = directory / "tmp"  # the server's TMPDIR: a refused upload leaves nothing here either
         self.tmp_dir.mkdir(mode=0o755, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.host = "127.0.0.1"
         self.tls_port = free_port() if tls is not None else None
         self.operator_token = operator_token
