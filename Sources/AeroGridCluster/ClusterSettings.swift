@@ -15,6 +15,12 @@ public struct ClusterSettings: Sendable, Equatable {
     /// Whether this node runs apps. Until apps are placed across nodes by group membership,
     /// one node of a cluster runs them and the others serve the API.
     public var runsApps: Bool
+    /// A snapshot of the control plane goes into the config log once the records since the
+    /// last one exceed either: set each to half the config topic's retention (the defaults
+    /// suit the embedded cluster, which keeps about 5 MB and 100,000 records a partition), so
+    /// the log always holds a whole snapshot and what followed it.
+    public var snapshotBytes = 2 << 20
+    public var snapshotRecords = 40_000
 
     public init(name: String, nodeID: String, advertisedURL: String, runsApps: Bool) {
         self.name = name

@@ -86,6 +86,12 @@ public final class ConfigLogReader: @unchecked Sendable {
         return records
     }
 
+    /// Reads from `offset` on (a record before it is not returned again).
+    public func seek(to offset: Int64) async throws {
+        try await consumer.assign([partition: .offset(offset)])
+        position = offset
+    }
+
     /// The offset the next append will get: the reader has everything written so far when
     /// its position reaches it.
     public func end(timeout: Duration = .seconds(5)) async throws -> Int64 {

@@ -54,7 +54,13 @@ struct ControlApplier: Sendable {
     func apply(_ record: ControlRecord, position: LogPosition?) async throws -> (outcome: ControlOutcome, isNew: Bool) {
         let result = try await store.apply(
             writeID: record.writeID, at: record.at, position: position,
-            refusal: { error in (error as? APIError).map { ControlOutcome(refusal: $0).text } }
+            refusal: { error in
+                switch error {
+                case let refusal as APIError: ControlOutcome(refusal: refusal).text
+                case StoreConflict.constraint(let rule): ControlOutcome(refusal: .conflict("the write breaks a rule of the store: \(rule)")).text
+                default: nil
+                }
+            }
         ) { transaction in
             try Self.apply(record, in: transaction).text
         }
@@ -67,12 +73,16 @@ struct ControlApplier: Sendable {
     static func apply(_ record: ControlRecord, in store: StoreTransaction) throws -> ControlOutcome {
         let at = record.at
         switch record.change {
-        case .clusterInit:
-            // The follower reads the cluster's id from it; the tables do not change.
+        case .clusterInit, .snapshot:
+            // The follower reads the cluster's id from the one and seeds a new view from the
+            // other; a view following the log has what a snapshot holds already.
             return .ok
         case .createTenant(let body):
             guard body.hostUids.low <= body.hostUids.high else { throw APIError.badRequest("the host uid range is empty") }
             let token = body.token
+            guard token.tenant == body.name, token.role == Role.admin.rawValue else {
+                throw APIError.badRequest("a new tenant's first token must be an admin token of that tenant")
+            }
             do {
                 try store.createTenant(
                     body.name, id: body.tenantId, at: at, firstToken: row(token, at: at), topics: body.topics.map { TopicACL(rules: $0).json },
@@ -107,6 +117,9 @@ struct ControlApplier: Sendable {
                 throw APIError(.serviceUnavailable, .noHostUid, "every host uid of \(range.lowerBound)-\(range.upperBound) is taken")
             }
         case .createToken(let token):
+            guard let role = Role(rawValue: token.role), (role == .operator) == (token.tenant == nil) else {
+                throw APIError.badRequest("an operator token has no tenant; a tenant's token is admin, developer or viewer")
+            }
             if let tenant = token.tenant, try store.tenant(tenant) == nil { throw APIError.notFound("no tenant '\(tenant)'") }
             do {
                 try store.createToken(row(token, at: at))

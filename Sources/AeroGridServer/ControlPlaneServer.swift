@@ -91,17 +91,18 @@ public struct ControlPlaneServer: Sendable {
             store: store,
             appDefaults: AppQuota(
                 memoryBytes: limits.memoryBytes ?? 256 << 20, cpus: limits.cpus ?? 1, pids: limits.pids ?? 64, gridRows: configuration.appLimits.gridRows))
-        // Every app that should run, runs: from its checkpoint.
+        let sessions = Sessions()
+        // From here on every write applied to the view, taken here or by another node, acts
+        // on the runners and sessions; then every app that should run, runs: from its checkpoint.
+        writes.effects.attach(.init(supervisor: supervisor, sessions: sessions, bundles: bundles, planner: planner, runsApps: runsApps))
         if runsApps { await supervisor.reconcile(store: store, planner: planner) }
         let readiness = KafkaReadiness(configuration: kafka, logger: logger)
         let registry = supervisor.grids
         let hub = FanoutHub { tenant, app in registry.grids(tenant: tenant, app: app) }
         let gate = ConnectionGate(limits: configuration.connections)
-        let sessions = Sessions()
         // Built in dependency order: the app service, discovery (which hears its changes),
         // the stream (which uses discovery), then the routes (whose metrics count the stream).
         let apps = AppService(writes: writes, bundles: bundles, supervisor: supervisor, planner: planner)
-        writes.effects.attach(.init(supervisor: supervisor, sessions: sessions, bundles: bundles, planner: planner, runsApps: runsApps))
         // The feeds follow their app's runner as the supervisor and the API announce changes.
         supervisor.changes.listen { app, _ in hub.refresh(tenant: app.tenant, app: app.name) }
         let watcher = AppWatcher(apps: apps)

@@ -1,4 +1,5 @@
 import AeroGridCore
+import AeroGridStore
 import Foundation
 
 /// One control-plane write as the config log carries it (docs/cluster.md), and as a single
@@ -12,12 +13,16 @@ struct ControlRecord: Sendable, Equatable {
 
     /// The writer's id for this write: a retry of it carries the same id and is not applied twice.
     var writeID: String
+    /// The cluster whose log it was written to (nil on a single node): a node never applies
+    /// a record of another cluster's log, which would make its view a mix of two.
+    var clusterID: String?
     /// The writer's clock when it wrote, which the apply uses wherever a time is stored.
     var at: Date
     var change: ControlChange
 
-    init(writeID: String, at: Date, change: ControlChange) {
+    init(writeID: String, clusterID: String? = nil, at: Date, change: ControlChange) {
         self.writeID = writeID
+        self.clusterID = clusterID
         self.at = at
         self.change = change
     }
@@ -43,6 +48,18 @@ enum ControlChange: Sendable, Equatable {
     case stopApp(AppName)
     case setAppQuota(AppQuotaChange)
     case deleteApp(AppName)
+    /// One part of a snapshot of the whole control plane (docs/cluster.md, "Snapshots").
+    case snapshot(SnapshotPart)
+
+    struct SnapshotPart: Codable, Sendable, Equatable {
+        var snapshotId: String
+        var clusterId: String
+        /// The offset of the first record not in it: a node seeded from it reads on from there.
+        var covers: Int64
+        var part: Int
+        var parts: Int
+        var tables: ControlTables
+    }
 
     struct ClusterInit: Codable, Sendable, Equatable {
         var clusterId: String
@@ -153,6 +170,7 @@ enum ControlChange: Sendable, Equatable {
         case .stopApp: "app.stop"
         case .setAppQuota: "app.quota"
         case .deleteApp: "app.delete"
+        case .snapshot: "snapshot"
         }
     }
 }
@@ -169,6 +187,7 @@ extension ControlRecord {
         var v: Int
         var type: String
         var write: String
+        var cluster: String?
         var at: Double
         var body: Body
     }
@@ -177,6 +196,7 @@ extension ControlRecord {
         var v: Int
         var type: String
         var write: String
+        var cluster: String?
         var at: Double
     }
 
@@ -193,7 +213,7 @@ extension ControlRecord {
     /// The record's bytes, in the current format.
     func encoded() -> [UInt8] {
         func envelope<Body: Codable>(_ body: Body) -> [UInt8] {
-            let value = Envelope(v: Self.formatVersion, type: change.type, write: writeID, at: at.timeIntervalSince1970, body: body)
+            let value = Envelope(v: Self.formatVersion, type: change.type, write: writeID, cluster: clusterID, at: at.timeIntervalSince1970, body: body)
             // Encoding these plain structs cannot fail.
             return Array((try? Self.encoder.encode(value)) ?? Data())
         }
@@ -211,6 +231,7 @@ extension ControlRecord {
         case .stopApp(let body): return envelope(body)
         case .setAppQuota(let body): return envelope(body)
         case .deleteApp(let body): return envelope(body)
+        case .snapshot(let body): return envelope(body)
         }
     }
 
@@ -247,9 +268,12 @@ extension ControlRecord {
             case "app.stop": .stopApp(try body(ControlChange.AppName.self))
             case "app.quota": .setAppQuota(try body(ControlChange.AppQuotaChange.self))
             case "app.delete": .deleteApp(try body(ControlChange.AppName.self))
+            case "snapshot": .snapshot(try body(ControlChange.SnapshotPart.self))
             default: throw Unreadable(newerFormat: nil, description: "unknown record type '\(header.type.cut(toBytes: 64))'")
             }
-        guard header.at.isFinite, header.write.utf8.count <= 128 else { throw Unreadable(newerFormat: nil, description: "a bad write id or time") }
-        self.init(writeID: header.write, at: Date(timeIntervalSince1970: header.at), change: change)
+        guard header.at.isFinite, header.write.utf8.count <= 128, (header.cluster?.utf8.count ?? 0) <= 128 else {
+            throw Unreadable(newerFormat: nil, description: "a bad write id, cluster id or time")
+        }
+        self.init(writeID: header.write, clusterID: header.cluster, at: Date(timeIntervalSince1970: header.at), change: change)
     }
 }

@@ -26,12 +26,13 @@ public final class ControlWrites: Sendable {
         cluster = nil
     }
 
-    /// Writes through the cluster's log, which `follow` reads into this node's view.
-    public init(store: Store, log: ConfigLog, logger: Logger) {
+    /// Writes through the cluster's log, which this node follows into its view.
+    /// `snapshotEvery`: the bytes and records after which a snapshot goes into the log.
+    public init(store: Store, log: ConfigLog, snapshotEvery: (bytes: Int, records: Int), logger: Logger) {
         self.store = store
         effects = ControlEffects(store: store)
         applier = ControlApplier(store: store)
-        cluster = ClusterLog(log: log, logger: logger)
+        cluster = ClusterLog(log: log, snapshotEvery: snapshotEvery, logger: logger)
     }
 
     /// Makes the write and returns what it came to; a refusal is thrown as the API error
@@ -66,12 +67,14 @@ public final class ControlWrites: Sendable {
 
     // MARK: Following the cluster's log
 
-    /// Brings this node's view up to the end of the log as it is now (a new cluster's log
-    /// gets its first record, `cluster.init`, here). Throws, saying what to do, when the
-    /// view belongs to another cluster or is ahead of the log.
-    public func catchUp() async throws {
+    /// Brings this node's view up to the end of the log as it is now. A new cluster's log
+    /// gets its first record, `cluster.init`, here; a view the log no longer reaches back to
+    /// is seeded from the log's latest snapshot. A view ahead of the log (or of another
+    /// cluster, or with state of its own while the log is empty) is refused, saying what to
+    /// do — unless `seedFromView`: then the view is published as a new cluster's snapshot.
+    public func catchUp(seedFromView: Bool) async throws {
         guard let cluster else { return }
-        try await cluster.open(store: store)
+        try await cluster.open(store: store, seedFromView: seedFromView)
         let end = try await cluster.reader().end()
         while try cluster.reader().position < end {
             try await followOnce()
@@ -101,9 +104,16 @@ public final class ControlWrites: Sendable {
                 try await followOnce()
             } catch is CancellationError {
                 return
+            } catch let halt as ClusterLogHalt {
+                // Going on would make this view differ from the others': stop following. Writes
+                // through this node time out; reads show the view as it was.
+                cluster.logger.critical("this node stops following the cluster's log: \(halt)")
+                return
             } catch {
+                // From the last record applied: the rest of the batch was read but not applied.
                 cluster.logger.error("reading the cluster's log: \(error); trying again in 1 s")
                 try? await Task.sleep(for: .seconds(1))
+                if let position = try? await store.position() { try? await cluster.reader().seek(to: position.nextOffset) }
             }
         }
     }
@@ -116,8 +126,8 @@ public final class ControlWrites: Sendable {
     }
 
     /// Applies one record read from the log. A record that does not read is skipped the
-    /// same way by every node; one of a newer format stops this node (it must be upgraded
-    /// before it can decide as the others do).
+    /// same way by every node; one of a newer format, or of another cluster, stops this node
+    /// (it must not decide otherwise than the others).
     private func applyFromLog(_ message: KafkaRecord, cluster: ClusterLog) async throws {
         let record: ControlRecord
         do {
@@ -134,36 +144,55 @@ public final class ControlWrites: Sendable {
                 "\(cluster.log.topic) does not begin with its cluster.init record (offset \(message.offset) is a \(record.change.type)): it is not a log this node can follow"
             )
         }
+        if let other = record.clusterID, other != id {
+            throw ClusterLogHalt(
+                "the record at offset \(message.offset) of \(cluster.log.topic) belongs to cluster \(other), this node's view to cluster \(id): see docs/cluster.md, \"Restoring a cluster\""
+            )
+        }
+        let position = LogPosition(clusterID: id, nextOffset: message.offset + 1)
+        if case .snapshot = record.change {
+            // This view has what the snapshot holds: it followed the records the snapshot sums up.
+            cluster.sawSnapshot()
+            try await store.advance(to: position)
+            return
+        }
         // Until it applies, a store error is retried: skipping the record would diverge.
         while true {
             do {
-                let outcome = try await apply(record, position: LogPosition(clusterID: id, nextOffset: message.offset + 1), reportEffects: false)
+                let outcome = try await apply(record, position: position, reportEffects: false)
                 cluster.resolve(record.writeID, .success(outcome))
-                return
+                break
             } catch {
                 cluster.logger.error("applying \(record.change.type) at offset \(message.offset): \(error); trying again in 1 s")
                 try await Task.sleep(for: .seconds(1))
             }
         }
+        if cluster.counted(bytes: message.value?.count ?? 0) { cluster.snapshotSoon(store: store) }
     }
 }
 
 /// A node's link to its cluster's config log: the reader its view follows, the cluster's
-/// id, and the callers waiting for their writes to come back.
+/// id, the callers waiting for their writes to come back, and when to write a snapshot.
 final class ClusterLog: Sendable {
     let log: ConfigLog
     let logger: Logger
+    let snapshotEvery: (bytes: Int, records: Int)
     /// The task reading the log into the view.
     let following = Mutex<Task<Void, Never>?>(nil)
     private struct State {
         var reader: ConfigLogReader?
         var clusterID: String?
         var waiting: [String: CheckedContinuation<ControlOutcome, any Error>] = [:]
+        /// Since the last snapshot read (or this node's start).
+        var bytesSinceSnapshot = 0
+        var recordsSinceSnapshot = 0
+        var snapshotting = false
     }
     private let state = Mutex(State())
 
-    init(log: ConfigLog, logger: Logger) {
+    init(log: ConfigLog, snapshotEvery: (bytes: Int, records: Int), logger: Logger) {
         self.log = log
+        self.snapshotEvery = snapshotEvery
         self.logger = logger
     }
 
@@ -176,40 +205,130 @@ final class ClusterLog: Sendable {
         return reader
     }
 
-    /// Checks the log and opens a reader where the view stands (a new view: the beginning;
-    /// an empty log gets a new cluster id first).
-    func open(store: Store) async throws {
+    // MARK: Opening
+
+    /// Checks the log and opens a reader where the view stands (see `ControlWrites.catchUp`).
+    func open(store: Store, seedFromView: Bool) async throws {
         try await log.check()
         let position = try await store.position()
         let probe = try await log.reader(from: 0)
         defer { Task { await probe.close() } }
-        var end = try await probe.end()
+        let low = try await probe.start()
+        let end = try await probe.end()
+        let tenants = try await store.tenants()
+        let hasOperator = try await store.hasOperatorToken()
+        let hasState = !tenants.isEmpty || hasOperator
+        let from: Int64
         if end == 0 {
-            guard position == nil else { throw viewAhead(position!, end: 0) }
-            let id = RandomID.make(prefix: "cl_")
-            let record = ControlRecord(writeID: ControlRecord.newWriteID(), at: Date(), change: .clusterInit(.init(clusterId: id)))
-            try await log.append(key: Array(record.change.type.utf8), value: record.encoded())
-            end = try await probe.end()
-            logger.info("\(log.topic) was empty: began cluster \(id)")
+            // An empty log: a new cluster's, unless this view has state the log must not lose.
+            if position == nil && !hasState {
+                from = try await begin()
+            } else if seedFromView {
+                from = try await republish(store: store)
+            } else {
+                throw refusal(position: position, low: low, end: end)
+            }
+        } else if let position, (low...end).contains(position.nextOffset) {
+            // The usual start: the log still holds everything after what the view has, if it
+            // is the log of the view's cluster.
+            let last = try await lastClusterID(probe, end: end)
+            if last == nil || last == position.clusterID {
+                adopt(clusterID: position.clusterID)
+                from = position.nextOffset
+            } else if seedFromView {
+                from = try await republish(store: store)
+            } else {
+                throw ClusterLogHalt(
+                    "\(log.topic) is the log of cluster \(last!), but this node's view follows cluster \(position.clusterID). Refusing to start rather than diverge; see docs/cluster.md, \"Restoring a cluster\"."
+                )
+            }
+        } else if position == nil && hasState {
+            // A node that kept its control plane to itself: it must not mix it with a cluster's.
+            guard seedFromView else { throw refusal(position: nil, low: low, end: end) }
+            from = try await republish(store: store)
+        } else if position == nil && low == 0 {
+            // A new node, and the log still whole: from its first record.
+            from = 0
+        } else if position.map({ $0.nextOffset < low }) ?? true, let found = try await ControlSnapshots.latest(in: probe, low: low, end: end),
+            position.map({ $0.clusterID == found.clusterID }) ?? true
+        {
+            // A new node, or one stopped for longer than the log keeps: from the latest snapshot.
+            try await store.replaceControlTables(with: found.tables, position: LogPosition(clusterID: found.clusterID, nextOffset: found.covers))
+            adopt(clusterID: found.clusterID)
+            from = found.covers
+            logger.info("seeded this node's view from the snapshot of \(found.tables.count) rows covering \(log.topic) up to offset \(found.covers)")
+        } else if seedFromView {
+            from = try await republish(store: store)
+        } else {
+            throw refusal(position: position, low: low, end: end)
         }
-        if let position {
-            guard position.nextOffset <= end else { throw viewAhead(position, end: end) }
-            adopt(clusterID: position.clusterID)
-        }
-        let reader = try await log.reader(from: position?.nextOffset ?? 0)
+        let reader = try await log.reader(from: from)
         state.withLock { $0.reader = reader }
     }
 
-    private func viewAhead(_ position: LogPosition, end: Int64) -> ClusterLogHalt {
-        ClusterLogHalt(
-            "this node's view has applied \(log.topic) up to offset \(position.nextOffset) of cluster \(position.clusterID), but the log ends at \(end): "
-                + "the log was emptied or replaced (a restarted embedded Kafka, a restore). Refusing to start rather than diverge; see docs/cluster.md, \"Restoring a cluster\"."
+    /// The cluster id of the log's last record, if it reads and has one.
+    private func lastClusterID(_ probe: ConfigLogReader, end: Int64) async throws -> String? {
+        try await probe.seek(to: end - 1)
+        for _ in 0..<50 {
+            if let message = try await probe.next(timeout: .milliseconds(100)).last {
+                return (try? ControlRecord(decoding: message.value ?? []))?.clusterID
+            }
+        }
+        return nil
+    }
+
+    /// A new cluster: its first record, with a random id; returns the offset to read from.
+    private func begin() async throws -> Int64 {
+        let id = RandomID.make(prefix: "cl_")
+        let record = ControlRecord(writeID: ControlRecord.newWriteID(), clusterID: id, at: Date(), change: .clusterInit(.init(clusterId: id)))
+        try await log.append(key: Array(record.change.type.utf8), value: record.encoded())
+        logger.info("\(log.topic) was empty: began cluster \(id)")
+        return 0
+    }
+
+    /// Publishes this node's view as the snapshot of a new cluster: a `cluster.init` with a
+    /// new id, then the snapshot; returns the offset to read from.
+    private func republish(store: Store) async throws -> Int64 {
+        let id = RandomID.make(prefix: "cl_")
+        let initial = ControlRecord(writeID: ControlRecord.newWriteID(), clusterID: id, at: Date(), change: .clusterInit(.init(clusterId: id)))
+        let offset = try await log.append(key: Array(initial.change.type.utf8), value: initial.encoded())
+        let tables = try await store.controlTables().tables
+        for record in ControlSnapshots.records(of: tables, clusterID: id, covers: offset + 1) {
+            try await log.append(key: Array(record.change.type.utf8), value: record.encoded())
+        }
+        try await store.advance(to: LogPosition(clusterID: id, nextOffset: offset + 1))
+        adopt(clusterID: id)
+        logger.notice("published this node's view (\(tables.count) rows) as the snapshot of a new cluster \(id) in \(log.topic)")
+        return offset + 1
+    }
+
+    private func refusal(position: LogPosition?, low: Int64, end: Int64) -> ClusterLogHalt {
+        let restore =
+            "Refusing to start rather than diverge; see docs/cluster.md, \"Restoring a cluster\" (aerogrid serve --seed-log publishes this node's view as a new cluster's)."
+        guard let position else {
+            if end == 0 {
+                return ClusterLogHalt("\(log.topic) is empty but this node has a control plane of its own (tenants or tokens). \(restore)")
+            }
+            return ClusterLogHalt("\(log.topic) no longer has its beginning (it starts at offset \(low)) and holds no whole snapshot. \(restore)")
+        }
+        if position.nextOffset > end {
+            return ClusterLogHalt(
+                "this node's view has applied \(log.topic) up to offset \(position.nextOffset) of cluster \(position.clusterID), but the log ends at \(end): "
+                    + "the log was emptied or replaced (a restarted embedded Kafka, a restore). \(restore)")
+        }
+        return ClusterLogHalt(
+            "\(log.topic) is not the log of cluster \(position.clusterID), which this node's view follows, or no longer holds what follows offset \(position.nextOffset) and has no whole snapshot. \(restore)"
         )
     }
 
+    // MARK: Writes
+
     /// Appends the record and waits until this node has applied it.
-    func write(_ record: ControlRecord) async throws -> ControlOutcome {
-        try await withCheckedThrowingContinuation { continuation in
+    func write(_ unstamped: ControlRecord) async throws -> ControlOutcome {
+        var stamped = unstamped
+        stamped.clusterID = clusterID
+        let record = stamped
+        return try await withCheckedThrowingContinuation { continuation in
             // Registered before the append, so the follower cannot apply it unseen.
             state.withLock { $0.waiting[record.writeID] = continuation }
             Task {
@@ -234,6 +353,49 @@ final class ClusterLog: Sendable {
     /// Answers the caller waiting for `writeID`, if it is waiting here.
     func resolve(_ writeID: String, _ result: Result<ControlOutcome, any Error>) {
         state.withLock { $0.waiting.removeValue(forKey: writeID) }?.resume(with: result)
+    }
+
+    // MARK: Snapshots
+
+    /// Counts an applied record; true when a snapshot is due.
+    func counted(bytes: Int) -> Bool {
+        state.withLock { state in
+            state.bytesSinceSnapshot += bytes
+            state.recordsSinceSnapshot += 1
+            return !state.snapshotting
+                && (state.bytesSinceSnapshot > snapshotEvery.bytes || state.recordsSinceSnapshot > snapshotEvery.records)
+        }
+    }
+
+    func sawSnapshot() {
+        state.withLock { state in
+            state.bytesSinceSnapshot = 0
+            state.recordsSinceSnapshot = 0
+        }
+    }
+
+    /// Writes a snapshot after a random pause of up to a second, unless another node's
+    /// arrives first: every node sees the same records, so each would write one at once.
+    func snapshotSoon(store: Store) {
+        state.withLock { $0.snapshotting = true }
+        Task {
+            defer { state.withLock { $0.snapshotting = false } }
+            try? await Task.sleep(for: .milliseconds(Int.random(in: 0...1000)))
+            let due = state.withLock { $0.bytesSinceSnapshot > snapshotEvery.bytes || $0.recordsSinceSnapshot > snapshotEvery.records }
+            guard due else { return }
+            do {
+                // The tables and the position they are at, read together.
+                let (tables, position) = try await store.controlTables()
+                guard let position else { return }
+                for record in ControlSnapshots.records(of: tables, clusterID: position.clusterID, covers: position.nextOffset) {
+                    try await log.append(key: Array(record.change.type.utf8), value: record.encoded())
+                }
+                sawSnapshot()
+                logger.info("wrote a snapshot of \(tables.count) rows covering \(log.topic) up to offset \(position.nextOffset)")
+            } catch {
+                logger.error("could not write a snapshot to \(log.topic): \(error); the next record tries again")
+            }
+        }
     }
 }
 

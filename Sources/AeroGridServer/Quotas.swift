@@ -138,7 +138,8 @@ enum QuotaJSON {
             }
             set.cpus = cpus
         }
-        for (key, number) in change.numbers {
+        // In key order: a refusal names the same value on every node applying the change.
+        for (key, number) in change.numbers.sorted(by: { $0.key < $1.key }) {
             guard let range = ranges[key] else { throw APIError.badRequest("'\(key.cut(toBytes: 64))' is not a quota value") }
             guard range.contains(number) else {
                 if key == "memory_bytes" {

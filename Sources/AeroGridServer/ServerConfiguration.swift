@@ -189,10 +189,11 @@ public struct ServerConfiguration: Sendable {
 
     /// `[cluster]`: name and advertised_url required, node_id the host name by default,
     /// runs_apps false by default (until apps are placed across nodes, one node runs them).
-    static func clusterSettings(_ table: TOMLTable?, bad: (String) -> AeroGridError) throws(AeroGridError) -> ClusterSettings {
+    static func clusterSettings(_ table: TOMLTable?, bad: @escaping (String) -> AeroGridError) throws(AeroGridError) -> ClusterSettings {
         guard let table else { throw bad("[cluster] must be a table") }
-        for key in table.keys where !["name", "node_id", "advertised_url", "runs_apps"].contains(key) {
-            throw bad("[cluster] unknown key '\(key)' (known: name, node_id, advertised_url, runs_apps)")
+        let known = ["name", "node_id", "advertised_url", "runs_apps", "snapshot_bytes", "snapshot_records"]
+        for key in table.keys where !known.contains(key) {
+            throw bad("[cluster] unknown key '\(key)' (known: \(known.joined(separator: ", ")))")
         }
         guard let name = table["name"]?.string else { throw bad("[cluster] name = \"…\" is required (the prefix of the cluster's topics)") }
         if let problem = ClusterSettings.nameProblem(name) { throw bad("[cluster] \(problem)") }
@@ -207,7 +208,12 @@ public struct ServerConfiguration: Sendable {
             guard let flag = value.bool else { throw bad("[cluster] runs_apps must be true or false") }
             runsApps = flag
         }
-        return ClusterSettings(name: name, nodeID: nodeID, advertisedURL: url, runsApps: runsApps)
+        var settings = ClusterSettings(name: name, nodeID: nodeID, advertisedURL: url, runsApps: runsApps)
+        var limits = Limits(table, section: "cluster", bad: bad)
+        limits.known = known
+        try limits.bytes("snapshot_bytes", into: &settings.snapshotBytes)
+        try limits.count("snapshot_records", into: &settings.snapshotRecords)
+        return settings
     }
 
     /// Reads the limits of one section, each checked (a size such as "32M", a whole count, a

@@ -165,6 +165,9 @@ public enum StoreConflict: Error, Sendable, Equatable {
     case tooManyApps(count: Int, limit: Int)
     /// A token with that id or secret exists.
     case tokenExists
+    /// The write breaks a rule of the tables themselves (a unique id, a reference): a
+    /// record no node writes, refused the same way everywhere.
+    case constraint(String)
 }
 
 let tenantColumns = """

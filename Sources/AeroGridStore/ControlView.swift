@@ -1,3 +1,4 @@
+import AeroGridCore
 public import Foundation
 import GRDB
 
@@ -9,9 +10,10 @@ func registerControlViewMigrations(_ migrator: inout DatabaseMigrator) {
     migrator.registerMigration("v5-control-view") { db in
         try db.execute(
             sql: """
-                -- What each write came to, by the id its writer gave it; kept for a week of the
-                -- writes' own times, so a retry of the same write is answered, not applied again.
-                CREATE TABLE control_writes (write_id TEXT PRIMARY KEY NOT NULL, outcome TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID;
+                -- What each write came to, by the id its writer gave it, numbered in the order they
+                -- were applied; the latest 10,000 of the last day of the writes' own times are
+                -- kept, so a retry of the same write is answered, not applied again.
+                CREATE TABLE control_writes (seq INTEGER PRIMARY KEY, write_id TEXT NOT NULL UNIQUE, outcome TEXT NOT NULL, at REAL NOT NULL);
                 CREATE INDEX control_writes_by_time ON control_writes (at);
                 -- One row on a node of a cluster: the cluster whose log the view follows and the
                 -- offset of the next record to read.
@@ -48,8 +50,9 @@ public enum ApplyResult: Sendable, Equatable {
 }
 
 extension Store {
-    /// How long an applied write's id is remembered, in the writes' own time.
-    static let writeIDsKept: TimeInterval = 7 * 24 * 3600
+    /// How long an applied write's id is remembered, in the writes' own time, and how many
+    /// are: enough for a caller's retry, few enough that a snapshot stays small.
+    static let writeIDsKept: (seconds: TimeInterval, count: Int64) = (24 * 3600, 10_000)
 
     /// Applies one write in one transaction: `body` changes the tables and returns the
     /// outcome; if it throws an error `refusal` describes (a precondition the write failed),
@@ -71,13 +74,19 @@ extension Store {
                         outcome = try body(StoreTransaction(db: db))
                         return .commit
                     }
+                } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                    guard let refused = refusal(StoreConflict.constraint(error.message ?? "\(error)")) else { throw error }
+                    outcome = refused
                 } catch {
                     guard let refused = refusal(error) else { throw error }
                     outcome = refused
                 }
                 let seconds = time.timeIntervalSince1970
-                try db.execute(sql: "DELETE FROM control_writes WHERE at < ?", arguments: [seconds - Self.writeIDsKept])
                 try db.execute(sql: "INSERT INTO control_writes (write_id, outcome, at) VALUES (?, ?, ?)", arguments: [writeID, outcome, seconds])
+                // Numbered max + 1 on every node alike, so every node forgets the same ones.
+                try db.execute(
+                    sql: "DELETE FROM control_writes WHERE at < ? OR seq <= ?",
+                    arguments: [seconds - Self.writeIDsKept.seconds, db.lastInsertedRowID - Self.writeIDsKept.count])
                 result = .applied(outcome: outcome)
             }
             if let position { try Self.setPosition(db, position) }
@@ -109,6 +118,157 @@ extension Store {
     public func outcome(ofWrite writeID: String) async throws -> String? {
         try await database.read { db in
             try String.fetchOne(db, sql: "SELECT outcome FROM control_writes WHERE write_id = ?", arguments: [writeID])
+        }
+    }
+}
+
+/// The control plane's tables as a snapshot carries them: every row, every column as
+/// stored, apart from what is each node's own (a token's last use, the audit, checkpoints).
+public struct ControlTables: Codable, Sendable, Equatable {
+    public struct Tenant: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        public var createdAt: Double
+        public var quota: String
+        public var topics: String?
+        public var hostUid: Int64?
+    }
+
+    public struct RetiredName: Codable, Sendable, Equatable {
+        public var name: String
+        public var tenantId: String?
+        public var hostUid: Int64?
+        public var retiredAt: Double
+    }
+
+    public struct Token: Codable, Sendable, Equatable {
+        public var id: String
+        public var tenant: String?
+        public var name: String
+        public var role: String
+        public var secretSha256: String
+        public var createdAt: Double
+        public var revokedAt: Double?
+    }
+
+    public struct App: Codable, Sendable, Equatable {
+        public var tenant: String
+        public var name: String
+        public var version: Int64
+        public var bundleDigest: String
+        public var entrypoint: String
+        public var runtime: String
+        public var desiredState: String
+        public var config: String
+        public var quota: String
+        public var createdAt: Double
+        public var updatedAt: Double
+    }
+
+    public struct Write: Codable, Sendable, Equatable {
+        public var seq: Int64
+        public var writeId: String
+        public var outcome: String
+        public var at: Double
+    }
+
+    public var tenants: [Tenant] = []
+    public var retiredNames: [RetiredName] = []
+    public var tokens: [Token] = []
+    public var apps: [App] = []
+    public var writes: [Write] = []
+
+    public init() {}
+
+    /// Rows in all.
+    public var count: Int { tenants.count + retiredNames.count + tokens.count + apps.count + writes.count }
+}
+
+extension Store {
+    /// The control plane's tables and the view's position, read in one transaction.
+    public func controlTables() async throws -> (tables: ControlTables, position: LogPosition?) {
+        try await database.read { db in
+            var tables = ControlTables()
+            tables.tenants = try Row.fetchAll(db, sql: "SELECT * FROM tenants ORDER BY id").map {
+                .init(id: $0["id"], name: $0["name"], createdAt: $0["created_at"], quota: $0["quota"], topics: $0["topics"], hostUid: $0["host_uid"])
+            }
+            tables.retiredNames = try Row.fetchAll(db, sql: "SELECT * FROM retired_tenant_names ORDER BY name").map {
+                .init(name: $0["name"], tenantId: $0["tenant_id"], hostUid: $0["host_uid"], retiredAt: $0["retired_at"])
+            }
+            tables.tokens = try Row.fetchAll(db, sql: "SELECT * FROM tokens ORDER BY id").map {
+                .init(
+                    id: $0["id"], tenant: $0["tenant"], name: $0["name"], role: $0["role"], secretSha256: $0["secret_sha256"],
+                    createdAt: $0["created_at"], revokedAt: $0["revoked_at"])
+            }
+            tables.apps = try Row.fetchAll(db, sql: "SELECT * FROM apps ORDER BY tenant, name").map {
+                .init(
+                    tenant: $0["tenant"], name: $0["name"], version: $0["version"], bundleDigest: $0["bundle_digest"], entrypoint: $0["entrypoint"],
+                    runtime: $0["runtime"], desiredState: $0["desired_state"], config: $0["config"], quota: $0["quota"], createdAt: $0["created_at"],
+                    updatedAt: $0["updated_at"])
+            }
+            tables.writes = try Row.fetchAll(db, sql: "SELECT * FROM control_writes ORDER BY seq").map {
+                .init(seq: $0["seq"], writeId: $0["write_id"], outcome: $0["outcome"], at: $0["at"])
+            }
+            let position = try Row.fetchOne(db, sql: "SELECT cluster_id, next_offset FROM control_position WHERE single = 1").map {
+                LogPosition(clusterID: $0["cluster_id"], nextOffset: $0["next_offset"])
+            }
+            return (tables, position)
+        }
+    }
+
+    /// Makes the control plane's tables those of `tables`, at `position`, in one
+    /// transaction. The checkpoints of apps it does not have go too; each remaining token
+    /// keeps this node's note of its last use.
+    public func replaceControlTables(with tables: ControlTables, position: LogPosition) async throws {
+        try await database.write { db in
+            let lastUse = Dictionary(
+                try Row.fetchAll(db, sql: "SELECT id, last_used_at FROM tokens WHERE last_used_at IS NOT NULL").map {
+                    ($0["id"] as String, $0["last_used_at"] as Double)
+                }, uniquingKeysWith: { first, _ in first })
+            for table in ["apps", "tokens", "tenants", "retired_tenant_names", "control_writes"] {
+                try db.execute(sql: "DELETE FROM \(table)")
+            }
+            for tenant in tables.tenants {
+                try db.execute(
+                    sql: "INSERT INTO tenants (id, name, created_at, quota, topics, host_uid) VALUES (?, ?, ?, ?, ?, ?)",
+                    arguments: [tenant.id, tenant.name, tenant.createdAt, tenant.quota, tenant.topics, tenant.hostUid])
+            }
+            for retired in tables.retiredNames {
+                try db.execute(
+                    sql: "INSERT INTO retired_tenant_names (name, tenant_id, host_uid, retired_at) VALUES (?, ?, ?, ?)",
+                    arguments: [retired.name, retired.tenantId, retired.hostUid, retired.retiredAt])
+            }
+            for token in tables.tokens {
+                try db.execute(
+                    sql: """
+                        INSERT INTO tokens (id, tenant, name, role, secret_sha256, created_at, revoked_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [token.id, token.tenant, token.name, token.role, token.secretSha256, token.createdAt, token.revokedAt, lastUse[token.id]])
+            }
+            for app in tables.apps {
+                try db.execute(
+                    sql: """
+                        INSERT INTO apps (tenant, name, version, bundle_digest, entrypoint, runtime, desired_state, config, quota, created_at, updated_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [
+                        app.tenant, app.name, app.version, app.bundleDigest, app.entrypoint, app.runtime, app.desiredState, app.config, app.quota,
+                        app.createdAt, app.updatedAt,
+                    ])
+            }
+            for write in tables.writes {
+                try db.execute(
+                    sql: "INSERT INTO control_writes (seq, write_id, outcome, at) VALUES (?, ?, ?, ?)",
+                    arguments: [write.seq, write.writeId, write.outcome, write.at])
+            }
+            // Checkpoints of apps the snapshot does not have: they were deleted meanwhile.
+            let kept = Set(tables.apps.map { AppID(tenant: $0.tenant, name: $0.name).description })
+            for table in ["grid_rows", "grid_versions", "source_offsets", "app_epochs"] {
+                for app in try String.fetchAll(db, sql: "SELECT DISTINCT app FROM \(table)") where !kept.contains(app) {
+                    try db.execute(sql: "DELETE FROM \(table) WHERE app = ?", arguments: [app])
+                }
+            }
+            try Self.setPosition(db, position)
         }
     }
 }

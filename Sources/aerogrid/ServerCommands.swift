@@ -25,17 +25,26 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The configuration file (TOML).")
     var config: String = "aerogrid.toml"
 
+    @Flag(
+        help: """
+            With [cluster]: when the cluster's log cannot be followed from this node's view (emptied, replaced, \
+            or this node kept its control plane to itself so far), publish the view as the snapshot of a new \
+            cluster instead of refusing to start (docs/cluster.md).
+            """)
+    var seedLog = false
+
     func run() async throws {
         let logger = global.makeLogger(label: "aerogrid.server")
         let configuration = try ServerConfiguration.load(path: config)
-        try await runServer(configuration, logger: logger, operatorToken: ProcessInfo.processInfo.environment["AEROGRID_OPERATOR_TOKEN"])
+        try await runServer(
+            configuration, logger: logger, operatorToken: ProcessInfo.processInfo.environment["AEROGRID_OPERATOR_TOKEN"], seedLogFromView: seedLog)
     }
 }
 
 /// Opens the store, makes the operator token on a first start, and serves until stopped.
 func runServer(
     _ configuration: ServerConfiguration, logger: Logger, operatorToken: String?,
-    outOfRangePolicy: OutOfRangePolicy = .fail, afterBootstrap: (ControlWrites) async throws -> Void = { _ in },
+    outOfRangePolicy: OutOfRangePolicy = .fail, seedLogFromView: Bool = false, afterBootstrap: (ControlWrites) async throws -> Void = { _ in },
     onListening: @escaping @Sendable (String) -> Void = { _ in }
 ) async throws {
     let data = configuration.dataDirectory
@@ -56,9 +65,11 @@ func runServer(
     if let cluster = configuration.cluster {
         // Its view is brought up to the cluster's log before it answers anything.
         let kafka = KafkaConfiguration(bootstrapServers: configuration.kafkaBootstrap, properties: configuration.kafkaProperties)
-        writes = ControlWrites(store: store, log: try ConfigLog(kafka: kafka, topic: cluster.topics.config, logger: logger), logger: logger)
+        writes = ControlWrites(
+            store: store, log: try ConfigLog(kafka: kafka, topic: cluster.topics.config, logger: logger),
+            snapshotEvery: (cluster.snapshotBytes, cluster.snapshotRecords), logger: logger)
         do {
-            try await writes.catchUp()
+            try await writes.catchUp(seedFromView: seedLogFromView)
         } catch {
             throw AeroGridError(.invalidConfiguration, "node \(cluster.nodeID) of cluster \(cluster.name) cannot start: \(error)")
         }
@@ -130,6 +141,12 @@ struct DevCommand: AsyncParsableCommand {
         configuration.httpListen = .init(host: host, port: httpPort)
         configuration.tls = tls
         configuration.publicURL = "https://\(host.contains(":") ? "[\(host)]" : host):\(httpsPort)"
+        // A cluster of one on the embedded Kafka, as a production node keeps its control plane.
+        // Kafka starts empty on every run: the node publishes its view as a new cluster's.
+        let cluster = ClusterSettings(
+            name: "dev", nodeID: "dev", advertisedURL: "http://\(host.contains(":") ? "[\(host)]" : host):\(httpPort)", runsApps: true)
+        for (topic, partitions) in cluster.topics.required { try kafka.createTopic(topic, partitions: partitions) }
+        configuration.cluster = cluster
 
         var tokens = DevTokens(path: "\(directory)/dev-tokens")
         let operatorToken = tokens.values["operator"] ?? AeroGridServer.newTokenSecret()
@@ -140,7 +157,7 @@ struct DevCommand: AsyncParsableCommand {
             api: "http://\(host):\(httpPort)", kafka: kafka.bootstrapServers, rate: noDemo ? 0 : demoRate, logger: logger)
         let shared = DevBlock()
         try await runServer(
-            configuration, logger: logger, operatorToken: operatorToken, outOfRangePolicy: .resetToEarliest,
+            configuration, logger: logger, operatorToken: operatorToken, outOfRangePolicy: .resetToEarliest, seedLogFromView: true,
             afterBootstrap: { writes in
                 if try await writes.store.tenant("demo") == nil {
                     tokens.values["demo-admin"] = try await writes.createTenant(

@@ -156,4 +156,33 @@ import Testing
         let backwards = try await applier.apply(ControlRecord(writeID: "w4", at: Self.at, change: .assignHostUIDs(.init(low: 10, high: 1))), position: nil)
         #expect(backwards.outcome.status == 400)
     }
+
+    @Test func aSnapshotIsSplitInPartsBelowAMegabyteAndJoinsBackWhole() {
+        // Rows as a snapshot carries them (their types have no public initializer: only the store makes them).
+        let tokens = (0..<6_000).map { n in
+            #"{"id":"tok_\#(n)","tenant":"acme","name":"\#(String(repeating: "n", count: 200))","role":"viewer","secretSha256":"\#(n)","createdAt":1}"#
+        }
+        let json =
+            #"{"tenants":[{"id":"ten_1","name":"acme","createdAt":1,"quota":"{}","hostUid":900000000}],"retiredNames":[],"tokens":["#
+            + tokens.joined(separator: ",") + #"],"apps":[],"writes":[]}"#
+        guard let tables = try? JSONDecoder().decode(ControlTables.self, from: Data(json.utf8)) else {
+            Issue.record("the tables do not read")
+            return
+        }
+        #expect(tables.count == 6_001)
+        let records = ControlSnapshots.records(of: tables, clusterID: "cl_1", covers: 42)
+        #expect(records.count > 1)
+        var parts: [ControlTables] = []
+        for (index, record) in records.enumerated() {
+            let bytes = record.encoded()
+            #expect(bytes.count < 1_000_000, "part \(index) is \(bytes.count) bytes")
+            guard case .snapshot(let part) = (try? ControlRecord(decoding: bytes))?.change else {
+                Issue.record("part \(index) does not read back")
+                return
+            }
+            #expect(part.part == index && part.parts == records.count && part.covers == 42 && part.clusterId == "cl_1")
+            parts.append(part.tables)
+        }
+        #expect(ControlSnapshots.joined(parts) == tables)
+    }
 }

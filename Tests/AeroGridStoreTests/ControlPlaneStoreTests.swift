@@ -122,13 +122,18 @@ import Testing
         #expect(try await store.position()?.nextOffset == 10)
     }
 
-    @Test func writeIDsAreForgottenAfterAWeekOfTheirOwnTime() async throws {
+    @Test func writeIDsAreForgottenAfterADayOfTheirOwnTimeOrTenThousandWrites() async throws {
         let (store, path) = try temporaryStore()
         defer { remove(path) }
         let start = Date(timeIntervalSince1970: 1_765_000_000)
         try await write(store, "old", at: start) { _ in }
-        try await write(store, "new", at: start.addingTimeInterval(8 * 24 * 3600)) { _ in }
+        try await write(store, "new", at: start.addingTimeInterval(25 * 3600)) { _ in }
         #expect(try await store.outcome(ofWrite: "old") == nil)
         #expect(try await store.outcome(ofWrite: "new") == "ok")
+        for n in 0..<10_000 { try await write(store, "w\(n)", at: start.addingTimeInterval(25 * 3600)) { _ in } }
+        #expect(try await store.outcome(ofWrite: "new") == nil)
+        #expect(try await store.outcome(ofWrite: "w0") == "ok")
+        let kept = try await store.controlTables().tables.writes
+        #expect(kept.count == 10_000 && kept.last?.writeId == "w9999")
     }
 }

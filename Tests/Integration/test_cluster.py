@@ -4,6 +4,8 @@ host creates, since librdkafka's mock cluster has no CreateTopics."""
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import threading
 import time
@@ -11,8 +13,8 @@ import time
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from support.harness import AEROGRID, TOPIC, Deadline, KafkaCluster, ProcessError, log
-from support.server import Server, expect, free_port, new_operator_token, orders_bundle
+from support.harness import AEROGRID, REPO, TOPIC, Deadline, KafkaCluster, Managed, ProcessError, log
+from support.server import Client, Server, expect, free_port, new_operator_token, orders_bundle
 from support.stream import StreamClient
 
 
@@ -218,3 +220,135 @@ def test_a_node_refuses_a_log_that_does_not_know_its_view(testdir):
         assert "the log was emptied or replaced" in stderr and "Refusing to start rather than diverge" in stderr, stderr[-2000:]
     finally:
         kafka.terminate()
+
+
+def config_records(bootstrap: str) -> list:
+    """Every record the cluster's config log still holds, as (offset, JSON)."""
+    from confluent_kafka import Consumer, TopicPartition
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-reader", "enable.auto.commit": False})
+    try:
+        topic = f"_aerogrid.{CLUSTER}.config"
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        consumer.assign([TopicPartition(topic, 0, low)])
+        found = []
+        deadline = Deadline(30, "reading the config log")
+        while len(found) < high - low and not deadline.expired:
+            for message in consumer.consume(10_000, timeout=0.5):
+                if message.error() is None:
+                    found.append((message.offset(), json.loads(message.value())))
+        return found
+    finally:
+        consumer.close()
+
+
+def test_beyond_the_logs_retention_new_and_stopped_nodes_reach_the_same_view(cluster):
+    """More than the embedded cluster keeps (5 MB): its beginning is gone, so a node that
+    was stopped since the start and a new node can only start from a snapshot."""
+    from confluent_kafka import Producer
+    created = expect(cluster.operator(1).post("/api/v1/tenants", json_body={"name": "bulk"}), 201).json()
+    admin = created["admin_token"]["secret"]
+    node3 = cluster.servers[2]
+    port3 = node3.port
+    assert node3.stop() == 0
+    # Writes as nodes write them (format 1), produced straight into the log: 300 new tokens,
+    # then 12,000 quota changes of about 500 bytes each (a larger state than the log keeps
+    # could not be kept by any log: the writes change one row over and over).
+    cluster_id = next(body["body"]["clusterId"] for _, body in config_records(cluster.kafka.bootstrap) if body["type"] == "cluster.init")
+    producer = Producer({"bootstrap.servers": cluster.kafka.bootstrap, "linger.ms": 20, "enable.idempotence": True})
+    tokens_made, count = 300, 12_000
+    started = time.monotonic()
+    for n in range(tokens_made + count):
+        if n < tokens_made:
+            kind, body = "token.create", {"id": f"tok_bulk_{n:06d}", "tenant": "bulk", "name": f"bulk {n}", "role": "viewer",
+                                          "secretSha256": f"{n:064x}"}
+        else:
+            kind, body = "tenant.quota", {"name": "bulk", "quota": {"numbers": {"max_apps": n % 100 + 1}, "reset": []}}
+        # "note": a field this format does not know, which readers leave alone (padding here).
+        record = {"v": 1, "type": kind, "write": f"w_bulk_{n}", "cluster": cluster_id, "at": 1765000000 + n, "body": body,
+                  "note": "x" * 400}
+        producer.produce(f"_aerogrid.{CLUSTER}.config", json.dumps(record).encode(), partition=0)
+        if n % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0
+    log(f"produced {tokens_made + count} records in {time.monotonic() - started:.1f} s")
+
+    def tokens(index: int) -> list:
+        listed = expect(cluster.client(index, admin).get("/api/v1/tokens"), 200).json()["tokens"]
+        return sorted((t["id"], t["name"], t["role"], t["revoked_at"]) for t in listed)
+
+    def quota(index: int) -> dict:
+        return expect(cluster.operator(index).get("/api/v1/tenants/bulk/quota"), 200).json()
+
+    last = (tokens_made + count - 1) % 100 + 1
+    wait_until(lambda: quota(1)["max_apps"] == last and quota(2)["max_apps"] == last, 120, "nodes 1 and 2 apply every write")
+    records = config_records(cluster.kafka.bootstrap)
+    first_offset = records[0][0]
+    snapshots = [offset for offset, body in records if body["type"] == "snapshot"]
+    log(f"the log now holds offsets {first_offset}..{records[-1][0]}; snapshot parts at {snapshots[:8]}…")
+    assert first_offset > 0, "the embedded cluster kept every record: the test did not go beyond its retention"
+    assert snapshots, "no node wrote a snapshot"
+
+    # A node stopped since the start, and a new one: neither can read the log from where it is.
+    started = time.monotonic()
+    cluster.servers[2] = cluster.start(3, port=port3)
+    log(f"node 3 (stopped since the start) answered {time.monotonic() - started:.2f} s after its start")
+    started = time.monotonic()
+    cluster.servers.append(cluster.start(4))
+    log(f"node 4 (new) answered {time.monotonic() - started:.2f} s after its start, after {tokens_made + count} writes")
+    expected = tokens(1)
+    assert len(expected) == tokens_made + 1
+    for index in (2, 3, 4):
+        assert tokens(index) == expected, f"node {index}'s tokens differ"
+        assert quota(index) == quota(1), f"node {index}'s quota differs"
+    seen = views(cluster)
+    assert all(view == seen[0] for view in seen), seen
+    # And they keep following: a write through the new node reaches the restarted one.
+    token = expect(cluster.client(4, admin).post("/api/v1/tokens", json_body={"name": "after", "role": "viewer"}), 201).json()
+    wait_until(lambda: cluster.client(3, token["secret"]).get("/api/v1/apps").status == 200, 2.0, "node 3 knows the token made on node 4")
+
+
+class Dev(Managed):
+    """`aerogrid dev --no-demo` in `directory`, on ports of its own."""
+
+    def __init__(self, testdir, directory, name: str) -> None:
+        self.http_port = free_port()
+        argv = [AEROGRID, "dev", "--no-demo", "--dir", directory, "--https-port", free_port(), "--http-port", self.http_port]
+        super().__init__(name, argv, testdir, cwd=REPO)
+        self.lines: list = []
+        reader = threading.Thread(target=lambda: [self.lines.append(raw.decode().rstrip()) for raw in self.proc.stdout], daemon=True)
+        reader.start()
+        deadline = Deadline(60, "aerogrid dev's block")
+        while not any("AeroGrid dev platform is ready" in line for line in self.lines):
+            if not self.alive() or deadline.expired:
+                raise ProcessError(f"{name}: no block (status {self.proc.poll()}); stdout {self.lines[-10:]}; stderr:\n{self.stderr_tail()}")
+            time.sleep(0.1)
+        time.sleep(0.5)  # the rest of the block
+        self.tokens = {line.split(":")[0].strip(): line.split(":", 1)[1].split()[0] for line in self.lines if " token:" in line}
+
+    def client(self, token: str) -> Client:
+        return Client("127.0.0.1", self.http_port, token)
+
+
+def test_aerogrid_dev_rerun_over_an_empty_embedded_kafka_keeps_its_tenants_and_tokens(testdir):
+    directory = testdir / ".aerogrid"
+    first = Dev(testdir, directory, "dev-first")
+    try:
+        operator = first.client(first.tokens["operator token"])
+        extra = expect(operator.post("/api/v1/tenants", json_body={"name": "extra"}), 201).json()["admin_token"]["secret"]
+        first.signal(signal.SIGINT)
+        assert first.wait(60) == 0, first.stderr_tail()
+    finally:
+        first.terminate()
+    # The embedded Kafka of the rerun starts empty: the view is published as a new cluster's.
+    second = Dev(testdir, directory, "dev-second")
+    try:
+        assert second.tokens == first.tokens, (first.tokens, second.tokens)
+        names = [t["name"] for t in expect(second.client(second.tokens["operator token"]).get("/api/v1/tenants"), 200).json()["tenants"]]
+        assert sorted(names) == ["demo", "extra"], names
+        expect(second.client(extra).get("/api/v1/apps"), 200)
+        expect(second.client(second.tokens["viewer token"]).get("/api/v1/apps"), 200)
+        # And the new cluster takes writes as before.
+        expect(second.client(second.tokens["operator token"]).post("/api/v1/tenants", json_body={"name": "third"}), 201)
+        assert "published this node's view" in second.stderr_path.read_text()
+    finally:
+        second.terminate()
