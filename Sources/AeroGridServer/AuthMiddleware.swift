@@ -1,5 +1,12 @@
 import AeroGridStore
+import Foundation
+import HTTPTypes
 import Hummingbird
+
+extension HTTPField.Name {
+    /// A client's key for one request it may send more than once (a retry after no answer).
+    static let idempotencyKey = Self("Idempotency-Key")!
+}
 
 /// Resolves `Authorization: Bearer <token>` to the caller. Every route behind it needs a
 /// live token: none, a malformed, an unknown or a revoked one is 401, the same answer for
@@ -23,6 +30,15 @@ struct AuthMiddleware: RouterMiddleware {
             }
         }
         context.principal = principal
-        return try await next(request, context)
+        guard let key = request.headers[.idempotencyKey] else { return try await next(request, context) }
+        guard (1...64).contains(key.utf8.count),
+            key.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-_.:".unicodeScalars.contains($0)) })
+        else {
+            throw APIError.badRequest("Idempotency-Key must be 1 to 64 letters, digits, '-', '_', '.' or ':' (a UUID will do)")
+        }
+        // The key is the caller's own: another token's request with the same key is another write.
+        return try await ControlWrites.$callerKey.withValue("\(principal.tokenID)\n\(key)") {
+            try await next(request, context)
+        }
     }
 }

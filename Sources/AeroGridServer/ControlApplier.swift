@@ -12,6 +12,10 @@ struct ControlOutcome: Codable, Sendable, Equatable {
     var message: String?
     /// For a deploy: whether it made the app.
     var created: Bool?
+    /// Whether this was a retry of a write applied before (not kept: it is each answer's own).
+    var repeated = false
+
+    private enum CodingKeys: String, CodingKey { case status, code, message, created }
 
     static let ok = ControlOutcome(status: 200)
 
@@ -66,7 +70,10 @@ struct ControlApplier: Sendable {
         }
         switch result {
         case .applied(let outcome): return (ControlOutcome(text: outcome), true)
-        case .repeated(let outcome): return (ControlOutcome(text: outcome), false)
+        case .repeated(let text):
+            var outcome = ControlOutcome(text: text)
+            outcome.repeated = true
+            return (outcome, false)
         }
     }
 

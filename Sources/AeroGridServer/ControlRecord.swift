@@ -29,6 +29,12 @@ struct ControlRecord: Sendable, Equatable {
 
     /// A new write's id: `w_` and 16 hex digits.
     static func newWriteID() -> String { RandomID.make(prefix: "w_") }
+
+    /// The id of a write made for a request with an idempotency key (`callerKey`: the
+    /// caller's token id and its key): the same for every retry of that request, anywhere.
+    static func writeID(callerKey: String, type: String) -> String {
+        "k_" + String(TokenSecret.sha256Hex("\(callerKey)\n\(type)").prefix(32))
+    }
 }
 
 /// What one write changes. Each case names its type in the record (`tenant.create` …).

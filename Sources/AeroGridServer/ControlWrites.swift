@@ -35,10 +35,26 @@ public final class ControlWrites: Sendable {
         cluster = ClusterLog(log: log, snapshotEvery: snapshotEvery, logger: logger)
     }
 
+    /// The caller's key for the request being served (its `Idempotency-Key`, with its
+    /// token's id): the write it makes gets an id derived from it, so a retry of the same
+    /// request is answered with the first attempt's outcome instead of being applied again.
+    @TaskLocal static var callerKey: String?
+
     /// Makes the write and returns what it came to; a refusal is thrown as the API error
-    /// every node decided. `writeID` is the caller's when it retries a write.
+    /// every node decided.
     @discardableResult
-    func submit(_ change: ControlChange, writeID: String = ControlRecord.newWriteID()) async throws -> ControlOutcome {
+    func submit(_ change: ControlChange) async throws -> ControlOutcome {
+        var writeID = ControlRecord.newWriteID()
+        if let key = Self.callerKey {
+            writeID = ControlRecord.writeID(callerKey: key, type: change.type)
+            // Applied here before (the first attempt went through this node, or reached it).
+            if let text = try await store.outcome(ofWrite: writeID) {
+                var outcome = ControlOutcome(text: text)
+                outcome.repeated = true
+                if let refusal = outcome.refusal { throw refusal }
+                return outcome
+            }
+        }
         let record = ControlRecord(writeID: writeID, at: Date(), change: change)
         let outcome =
             if let cluster {
@@ -161,6 +177,7 @@ public final class ControlWrites: Sendable {
             do {
                 let outcome = try await apply(record, position: position, reportEffects: false)
                 cluster.resolve(record.writeID, .success(outcome))
+                cluster.exitIfFaultHookSaysSo(after: "apply", of: record)
                 break
             } catch {
                 cluster.logger.error("applying \(record.change.type) at offset \(message.offset): \(error); trying again in 1 s")
@@ -334,6 +351,7 @@ final class ClusterLog: Sendable {
             Task {
                 do {
                     try await log.append(key: Array(record.change.type.utf8), value: record.encoded())
+                    exitIfFaultHookSaysSo(after: "append", of: record)
                 } catch {
                     resolve(record.writeID, .failure(APIError(.serviceUnavailable, .notReady, "the cluster's log did not take the write: \(error)")))
                     return
@@ -348,6 +366,22 @@ final class ClusterLog: Sendable {
                         )))
             }
         }
+    }
+
+    /// Tests' fault hook: `AEROGRID_TEST_FAULT=exit-after-append:TYPE` ends the process at
+    /// once after this node appended a write of TYPE, before it read it back (or
+    /// `exit-after-apply:TYPE`, after applying one). Read once, at start; never set in production.
+    private static let faultHook: (moment: String, type: Substring)? = {
+        guard let value = ProcessInfo.processInfo.environment["AEROGRID_TEST_FAULT"], value.hasPrefix("exit-after-"),
+            let colon = value.firstIndex(of: ":")
+        else { return nil }
+        return (String(value[value.index(value.startIndex, offsetBy: "exit-after-".count)..<colon]), value[value.index(after: colon)...])
+    }()
+
+    func exitIfFaultHookSaysSo(after moment: String, of record: ControlRecord) {
+        guard let hook = Self.faultHook, hook.moment == moment, hook.type == record.change.type else { return }
+        logger.critical("AEROGRID_TEST_FAULT: exiting after \(moment) of \(record.change.type) \(record.writeID)")
+        _exit(75)
     }
 
     /// Answers the caller waiting for `writeID`, if it is waiting here.

@@ -4,6 +4,7 @@ host creates, since librdkafka's mock cluster has no CreateTopics."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import subprocess
@@ -60,14 +61,14 @@ class Nodes:
         for index in range(1, count + 1):
             self.servers.append(self.start(index))
 
-    def start(self, index: int, port: int | None = None) -> Server:
+    def start(self, index: int, port: int | None = None, env: dict | None = None) -> Server:
         directory = self.testdir / f"node{index}"
         directory.mkdir(exist_ok=True)
         port = port or free_port()
         cluster = {"name": CLUSTER, "node_id": f"node{index}", "advertised_url": f"http://127.0.0.1:{port}",
                    "runs_apps": index in self.runs_apps}
         return Server(directory, self.kafka.bootstrap, name=f"node{index}", operator_token=self.token, port=port,
-                      data_dir=directory / "data", tables={"cluster": cluster})
+                      data_dir=directory / "data", tables={"cluster": cluster}, env=env)
 
     def operator(self, index: int):
         return self.servers[index - 1].client(self.token)
@@ -180,6 +181,44 @@ def test_conflicting_writes_on_two_nodes_are_decided_once_for_all(cluster):
     wait_until(lambda: desired(1) == desired(2) == desired(3), 2.0, "every node has the same apps")
     assert {name: state for name, (state, _, _) in desired(1).items()} == \
         {admitted: "running", ({"one", "two"} - {admitted}).pop(): "stopped"}
+
+
+def test_a_node_killed_between_appending_a_write_and_reading_it_back(cluster):
+    """The write is on every node or on none, and the caller's retry (same Idempotency-Key,
+    another node) is answered, not applied a second time."""
+    created = expect(cluster.operator(2).post("/api/v1/tenants", json_body={"name": "acme"}), 201).json()
+    admin = created["admin_token"]["secret"]
+    # Node 1 again, with the fault hook: it exits right after the log took its token write.
+    assert cluster.servers[0].stop() == 0
+    cluster.servers[0] = cluster.start(1, env={"AEROGRID_TEST_FAULT": "exit-after-append:token.create"})
+    key = {"Idempotency-Key": "4f7c1d2e-retry-me"}
+    try:
+        answer = cluster.client(1, admin).post("/api/v1/tokens", json_body={"name": "ci", "role": "viewer"}, headers=key)
+        raise AssertionError(f"node 1 answered instead of exiting: {answer!r}")
+    except (ConnectionError, http.client.HTTPException) as error:
+        log(f"node 1 dropped the request: {error!r}")
+    assert cluster.servers[0].wait(10) == 75
+
+    def named_ci(index: int) -> list:
+        return [t for t in expect(cluster.client(index, admin).get("/api/v1/tokens"), 200).json()["tokens"] if t["name"] == "ci"]
+
+    # The log took it: nodes 2 and 3 have it, once.
+    wait_until(lambda: len(named_ci(2)) == 1 and len(named_ci(3)) == 1, 2.0, "nodes 2 and 3 have the token")
+    # The caller retries on node 2: answered as already made, not made twice.
+    retry = expect(cluster.client(2, admin).post("/api/v1/tokens", json_body={"name": "ci", "role": "viewer"}, headers=key), 409, "conflict")
+    assert "applied before" in retry.error["message"], retry
+    assert len(named_ci(2)) == 1 and len(named_ci(3)) == 1
+    # A retry of a write without a secret gets the first answer: the quota set once.
+    quota = {"Idempotency-Key": "quota-1"}
+    first = expect(cluster.operator(3).request("PUT", "/api/v1/tenants/acme/quota", json_body={"max_apps": 7}, headers=quota), 200)
+    again = expect(cluster.operator(2).request("PUT", "/api/v1/tenants/acme/quota", json_body={"max_apps": 7}, headers=quota), 200)
+    assert first.json()["max_apps"] == again.json()["max_apps"] == 7
+    # A key is the caller's own: another token's request with the same key is another write.
+    expect(cluster.client(2, admin).post("/api/v1/tokens", json_body={"name": "ci", "role": "viewer"},
+                                         headers={"Idempotency-Key": "quota-1"}), 201)
+    # The restarted node 1 reads what it wrote before it died.
+    cluster.servers[0] = cluster.start(1)
+    assert len(named_ci(1)) == 2
 
 
 def test_a_node_stopped_and_started_again_catches_up_and_a_new_node_reads_it_all(cluster):

@@ -186,11 +186,12 @@ class Server(Managed):
     def __init__(self, directory: Path, bootstrap: str, *, name: str = "server",
                  operator_token: str | None = None, data_dir: Path | None = None,
                  kafka_properties: dict | None = None, wait: bool = True, tls: tuple | None = None,
-                 top_level: list | None = None, tables: dict | None = None, port: int | None = None) -> None:
+                 top_level: list | None = None, tables: dict | None = None, port: int | None = None,
+                 env: dict | None = None) -> None:
         """With `tls` (certificate, key), `listen` is HTTPS on `tls_port` and `http_listen` a
         plain-HTTP listener on `port`, the one the helpers (client, waits) use (a free one
         unless given). `top_level`: more `key = value` lines; `tables`: more tables,
-        {"http": {"idle_timeout": 5}}."""
+        {"http": {"idle_timeout": 5}}; `env`: more environment variables."""
         self.directory = directory
         self.data_dir = data_dir or directory / "data"
         self.tmp_dir = directory / "tmp"  # the server's TMPDIR: a refused upload leaves nothing here either
@@ -212,8 +213,10 @@ class Server(Managed):
         for table, values in (tables or {}).items():
             lines += ["", f"[{table}]"] + [f"{key} = {json.dumps(value)}" for key, value in values.items()]
         self.config_path.write_text("\n".join(lines) + "\n")
+        extra = env or {}
         env = {k: v for k, v in os.environ.items() if k != "AEROGRID_OPERATOR_TOKEN"}
         env["TMPDIR"] = str(self.tmp_dir)
+        env.update(extra)
         if operator_token is not None:
             env["AEROGRID_OPERATOR_TOKEN"] = operator_token
         self.lines: list = []

@@ -94,6 +94,15 @@ extension Request {
     }
 }
 
+/// A retried request whose first attempt made a secret (shown once, never stored) cannot be
+/// answered again: the caller learns that the write was made, and how to get a new secret.
+func refuseRepeated(_ outcome: ControlOutcome, what: String) throws {
+    guard outcome.repeated else { return }
+    throw APIError.conflict(
+        "this Idempotency-Key's request was applied before and made \(what); the secret was in that first answer only. If it was lost, revoke the token and make another (an operator can give a tenant a new admin token)"
+    )
+}
+
 /// `name` when it is a valid resource name, else a refusal saying why.
 func validName(_ name: String, kind: String) throws -> String {
     if let problem = ResourceName.problem(with: name) { throw APIError.badRequest("\(kind) '\(name.cut(toBytes: 64))' is not valid: \(problem)") }

@@ -24,7 +24,7 @@ struct TenantRoutes: Sendable {
             let principal = try context.requireOperator()
             let tenant = try await tenant(context)
             let (token, secret) = TokenSecret.issue(tenant: tenant.name, name: "admin", role: .admin)
-            try await apps.writes.submit(.createToken(.init(token)))
+            try refuseRepeated(try await apps.writes.submit(.createToken(.init(token))), what: "the token")
             try await auditor.record(principal, tenant: tenant, "token.create", target: token.id, context)
             return json(Schemas.NewToken(token, secret: secret), status: .created)
         }
@@ -48,11 +48,12 @@ struct TenantRoutes: Sendable {
         let topics = try body.topics.map { try TopicACL.validated($0) }
         let (token, secret) = TokenSecret.issue(tenant: name, name: "admin", role: .admin)
         let id = TenantRecord.newID()
-        try await apps.writes.submit(
+        let outcome = try await apps.writes.submit(
             .createTenant(
                 .init(
                     tenantId: id, name: name, topics: topics?.rules, hostUids: .init(low: hostUIDs.lowerBound, high: hostUIDs.upperBound), token: .init(token)))
         )
+        try refuseRepeated(outcome, what: "the tenant and its admin token")
         // The tenant as this write made it: a later write may have deleted it already.
         guard let tenant = try await store.tenant(name), tenant.id == id else { throw APIError.notFound("tenant '\(name)' was deleted") }
         try await auditor.record(principal, tenant: tenant, "tenant.create", target: name, context)

@@ -23,7 +23,7 @@ struct TokenRoutes: Sendable {
                 throw APIError.badRequest("\"role\" must be one of admin, developer, viewer")
             }
             let (token, secret) = TokenSecret.issue(tenant: tenant, name: body.name, role: role)
-            try await writes.submit(.createToken(.init(token)))
+            try refuseRepeated(try await writes.submit(.createToken(.init(token))), what: "the token")
             try await auditor.record(principal, "token.create", target: token.id, context)
             return json(Schemas.NewToken(token, secret: secret), status: .created)
         }
