@@ -13,6 +13,8 @@ struct AppService: Sendable {
     let bundles: BundleStore
     let supervisor: AppSupervisor
     let planner: AppPlanner
+    /// On a node of a cluster: bundles into the cluster's bundles topic, and from it.
+    var fetcher: BundleFetcher? = nil
     var store: Store { writes.store }
 
     /// The app, or "not found" (also for another tenant's app of that name).
@@ -29,6 +31,8 @@ struct AppService: Sendable {
         // Kept from the bundle clean-up until the app's record names it.
         defer { bundles.release(stored) }
         let manifest = stored.manifest
+        // In the topic before the deploy is in the log: a node that reads the deploy can get it.
+        try await fetcher?.publish(bundle, digest: stored.digest)
         // Counted against max_apps where it is applied: concurrent deploys cannot pass it together.
         let outcome = try await writes.submit(
             .deployApp(

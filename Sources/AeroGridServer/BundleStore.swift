@@ -73,9 +73,14 @@ public final class BundleStore: Sendable {
         var reservedDuringCleanup: Set<String> = []
     }
 
-    public init(directory: String, limits: BundleLimits = BundleLimits()) throws {
+    /// Whether each bundle's zip is kept too (`.archives/<tenant id>-<digest>.zip`, the
+    /// owner's only): a node of a cluster serves it to peers that need the bundle.
+    public let keepsArchives: Bool
+
+    public init(directory: String, limits: BundleLimits = BundleLimits(), keepsArchives: Bool = false) throws {
         self.directory = directory
         self.limits = limits
+        self.keepsArchives = keepsArchives
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         // Passed through by the apps' uids (to their own tenant's directory), listed by none.
         chmod(directory, 0o711)
@@ -86,6 +91,19 @@ public final class BundleStore: Sendable {
     }
 
     public func path(tenantID: String, digest: String) -> String { "\(directory)/\(tenantID)/\(digest)" }
+
+    /// Where the bundle's zip is kept (with `keepsArchives`).
+    public func archivePath(tenantID: String, digest: String) -> String { "\(directory)/.archives/\(tenantID)-\(digest).zip" }
+
+    private func keepArchive(_ zip: Data, tenantID: String, digest: String) {
+        guard keepsArchives else { return }
+        let path = archivePath(tenantID: tenantID, digest: digest)
+        guard !FileManager.default.fileExists(atPath: path) else { return }
+        try? FileManager.default.createDirectory(atPath: "\(directory)/.archives", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let incoming = "\(directory)/.archives/.incoming-\(UUID().uuidString)"
+        guard FileManager.default.createFile(atPath: incoming, contents: zip, attributes: [.posixPermissions: 0o600]) else { return }
+        if rename(incoming, path) != 0 { unlink(incoming) }
+    }
 
     /// Checks, unpacks and keeps `zip` for its owner; the same bytes uploaded twice by one
     /// tenant are kept once.
@@ -100,7 +118,9 @@ public final class BundleStore: Sendable {
             if table.cleanups > 0 { table.reservedDuringCleanup.insert(key) }
         }
         do throws(BundleRefused) {
-            return try store(zip, digest: digest, owner: owner)
+            let stored = try store(zip, digest: digest, owner: owner)
+            keepArchive(zip, tenantID: owner.tenantID, digest: digest)
+            return stored
         } catch {
             release(key)
             throw error
@@ -192,6 +212,7 @@ public final class BundleStore: Sendable {
                 reserved.withLock { table in
                     guard table.counts[key] == nil, !table.reservedDuringCleanup.contains(key) else { return }
                     removeTree("\(tenantDirectory)/\(digest)")
+                    unlink(archivePath(tenantID: tenant, digest: digest))
                 }
             }
             // Empty now: gone (rmdir refuses a directory that is not). Decided under the

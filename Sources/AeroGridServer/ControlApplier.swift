@@ -1,4 +1,5 @@
 import AeroGridAPI
+import AeroGridCluster
 import AeroGridCore
 import AeroGridStore
 import Foundation
@@ -80,10 +81,17 @@ struct ControlApplier: Sendable {
     static func apply(_ record: ControlRecord, in store: StoreTransaction) throws -> ControlOutcome {
         let at = record.at
         switch record.change {
-        case .clusterInit, .snapshot:
-            // The follower reads the cluster's id from the one and seeds a new view from the
-            // other; a view following the log has what a snapshot holds already.
+        case .clusterInit(let body):
+            // The follower reads the cluster's id from it; the first secret stays.
+            if let secret = body.peerSecret { try store.setPeerSecret(secret) }
+        case .snapshot:
+            // A new view is seeded from one; a view following the log has what it holds already.
             return .ok
+        case .nodeHello(let body):
+            guard ClusterSettings.nodeIDProblem(body.nodeId) == nil, ClusterSettings.advertisedURLProblem(body.advertisedUrl) == nil else {
+                throw APIError.badRequest("a node id or advertised URL that is not valid")
+            }
+            try store.noteNode(body.nodeId, advertisedURL: body.advertisedUrl, at: at)
         case .createTenant(let body):
             guard body.hostUids.low <= body.hostUids.high else { throw APIError.badRequest("the host uid range is empty") }
             let token = body.token

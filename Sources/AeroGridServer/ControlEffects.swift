@@ -16,6 +16,8 @@ final class ControlEffects: Sendable {
         let planner: AppPlanner
         /// Whether this node runs apps (a node of a cluster may only serve the API).
         let runsApps: Bool
+        /// On a node of a cluster: gets the bundles of apps deployed through other nodes.
+        var fetcher: BundleFetcher? = nil
     }
 
     /// What `prepare` learned before the write, for `settle`.
@@ -70,8 +72,17 @@ final class ControlEffects: Sendable {
             try await removeUnusedBundles(node)
         case .deployApp(let body):
             if applied, let app = try await store.app(tenant: body.tenant, name: body.name) {
+                // Every node keeps every live bundle; one that runs the app waits for it.
+                let tenant = try await store.tenant(body.tenant)
+                if let fetcher = node.fetcher, let uid = tenant?.hostUID {
+                    if node.runsApps && app.desiredState == "running" {
+                        await fetcher.ensure(tenantID: body.tenantId, uid: uid, digest: body.bundleDigest)
+                    } else {
+                        Task { await fetcher.ensure(tenantID: body.tenantId, uid: uid, digest: body.bundleDigest) }
+                    }
+                }
                 // A running app moves to the new version at once.
-                if node.runsApps, app.desiredState == "running", let tenant = try await store.tenant(body.tenant) {
+                if node.runsApps, app.desiredState == "running", let tenant {
                     await node.supervisor.stop(tenant: body.tenant, name: body.name)
                     await node.supervisor.start(app, plan: node.planner.plan(app, tenant: tenant))
                 }
@@ -80,6 +91,9 @@ final class ControlEffects: Sendable {
             try await removeUnusedBundles(node)
         case .startApp(let body) where applied:
             if node.runsApps, let app = try await store.app(tenant: body.tenant, name: body.name), let tenant = try await store.tenant(body.tenant) {
+                if let fetcher = node.fetcher, let uid = tenant.hostUID {
+                    await fetcher.ensure(tenantID: tenant.id, uid: uid, digest: app.bundleDigest)
+                }
                 if body.restart { await node.supervisor.stop(tenant: body.tenant, name: body.name) }
                 await node.supervisor.start(app, plan: node.planner.plan(app, tenant: tenant))
             }

@@ -1,3 +1,4 @@
+import AeroGridCluster
 import AeroGridCore
 import AeroGridFanout
 import AeroGridKafka
@@ -75,7 +76,7 @@ public struct ControlPlaneServer: Sendable {
             logger.info("gave \(without) tenants a host uid of their own from \(range)")
         }
         let runsApps = configuration.cluster?.runsApps ?? true
-        let bundles = try BundleStore(directory: "\(data)/bundles")
+        let bundles = try BundleStore(directory: "\(data)/bundles", keepsArchives: configuration.cluster != nil)
         try await bundles.adoptSharedBundles(store: store)
         let profile = try CompiledProfile.load(path: configuration.profile ?? defaultProfile)
         let quotas = profile.quotaDefaults
@@ -92,9 +93,20 @@ public struct ControlPlaneServer: Sendable {
             appDefaults: AppQuota(
                 memoryBytes: limits.memoryBytes ?? 256 << 20, cpus: limits.cpus ?? 1, pids: limits.pids ?? 64, gridRows: configuration.appLimits.gridRows))
         let sessions = Sessions()
+        var fetcher: BundleFetcher?
+        if let cluster = configuration.cluster {
+            let log = try BundleLog(kafka: kafka, topic: cluster.topics.bundles, logger: logger)
+            fetcher = BundleFetcher(bundles: bundles, log: log, store: store, nodeID: cluster.nodeID, logger: logger)
+        }
         // From here on every write applied to the view, taken here or by another node, acts
         // on the runners and sessions; then every app that should run, runs: from its checkpoint.
-        writes.effects.attach(.init(supervisor: supervisor, sessions: sessions, bundles: bundles, planner: planner, runsApps: runsApps))
+        writes.effects.attach(
+            .init(supervisor: supervisor, sessions: sessions, bundles: bundles, planner: planner, runsApps: runsApps, fetcher: fetcher))
+        if let cluster = configuration.cluster {
+            // Where the other nodes reach this one, for the bundles it keeps.
+            try await writes.submit(.nodeHello(.init(nodeId: cluster.nodeID, advertisedUrl: cluster.advertisedURL)))
+            await fetcher?.ensureAll()
+        }
         if runsApps { await supervisor.reconcile(store: store, planner: planner) }
         let readiness = KafkaReadiness(configuration: kafka, logger: logger)
         let registry = supervisor.grids
@@ -102,7 +114,7 @@ public struct ControlPlaneServer: Sendable {
         let gate = ConnectionGate(limits: configuration.connections)
         // Built in dependency order: the app service, discovery (which hears its changes),
         // the stream (which uses discovery), then the routes (whose metrics count the stream).
-        let apps = AppService(writes: writes, bundles: bundles, supervisor: supervisor, planner: planner)
+        let apps = AppService(writes: writes, bundles: bundles, supervisor: supervisor, planner: planner, fetcher: fetcher)
         // The feeds follow their app's runner as the supervisor and the API announce changes.
         supervisor.changes.listen { app, _ in hub.refresh(tenant: app.tenant, app: app.name) }
         let watcher = AppWatcher(apps: apps)
@@ -121,7 +133,7 @@ public struct ControlPlaneServer: Sendable {
 
         // Shut down in reverse: the listeners first, then the apps.
         var services: [any Service] = [
-            SupervisorService(supervisor: supervisor, store: store, planner: planner, watcher: watcher, runsApps: runsApps)
+            SupervisorService(supervisor: supervisor, store: store, planner: planner, watcher: watcher, runsApps: runsApps, fetcher: fetcher)
         ]
         // Stopped before the apps, after the listeners: no write applied once they are gone.
         if configuration.cluster != nil { services.append(ControlLogService(writes: writes)) }
@@ -198,12 +210,15 @@ struct SupervisorService: Service {
     let watcher: AppWatcher
     /// A node of a cluster that does not run apps only watches.
     let runsApps: Bool
+    /// On a node of a cluster: the bundles of apps deployed through other nodes.
+    let fetcher: BundleFetcher?
 
     func run() async throws {
         let watching = Task { await watcher.run() }
         try? await cancelWhenGracefulShutdown {
             while true {
                 try await Task.sleep(for: .seconds(5))
+                await fetcher?.ensureAll()
                 if runsApps { await supervisor.reconcile(store: store, planner: planner) }
             }
         }

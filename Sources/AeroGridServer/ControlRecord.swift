@@ -41,6 +41,8 @@ struct ControlRecord: Sendable, Equatable {
 enum ControlChange: Sendable, Equatable {
     /// A new cluster's first record: its id.
     case clusterInit(ClusterInit)
+    /// A node says where it is reached, at each start.
+    case nodeHello(NodeHello)
     case createTenant(CreateTenant)
     case deleteTenant(TenantName)
     case setTenantQuota(TenantQuotaChange)
@@ -69,6 +71,13 @@ enum ControlChange: Sendable, Equatable {
 
     struct ClusterInit: Codable, Sendable, Equatable {
         var clusterId: String
+        /// What the cluster's nodes show each other to fetch a bundle from a peer.
+        var peerSecret: String?
+    }
+
+    struct NodeHello: Codable, Sendable, Equatable {
+        var nodeId: String
+        var advertisedUrl: String
     }
 
     struct TenantName: Codable, Sendable, Equatable {
@@ -164,6 +173,7 @@ enum ControlChange: Sendable, Equatable {
     var type: String {
         switch self {
         case .clusterInit: "cluster.init"
+        case .nodeHello: "node.hello"
         case .createTenant: "tenant.create"
         case .deleteTenant: "tenant.delete"
         case .setTenantQuota: "tenant.quota"
@@ -225,6 +235,7 @@ extension ControlRecord {
         }
         switch change {
         case .clusterInit(let body): return envelope(body)
+        case .nodeHello(let body): return envelope(body)
         case .createTenant(let body): return envelope(body)
         case .deleteTenant(let body): return envelope(body)
         case .setTenantQuota(let body): return envelope(body)
@@ -262,6 +273,7 @@ extension ControlRecord {
         let change: ControlChange =
             switch header.type {
             case "cluster.init": .clusterInit(try body(ControlChange.ClusterInit.self))
+            case "node.hello": .nodeHello(try body(ControlChange.NodeHello.self))
             case "tenant.create": .createTenant(try body(ControlChange.CreateTenant.self))
             case "tenant.delete": .deleteTenant(try body(ControlChange.TenantName.self))
             case "tenant.quota": .setTenantQuota(try body(ControlChange.TenantQuotaChange.self))

@@ -297,7 +297,8 @@ final class ClusterLog: Sendable {
     /// A new cluster: its first record, with a random id; returns the offset to read from.
     private func begin() async throws -> Int64 {
         let id = RandomID.make(prefix: "cl_")
-        let record = ControlRecord(writeID: ControlRecord.newWriteID(), clusterID: id, at: Date(), change: .clusterInit(.init(clusterId: id)))
+        let record = ControlRecord(
+            writeID: ControlRecord.newWriteID(), clusterID: id, at: Date(), change: .clusterInit(.init(clusterId: id, peerSecret: TokenSecret.generate())))
         try await log.append(key: Array(record.change.type.utf8), value: record.encoded())
         logger.info("\(log.topic) was empty: began cluster \(id)")
         return 0
@@ -307,13 +308,18 @@ final class ClusterLog: Sendable {
     /// new id, then the snapshot; returns the offset to read from.
     private func republish(store: Store) async throws -> Int64 {
         let id = RandomID.make(prefix: "cl_")
-        let initial = ControlRecord(writeID: ControlRecord.newWriteID(), clusterID: id, at: Date(), change: .clusterInit(.init(clusterId: id)))
+        // The view's own secret stays (its nodes know it); a view that had none gets one.
+        var tables = try await store.controlTables().tables
+        let secret = tables.peerSecret ?? TokenSecret.generate()
+        tables.peerSecret = secret
+        let initial = ControlRecord(
+            writeID: ControlRecord.newWriteID(), clusterID: id, at: Date(), change: .clusterInit(.init(clusterId: id, peerSecret: secret)))
         let offset = try await log.append(key: Array(initial.change.type.utf8), value: initial.encoded())
-        let tables = try await store.controlTables().tables
         for record in ControlSnapshots.records(of: tables, clusterID: id, covers: offset + 1) {
             try await log.append(key: Array(record.change.type.utf8), value: record.encoded())
         }
-        try await store.advance(to: LogPosition(clusterID: id, nextOffset: offset + 1))
+        // The view is the snapshot, at the offset it covers (with the secret, if it had none).
+        try await store.replaceControlTables(with: tables, position: LogPosition(clusterID: id, nextOffset: offset + 1))
         adopt(clusterID: id)
         logger.notice("published this node's view (\(tables.count) rows) as the snapshot of a new cluster \(id) in \(log.topic)")
         return offset + 1

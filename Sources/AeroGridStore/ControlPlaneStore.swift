@@ -278,6 +278,20 @@ public struct StoreTransaction {
             .replacingOccurrences(of: "_", with: "\\_") + "%"
     }
 
+    // MARK: The cluster
+
+    /// Keeps the cluster's peer secret; the first one given stays.
+    public func setPeerSecret(_ secret: String) throws {
+        try db.execute(sql: "INSERT OR IGNORE INTO cluster_secret (single, secret) VALUES (1, ?)", arguments: [secret])
+    }
+
+    /// Notes where node `id` is reached, as of `time`.
+    public func noteNode(_ id: String, advertisedURL: String, at time: Date) throws {
+        try db.execute(
+            sql: "INSERT OR REPLACE INTO cluster_nodes (node_id, advertised_url, seen_at) VALUES (?, ?, ?)",
+            arguments: [id, advertisedURL, time.timeIntervalSince1970])
+    }
+
     // MARK: Tokens
 
     /// Refused when a token has its id or secret (a secret given twice, such as an operator

@@ -21,6 +21,16 @@ func registerControlViewMigrations(_ migrator: inout DatabaseMigrator) {
                     single INTEGER PRIMARY KEY CHECK (single = 1), cluster_id TEXT NOT NULL, next_offset INTEGER NOT NULL);
                 """)
     }
+    migrator.registerMigration("v6-cluster-nodes") { db in
+        try db.execute(
+            sql: """
+                -- The nodes of the cluster, as each last said hello in the log: where the others
+                -- reach it (to fetch a bundle the log no longer holds).
+                CREATE TABLE cluster_nodes (node_id TEXT PRIMARY KEY NOT NULL, advertised_url TEXT NOT NULL, seen_at REAL NOT NULL) WITHOUT ROWID;
+                -- The secret nodes show each other (from the cluster's first record).
+                CREATE TABLE cluster_secret (single INTEGER PRIMARY KEY CHECK (single = 1), secret TEXT NOT NULL);
+                """)
+    }
 }
 
 /// Where a view stands in a cluster's log: the cluster (the id its log's first record
@@ -114,6 +124,18 @@ extension Store {
         }
     }
 
+    /// The cluster's nodes, by id, with the URL each advertised.
+    public func clusterNodes() async throws -> [(id: String, url: String)] {
+        try await database.read { db in
+            try Row.fetchAll(db, sql: "SELECT node_id, advertised_url FROM cluster_nodes ORDER BY node_id").map { ($0["node_id"], $0["advertised_url"]) }
+        }
+    }
+
+    /// The secret the cluster's nodes show each other; nil outside a cluster.
+    public func peerSecret() async throws -> String? {
+        try await database.read { db in try String.fetchOne(db, sql: "SELECT secret FROM cluster_secret WHERE single = 1") }
+    }
+
     /// The outcome of the write `writeID`, if this view applied it.
     public func outcome(ofWrite writeID: String) async throws -> String? {
         try await database.read { db in
@@ -178,10 +200,20 @@ public struct ControlTables: Codable, Sendable, Equatable {
     public var apps: [App] = []
     public var writes: [Write] = []
 
+    public struct Node: Codable, Sendable, Equatable {
+        public var nodeId: String
+        public var advertisedUrl: String
+        public var seenAt: Double
+    }
+
+    public var nodes: [Node] = []
+    /// The secret the cluster's nodes show each other.
+    public var peerSecret: String?
+
     public init() {}
 
     /// Rows in all.
-    public var count: Int { tenants.count + retiredNames.count + tokens.count + apps.count + writes.count }
+    public var count: Int { tenants.count + retiredNames.count + tokens.count + apps.count + writes.count + nodes.count }
 }
 
 extension Store {
@@ -209,6 +241,10 @@ extension Store {
             tables.writes = try Row.fetchAll(db, sql: "SELECT * FROM control_writes ORDER BY seq").map {
                 .init(seq: $0["seq"], writeId: $0["write_id"], outcome: $0["outcome"], at: $0["at"])
             }
+            tables.nodes = try Row.fetchAll(db, sql: "SELECT * FROM cluster_nodes ORDER BY node_id").map {
+                .init(nodeId: $0["node_id"], advertisedUrl: $0["advertised_url"], seenAt: $0["seen_at"])
+            }
+            tables.peerSecret = try String.fetchOne(db, sql: "SELECT secret FROM cluster_secret WHERE single = 1")
             let position = try Row.fetchOne(db, sql: "SELECT cluster_id, next_offset FROM control_position WHERE single = 1").map {
                 LogPosition(clusterID: $0["cluster_id"], nextOffset: $0["next_offset"])
             }
@@ -225,8 +261,16 @@ extension Store {
                 try Row.fetchAll(db, sql: "SELECT id, last_used_at FROM tokens WHERE last_used_at IS NOT NULL").map {
                     ($0["id"] as String, $0["last_used_at"] as Double)
                 }, uniquingKeysWith: { first, _ in first })
-            for table in ["apps", "tokens", "tenants", "retired_tenant_names", "control_writes"] {
+            for table in ["apps", "tokens", "tenants", "retired_tenant_names", "control_writes", "cluster_nodes", "cluster_secret"] {
                 try db.execute(sql: "DELETE FROM \(table)")
+            }
+            for node in tables.nodes {
+                try db.execute(
+                    sql: "INSERT INTO cluster_nodes (node_id, advertised_url, seen_at) VALUES (?, ?, ?)",
+                    arguments: [node.nodeId, node.advertisedUrl, node.seenAt])
+            }
+            if let secret = tables.peerSecret {
+                try db.execute(sql: "INSERT INTO cluster_secret (single, secret) VALUES (1, ?)", arguments: [secret])
             }
             for tenant in tables.tenants {
                 try db.execute(

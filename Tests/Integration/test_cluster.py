@@ -4,8 +4,10 @@ host creates, since librdkafka's mock cluster has no CreateTopics."""
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -14,8 +16,8 @@ import time
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from support.harness import AEROGRID, REPO, TOPIC, Deadline, KafkaCluster, Managed, ProcessError, log
-from support.server import Client, Server, expect, free_port, new_operator_token, orders_bundle
+from support.harness import AEROGRID, ORDERSAPP, REPO, TOPIC, Deadline, KafkaCluster, Managed, ProcessError, log
+from support.server import Client, Server, expect, free_port, new_operator_token, orders_bundle, zip_entries
 from support.stream import StreamClient
 
 
@@ -122,10 +124,12 @@ def test_a_tenant_made_on_one_node_is_known_to_all_within_a_second(cluster):
     # Its admin token works on node 3 within a second (read from the log, not asked of node 1).
     _, took = wait_until(lambda: cluster.client(3, admin).get("/api/v1/apps").status == 200, 1.0, "node 3 knows the token")
     log(f"node 3 took the token {took * 1000:.0f} ms after node 1 answered")
-    assert len(set(map(tuple, views(cluster)))) == 1, views(cluster)
+    wait_until(lambda: len(set(map(tuple, views(cluster)))) == 1, 1.0, "every node has the tenant")
     # A token made on node 2 works on node 1; revoked on node 3, it is refused everywhere.
     token = expect(cluster.client(2, admin).post("/api/v1/tokens", json_body={"name": "ci", "role": "viewer"}), 201).json()
-    wait_until(lambda: cluster.client(1, token["secret"]).get("/api/v1/apps").status == 200, 1.0, "node 1 knows the new token")
+    for index in (1, 3):
+        wait_until(lambda index=index: cluster.client(index, token["secret"]).get("/api/v1/apps").status == 200, 1.0,
+                   f"node {index} knows the new token")
     streams = [StreamClient(server, token["secret"]) for server in cluster.servers]
     for stream in streams:
         stream.ping()
@@ -261,12 +265,11 @@ def test_a_node_refuses_a_log_that_does_not_know_its_view(testdir):
         kafka.terminate()
 
 
-def config_records(bootstrap: str) -> list:
-    """Every record the cluster's config log still holds, as (offset, JSON)."""
+def config_records(bootstrap: str, topic: str = f"_aerogrid.{CLUSTER}.config") -> list:
+    """Every record the cluster's config log (or `topic`) still holds, as (offset, JSON or bytes)."""
     from confluent_kafka import Consumer, TopicPartition
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-reader", "enable.auto.commit": False})
     try:
-        topic = f"_aerogrid.{CLUSTER}.config"
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
         consumer.assign([TopicPartition(topic, 0, low)])
         found = []
@@ -274,7 +277,8 @@ def config_records(bootstrap: str) -> list:
         while len(found) < high - low and not deadline.expired:
             for message in consumer.consume(10_000, timeout=0.5):
                 if message.error() is None:
-                    found.append((message.offset(), json.loads(message.value())))
+                    value = message.value()
+                    found.append((message.offset(), json.loads(value) if topic.endswith(".config") else value))
         return found
     finally:
         consumer.close()
@@ -391,3 +395,58 @@ def test_aerogrid_dev_rerun_over_an_empty_embedded_kafka_keeps_its_tenants_and_t
         assert "published this node's view" in second.stderr_path.read_text()
     finally:
         second.terminate()
+
+
+def bundle_dirs(nodes: Nodes, index: int, tenant_id: str) -> set:
+    """The digests of the bundles node `index` keeps for the tenant."""
+    directory = nodes.testdir / f"node{index}" / "data" / "bundles" / tenant_id
+    return {entry.name for entry in directory.iterdir()} if directory.exists() else set()
+
+
+def test_bundles_reach_every_node_from_the_topic_or_from_a_peer(testdir):
+    """An app deployed through node 2 shows on nodes 1 and 3 with its version and digest and
+    runs on node 1, the one that runs apps; bundles totalling three times what the embedded
+    cluster keeps reach a node started afterwards, from peers once the topic lost them."""
+    kafka = KafkaCluster(testdir, name="kafka", topics=[f"{TOPIC}:2"], clusters=[CLUSTER])
+    nodes = Nodes(testdir, kafka, runs_apps=(1,))
+    try:
+        created = expect(nodes.operator(1).post("/api/v1/tenants", json_body={"name": "acme", "topics": [TOPIC]}), 201).json()
+        tenant_id, admin = created["tenant"]["id"], created["admin_token"]["secret"]
+        for index in (2, 3):
+            wait_until(lambda index=index: nodes.client(index, admin).get("/api/v1/apps").status == 200, 1.0, f"node {index} knows the token")
+        app = expect(nodes.client(2, admin).deploy(orders_bundle("orders")), 201).json()
+        for index in (1, 3):
+            seen = expect(nodes.client(index, admin).app("orders"), 200).json()
+            assert (seen["version"], seen["bundle_digest"]) == (app["version"], app["bundle_digest"]), seen
+        expect(nodes.client(3, admin).action("orders", "start"), 200)
+        wait_until(lambda: nodes.client(1, admin).app("orders").json()["state"] == "running", 30, "node 1 runs the app deployed through node 2")
+
+        # Bundles of about 4.5 MB of random bytes (nothing to compress): 18 MB in all.
+        digests = {app["bundle_digest"]}
+        for n in range(4):
+            code = (ORDERSAPP / "app.py").read_text().replace("'ordersapp'", repr(f"big{n}"))
+            manifest = f'name = "big{n}"\nentrypoint = "app.py"\nruntime = "python3.11"\n'.encode()
+            big = zip_entries([("app.toml", manifest), ("app.py", code.encode()), ("data.bin", os.urandom(4_500_000))])
+            digests.add(expect(nodes.client(2, admin).deploy(big), 201).json()["bundle_digest"])
+        for index in (1, 2, 3):
+            wait_until(lambda index=index: bundle_dirs(nodes, index, tenant_id) == digests, 60, f"node {index} has every bundle")
+        records = config_records(kafka.bootstrap, topic=f"_aerogrid.{CLUSTER}.bundles")
+        log(f"the bundles topic holds offsets {records[0][0] if records else '-'}..{records[-1][0] if records else '-'}")
+        assert records and records[0][0] > 0, "the bundles topic kept everything: not beyond its retention"
+
+        started = time.monotonic()
+        nodes.servers.append(nodes.start(4))
+        wait_until(lambda: bundle_dirs(nodes, 4, tenant_id) == digests, 60, "node 4 has every bundle")
+        log(f"node 4 had every bundle {time.monotonic() - started:.1f} s after its start")
+        for digest in digests:
+            archive = testdir / "node4" / "data" / "bundles" / ".archives" / f"{tenant_id}-{digest}.zip"
+            assert hashlib.sha256(archive.read_bytes()).hexdigest() == digest
+        stderr = (testdir / "node4" / "node4.stderr").read_text()
+        assert "verified" in stderr
+        # The peer route is the cluster's: no token, or a tenant's, gets nothing.
+        path = f"/internal/v1/bundles/{tenant_id}/{app['bundle_digest']}"
+        expect(nodes.servers[1].client().get(path), 401)
+        expect(nodes.client(2, admin).get(path), 401)
+    finally:
+        nodes.terminate()
+        kafka.terminate()
