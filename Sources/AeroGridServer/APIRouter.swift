@@ -16,6 +16,8 @@ struct APIRouter: Sendable {
     var sessions = Sessions()
     var hostUIDs: ClosedRange<UInt32> = ServerConfiguration.defaultHostUIDs
     var bodyTimeout: Duration = .seconds(120)
+    /// On a node of a cluster: the cluster's audit topic.
+    var auditTopic: AuditTopic? = nil
     /// Whole-grid reads in progress per tenant, over every listener.
     let gridReads = GridReads()
     /// nil when ready, else what is not.
@@ -24,7 +26,7 @@ struct APIRouter: Sendable {
     func makeRouter() -> Router<APIContext> {
         let store = apps.store
         let bodies = RequestBodies(timeout: bodyTimeout)
-        let auditor = Auditor(store: store)
+        let auditor = Auditor(store: store, topic: auditTopic)
         let router = Router(context: APIContext.self)
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: RequestCountingMiddleware(metrics: metrics))

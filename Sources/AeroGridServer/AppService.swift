@@ -31,8 +31,17 @@ struct AppService: Sendable {
         // Kept from the bundle clean-up until the app's record names it.
         defer { bundles.release(stored) }
         let manifest = stored.manifest
-        // In the topic before the deploy is in the log: a node that reads the deploy can get it.
-        try await fetcher?.publish(bundle, digest: stored.digest)
+        if let fetcher {
+            // A new app past max_apps is refused where the deploy is applied; refused here too,
+            // so it does not take room in the bundles topic first.
+            let apps = try await store.apps(tenant: tenant.name)
+            let limit = QuotaJSON.tenant(tenant.quota).maxApps
+            if !apps.contains(where: { $0.name == manifest.name }), apps.count >= limit {
+                throw APIError.overQuota("tenant \(tenant.name) has \(apps.count) apps, its quota (max_apps \(limit)); delete one first")
+            }
+            // In the topic before the deploy is in the log: a node that reads the deploy can get it.
+            try await fetcher.publish(bundle, digest: stored.digest)
+        }
         // Counted against max_apps where it is applied: concurrent deploys cannot pass it together.
         let outcome = try await writes.submit(
             .deployApp(

@@ -36,8 +36,9 @@ struct AuthMiddleware: RouterMiddleware {
         else {
             throw APIError.badRequest("Idempotency-Key must be 1 to 64 letters, digits, '-', '_', '.' or ':' (a UUID will do)")
         }
-        // The key is the caller's own: another token's request with the same key is another write.
-        return try await ControlWrites.$callerKey.withValue("\(principal.tokenID)\n\(key)") {
+        // The key is the caller's own, for this route: another token's request, or another
+        // route's, with the same key is another write.
+        return try await ControlWrites.$callerKey.withValue("\(principal.tokenID)\n\(request.method) \(request.uri.path)\n\(key)") {
             try await next(request, context)
         }
     }

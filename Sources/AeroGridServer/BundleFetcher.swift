@@ -4,6 +4,7 @@ import AeroGridStore
 import Crypto
 import Foundation
 import Logging
+import Synchronization
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -19,6 +20,8 @@ final class BundleFetcher: Sendable {
     let store: Store
     let nodeID: String
     let logger: Logger
+    /// Bundles no source had, with when: asked again a minute later, not at every reconcile.
+    private let misses = Mutex<[String: ContinuousClock.Instant]>([:])
 
     init(bundles: BundleStore, log: BundleLog, store: Store, nodeID: String, logger: Logger) {
         self.bundles = bundles
@@ -55,6 +58,8 @@ final class BundleFetcher: Sendable {
     @discardableResult
     func ensure(tenantID: String, uid: UInt32, digest: String) async -> Bool {
         if FileManager.default.fileExists(atPath: bundles.path(tenantID: tenantID, digest: digest)) { return true }
+        let key = "\(tenantID)/\(digest)"
+        if let missed = misses.withLock({ $0[key] }), ContinuousClock.now - missed < .seconds(60) { return false }
         let verified: ([UInt8]) -> Bool = { Self.sha256Hex($0) == digest }
         var zip: [UInt8]?
         do {
@@ -64,9 +69,11 @@ final class BundleFetcher: Sendable {
         }
         if zip == nil { zip = await fromPeers(tenantID: tenantID, digest: digest, verified: verified) }
         guard let zip else {
-            logger.error("bundle \(digest) of tenant \(tenantID) is neither in \(log.topic) nor on a peer node")
+            logger.error("bundle \(digest) of tenant \(tenantID) is neither in \(log.topic) nor on a peer node; asking again in a minute")
+            misses.withLock { $0[key] = .now }
             return false
         }
+        misses.withLock { $0[key] = nil }
         do {
             let stored = try bundles.store(Data(zip), owner: BundleOwner(tenantID: tenantID, uid: uid))
             bundles.release(stored)

@@ -94,9 +94,11 @@ public struct ControlPlaneServer: Sendable {
                 memoryBytes: limits.memoryBytes ?? 256 << 20, cpus: limits.cpus ?? 1, pids: limits.pids ?? 64, gridRows: configuration.appLimits.gridRows))
         let sessions = Sessions()
         var fetcher: BundleFetcher?
+        var auditTopic: AuditTopic?
         if let cluster = configuration.cluster {
             let log = try BundleLog(kafka: kafka, topic: cluster.topics.bundles, logger: logger)
             fetcher = BundleFetcher(bundles: bundles, log: log, store: store, nodeID: cluster.nodeID, logger: logger)
+            auditTopic = try AuditTopic(kafka: kafka, topic: cluster.topics.audit, store: store, nodeID: cluster.nodeID, logger: logger)
         }
         // From here on every write applied to the view, taken here or by another node, acts
         // on the runners and sessions; then every app that should run, runs: from its checkpoint.
@@ -123,7 +125,7 @@ public struct ControlPlaneServer: Sendable {
             limits: configuration.stream, logger: logger)
         let routes = APIRouter(
             apps: apps, metrics: ServerMetrics(gate: gate, hub: hub), stream: { gateway.stats }, sites: sites, gate: gate,
-            sessions: sessions, hostUIDs: configuration.hostUIDs, bodyTimeout: configuration.connections.bodyTimeout
+            sessions: sessions, hostUIDs: configuration.hostUIDs, bodyTimeout: configuration.connections.bodyTimeout, auditTopic: auditTopic
         ) {
             // Anyone may ask: the answer names what is not ready, never an address or an error text.
             do { try await store.ping() } catch { return "the store does not answer" }
@@ -136,7 +138,7 @@ public struct ControlPlaneServer: Sendable {
             SupervisorService(supervisor: supervisor, store: store, planner: planner, watcher: watcher, runsApps: runsApps, fetcher: fetcher)
         ]
         // Stopped before the apps, after the listeners: no write applied once they are gone.
-        if configuration.cluster != nil { services.append(ControlLogService(writes: writes)) }
+        if configuration.cluster != nil { services.append(ControlLogService(writes: writes, auditTopic: auditTopic)) }
         let listeners: [(ServerConfiguration.Listener, Bool)] =
             [(configuration.listen, configuration.tls != nil)] + (configuration.httpListen.map { [($0, false)] } ?? [])
         let http1 = HTTP1Channel.Configuration(idleTimeout: TimeAmount(configuration.connections.idleTimeout))
@@ -227,13 +229,17 @@ struct SupervisorService: Service {
     }
 }
 
-/// On a node of a cluster: stops reading the cluster's config log at shutdown (reading
-/// began before the server, with the first write).
+/// On a node of a cluster: reads the cluster's audit topic, and stops reading it and the
+/// config log at shutdown (reading the log began before the server, with the first write).
 struct ControlLogService: Service {
     let writes: ControlWrites
+    let auditTopic: AuditTopic?
 
     func run() async throws {
+        let auditing = Task { await auditTopic?.follow() }
         try? await gracefulShutdown()
+        auditing.cancel()
+        await auditing.value
         await writes.stopFollowing()
     }
 }

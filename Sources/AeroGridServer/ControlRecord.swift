@@ -16,6 +16,8 @@ struct ControlRecord: Sendable, Equatable {
     /// The cluster whose log it was written to (nil on a single node): a node never applies
     /// a record of another cluster's log, which would make its view a mix of two.
     var clusterID: String?
+    /// The attempt at the write that this record is (a retry of it is another attempt).
+    var attempt: String?
     /// The writer's clock when it wrote, which the apply uses wherever a time is stored.
     var at: Date
     var change: ControlChange
@@ -204,6 +206,7 @@ extension ControlRecord {
         var type: String
         var write: String
         var cluster: String?
+        var attempt: String?
         var at: Double
         var body: Body
     }
@@ -213,6 +216,7 @@ extension ControlRecord {
         var type: String
         var write: String
         var cluster: String?
+        var attempt: String?
         var at: Double
     }
 
@@ -229,7 +233,8 @@ extension ControlRecord {
     /// The record's bytes, in the current format.
     func encoded() -> [UInt8] {
         func envelope<Body: Codable>(_ body: Body) -> [UInt8] {
-            let value = Envelope(v: Self.formatVersion, type: change.type, write: writeID, cluster: clusterID, at: at.timeIntervalSince1970, body: body)
+            let value = Envelope(
+                v: Self.formatVersion, type: change.type, write: writeID, cluster: clusterID, attempt: attempt, at: at.timeIntervalSince1970, body: body)
             // Encoding these plain structs cannot fail.
             return Array((try? Self.encoder.encode(value)) ?? Data())
         }
@@ -293,5 +298,6 @@ extension ControlRecord {
             throw Unreadable(newerFormat: nil, description: "a bad write id, cluster id or time")
         }
         self.init(writeID: header.write, clusterID: header.cluster, at: Date(timeIntervalSince1970: header.at), change: change)
+        attempt = header.attempt?.cut(toBytes: 64)
     }
 }

@@ -17,7 +17,9 @@ enum ControlSnapshots {
 
     /// `tables` in parts of at most `partBytes` each (a row larger than that alone in one).
     static func parts(of tables: ControlTables, limit: Int = partBytes) -> [ControlTables] {
-        var parts = [ControlTables()]
+        var first = ControlTables()
+        first.peerSecret = tables.peerSecret
+        var parts = [first]
         var size = 0
         func add<Row: Encodable>(_ row: Row, to keyPath: WritableKeyPath<ControlTables, [Row]>) {
             let bytes = (try? JSONEncoder().encode(row).count) ?? 0
@@ -33,6 +35,7 @@ enum ControlSnapshots {
         for row in tables.tokens { add(row, to: \.tokens) }
         for row in tables.apps { add(row, to: \.apps) }
         for row in tables.writes { add(row, to: \.writes) }
+        for row in tables.nodes { add(row, to: \.nodes) }
         return parts
     }
 
@@ -45,6 +48,8 @@ enum ControlSnapshots {
             tables.tokens += part.tokens
             tables.apps += part.apps
             tables.writes += part.writes
+            tables.nodes += part.nodes
+            tables.peerSecret = tables.peerSecret ?? part.peerSecret
         }
         return tables
     }

@@ -95,6 +95,7 @@ public final class ControlWrites: Sendable {
         while try cluster.reader().position < end {
             try await followOnce()
         }
+        if cluster.snapshotDue() { cluster.snapshotSoon(store: store) }
     }
 
     /// Reads the log into this node's view from now until `stopFollowing` (after
@@ -170,13 +171,14 @@ public final class ControlWrites: Sendable {
             // This view has what the snapshot holds: it followed the records the snapshot sums up.
             cluster.sawSnapshot()
             try await store.advance(to: position)
+            try await store.noteSnapshot(at: message.offset)
             return
         }
         // Until it applies, a store error is retried: skipping the record would diverge.
         while true {
             do {
                 let outcome = try await apply(record, position: position, reportEffects: false)
-                cluster.resolve(record.writeID, .success(outcome))
+                cluster.resolve(record.writeID, applied: outcome, attempt: record.attempt)
                 cluster.exitIfFaultHookSaysSo(after: "apply", of: record)
                 break
             } catch {
@@ -199,7 +201,8 @@ final class ClusterLog: Sendable {
     private struct State {
         var reader: ConfigLogReader?
         var clusterID: String?
-        var waiting: [String: CheckedContinuation<ControlOutcome, any Error>] = [:]
+        /// By write id: each attempt at it on this node (a retry may come while the first waits).
+        var waiting: [String: [(attempt: String, continuation: CheckedContinuation<ControlOutcome, any Error>)]] = [:]
         /// Since the last snapshot read (or this node's start).
         var bytesSinceSnapshot = 0
         var recordsSinceSnapshot = 0
@@ -235,6 +238,9 @@ final class ClusterLog: Sendable {
         let tenants = try await store.tenants()
         let hasOperator = try await store.hasOperatorToken()
         let hasState = !tenants.isEmpty || hasOperator
+        // The cluster of the log's last record: the log's cluster now (a restore may have
+        // begun a new one after an older one's records).
+        let last = end > 0 ? try await clusterID(probe, at: end - 1) : nil
         let from: Int64
         if end == 0 {
             // An empty log: a new cluster's, unless this view has state the log must not lose.
@@ -248,7 +254,6 @@ final class ClusterLog: Sendable {
         } else if let position, (low...end).contains(position.nextOffset) {
             // The usual start: the log still holds everything after what the view has, if it
             // is the log of the view's cluster.
-            let last = try await lastClusterID(probe, end: end)
             if last == nil || last == position.clusterID {
                 adopt(clusterID: position.clusterID)
                 from = position.nextOffset
@@ -263,11 +268,11 @@ final class ClusterLog: Sendable {
             // A node that kept its control plane to itself: it must not mix it with a cluster's.
             guard seedFromView else { throw refusal(position: nil, low: low, end: end) }
             from = try await republish(store: store)
-        } else if position == nil && low == 0 {
-            // A new node, and the log still whole: from its first record.
+        } else if position == nil && low == 0, try await clusterID(probe, at: 0) == last {
+            // A new node, and the log still whole and one cluster's: from its first record.
             from = 0
         } else if position.map({ $0.nextOffset < low }) ?? true, let found = try await ControlSnapshots.latest(in: probe, low: low, end: end),
-            position.map({ $0.clusterID == found.clusterID }) ?? true
+            position.map({ $0.clusterID == found.clusterID }) ?? true, last == nil || found.clusterID == last
         {
             // A new node, or one stopped for longer than the log keeps: from the latest snapshot.
             try await store.replaceControlTables(with: found.tables, position: LogPosition(clusterID: found.clusterID, nextOffset: found.covers))
@@ -281,13 +286,19 @@ final class ClusterLog: Sendable {
         }
         let reader = try await log.reader(from: from)
         state.withLock { $0.reader = reader }
+        // No snapshot in the newer half of what the log keeps (this node's counts start at
+        // zero at each start, so frequent restarts would otherwise never write one): one is due.
+        let lastSnapshot = try await store.lastSnapshot()
+        if end - low > 1_000, (lastSnapshot ?? -1) < low + (end - low) / 2 {
+            state.withLock { $0.recordsSinceSnapshot = snapshotEvery.records + 1 }
+        }
     }
 
-    /// The cluster id of the log's last record, if it reads and has one.
-    private func lastClusterID(_ probe: ConfigLogReader, end: Int64) async throws -> String? {
-        try await probe.seek(to: end - 1)
+    /// The cluster id of the record at `offset`, if it reads and has one.
+    private func clusterID(_ probe: ConfigLogReader, at offset: Int64) async throws -> String? {
+        try await probe.seek(to: offset)
         for _ in 0..<50 {
-            if let message = try await probe.next(timeout: .milliseconds(100)).last {
+            if let message = try await probe.next(timeout: .milliseconds(100)).first(where: { $0.offset == offset }) {
                 return (try? ControlRecord(decoding: message.value ?? []))?.clusterID
             }
         }
@@ -350,26 +361,30 @@ final class ClusterLog: Sendable {
     func write(_ unstamped: ControlRecord) async throws -> ControlOutcome {
         var stamped = unstamped
         stamped.clusterID = clusterID
+        // Tells this attempt's record from another attempt's at the same write (a retry).
+        stamped.attempt = RandomID.make(prefix: "a_")
         let record = stamped
+        let attempt = stamped.attempt ?? ""
         return try await withCheckedThrowingContinuation { continuation in
             // Registered before the append, so the follower cannot apply it unseen.
-            state.withLock { $0.waiting[record.writeID] = continuation }
+            state.withLock { $0.waiting[record.writeID, default: []].append((attempt, continuation)) }
             Task {
                 do {
                     try await log.append(key: Array(record.change.type.utf8), value: record.encoded())
                     exitIfFaultHookSaysSo(after: "append", of: record)
                 } catch {
-                    resolve(record.writeID, .failure(APIError(.serviceUnavailable, .notReady, "the cluster's log did not take the write: \(error)")))
+                    fail(
+                        record.writeID, attempt: attempt,
+                        APIError(.serviceUnavailable, .notReady, "the cluster's log did not take the write: \(error)"))
                     return
                 }
                 try? await Task.sleep(for: ControlWrites.readBackTimeout)
-                resolve(
-                    record.writeID,
-                    .failure(
-                        APIError(
-                            .serviceUnavailable, .notReady,
-                            "the write is in the cluster's log but this node has not read it back within \(ControlWrites.readBackTimeout); it will apply — read before writing again"
-                        )))
+                fail(
+                    record.writeID, attempt: attempt,
+                    (APIError(
+                        .serviceUnavailable, .notReady,
+                        "the write is in the cluster's log but this node has not read it back within \(ControlWrites.readBackTimeout); it will apply — retry with the same Idempotency-Key, or read before writing again"
+                    )))
             }
         }
     }
@@ -390,9 +405,25 @@ final class ClusterLog: Sendable {
         _exit(75)
     }
 
-    /// Answers the caller waiting for `writeID`, if it is waiting here.
-    func resolve(_ writeID: String, _ result: Result<ControlOutcome, any Error>) {
-        state.withLock { $0.waiting.removeValue(forKey: writeID) }?.resume(with: result)
+    /// Answers every attempt waiting here for `writeID`, now applied (by `attempt`'s record):
+    /// another attempt's answer says it was applied before.
+    func resolve(_ writeID: String, applied outcome: ControlOutcome, attempt: String?) {
+        for waiter in state.withLock({ $0.waiting.removeValue(forKey: writeID) }) ?? [] {
+            var answer = outcome
+            if waiter.attempt != attempt { answer.repeated = true }
+            waiter.continuation.resume(returning: answer)
+        }
+    }
+
+    /// Answers one attempt with an error, if it is still waiting.
+    private func fail(_ writeID: String, attempt: String, _ error: APIError) {
+        let waiter: CheckedContinuation<ControlOutcome, any Error>? = state.withLock { state in
+            guard let index = state.waiting[writeID]?.firstIndex(where: { $0.attempt == attempt }) else { return nil }
+            let found = state.waiting[writeID]?.remove(at: index).continuation
+            if state.waiting[writeID]?.isEmpty == true { state.waiting[writeID] = nil }
+            return found
+        }
+        waiter?.resume(throwing: error)
     }
 
     // MARK: Snapshots
@@ -404,6 +435,13 @@ final class ClusterLog: Sendable {
             state.recordsSinceSnapshot += 1
             return !state.snapshotting
                 && (state.bytesSinceSnapshot > snapshotEvery.bytes || state.recordsSinceSnapshot > snapshotEvery.records)
+        }
+    }
+
+    /// Whether a snapshot is due and none is being written.
+    func snapshotDue() -> Bool {
+        state.withLock { state in
+            !state.snapshotting && (state.bytesSinceSnapshot > snapshotEvery.bytes || state.recordsSinceSnapshot > snapshotEvery.records)
         }
     }
 

@@ -461,13 +461,77 @@ extension Store {
     /// One entry, at `time`: it belongs to the tenant with id `tenantID` (its name kept for reading).
     public func audit(
         tenant: String?, tenantID: String?, actor: String, action: String, target: String, source: String,
-        outcome: String, at time: Date
+        outcome: String, at time: Date, entryID: String? = nil
     ) async throws {
         try await database.write { db in
+            try Self.insertAudit(
+                db,
+                AuditRecord(
+                    entryID: entryID, time: time, tenant: tenant, tenantID: tenantID, actor: actor, action: action, target: target, source: source,
+                    outcome: outcome))
+        }
+    }
+
+    /// An entry without a local id: as the cluster's audit topic carries it.
+    public struct AuditRecord: Sendable, Equatable {
+        public var entryID: String?
+        public var time: Date
+        public var tenant: String?
+        public var tenantID: String?
+        public var actor: String
+        public var action: String
+        public var target: String
+        public var source: String
+        public var outcome: String
+
+        public init(
+            entryID: String?, time: Date, tenant: String?, tenantID: String?, actor: String, action: String, target: String, source: String,
+            outcome: String
+        ) {
+            self.entryID = entryID
+            self.time = time
+            self.tenant = tenant
+            self.tenantID = tenantID
+            self.actor = actor
+            self.action = action
+            self.target = target
+            self.source = source
+            self.outcome = outcome
+        }
+    }
+
+    /// An entry already kept (by its id) is not kept again.
+    private static func insertAudit(_ db: Database, _ entry: AuditRecord) throws {
+        try db.execute(
+            sql: """
+                INSERT OR IGNORE INTO audit (entry_id, time, tenant, tenant_id, actor, action, target, source, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                entry.entryID, entry.time.timeIntervalSince1970, entry.tenant, entry.tenantID, entry.actor, entry.action, entry.target, entry.source,
+                entry.outcome,
+            ])
+    }
+
+    /// Entries read from the cluster's audit topic, with how far it has been read, in one
+    /// transaction; `completeSince` only when this node's reading of it begins.
+    public func appendAudit(_ entries: [AuditRecord], nextOffset: Int64, completeSince: Date?) async throws {
+        try await database.write { db in
+            for entry in entries { try Self.insertAudit(db, entry) }
             try db.execute(
                 sql: """
-                    INSERT INTO audit (time, tenant, tenant_id, actor, action, target, source, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    """, arguments: [time.timeIntervalSince1970, tenant, tenantID, actor, action, target, source, outcome])
+                    INSERT INTO audit_position (single, next_offset, complete_since) VALUES (1, ?, ?)
+                    ON CONFLICT(single) DO UPDATE SET next_offset = excluded.next_offset
+                    """, arguments: [nextOffset, completeSince?.timeIntervalSince1970])
+        }
+    }
+
+    /// How far this node has read the cluster's audit topic, and from when its audit is
+    /// whole (nil: from the start); nil when it never read it.
+    public func auditPosition() async throws -> (nextOffset: Int64, completeSince: Date?)? {
+        try await database.read { db in
+            try Row.fetchOne(db, sql: "SELECT next_offset, complete_since FROM audit_position WHERE single = 1").map {
+                ($0["next_offset"], ($0["complete_since"] as Double?).map(Date.init(timeIntervalSince1970:)))
+            }
         }
     }
 

@@ -10,10 +10,9 @@ func registerControlViewMigrations(_ migrator: inout DatabaseMigrator) {
     migrator.registerMigration("v5-control-view") { db in
         try db.execute(
             sql: """
-                -- What each write came to, by the id its writer gave it, numbered in the order they
-                -- were applied; the latest 10,000 of the last day of the writes' own times are
-                -- kept, so a retry of the same write is answered, not applied again.
-                CREATE TABLE control_writes (seq INTEGER PRIMARY KEY, write_id TEXT NOT NULL UNIQUE, outcome TEXT NOT NULL, at REAL NOT NULL);
+                -- What each write came to, by the id its writer gave it; kept for a week of the
+                -- writes' own times, so a retry of the same write is answered, not applied again.
+                CREATE TABLE control_writes (write_id TEXT PRIMARY KEY NOT NULL, outcome TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID;
                 CREATE INDEX control_writes_by_time ON control_writes (at);
                 -- One row on a node of a cluster: the cluster whose log the view follows and the
                 -- offset of the next record to read.
@@ -29,6 +28,30 @@ func registerControlViewMigrations(_ migrator: inout DatabaseMigrator) {
                 CREATE TABLE cluster_nodes (node_id TEXT PRIMARY KEY NOT NULL, advertised_url TEXT NOT NULL, seen_at REAL NOT NULL) WITHOUT ROWID;
                 -- The secret nodes show each other (from the cluster's first record).
                 CREATE TABLE cluster_secret (single INTEGER PRIMARY KEY CHECK (single = 1), secret TEXT NOT NULL);
+                """)
+    }
+    migrator.registerMigration("v7-audit-topic") { db in
+        try db.execute(
+            sql: """
+                -- An entry's id across the cluster: read back from the audit topic, an entry this
+                -- node wrote itself is not kept twice.
+                ALTER TABLE audit ADD COLUMN entry_id TEXT;
+                CREATE UNIQUE INDEX audit_by_entry_id ON audit (entry_id);
+                -- How far this node has read the cluster's audit topic, and, when it began after
+                -- the topic had dropped older entries, from when its audit is whole.
+                CREATE TABLE audit_position (
+                    single INTEGER PRIMARY KEY CHECK (single = 1), next_offset INTEGER NOT NULL, complete_since REAL);
+                -- Write ids numbered in the order they were applied: the latest 10,000 of the last
+                -- day of the writes' own times are kept (a week, unnumbered, kept too many for a
+                -- snapshot). Rebuilt from either earlier shape.
+                CREATE TABLE control_writes_numbered (
+                    seq INTEGER PRIMARY KEY, write_id TEXT NOT NULL UNIQUE, outcome TEXT NOT NULL, at REAL NOT NULL);
+                INSERT INTO control_writes_numbered (write_id, outcome, at) SELECT write_id, outcome, at FROM control_writes ORDER BY at, write_id;
+                DROP TABLE control_writes;
+                ALTER TABLE control_writes_numbered RENAME TO control_writes;
+                CREATE INDEX control_writes_by_time ON control_writes (at);
+                -- Where the last snapshot the view saw in the log is: when the next one is due.
+                ALTER TABLE control_position ADD COLUMN last_snapshot INTEGER;
                 """)
     }
 }
@@ -106,7 +129,10 @@ extension Store {
 
     private static func setPosition(_ db: Database, _ position: LogPosition) throws {
         try db.execute(
-            sql: "INSERT OR REPLACE INTO control_position (single, cluster_id, next_offset) VALUES (1, ?, ?)",
+            sql: """
+                INSERT INTO control_position (single, cluster_id, next_offset) VALUES (1, ?, ?)
+                ON CONFLICT(single) DO UPDATE SET cluster_id = excluded.cluster_id, next_offset = excluded.next_offset
+                """,
             arguments: [position.clusterID, position.nextOffset])
     }
 
@@ -122,6 +148,16 @@ extension Store {
                 LogPosition(clusterID: $0["cluster_id"], nextOffset: $0["next_offset"])
             }
         }
+    }
+
+    /// Notes where the last snapshot the view saw in the log is.
+    public func noteSnapshot(at offset: Int64) async throws {
+        try await database.write { db in try db.execute(sql: "UPDATE control_position SET last_snapshot = ? WHERE single = 1", arguments: [offset]) }
+    }
+
+    /// Where the last snapshot the view saw in the log is, if it saw one.
+    public func lastSnapshot() async throws -> Int64? {
+        try await database.read { db in try Int64.fetchOne(db, sql: "SELECT last_snapshot FROM control_position WHERE single = 1") }
     }
 
     /// The cluster's nodes, by id, with the URL each advertised.
@@ -212,6 +248,20 @@ public struct ControlTables: Codable, Sendable, Equatable {
 
     public init() {}
 
+    private enum CodingKeys: String, CodingKey { case tenants, retiredNames, tokens, apps, writes, nodes, peerSecret }
+
+    /// A table a snapshot does not name is empty (an earlier format had fewer).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        tenants = try container.decodeIfPresent([Tenant].self, forKey: .tenants) ?? []
+        retiredNames = try container.decodeIfPresent([RetiredName].self, forKey: .retiredNames) ?? []
+        tokens = try container.decodeIfPresent([Token].self, forKey: .tokens) ?? []
+        apps = try container.decodeIfPresent([App].self, forKey: .apps) ?? []
+        writes = try container.decodeIfPresent([Write].self, forKey: .writes) ?? []
+        nodes = try container.decodeIfPresent([Node].self, forKey: .nodes) ?? []
+        peerSecret = try container.decodeIfPresent(String.self, forKey: .peerSecret)
+    }
+
     /// Rows in all.
     public var count: Int { tenants.count + retiredNames.count + tokens.count + apps.count + writes.count + nodes.count }
 }
@@ -257,6 +307,12 @@ extension Store {
     /// keeps this node's note of its last use.
     public func replaceControlTables(with tables: ControlTables, position: LogPosition) async throws {
         try await database.write { db in
+            // An app deleted and made again while this view was away is another app: the old
+            // one's checkpoint goes, as following the log would have removed it.
+            let localCreated = Dictionary(
+                try Row.fetchAll(db, sql: "SELECT tenant, name, created_at FROM apps").map {
+                    (AppID(tenant: $0["tenant"], name: $0["name"]).description, $0["created_at"] as Double)
+                }, uniquingKeysWith: { first, _ in first })
             let lastUse = Dictionary(
                 try Row.fetchAll(db, sql: "SELECT id, last_used_at FROM tokens WHERE last_used_at IS NOT NULL").map {
                     ($0["id"] as String, $0["last_used_at"] as Double)
@@ -306,7 +362,9 @@ extension Store {
                     arguments: [write.seq, write.writeId, write.outcome, write.at])
             }
             // Checkpoints of apps the snapshot does not have: they were deleted meanwhile.
-            let kept = Set(tables.apps.map { AppID(tenant: $0.tenant, name: $0.name).description })
+            let kept = Set(
+                tables.apps.filter { app in localCreated[AppID(tenant: app.tenant, name: app.name).description].map { $0 == app.createdAt } ?? true }
+                    .map { AppID(tenant: $0.tenant, name: $0.name).description })
             for table in ["grid_rows", "grid_versions", "source_offsets", "app_epochs"] {
                 for app in try String.fetchAll(db, sql: "SELECT DISTINCT app FROM \(table)") where !kept.contains(app) {
                     try db.execute(sql: "DELETE FROM \(table) WHERE app = ?", arguments: [app])

@@ -166,12 +166,13 @@ import Testing
         }
         let json =
             #"{"tenants":[{"id":"ten_1","name":"acme","createdAt":1,"quota":"{}","hostUid":900000000}],"retiredNames":[],"tokens":["#
-            + tokens.joined(separator: ",") + #"],"apps":[],"writes":[]}"#
+            + tokens.joined(separator: ",")
+            + #"],"apps":[],"writes":[],"nodes":[{"nodeId":"node-1","advertisedUrl":"http://10.0.0.1:8080","seenAt":1}],"peerSecret":"agt_s"}"#
         guard let tables = try? JSONDecoder().decode(ControlTables.self, from: Data(json.utf8)) else {
             Issue.record("the tables do not read")
             return
         }
-        #expect(tables.count == 6_001)
+        #expect(tables.count == 6_002 && tables.peerSecret == "agt_s")
         let records = ControlSnapshots.records(of: tables, clusterID: "cl_1", covers: 42)
         #expect(records.count > 1)
         var parts: [ControlTables] = []

@@ -54,7 +54,10 @@ import Testing
         let (store, path) = try temporaryStore()
         defer { ["", "-wal", "-shm"].forEach { try? FileManager.default.removeItem(atPath: path + $0) } }
         let applied = try store.database.read { try Store.migrator.appliedIdentifiers($0) }
-        #expect(applied == ["v1-grid-checkpoints", "v2-control-plane", "v3-quotas-and-acls", "v4-tenant-ids", "v5-control-view", "v6-cluster-nodes"])
+        #expect(
+            applied == [
+                "v1-grid-checkpoints", "v2-control-plane", "v3-quotas-and-acls", "v4-tenant-ids", "v5-control-view", "v6-cluster-nodes", "v7-audit-topic",
+            ])
         // Opening it again changes nothing: no migration runs twice.
         let again = try Store(path: path)
         #expect(try again.database.read { try Store.migrator.hasCompletedMigrations($0) })

@@ -141,6 +141,23 @@ def test_a_tenant_made_on_one_node_is_known_to_all_within_a_second(cluster):
         assert streams[index - 1].wait_closed(2.0) is not None, f"the stream on node {index} is still open"
 
 
+def test_the_audit_is_the_whole_clusters_on_every_node(cluster):
+    expect(cluster.operator(1).post("/api/v1/tenants", json_body={"name": "acme"}), 201)
+
+    def entries(index: int) -> list:
+        body = expect(cluster.operator(index).get("/api/v1/audit"), 200).json()
+        assert body["complete_since"] is None, body  # every node read the audit topic from its start
+        return [e for e in body["entries"] if e["action"] == "tenant.create" and e["target"] == "acme"]
+
+    for index in (1, 2, 3):
+        wait_until(lambda index=index: len(entries(index)) == 1, 3.0, f"node {index} shows the audit entry written on node 1")
+    time.sleep(0.5)
+    # Node 1 read its own entry back from the topic: kept once.
+    assert len(entries(1)) == 1, entries(1)
+    assert {(e["tenant"], e["actor"], e["outcome"]) for index in (1, 2, 3) for e in entries(index)} == \
+        {(entries(1)[0]["tenant"], entries(1)[0]["actor"], "ok")}
+
+
 def test_conflicting_writes_on_two_nodes_are_decided_once_for_all(cluster):
     # The same tenant name on two nodes at once: one wins, the other hears why.
     answers = [None, None]

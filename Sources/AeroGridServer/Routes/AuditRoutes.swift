@@ -22,7 +22,7 @@ struct AuditRoutes: Sendable {
                     id: Int(entry.id), time: entry.time, tenant: entry.tenant, tenantId: entry.tenantID, actor: entry.actor,
                     action: entry.action, target: entry.target, source: entry.source, outcome: entry.outcome)
             }
-            return json(Schemas.AuditLog(entries: entries))
+            return json(Schemas.AuditLog(entries: entries, completeSince: try await store.auditPosition()?.completeSince))
         }
     }
 }

@@ -51,15 +51,15 @@ struct RequestBodies: Sendable {
     }
 }
 
-/// Audit entries for what a caller did.
+/// Audit entries for what a caller did: kept in this node's store and, on a node of a
+/// cluster, sent to the cluster's audit topic, which every node reads.
 struct Auditor: Sendable {
     let store: Store
+    var topic: AuditTopic? = nil
 
     /// An entry for the caller's own tenant.
     func record(_ principal: Principal, _ action: String, target: String, _ context: APIContext, outcome: String = "ok") async throws {
-        try await store.audit(
-            tenant: principal.tenant, tenantID: principal.tenantID, actor: principal.tokenID, action: action, target: target,
-            source: context.source, outcome: outcome, at: Date())
+        try await keep(tenant: principal.tenant, tenantID: principal.tenantID, principal, action, target, context, outcome)
     }
 
     /// An entry about `tenant` (an operator's action on it).
@@ -67,9 +67,19 @@ struct Auditor: Sendable {
         _ principal: Principal, tenant: TenantRecord, _ action: String, target: String, _ context: APIContext,
         outcome: String = "ok"
     ) async throws {
+        try await keep(tenant: tenant.name, tenantID: tenant.id, principal, action, target, context, outcome)
+    }
+
+    private func keep(
+        tenant: String?, tenantID: String?, _ principal: Principal, _ action: String, _ target: String, _ context: APIContext, _ outcome: String
+    ) async throws {
+        let entry = Store.AuditRecord(
+            entryID: RandomID.make(prefix: "aud_"), time: Date(), tenant: tenant, tenantID: tenantID, actor: principal.tokenID, action: action,
+            target: target, source: context.source, outcome: outcome)
         try await store.audit(
-            tenant: tenant.name, tenantID: tenant.id, actor: principal.tokenID, action: action, target: target,
-            source: context.source, outcome: outcome, at: Date())
+            tenant: entry.tenant, tenantID: entry.tenantID, actor: entry.actor, action: entry.action, target: entry.target, source: entry.source,
+            outcome: entry.outcome, at: entry.time, entryID: entry.entryID)
+        await topic?.publish(entry)
     }
 }
 
