@@ -70,6 +70,8 @@ enum ControlSnapshots {
         let clusterID: String
         let covers: Int64
         let tables: ControlTables
+        /// The offset of the part that made it whole.
+        let offset: Int64
     }
 
     /// The latest whole snapshot whose `covers` the log still holds (at or above `low`),
@@ -97,7 +99,8 @@ enum ControlSnapshots {
                         found.map({ $0.covers < part.covers }) ?? true
                     {
                         found = Found(
-                            clusterID: part.clusterId, covers: part.covers, tables: joined(whole.keys.sorted().compactMap { whole[$0]?.tables }))
+                            clusterID: part.clusterId, covers: part.covers, tables: joined(whole.keys.sorted().compactMap { whole[$0]?.tables }),
+                            offset: message.offset)
                     }
                 }
             }

@@ -28,11 +28,11 @@ public final class ControlWrites: Sendable {
 
     /// Writes through the cluster's log, which this node follows into its view.
     /// `snapshotEvery`: the bytes and records after which a snapshot goes into the log.
-    public init(store: Store, log: ConfigLog, snapshotEvery: (bytes: Int, records: Int), logger: Logger) {
+    public init(store: Store, log: ConfigLog, snapshotEvery: (bytes: Int, records: Int), nodeID: String, logger: Logger) {
         self.store = store
         effects = ControlEffects(store: store)
         applier = ControlApplier(store: store)
-        cluster = ClusterLog(log: log, snapshotEvery: snapshotEvery, logger: logger)
+        cluster = ClusterLog(log: log, snapshotEvery: snapshotEvery, nodeID: nodeID, logger: logger)
     }
 
     /// The caller's key for the request being served (its `Idempotency-Key`, with its
@@ -91,11 +91,18 @@ public final class ControlWrites: Sendable {
     public func catchUp(seedFromView: Bool) async throws {
         guard let cluster else { return }
         try await cluster.open(store: store, seedFromView: seedFromView)
-        let end = try await cluster.reader().end()
+        var end = try await cluster.reader().end()
         while try cluster.reader().position < end {
-            try await followOnce()
+            do {
+                try await followOnce()
+            } catch let gap as ClusterLogGap {
+                // It fell behind the log's retention while catching up: from the latest snapshot.
+                cluster.logger.warning("\(gap); seeding this node's view from the latest snapshot")
+                try await cluster.open(store: store, seedFromView: false)
+                end = try await cluster.reader().end()
+            }
         }
-        if cluster.snapshotDue() { cluster.snapshotSoon(store: store) }
+        if cluster.snapshotDue() { cluster.snapshotSoon(store: store, at: try await store.position()?.nextOffset ?? 0) }
     }
 
     /// Reads the log into this node's view from now until `stopFollowing` (after
@@ -121,6 +128,16 @@ public final class ControlWrites: Sendable {
                 try await followOnce()
             } catch is CancellationError {
                 return
+            } catch let gap as ClusterLogGap {
+                // The log dropped records before this node read them: its view is seeded again
+                // from the latest snapshot, as a node stopped for long is at its start.
+                cluster.logger.warning("\(gap); seeding this node's view from the latest snapshot")
+                do {
+                    try await cluster.open(store: store, seedFromView: false)
+                } catch {
+                    cluster.logger.critical("this node stops following the cluster's log: \(error)")
+                    return
+                }
             } catch let halt as ClusterLogHalt {
                 // Going on would make this view differ from the others': stop following. Writes
                 // through this node time out; reads show the view as it was.
@@ -130,7 +147,10 @@ public final class ControlWrites: Sendable {
                 // From the last record applied: the rest of the batch was read but not applied.
                 cluster.logger.error("reading the cluster's log: \(error); trying again in 1 s")
                 try? await Task.sleep(for: .seconds(1))
-                if let position = try? await store.position() { try? await cluster.reader().seek(to: position.nextOffset) }
+                if let position = try? await store.position() {
+                    try? await cluster.reader().seek(to: position.nextOffset)
+                    cluster.expected = position.nextOffset
+                }
             }
         }
     }
@@ -146,6 +166,12 @@ public final class ControlWrites: Sendable {
     /// same way by every node; one of a newer format, or of another cluster, stops this node
     /// (it must not decide otherwise than the others).
     private func applyFromLog(_ message: KafkaRecord, cluster: ClusterLog) async throws {
+        // The consumer starts over at the log's first record when the one it wanted is gone:
+        // records this view never applied. Going on would diverge.
+        if let expected = cluster.expected, message.offset > expected {
+            throw ClusterLogGap(description: "\(cluster.log.topic) dropped offsets \(expected) to \(message.offset - 1) before this node read them")
+        }
+        cluster.expected = message.offset + 1
         let record: ControlRecord
         do {
             record = try ControlRecord(decoding: message.value ?? [])
@@ -186,7 +212,7 @@ public final class ControlWrites: Sendable {
                 try await Task.sleep(for: .seconds(1))
             }
         }
-        if cluster.counted(bytes: message.value?.count ?? 0) { cluster.snapshotSoon(store: store) }
+        if cluster.counted(bytes: message.value?.count ?? 0) { cluster.snapshotSoon(store: store, at: message.offset) }
     }
 }
 
@@ -196,6 +222,8 @@ final class ClusterLog: Sendable {
     let log: ConfigLog
     let logger: Logger
     let snapshotEvery: (bytes: Int, records: Int)
+    /// This node's id: which turn it takes at writing snapshots.
+    let nodeID: String
     /// The task reading the log into the view.
     let following = Mutex<Task<Void, Never>?>(nil)
     private struct State {
@@ -207,16 +235,24 @@ final class ClusterLog: Sendable {
         var bytesSinceSnapshot = 0
         var recordsSinceSnapshot = 0
         var snapshotting = false
+        /// The offset of the next record this view must apply.
+        var expected: Int64?
     }
     private let state = Mutex(State())
 
-    init(log: ConfigLog, snapshotEvery: (bytes: Int, records: Int), logger: Logger) {
+    init(log: ConfigLog, snapshotEvery: (bytes: Int, records: Int), nodeID: String, logger: Logger) {
         self.log = log
+        self.nodeID = nodeID
         self.snapshotEvery = snapshotEvery
         self.logger = logger
     }
 
     var clusterID: String? { state.withLock { $0.clusterID } }
+
+    var expected: Int64? {
+        get { state.withLock { $0.expected } }
+        set { state.withLock { $0.expected = newValue } }
+    }
 
     func adopt(clusterID: String) { state.withLock { $0.clusterID = clusterID } }
 
@@ -276,6 +312,7 @@ final class ClusterLog: Sendable {
         {
             // A new node, or one stopped for longer than the log keeps: from the latest snapshot.
             try await store.replaceControlTables(with: found.tables, position: LogPosition(clusterID: found.clusterID, nextOffset: found.covers))
+            try await store.noteSnapshot(at: found.offset)
             adopt(clusterID: found.clusterID)
             from = found.covers
             logger.info("seeded this node's view from the snapshot of \(found.tables.count) rows covering \(log.topic) up to offset \(found.covers)")
@@ -285,7 +322,14 @@ final class ClusterLog: Sendable {
             throw refusal(position: position, low: low, end: end)
         }
         let reader = try await log.reader(from: from)
-        state.withLock { $0.reader = reader }
+        let previous = state.withLock { state in
+            defer {
+                state.reader = reader
+                state.expected = from
+            }
+            return state.reader
+        }
+        if let previous { Task { await previous.close() } }
         // No snapshot in the newer half of what the log keeps (this node's counts start at
         // zero at each start, so frequent restarts would otherwise never write one): one is due.
         let lastSnapshot = try await store.lastSnapshot()
@@ -452,13 +496,26 @@ final class ClusterLog: Sendable {
         }
     }
 
-    /// Writes a snapshot after a random pause of up to a second, unless another node's
-    /// arrives first: every node sees the same records, so each would write one at once.
-    func snapshotSoon(store: Store) {
+    /// How long each node after the chosen one waits for a snapshot before it writes one.
+    static let snapshotTurn: Duration = .seconds(10)
+
+    /// Writes a snapshot, unless another node's arrives first. Every node sees the same
+    /// records, so one is chosen from the nodes the view knows, by the offset that made it
+    /// due: it writes at once, the next in turn after `snapshotTurn` if none came (the chosen
+    /// one may be gone), and so on.
+    func snapshotSoon(store: Store, at offset: Int64) {
         state.withLock { $0.snapshotting = true }
         Task {
             defer { state.withLock { $0.snapshotting = false } }
-            try? await Task.sleep(for: .milliseconds(Int.random(in: 0...1000)))
+            let nodes = ((try? await store.clusterNodes()) ?? []).map(\.id)
+            let turn: Int
+            if let mine = nodes.firstIndex(of: nodeID) {
+                let first = Int(offset.magnitude % UInt64(nodes.count))
+                turn = (mine - first + nodes.count) % nodes.count
+            } else {
+                turn = nodes.count
+            }
+            try? await Task.sleep(for: Self.snapshotTurn * turn)
             let due = state.withLock { $0.bytesSinceSnapshot > snapshotEvery.bytes || $0.recordsSinceSnapshot > snapshotEvery.records }
             guard due else { return }
             do {
@@ -475,6 +532,11 @@ final class ClusterLog: Sendable {
             }
         }
     }
+}
+
+/// The log dropped records this node had not read (it fell behind the retention).
+struct ClusterLogGap: Error, CustomStringConvertible {
+    let description: String
 }
 
 /// The cluster's log cannot be followed: the node stops rather than diverge.

@@ -41,7 +41,7 @@ func registerControlViewMigrations(_ migrator: inout DatabaseMigrator) {
                 -- the topic had dropped older entries, from when its audit is whole.
                 CREATE TABLE audit_position (
                     single INTEGER PRIMARY KEY CHECK (single = 1), next_offset INTEGER NOT NULL, complete_since REAL);
-                -- Write ids numbered in the order they were applied: the latest 10,000 of the last
+                -- Write ids numbered in the order they were applied: the latest 2,000 of the last
                 -- day of the writes' own times are kept (a week, unnumbered, kept too many for a
                 -- snapshot). Rebuilt from either earlier shape.
                 CREATE TABLE control_writes_numbered (
@@ -85,7 +85,7 @@ public enum ApplyResult: Sendable, Equatable {
 extension Store {
     /// How long an applied write's id is remembered, in the writes' own time, and how many
     /// are: enough for a caller's retry, few enough that a snapshot stays small.
-    static let writeIDsKept: (seconds: TimeInterval, count: Int64) = (24 * 3600, 10_000)
+    static let writeIDsKept: (seconds: TimeInterval, count: Int64) = (24 * 3600, 2_000)
 
     /// Applies one write in one transaction: `body` changes the tables and returns the
     /// outcome; if it throws an error `refusal` describes (a precondition the write failed),

@@ -67,7 +67,7 @@ func runServer(
         let kafka = KafkaConfiguration(bootstrapServers: configuration.kafkaBootstrap, properties: configuration.kafkaProperties)
         writes = ControlWrites(
             store: store, log: try ConfigLog(kafka: kafka, topic: cluster.topics.config, logger: logger),
-            snapshotEvery: (cluster.snapshotBytes, cluster.snapshotRecords), logger: logger)
+            snapshotEvery: (cluster.snapshotBytes, cluster.snapshotRecords), nodeID: cluster.nodeID, logger: logger)
         do {
             try await writes.catchUp(seedFromView: seedLogFromView)
         } catch {
