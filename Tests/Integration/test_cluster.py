@@ -182,6 +182,9 @@ def test_conflicting_writes_on_two_nodes_are_decided_once_for_all(cluster):
     for name in ("one", "two"):
         bundle = orders_bundle(name)
         expect(cluster.client(1, admin).deploy(bundle), 201)
+    for index in (2, 3):  # a node knows another's write once it has read it: milliseconds
+        wait_until(lambda index=index: all(cluster.client(index, admin).app(name).status == 200 for name in ("one", "two")), 2.0,
+                   f"node {index} knows both apps")
     starts = [None, None]
 
     def start(slot: int, index: int, name: str) -> None:
@@ -252,9 +255,10 @@ def test_a_node_stopped_and_started_again_catches_up_and_a_new_node_reads_it_all
     cluster.servers[2] = cluster.start(3, port=port)
     fresh = cluster.start(4)
     cluster.servers.append(fresh)
-    # Both answer only once their views have caught up: no wait here.
-    seen = views(cluster)
-    assert all(view == seen[0] for view in seen), seen
+    # Both answer only once their views have caught up; nodes 1 and 2 read each other's last
+    # writes within milliseconds.
+    seen, _ = wait_until(lambda: (lambda found: found if all(view == found[0] for view in found) else None)(views(cluster)), 2.0,
+                         "every node has the same tenants")
     assert sorted(name for _, name, _ in seen[0]) == sorted(f"t{n}" for n in range(12) if n != 3)
     assert made[0]["tenant"]["id"] in {tenant_id for tenant_id, _, _ in seen[3]}
     # The deleted tenant's name stays retired on the new node too.
@@ -369,10 +373,8 @@ def test_beyond_the_logs_retention_new_and_stopped_nodes_reach_the_same_view(clu
     expected = tokens(1)
     assert len(expected) == tokens_made + 1
     for index in (2, 3, 4):
-        assert tokens(index) == expected, f"node {index}'s tokens differ"
-        assert quota(index) == quota(1), f"node {index}'s quota differs"
-    seen = views(cluster)
-    assert all(view == seen[0] for view in seen), seen
+        wait_until(lambda index=index: tokens(index) == expected and quota(index) == quota(1), 2.0, f"node {index} has the same tokens and quota")
+    wait_until(lambda: (lambda found: all(view == found[0] for view in found))(views(cluster)), 2.0, "every node has the same tenants")
     # And they keep following: a write through the new node reaches the restarted one.
     token = expect(cluster.client(4, admin).post("/api/v1/tokens", json_body={"name": "after", "role": "viewer"}), 201).json()
     wait_until(lambda: cluster.client(3, token["secret"]).get("/api/v1/apps").status == 200, 2.0, "node 3 knows the token made on node 4")
@@ -444,7 +446,8 @@ def test_bundles_reach_every_node_from_the_topic_or_from_a_peer(testdir):
             wait_until(lambda index=index: nodes.client(index, admin).get("/api/v1/apps").status == 200, 1.0, f"node {index} knows the token")
         app = expect(nodes.client(2, admin).deploy(orders_bundle("orders")), 201).json()
         for index in (1, 3):
-            seen = expect(nodes.client(index, admin).app("orders"), 200).json()
+            seen, _ = wait_until(lambda index=index: (lambda answer: answer.json() if answer.status == 200 else None)(nodes.client(index, admin).app("orders")),
+                                 2.0, f"node {index} knows the app")
             assert (seen["version"], seen["bundle_digest"]) == (app["version"], app["bundle_digest"]), seen
         expect(nodes.client(3, admin).action("orders", "start"), 200)
         wait_until(lambda: nodes.client(1, admin).app("orders").json()["state"] == "running", 30, "node 1 runs the app deployed through node 2")
