@@ -20,9 +20,7 @@ public final class BundleLog: Sendable {
         self.topic = topic
         self.kafka = kafka
         self.logger = logger
-        var settings = kafka
-        settings.properties.merge(["enable.idempotence": "true", "acks": "all"]) { _, ours in ours }
-        producer = try KafkaProducer(configuration: settings, logger: logger)
+        producer = try ClusterTopics.producer(kafka, logger: logger)
     }
 
     /// Writes the bundle's bytes, once the cluster has every chunk.

@@ -1,4 +1,6 @@
 public import AeroGridCore
+public import AeroGridKafka
+public import Logging
 
 /// `[cluster]` in aerogrid.toml: this node is one of several that keep the control plane in
 /// Kafka (docs/cluster.md). Without it a node keeps everything to itself, as a single node
@@ -82,4 +84,12 @@ public struct ClusterTopics: Sendable, Equatable {
     /// Each topic with the partition count it must have: one each, so every node reads each
     /// in one order.
     public var required: [(topic: String, partitions: Int)] { [(config, 1), (bundles, 1), (audit, 1)] }
+
+    /// A producer for these topics: idempotent, `acks=all` (and `extra`), winning over the
+    /// operator's properties, since what the topics guarantee depends on them.
+    public static func producer(_ kafka: KafkaConfiguration, logger: Logger, extra: [String: String] = [:]) throws(KafkaError) -> KafkaProducer {
+        var settings = kafka
+        settings.properties.merge(["enable.idempotence": "true", "acks": "all"].merging(extra) { _, given in given }) { _, ours in ours }
+        return try KafkaProducer(configuration: settings, logger: logger)
+    }
 }

@@ -18,10 +18,7 @@ public final class ConfigLog: Sendable {
         self.topic = topic
         self.kafka = kafka
         self.logger = logger
-        var settings = kafka
-        // These three win over the operator's properties: the log's guarantees depend on them.
-        settings.properties.merge(["enable.idempotence": "true", "acks": "all", "linger.ms": "0"]) { _, ours in ours }
-        producer = try KafkaProducer(configuration: settings, logger: logger)
+        producer = try ClusterTopics.producer(kafka, logger: logger, extra: ["linger.ms": "0"])
     }
 
     /// Refuses a topic that is missing or has other than one partition: two partitions would

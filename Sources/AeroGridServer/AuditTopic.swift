@@ -1,3 +1,4 @@
+import AeroGridCluster
 import AeroGridCore
 import AeroGridKafka
 import AeroGridStore
@@ -27,9 +28,7 @@ final class AuditTopic: Sendable {
         self.store = store
         self.nodeID = nodeID
         self.logger = logger
-        var settings = kafka
-        settings.properties.merge(["enable.idempotence": "true", "acks": "all"]) { _, ours in ours }
-        producer = try KafkaProducer(configuration: settings, logger: logger)
+        producer = try ClusterTopics.producer(kafka, logger: logger)
     }
 
     private struct Entry: Codable {

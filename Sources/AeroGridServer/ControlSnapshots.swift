@@ -21,8 +21,9 @@ enum ControlSnapshots {
         first.peerSecret = tables.peerSecret
         var parts = [first]
         var size = 0
+        let encoder = JSONEncoder()
         func add<Row: Encodable>(_ row: Row, to keyPath: WritableKeyPath<ControlTables, [Row]>) {
-            let bytes = (try? JSONEncoder().encode(row).count) ?? 0
+            let bytes = (try? encoder.encode(row).count) ?? 0
             if size + bytes > limit, parts[parts.count - 1].count > 0 {
                 parts.append(ControlTables())
                 size = 0

@@ -477,15 +477,19 @@ final class ClusterLog: Sendable {
         state.withLock { state in
             state.bytesSinceSnapshot += bytes
             state.recordsSinceSnapshot += 1
-            return !state.snapshotting
-                && (state.bytesSinceSnapshot > snapshotEvery.bytes || state.recordsSinceSnapshot > snapshotEvery.records)
+            return !state.snapshotting && isDue(state)
         }
+    }
+
+    /// Whether the records since the last snapshot passed either threshold.
+    private func isDue(_ state: State) -> Bool {
+        state.bytesSinceSnapshot > snapshotEvery.bytes || state.recordsSinceSnapshot > snapshotEvery.records
     }
 
     /// Whether a snapshot is due and none is being written.
     func snapshotDue() -> Bool {
         state.withLock { state in
-            !state.snapshotting && (state.bytesSinceSnapshot > snapshotEvery.bytes || state.recordsSinceSnapshot > snapshotEvery.records)
+            !state.snapshotting && isDue(state)
         }
     }
 
@@ -516,7 +520,7 @@ final class ClusterLog: Sendable {
                 turn = nodes.count
             }
             try? await Task.sleep(for: Self.snapshotTurn * turn)
-            let due = state.withLock { $0.bytesSinceSnapshot > snapshotEvery.bytes || $0.recordsSinceSnapshot > snapshotEvery.records }
+            let due = state.withLock { isDue($0) }
             guard due else { return }
             do {
                 // The tables and the position they are at, read together.
