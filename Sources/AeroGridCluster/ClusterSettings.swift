@@ -14,9 +14,16 @@ public struct ClusterSettings: Sendable, Equatable {
     /// Where the other nodes reach this one (`http://` or `https://`, host and port): they
     /// fetch bundles from it.
     public var advertisedURL: String
-    /// Whether this node runs apps. Until apps are placed across nodes by group membership,
-    /// one node of a cluster runs them and the others serve the API.
-    public var runsApps: Bool
+    /// The placement's slots: an app runs on the node that holds its slot (docs/cluster.md
+    /// "Placement"). The placement and changelog topics have this many partitions.
+    public var slots: Int32 = ClusterTopics.defaultSlots
+    /// How long the group waits to hear from a node before its slots go to the others.
+    public var sessionTimeout: Duration = .seconds(10)
+    public var heartbeatInterval: Duration = .seconds(2)
+    /// What the changelog topic keeps of a partition (its `retention.bytes`; the embedded
+    /// cluster keeps about 5 MB): an app snapshots its grids every half of it, and may not
+    /// hold grids over a quarter of it.
+    public var changelogRetentionBytes = 5_000_000
     /// A snapshot of the control plane goes into the config log once the records since the
     /// last one exceed either: set each to half the config topic's retention (the defaults
     /// suit the embedded cluster, which keeps about 5 MB and 100,000 records a partition), so
@@ -24,14 +31,13 @@ public struct ClusterSettings: Sendable, Equatable {
     public var snapshotBytes = 2 << 20
     public var snapshotRecords = 40_000
 
-    public init(name: String, nodeID: String, advertisedURL: String, runsApps: Bool) {
+    public init(name: String, nodeID: String, advertisedURL: String) {
         self.name = name
         self.nodeID = nodeID
         self.advertisedURL = advertisedURL
-        self.runsApps = runsApps
     }
 
-    public var topics: ClusterTopics { ClusterTopics(cluster: name) }
+    public var topics: ClusterTopics { ClusterTopics(cluster: name, slots: slots) }
 
     /// Why `name` cannot name a cluster, or nil.
     public static func nameProblem(_ name: String) -> String? {
@@ -74,16 +80,29 @@ public struct ClusterTopics: Sendable, Equatable {
     public let bundles: String
     /// The audit log.
     public let audit: String
+    /// Empty; its partitions are the placement's slots, divided among the nodes by the
+    /// consumer group of the same name.
+    public let placement: String
+    /// The apps' grids: a partition per slot, records keyed by app id.
+    public let changelog: String
+    public let slots: Int32
 
-    public init(cluster: String) {
+    public static let defaultSlots: Int32 = 64
+
+    public init(cluster: String, slots: Int32 = defaultSlots) {
         config = "\(InternalTopics.prefix)\(cluster).config"
         bundles = "\(InternalTopics.prefix)\(cluster).bundles"
         audit = "\(InternalTopics.prefix)\(cluster).audit"
+        placement = "\(InternalTopics.prefix)\(cluster).placement"
+        changelog = "\(InternalTopics.prefix)\(cluster).changelog"
+        self.slots = slots
     }
 
-    /// Each topic with the partition count it must have: one each, so every node reads each
-    /// in one order.
-    public var required: [(topic: String, partitions: Int)] { [(config, 1), (bundles, 1), (audit, 1)] }
+    /// Each topic with the partition count it must have: one for the logs, so every node
+    /// reads each in one order; a slot's for the placement and the changelog.
+    public var required: [(topic: String, partitions: Int)] {
+        [(config, 1), (bundles, 1), (audit, 1), (placement, Int(slots)), (changelog, Int(slots))]
+    }
 
     /// A producer for these topics: idempotent, `acks=all` (and `extra`), winning over the
     /// operator's properties, since what the topics guarantee depends on them.

@@ -61,6 +61,9 @@ public struct KafkaConsumerConfiguration: Sendable, Equatable {
     public var groupID: String?
     /// Report reaching the end of a partition as an event (for tests and catch-up checks).
     public var reportPartitionEnd: Bool
+    /// In a group: a revocation is reported and the partitions are kept until
+    /// `finishRevocation`, so the member can first finish with what they hold.
+    public var holdRevoked = false
 
     public init(kafka: KafkaConfiguration, groupID: String? = nil, reportPartitionEnd: Bool = false) {
         self.kafka = kafka

@@ -22,6 +22,7 @@ public final class KafkaConsumer: Sendable {
 
     public init(configuration: KafkaConsumerConfiguration, logger: Logger) throws(KafkaError) {
         let state = ConsumerState(logger: logger)
+        state.holdRevoked = configuration.holdRevoked
         let client = try RDKafkaClient(
             role: .consumer, properties: configuration.resolvedProperties(), context: state
         ) { conf in
@@ -157,6 +158,12 @@ public final class KafkaConsumer: Sendable {
         return try await run { core in try core.client.clusterMetadata(timeoutMs: timeoutMs) }
     }
 
+    /// Gives up partitions whose revocation was held (`holdRevoked`): the group's
+    /// rebalance goes on.
+    public func finishRevocation(_ partitions: [TopicPartition]) async throws {
+        try await run { core in try core.finishRevocation(partitions) }
+    }
+
     /// Leaves the group (committing stored offsets on the way) and stops the consumer.
     /// Calls after this throw `destroyed`.
     public func close() async {
@@ -192,6 +199,8 @@ final class ConsumerState: RDKafkaContext, @unchecked Sendable {
     /// same address for another topic.
     var topicNames: [OpaquePointer: String] = [:]
     var pendingEvents: [KafkaConsumerEvent] = []
+    /// See `KafkaConsumerConfiguration.holdRevoked`; off once the consumer closes.
+    var holdRevoked = false
 
     var assignment: Set<TopicPartition> { Set(cursors.keys) }
 
@@ -223,6 +232,17 @@ final class ConsumerState: RDKafkaContext, @unchecked Sendable {
             }
             for tp in partitions where cursors[tp] == nil { cursors[tp] = PartitionCursor(tp) }
             pendingEvents.append(.assigned(partitions))
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS where cooperative && rd_kafka_assignment_lost(rk) != 0:
+            // Already someone else's: nothing to hand over.
+            if let error = rd_kafka_incremental_unassign(rk, list) {
+                pendingEvents.append(.error(KafkaError(consuming: error, "cannot release the lost partitions")))
+            }
+            for tp in partitions { cursors[tp] = nil }
+            pendingEvents.append(.lost(partitions))
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS where cooperative && holdRevoked:
+            // Kept until `finishRevocation`: librdkafka waits for that call to go on.
+            for tp in partitions { cursors[tp] = nil }
+            pendingEvents.append(.revoked(partitions))
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             // Hand the partitions over with what we processed committed, so the next owner
             // starts right after it: nothing at or below a committed offset is seen again.
@@ -438,9 +458,19 @@ final class ConsumerCore: @unchecked Sendable {
         return lag
     }
 
+    func finishRevocation(_ partitions: [TopicPartition]) throws(KafkaError) {
+        let list = makePartitionList(partitions.map { ($0, 0) })
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        if let error = rd_kafka_incremental_unassign(client.handle, list) {
+            throw KafkaError(consuming: error, "cannot release \(partitions.count) revoked partitions")
+        }
+    }
+
     func close() {
         guard !closed else { return }
         closed = true
+        // Leaving the group revokes everything from inside this call: nothing may wait.
+        state.holdRevoked = false
         let err = rd_kafka_consumer_close(client.handle)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
             state.logger.warning("closing the Kafka consumer: \(KafkaError(err, "close"))")

@@ -71,13 +71,25 @@ public final class KafkaProducer: Sendable {
         topic: String, partition: Int32? = nil, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader] = []
     ) async throws -> KafkaDeliveryReport {
         try await withCheckedThrowingContinuation { continuation in
-            // Retained until the delivery report (or this failure) releases it.
-            let waiter = Unmanaged.passRetained(DeliveryWaiter(continuation)).toOpaque()
-            if let error = produceOnce(topic: topic, partition: partition, key: key, value: value, headers: headers, opaque: waiter) {
-                Unmanaged<DeliveryWaiter>.fromOpaque(waiter).release()
+            if let error = produce(topic: topic, partition: partition, key: key, value: value, headers: headers, onDelivery: { continuation.resume(with: $0) })
+            {
                 continuation.resume(throwing: error)
             }
         }
+    }
+
+    /// Hands one record to librdkafka and returns at once; `onDelivery` hears how it ended
+    /// (on the thread that serves delivery reports). An error returned here (a full local
+    /// queue, say) means the record was not taken and `onDelivery` is never called.
+    public func produce(
+        topic: String, partition: Int32? = nil, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader] = [],
+        onDelivery: @escaping @Sendable (Result<KafkaDeliveryReport, KafkaError>) -> Void
+    ) -> KafkaError? {
+        // Retained until the delivery report (or this failure) releases it.
+        let waiter = Unmanaged.passRetained(DeliveryWaiter(onDelivery)).toOpaque()
+        let error = produceOnce(topic: topic, partition: partition, key: key, value: value, headers: headers, opaque: waiter)
+        if error != nil { Unmanaged<DeliveryWaiter>.fromOpaque(waiter).release() }
+        return error
     }
 
     /// Hands one record to librdkafka without waiting for its delivery; a full local
@@ -183,12 +195,12 @@ private func withOptionalBytes<T>(_ bytes: [UInt8]?, _ body: (UnsafeMutableRawPo
     return bytes.withUnsafeBytes { body(UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count) }
 }
 
-/// One `send` call's continuation, passed to librdkafka as the message's opaque pointer.
+/// Who hears of one record's delivery, passed to librdkafka as the message's opaque pointer.
 final class DeliveryWaiter: Sendable {
-    let continuation: CheckedContinuation<KafkaDeliveryReport, any Error>
+    let onDelivery: @Sendable (Result<KafkaDeliveryReport, KafkaError>) -> Void
 
-    init(_ continuation: CheckedContinuation<KafkaDeliveryReport, any Error>) {
-        self.continuation = continuation
+    init(_ onDelivery: @escaping @Sendable (Result<KafkaDeliveryReport, KafkaError>) -> Void) {
+        self.onDelivery = onDelivery
     }
 }
 
@@ -235,9 +247,9 @@ final class ProducerState: RDKafkaContext, @unchecked Sendable {
         if let waiter = raw._private {
             let waiter = Unmanaged<DeliveryWaiter>.fromOpaque(waiter).takeRetainedValue()
             if let error {
-                waiter.continuation.resume(throwing: error)
+                waiter.onDelivery(.failure(error))
             } else {
-                waiter.continuation.resume(returning: KafkaDeliveryReport(topic: topic, partition: raw.partition, offset: raw.offset))
+                waiter.onDelivery(.success(KafkaDeliveryReport(topic: topic, partition: raw.partition, offset: raw.offset)))
             }
         } else if let error {
             failures.withLock { failures in

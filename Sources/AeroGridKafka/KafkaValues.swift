@@ -32,7 +32,11 @@ public enum KafkaConsumerEvent: Sendable, Equatable {
     /// The group gave this consumer these partitions (subscribe mode).
     case assigned([TopicPartition])
     /// The group took these partitions away; their stored offsets were committed first.
+    /// With `holdRevoked`, the consumer keeps them until `finishRevocation`.
     case revoked([TopicPartition])
+    /// The group gave these partitions to others without asking (this member missed its
+    /// session timeout): someone else may already hold them.
+    case lost([TopicPartition])
     /// The consumer read to the end of a partition (with `reportPartitionEnd`).
     case partitionEnd(TopicPartition, offset: Int64)
     /// A problem the consumer keeps running through (a broker down, a topic missing…).

@@ -47,6 +47,8 @@ public final class AppRunner: Sendable {
     private let stopRequested = Atomic<Bool>(false)
     private let deadLetters: DeadLetters
     private let checkpoints: Checkpointer
+    /// In a cluster: where the grids are kept instead of the store (`AppChangelog`).
+    private let changelog: AppChangelog?
     private let currentProcess = Mutex<SandboxedProcess?>(nil)
     private let currentConnection = Mutex<AppConnection?>(nil)
     private let currentSession = Mutex<AppSession?>(nil)
@@ -73,6 +75,12 @@ public final class AppRunner: Sendable {
         log = AppLog(limits: spec.appLimits.log, logger: logger)
         deadLetters = DeadLetters(app: spec.id, log: log, logger: logger)
         checkpoints = Checkpointer(app: spec.id, grids: grids, store: store, logger: logger)
+        changelog = spec.changelog.map { AppChangelog(binding: $0, logger: logger) }
+        changelog?.onBroken { [weak self, logger] reason in
+            // The grids hold changes the changelog may not: the next process starts from it.
+            logger.error("\(reason): restarting the app from the changelog")
+            self?.currentProcess.withLock { $0 }?.kill()
+        }
     }
 
     public var status: Status {
@@ -102,9 +110,18 @@ public final class AppRunner: Sendable {
 
     private var stopping: Bool { stopRequested.load(ordering: .relaxed) }
 
+    /// Writes nothing more to the changelog: another node owns the app now.
+    public func fenceChangelog() {
+        changelog?.fence()
+    }
+
     /// Runs until `stop()`.
     public func run() async throws {
-        try await checkpoints.restore()
+        if let changelog {
+            try await changelog.claimAndRestore(into: grids)
+        } else {
+            try await checkpoints.restore()
+        }
         onChange()
         try deadLetters.open(kafka: spec.kafka)
         // An offset that falls out of range while running is an error event, not a silent
@@ -121,12 +138,16 @@ public final class AppRunner: Sendable {
             throw error
         }
         activeConsumer.withLock { $0 = consumer }
-        let periodic = checkpoints.every(spec.checkpointInterval, committingTo: consumer)
+        let periodic = changelog.map { snapshotsWhenDue($0) } ?? checkpoints.every(spec.checkpointInterval, committingTo: consumer)
         while !stopping {
             lifecycle { $0.startProcess() }
             let started = ContinuousClock.now
             var reason: CrashReason?
             do {
+                if let changelog, changelog.needsRestore {
+                    try await changelog.claimAndRestore(into: grids)
+                    onChange()
+                }
                 reason = try await runProcess(consumer: consumer)
             } catch let error as RuntimeError {
                 reason = .startup(error.description)
@@ -148,18 +169,37 @@ public final class AppRunner: Sendable {
         // must never overlap, or an older one could land after a newer one.
         periodic.cancel()
         await periodic.value
-        await checkpoints.write(committingTo: consumer)
+        if let changelog {
+            do {
+                try await changelog.release()
+            } catch {
+                logger.error("the app's last changelog records may not have been written (the next owner restores what was): \(error)")
+            }
+        } else {
+            await checkpoints.write(committingTo: consumer)
+        }
         activeConsumer.withLock { $0 = nil }
         await consumer.close()
         await deadLetters.close()
         lifecycle { _ = $0.processEnded(nil, uptime: .zero) }
     }
 
+    /// Checks every second whether a snapshot is due: an app that has been quiet while
+    /// others in its slot wrote must still have a whole snapshot in the partition.
+    private func snapshotsWhenDue(_ changelog: AppChangelog) -> Task<Void, Never> {
+        Task { [grids] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                changelog.snapshotIfDue(grids)
+            }
+        }
+    }
+
     /// One process, from launch to its end: why it ended, or nil when it was asked to.
     private func runProcess(consumer: KafkaConsumer) async throws -> CrashReason? {
         let killReason = KillReason()
         let session = AppSession(
-            grids: grids, log: log, limits: spec.appLimits,
+            grids: grids, log: log, limits: spec.appLimits, changelog: changelog,
             onQuotaExceeded: { detail in killReason.set(.quota(detail)) },
             onRecordErrors: { [deadLetters] errors, frame in deadLetters.failed(errors, frame: frame) },
             onProduce: { [logger] requests in
@@ -235,7 +275,7 @@ public final class AppRunner: Sendable {
         sandbox.readOnlyPaths = [spec.sdkPath]
         sandbox.bundle = spec.bundle
         sandbox.environment = [("AEROGRID_IPC_FD", "3"), ("LANG", "C.UTF-8"), ("PYTHONDONTWRITEBYTECODE", "1")]
-        sandbox.cgroupPath = [spec.id.tenant, spec.id.name]
+        sandbox.cgroupPath = spec.cgroupPrefix + [spec.id.tenant, spec.id.name]
         sandbox.hostUID = spec.hostUID
         sandbox.withIPCSocket = true
         sandbox.output = .pipes
@@ -298,6 +338,7 @@ public final class AppRunner: Sendable {
         let partitions = try await startOffsets(for: consumed, consumer: consumer, connection: connection)
         session.accept(hello)
         grids.declare(hello.grids.map { ($0.name, $0.columns) })
+        changelog?.declare(Dictionary(hello.grids.map { ($0.name, $0.columns) }, uniquingKeysWith: { first, _ in first }))
         onChange()
         for grid in hello.grids {
             guard let snapshot = grids.snapshot(grid.name), !snapshot.grid.rows.isEmpty else { continue }
@@ -344,7 +385,7 @@ public final class AppRunner: Sendable {
                 throw RuntimeError("\(what) (policy: fail; reset the app, or run it with an out-of-range policy of earliest or latest)")
             case .resetToEarliest, .resetToLatest:
                 logger.warning("\(what): resetting the grids and reading from the \(spec.outOfRangePolicy.rawValue) offsets (policy)")
-                try await checkpoints.reset()
+                if let changelog { try changelog.reset(grids) } else { try await checkpoints.reset() }
                 statusState.withLock { $0.resets += 1 }
                 onChange()
             }

@@ -38,6 +38,8 @@ final class AppSession: Sendable {
     private let state = Mutex(State())
     let credits = AsyncCredits(limit: 2)
     private let grids: GridState
+    /// In a cluster: each batch is applied and written to the changelog as one step.
+    private let changelog: AppChangelog?
     private let log: AppLog
     private let limits: AppLimits
     private let onQuotaExceeded: @Sendable (String) -> Void
@@ -48,13 +50,14 @@ final class AppSession: Sendable {
     private let onBatchApplied: @Sendable (Duration) -> Void
 
     init(
-        grids: GridState, log: AppLog, limits: AppLimits, onQuotaExceeded: @escaping @Sendable (String) -> Void,
+        grids: GridState, log: AppLog, limits: AppLimits, changelog: AppChangelog? = nil, onQuotaExceeded: @escaping @Sendable (String) -> Void,
         onRecordErrors: @escaping @Sendable ([RecordError], [UInt8]) -> Void,
         onProduce: @escaping @Sendable ([ProduceRequest]) -> Void,
         onBatchApplied: @escaping @Sendable (Duration) -> Void = { _ in }
     ) {
         self.onBatchApplied = onBatchApplied
         self.grids = grids
+        self.changelog = changelog
         self.log = log
         self.limits = limits
         self.onQuotaExceeded = onQuotaExceeded
@@ -271,7 +274,12 @@ final class AppSession: Sendable {
                 state.produced.removeAll()
                 state.pendingBytes = 0
             }
-            let over = grids.apply(batch, maxRows: limits.gridRows, maxBytes: limits.gridBytes)
+            let over =
+                if let changelog {
+                    changelog.applyAndRecord(batch, to: grids, maxRows: limits.gridRows, maxBytes: limits.gridBytes)
+                } else {
+                    grids.apply(batch, maxRows: limits.gridRows, maxBytes: limits.gridBytes)
+                }
             return (state.errors, state.produced, state.errors.isEmpty ? [] : oldest.frame, over, oldest.sent)
         }
         if let over {

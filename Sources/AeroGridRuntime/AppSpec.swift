@@ -30,6 +30,11 @@ public struct AppSpec: Sendable {
     public var appLimits: AppLimits
     /// The unprivileged host uid (and gid) the sandbox's root maps to: the tenant's own.
     public var hostUID: UInt32 = 65534
+    /// In a cluster: the changelog that keeps the grids (instead of the store's checkpoints).
+    public var changelog: ChangelogBinding?
+    /// The cgroup path's first part, under the supervisor's root: a node's id in a cluster,
+    /// so two nodes on one host (and one app on both for a moment) never share a group.
+    public var cgroupPrefix: [String] = []
 
     public init(
         tenant: String, name: String, bundle: String, entrypoint: String = "app.py", sdkPath: String,

@@ -231,6 +231,30 @@ public final class GridState: Sendable {
         }
     }
 
+    /// The versions of these grids now.
+    public func versions(of grids: Set<String>) -> [String: UInt64] {
+        state.withLock { state in
+            var versions: [String: UInt64] = [:]
+            for grid in grids { versions[grid] = state.grids[grid]?.version ?? 0 }
+            return versions
+        }
+    }
+
+    /// Every row, version and offset, with the records applied, read together: what a
+    /// changelog snapshot holds.
+    public func image() -> (checkpoint: GridCheckpoint, records: Int) {
+        state.withLock { state in
+            var checkpoint = GridCheckpoint()
+            for (name, grid) in state.grids {
+                if !grid.rows.isEmpty { checkpoint.grids[name] = grid.rows }
+                checkpoint.versions[name] = grid.version
+            }
+            checkpoint.offsets = state.offsets
+            checkpoint.epoch = state.epoch
+            return (checkpoint, state.appliedRecords)
+        }
+    }
+
     public var offsets: [SourcePartition: Int64] { state.withLock { $0.offsets } }
     /// The applied offsets and the records applied up to them, read together.
     public var progress: (offsets: [SourcePartition: Int64], appliedRecords: Int) {

@@ -47,7 +47,7 @@ struct AppService: Sendable {
             .deployApp(
                 .init(
                     tenant: tenant.name, name: manifest.name, tenantId: tenant.id, bundleDigest: stored.digest, entrypoint: manifest.entrypoint,
-                    runtime: manifest.runtime)))
+                    runtime: manifest.runtime, appId: AppRecord.newID())))
         return (try await app(tenant.name, manifest.name), outcome.created ?? false)
     }
 

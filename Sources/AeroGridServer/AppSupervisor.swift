@@ -18,12 +18,33 @@ public struct RuntimeDefaults: Sendable {
     public var outOfRangePolicy: OutOfRangePolicy = .fail
     /// What one app may cost the supervisor (its grid rows come from its quota).
     public var appLimits = AppLimits()
+    /// On a node of a cluster: where its apps keep their grids (`ClusterApps`).
+    public var cluster: ClusterApps?
 
     public init(kafka: KafkaConfiguration, profile: CompiledProfile, sdkPath: String, limits: CgroupLimits? = nil) {
         self.kafka = kafka
         self.profile = profile
         self.sdkPath = sdkPath
         self.limits = limits
+    }
+}
+
+/// What a node of a cluster runs its apps with: the placement that says which apps are
+/// its, and the changelog their grids go to.
+public struct ClusterApps: Sendable {
+    public let placement: Placement
+    public let nodeID: String
+    public let changelogTopic: String
+    public let changelogRetentionBytes: Int
+    public let producer: KafkaProducer
+    public let ledger = SlotLedger()
+
+    public init(placement: Placement, nodeID: String, changelogTopic: String, changelogRetentionBytes: Int, producer: KafkaProducer) {
+        self.placement = placement
+        self.nodeID = nodeID
+        self.changelogTopic = changelogTopic
+        self.changelogRetentionBytes = changelogRetentionBytes
+        self.producer = producer
     }
 }
 
@@ -55,6 +76,8 @@ public actor AppSupervisor {
     private let defaults: RuntimeDefaults
     private let logger: Logger
     private var entries: [AppID: Entry] = [:]
+    /// The record each runner was started from (its slot, in a cluster).
+    private var placedApps: [AppID: AppRecord] = [:]
     /// Each app's current grids, readable without waiting for the actor (the stream's feeds).
     public nonisolated let grids = GridRegistry()
     /// Where what the runners do, and what the API changes, is announced.
@@ -69,8 +92,16 @@ public actor AppSupervisor {
         self.logger = logger
     }
 
-    /// Starts the app's runner on its current bundle (a no-op when it already runs it).
+    /// Whether this node runs the app: always on a single node; on a node of a cluster, when
+    /// it holds the app's slot.
+    public nonisolated func placedHere(_ app: AppRecord) -> Bool {
+        defaults.cluster?.placement.holds(app) ?? true
+    }
+
+    /// Starts the app's runner on its current bundle (a no-op when it already runs it, or
+    /// when the app is placed on another node).
     public func start(_ app: AppRecord, plan: AppPlan) {
+        guard placedHere(app) else { return }
         let key = AppID(tenant: app.tenant, name: app.name)
         if let entry = entries[key], entry.task != nil, entry.bundleDigest == app.bundleDigest { return }
         var spec = AppSpec(
@@ -80,6 +111,15 @@ public actor AppSupervisor {
         spec.shutdownGrace = .seconds(10)
         spec.appLimits = defaults.appLimits
         spec.appLimits.gridRows = plan.quota.gridRows
+        if let cluster = defaults.cluster {
+            spec.changelog = ChangelogBinding(
+                appID: app.id, node: cluster.nodeID, topic: cluster.changelogTopic, slot: cluster.placement.slot(of: app),
+                producer: cluster.producer, kafka: defaults.kafka, retentionBytes: cluster.changelogRetentionBytes, ledger: cluster.ledger)
+            // A grid over a quarter of what the changelog keeps could not have a whole
+            // snapshot in it beside the records that follow: the app ends with `quota`.
+            spec.appLimits.gridBytes = min(spec.appLimits.gridBytes, cluster.changelogRetentionBytes / 4)
+            spec.cgroupPrefix = [cluster.nodeID]
+        }
         // The tenant's own host uid: no two tenants' apps share one (or its process count).
         if let uid = plan.hostUID { spec.hostUID = uid }
         // Read at each process start, so a changed ACL applies to the next restart.
@@ -88,6 +128,7 @@ public actor AppSupervisor {
             (topicRules.rules(tenant) ?? TopicACL.defaults(tenant: tenant)).refusal(topic, tenant: tenant)
         }
         let runner = AppRunner(spec: spec, store: store, logger: logger) { [changes] in changes.announce(key, by: .runtime) }
+        placedApps[key] = app
         let task = Task { [logger] in
             do {
                 try await runner.run()
@@ -112,7 +153,7 @@ public actor AppSupervisor {
         }
         for app in apps {
             let entry = entries[AppID(tenant: app.tenant, name: app.name)]
-            if app.desiredState == "running" {
+            if app.desiredState == "running" && placedHere(app) {
                 guard entry?.task == nil else { continue }
                 if let failedAt = entry?.failedAt, ContinuousClock.now - failedAt < .seconds(60) { continue }
                 guard let plan = try? await planner.plan(app) else { continue }
@@ -146,11 +187,32 @@ public actor AppSupervisor {
         await task.value
     }
 
+    /// Stops the apps of these slots, each writing its release, and forgets them here: the
+    /// group has asked for the slots back.
+    public func release(slots: [Int32]) async {
+        for key in apps(in: slots) { await remove(tenant: key.tenant, name: key.name) }
+    }
+
+    /// Stops the apps of these slots without writing anything more to the changelog: the
+    /// slots are someone else's already, and whatever this node writes now is fenced.
+    public func abandon(slots: [Int32]) async {
+        let keys = apps(in: slots)
+        for key in keys { entries[key]?.runner.fenceChangelog() }
+        for key in keys { await remove(tenant: key.tenant, name: key.name) }
+    }
+
+    private func apps(in slots: [Int32]) -> [AppID] {
+        guard let placement = defaults.cluster?.placement else { return [] }
+        let wanted = Set(slots)
+        return placedApps.filter { wanted.contains(placement.slot(of: $0.value)) }.keys.sorted()
+    }
+
     /// Stops and forgets the app.
     public func remove(tenant: String, name: String) async {
         await stop(tenant: tenant, name: name)
         let key = AppID(tenant: tenant, name: name)
         entries[key] = nil
+        placedApps[key] = nil
         grids.set(key, nil)
         changes.announce(key, by: .runtime)
     }
@@ -159,7 +221,8 @@ public actor AppSupervisor {
     /// tenant's own (a leaf left behind by a kill, empty by now, goes too).
     public func removeTenant(_ tenant: String, apps: [String]) async {
         for app in apps { await remove(tenant: tenant, name: app) }
-        Sandbox.removeCgroups(apps.map { [tenant, $0] } + [[tenant]])
+        let prefix = defaults.cluster.map { [$0.nodeID] } ?? []
+        Sandbox.removeCgroups(apps.map { prefix + [tenant, $0] } + [prefix + [tenant]])
     }
 
     /// Stops every app (the server is shutting down); their desired state stays.

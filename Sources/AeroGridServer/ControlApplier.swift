@@ -149,7 +149,7 @@ struct ControlApplier: Sendable {
             guard let owner = try store.tenant(body.tenant), owner.id == body.tenantId else { throw APIError.notFound("no tenant '\(body.tenant)'") }
             do {
                 let (_, created) = try store.deployApp(
-                    tenant: body.tenant, name: body.name, bundleDigest: body.bundleDigest, entrypoint: body.entrypoint, runtime: body.runtime,
+                    tenant: body.tenant, name: body.name, id: body.appId, bundleDigest: body.bundleDigest, entrypoint: body.entrypoint, runtime: body.runtime,
                     maxApps: QuotaJSON.tenant(owner.quota).maxApps, at: at)
                 return ControlOutcome(status: created ? 201 : 200, created: created)
             } catch StoreConflict.tooManyApps(let count, let limit) {

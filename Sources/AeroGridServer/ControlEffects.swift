@@ -5,7 +5,7 @@ import Logging
 import Synchronization
 
 /// What a node does when a control write is applied to its view, whichever node took the
-/// call: runners started and stopped (on a node that runs apps), streams of a revoked token
+/// call: runners started and stopped (of the apps placed on this node), streams of a revoked token
 /// or a deleted tenant ended, a new topic ACL used at the apps' next start, discovery told.
 /// Until the server is running there is nothing to do (no runners, no streams).
 final class ControlEffects: Sendable {
@@ -14,8 +14,6 @@ final class ControlEffects: Sendable {
         let sessions: Sessions
         let bundles: BundleStore
         let planner: AppPlanner
-        /// Whether this node runs apps (a node of a cluster may only serve the API).
-        let runsApps: Bool
         /// On a node of a cluster: gets the bundles of apps deployed through other nodes.
         var fetcher: BundleFetcher? = nil
     }
@@ -75,14 +73,14 @@ final class ControlEffects: Sendable {
                 // Every node keeps every live bundle; one that runs the app waits for it.
                 let tenant = try await store.tenant(body.tenant)
                 if let fetcher = node.fetcher, let uid = tenant?.hostUID {
-                    if node.runsApps && app.desiredState == "running" {
+                    if node.supervisor.placedHere(app) && app.desiredState == "running" {
                         await fetcher.ensure(tenantID: body.tenantId, uid: uid, digest: body.bundleDigest)
                     } else {
                         Task { await fetcher.ensure(tenantID: body.tenantId, uid: uid, digest: body.bundleDigest) }
                     }
                 }
                 // A running app moves to the new version at once.
-                if node.runsApps, app.desiredState == "running", let tenant {
+                if node.supervisor.placedHere(app), app.desiredState == "running", let tenant {
                     await node.supervisor.stop(tenant: body.tenant, name: body.name)
                     await node.supervisor.start(app, plan: node.planner.plan(app, tenant: tenant))
                 }
@@ -90,7 +88,9 @@ final class ControlEffects: Sendable {
             }
             try await removeUnusedBundles(node)
         case .startApp(let body) where applied:
-            if node.runsApps, let app = try await store.app(tenant: body.tenant, name: body.name), let tenant = try await store.tenant(body.tenant) {
+            if let app = try await store.app(tenant: body.tenant, name: body.name), node.supervisor.placedHere(app),
+                let tenant = try await store.tenant(body.tenant)
+            {
                 if let fetcher = node.fetcher, let uid = tenant.hostUID {
                     await fetcher.ensure(tenantID: tenant.id, uid: uid, digest: app.bundleDigest)
                 }

@@ -75,7 +75,6 @@ public struct ControlPlaneServer: Sendable {
             try await writes.submit(.assignHostUIDs(.init(low: range.lowerBound, high: range.upperBound)))
             logger.info("gave \(without) tenants a host uid of their own from \(range)")
         }
-        let runsApps = configuration.cluster?.runsApps ?? true
         let bundles = try BundleStore(directory: "\(data)/bundles", keepsArchives: configuration.cluster != nil)
         try await bundles.adoptSharedBundles(store: store)
         let profile = try CompiledProfile.load(path: configuration.profile ?? defaultProfile)
@@ -87,6 +86,14 @@ public struct ControlPlaneServer: Sendable {
         var defaults = RuntimeDefaults(kafka: kafka, profile: profile, sdkPath: configuration.sdk ?? defaultSDK, limits: limits)
         defaults.outOfRangePolicy = outOfRangePolicy
         defaults.appLimits = configuration.appLimits
+        if let cluster = configuration.cluster {
+            let placement = try Placement(settings: cluster, kafka: kafka, logger: logger)
+            try await placement.join()
+            defaults.cluster = ClusterApps(
+                placement: placement, nodeID: cluster.nodeID, changelogTopic: cluster.topics.changelog,
+                changelogRetentionBytes: cluster.changelogRetentionBytes,
+                producer: try ClusterTopics.producer(kafka, logger: logger, extra: ["linger.ms": "2"]))
+        }
         let supervisor = AppSupervisor(store: store, bundles: bundles, defaults: defaults, logger: logger)
         let planner = AppPlanner(
             store: store,
@@ -103,13 +110,13 @@ public struct ControlPlaneServer: Sendable {
         // From here on every write applied to the view, taken here or by another node, acts
         // on the runners and sessions; then every app that should run, runs: from its checkpoint.
         writes.effects.attach(
-            .init(supervisor: supervisor, sessions: sessions, bundles: bundles, planner: planner, runsApps: runsApps, fetcher: fetcher))
+            .init(supervisor: supervisor, sessions: sessions, bundles: bundles, planner: planner, fetcher: fetcher))
         if let cluster = configuration.cluster {
             // Where the other nodes reach this one, for the bundles it keeps.
             try await writes.submit(.nodeHello(.init(nodeId: cluster.nodeID, advertisedUrl: cluster.advertisedURL)))
             await fetcher?.ensureAll()
         }
-        if runsApps { await supervisor.reconcile(store: store, planner: planner) }
+        await supervisor.reconcile(store: store, planner: planner)
         let readiness = KafkaReadiness(configuration: kafka, logger: logger)
         let registry = supervisor.grids
         let hub = FanoutHub { tenant, app in registry.grids(tenant: tenant, app: app) }
@@ -135,7 +142,8 @@ public struct ControlPlaneServer: Sendable {
 
         // Shut down in reverse: the listeners first, then the apps.
         var services: [any Service] = [
-            SupervisorService(supervisor: supervisor, store: store, planner: planner, watcher: watcher, runsApps: runsApps, fetcher: fetcher)
+            SupervisorService(
+                supervisor: supervisor, store: store, planner: planner, watcher: watcher, placement: defaults.cluster?.placement, fetcher: fetcher)
         ]
         // Stopped before the apps, after the listeners: no write applied once they are gone.
         if configuration.cluster != nil { services.append(ControlLogService(writes: writes, auditTopic: auditTopic)) }
@@ -203,29 +211,44 @@ public struct ControlPlaneServer: Sendable {
 }
 
 /// The reconcile loop: every few seconds the runners are driven toward the stored
-/// desired states (what the API changes is applied at once; this catches the rest). At
-/// shutdown it stops every app, each with a last checkpoint.
+/// desired states (what the API changes is applied at once; this catches the rest). On a
+/// node of a cluster it also follows the placement: apps start as their slots come and
+/// stop as they go. At shutdown it stops every app, each with a last checkpoint (or its
+/// changelog's release), and then leaves the placement group at once.
 struct SupervisorService: Service {
     let supervisor: AppSupervisor
     let store: Store
     let planner: AppPlanner
     let watcher: AppWatcher
-    /// A node of a cluster that does not run apps only watches.
-    let runsApps: Bool
+    let placement: Placement?
     /// On a node of a cluster: the bundles of apps deployed through other nodes.
     let fetcher: BundleFetcher?
 
     func run() async throws {
         let watching = Task { await watcher.run() }
+        let placing = Task { [supervisor, store, planner, fetcher] in
+            await placement?.follow { change in
+                switch change {
+                case .gained:
+                    await fetcher?.ensureAll()
+                    await supervisor.reconcile(store: store, planner: planner)
+                case .revoked(let slots): await supervisor.release(slots: slots)
+                case .lost(let slots): await supervisor.abandon(slots: slots)
+                }
+            }
+        }
         try? await cancelWhenGracefulShutdown {
             while true {
                 try await Task.sleep(for: .seconds(5))
                 await fetcher?.ensureAll()
-                if runsApps { await supervisor.reconcile(store: store, planner: planner) }
+                await supervisor.reconcile(store: store, planner: planner)
             }
         }
         watching.cancel()
+        placing.cancel()
+        await placing.value
         await supervisor.stopAll()
+        await placement?.leave()
     }
 }
 

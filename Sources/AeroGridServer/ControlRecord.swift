@@ -146,6 +146,9 @@ enum ControlChange: Sendable, Equatable {
         var bundleDigest: String
         var entrypoint: String
         var runtime: String
+        /// A new app's immutable id (the writer's choice; an app that exists keeps its own).
+        /// Absent in records written before apps had ids: then derived, alike on every node.
+        var appId: String? = nil
     }
 
     /// The writer's defaults for an app quota's values left unset: admission counts with them.

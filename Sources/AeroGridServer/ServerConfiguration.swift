@@ -187,11 +187,13 @@ public struct ServerConfiguration: Sendable {
         return configuration
     }
 
-    /// `[cluster]`: name and advertised_url required, node_id the host name by default,
-    /// runs_apps false by default (until apps are placed across nodes, one node runs them).
+    /// `[cluster]`: name and advertised_url required, node_id the host name by default.
     static func clusterSettings(_ table: TOMLTable?, bad: @escaping (String) -> AeroGridError) throws(AeroGridError) -> ClusterSettings {
         guard let table else { throw bad("[cluster] must be a table") }
-        let known = ["name", "node_id", "advertised_url", "runs_apps", "snapshot_bytes", "snapshot_records"]
+        let known = [
+            "name", "node_id", "advertised_url", "snapshot_bytes", "snapshot_records", "slots", "session_timeout", "heartbeat_interval",
+            "changelog_retention_bytes",
+        ]
         for key in table.keys where !known.contains(key) {
             throw bad("[cluster] unknown key '\(key)' (known: \(known.joined(separator: ", ")))")
         }
@@ -203,16 +205,21 @@ public struct ServerConfiguration: Sendable {
             throw bad("[cluster] advertised_url = \"http://HOST:PORT\" is required (where the other nodes reach this one)")
         }
         if let problem = ClusterSettings.advertisedURLProblem(url) { throw bad("[cluster] \(problem)") }
-        var runsApps = false
-        if let value = table["runs_apps"] {
-            guard let flag = value.bool else { throw bad("[cluster] runs_apps must be true or false") }
-            runsApps = flag
-        }
-        var settings = ClusterSettings(name: name, nodeID: nodeID, advertisedURL: url, runsApps: runsApps)
+        var settings = ClusterSettings(name: name, nodeID: nodeID, advertisedURL: url)
         var limits = Limits(table, section: "cluster", bad: bad)
         limits.known = known
         try limits.bytes("snapshot_bytes", into: &settings.snapshotBytes)
         try limits.count("snapshot_records", into: &settings.snapshotRecords)
+        var slots = Int(settings.slots)
+        try limits.count("slots", into: &slots)
+        guard slots <= 10_000 else { throw bad("[cluster] slots must be 1 to 10000 (the placement and changelog topics' partitions)") }
+        settings.slots = Int32(slots)
+        try limits.seconds("session_timeout", into: &settings.sessionTimeout)
+        try limits.seconds("heartbeat_interval", into: &settings.heartbeatInterval)
+        guard settings.heartbeatInterval < settings.sessionTimeout else {
+            throw bad("[cluster] heartbeat_interval must be shorter than session_timeout (Kafka wants a third of it or less)")
+        }
+        try limits.bytes("changelog_retention_bytes", into: &settings.changelogRetentionBytes)
         return settings
     }
 

@@ -113,6 +113,9 @@ public struct TokenRecord: Sendable, Equatable {
 }
 
 public struct AppRecord: Sendable, Equatable {
+    /// Immutable: `app_` and 16 hex digits. A deleted app's name, deployed again, makes an
+    /// app with another id, so nothing kept under the old one (its changelog) is inherited.
+    public let id: String
     public let tenant: String
     public let name: String
     public var version: Int
@@ -126,7 +129,24 @@ public struct AppRecord: Sendable, Equatable {
     public let createdAt: Date
     public var updatedAt: Date
 
+    /// A new app's id, chosen by whoever deploys it.
+    public static func newID() -> String { RandomID.make(prefix: "app_") }
+
+    /// The id of an app whose deploy named none (written before apps had ids): the same on
+    /// every node, from what every node's view holds alike.
+    public static func derivedID(tenantID: String, name: String, createdAt: Double) -> String {
+        // FNV-1a, 64 bits: stable across processes and platforms, unlike Swift's Hasher.
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in "\(tenantID)/\(name)/\(createdAt)".utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x100_0000_01b3
+        }
+        let hex = String(hash, radix: 16)
+        return "app_" + String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
     init(row: Row) {
+        id = row["id"] ?? ""
         quota = row["quota"]
         tenant = row["tenant"]
         name = row["name"]
@@ -320,18 +340,23 @@ public struct StoreTransaction {
     /// Creates the app (version 1, stopped) or makes this bundle its next version; returns
     /// the app and whether it is new. A new app is refused when the tenant has `maxApps`.
     public func deployApp(
-        tenant: String, name: String, bundleDigest: String, entrypoint: String, runtime: String, maxApps: Int = .max, at time: Date
+        tenant: String, name: String, id: String? = nil, bundleDigest: String, entrypoint: String, runtime: String, maxApps: Int = .max,
+        at time: Date
     ) throws -> (AppRecord, created: Bool) {
         let now = time.timeIntervalSince1970
         let existing = try Row.fetchOne(db, sql: "SELECT * FROM apps WHERE tenant = ? AND name = ?", arguments: [tenant, name])
         if existing == nil {
             let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM apps WHERE tenant = ?", arguments: [tenant]) ?? 0
             guard count < maxApps else { throw StoreConflict.tooManyApps(count: count, limit: maxApps) }
+            let tenantID = try String.fetchOne(db, sql: "SELECT id FROM tenants WHERE name = ?", arguments: [tenant]) ?? tenant
             try db.execute(
                 sql: """
-                    INSERT INTO apps (tenant, name, version, bundle_digest, entrypoint, runtime, desired_state, created_at, updated_at)
-                    VALUES (?, ?, 1, ?, ?, ?, 'stopped', ?, ?)
-                    """, arguments: [tenant, name, bundleDigest, entrypoint, runtime, now, now])
+                    INSERT INTO apps (id, tenant, name, version, bundle_digest, entrypoint, runtime, desired_state, created_at, updated_at)
+                    VALUES (?, ?, ?, 1, ?, ?, ?, 'stopped', ?, ?)
+                    """,
+                arguments: [
+                    id ?? AppRecord.derivedID(tenantID: tenantID, name: name, createdAt: now), tenant, name, bundleDigest, entrypoint, runtime, now, now,
+                ])
         } else {
             try db.execute(
                 sql: """

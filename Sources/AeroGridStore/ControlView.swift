@@ -54,6 +54,18 @@ func registerControlViewMigrations(_ migrator: inout DatabaseMigrator) {
                 ALTER TABLE control_position ADD COLUMN last_snapshot INTEGER;
                 """)
     }
+    migrator.registerMigration("v8-app-ids") { db in
+        // Each app's immutable id: the key of its grids in a cluster's changelog. Apps made
+        // before get one derived from what every node's view holds alike.
+        try db.execute(sql: "ALTER TABLE apps ADD COLUMN id TEXT")
+        let apps = try Row.fetchAll(db, sql: "SELECT a.tenant, a.name, a.created_at, t.id AS tenant_id FROM apps a LEFT JOIN tenants t ON t.name = a.tenant")
+        for app in apps {
+            let tenantID: String = app["tenant_id"] ?? app["tenant"]
+            try db.execute(
+                sql: "UPDATE apps SET id = ? WHERE tenant = ? AND name = ?",
+                arguments: [AppRecord.derivedID(tenantID: tenantID, name: app["name"], createdAt: app["created_at"]), app["tenant"], app["name"]])
+        }
+    }
 }
 
 /// Where a view stands in a cluster's log: the cluster (the id its log's first record
@@ -210,6 +222,8 @@ public struct ControlTables: Codable, Sendable, Equatable {
     }
 
     public struct App: Codable, Sendable, Equatable {
+        /// Nil in a snapshot written before apps had ids: derived on reading.
+        public var id: String?
         public var tenant: String
         public var name: String
         public var version: Int64
@@ -284,7 +298,8 @@ extension Store {
             }
             tables.apps = try Row.fetchAll(db, sql: "SELECT * FROM apps ORDER BY tenant, name").map {
                 .init(
-                    tenant: $0["tenant"], name: $0["name"], version: $0["version"], bundleDigest: $0["bundle_digest"], entrypoint: $0["entrypoint"],
+                    id: $0["id"], tenant: $0["tenant"], name: $0["name"], version: $0["version"], bundleDigest: $0["bundle_digest"],
+                    entrypoint: $0["entrypoint"],
                     runtime: $0["runtime"], desiredState: $0["desired_state"], config: $0["config"], quota: $0["quota"], createdAt: $0["created_at"],
                     updatedAt: $0["updated_at"])
             }
@@ -348,10 +363,13 @@ extension Store {
             for app in tables.apps {
                 try db.execute(
                     sql: """
-                        INSERT INTO apps (tenant, name, version, bundle_digest, entrypoint, runtime, desired_state, config, quota, created_at, updated_at)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        INSERT INTO apps (id, tenant, name, version, bundle_digest, entrypoint, runtime, desired_state, config, quota, created_at, updated_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """,
                     arguments: [
+                        app.id
+                            ?? AppRecord.derivedID(
+                                tenantID: tables.tenants.first { $0.name == app.tenant }?.id ?? app.tenant, name: app.name, createdAt: app.createdAt),
                         app.tenant, app.name, app.version, app.bundleDigest, app.entrypoint, app.runtime, app.desiredState, app.config, app.quota,
                         app.createdAt, app.updatedAt,
                     ])

@@ -32,7 +32,7 @@ struct KafkaCommand: AsyncParsableCommand {
         @Option(
             name: .customLong("cluster"),
             help:
-                "A cluster of AeroGrid nodes that will use this Kafka: its internal topics are created (_aerogrid.NAME.config, .bundles, .audit; one partition each). Repeatable."
+                "A cluster of AeroGrid nodes that will use this Kafka: its internal topics are created (_aerogrid.NAME.config, .bundles, .audit with one partition each; .placement and .changelog with 64, the default slots). Repeatable."
         )
         var clusters: [String] = []
 

@@ -144,7 +144,7 @@ struct DevCommand: AsyncParsableCommand {
         // A cluster of one on the embedded Kafka, as a production node keeps its control plane.
         // Kafka starts empty on every run: the node publishes its view as a new cluster's.
         let cluster = ClusterSettings(
-            name: "dev", nodeID: "dev", advertisedURL: "http://\(host.contains(":") ? "[\(host)]" : host):\(httpPort)", runsApps: true)
+            name: "dev", nodeID: "dev", advertisedURL: "http://\(host.contains(":") ? "[\(host)]" : host):\(httpPort)")
         for (topic, partitions) in cluster.topics.required { try kafka.createTopic(topic, partitions: partitions) }
         configuration.cluster = cluster
 
