@@ -250,5 +250,10 @@ public final class FanoutHub: Sendable {
         for feed in affected { feed.attach(source(tenant, app)) }
     }
 
+    /// Whether anyone here subscribes to one of the app's grids.
+    public func watches(tenant: String, app: String) -> Bool {
+        feeds.withLock { $0.values.contains { $0.tenant == tenant && $0.app == app && $0.memberCount > 0 } }
+    }
+
     public var subscriptionCount: Int { feeds.withLock { $0.values.reduce(0) { $0 + $1.memberCount } } }
 }

@@ -20,6 +20,9 @@ public final class GridState: Sendable {
         /// The next offset of each source partition after this batch.
         public var offsets: [SourcePartition: Int64] = [:]
         public var records: Int = 0
+        /// The versions the changed grids have after it, when known (a replica applying its
+        /// owner's batch): set as given instead of counted up.
+        public var versions: [String: UInt64]?
 
         public init() {}
     }
@@ -54,9 +57,10 @@ public final class GridState: Sendable {
 
     public init() {}
 
-    /// Starts from a checkpoint, in a new epoch.
-    public func restore(_ checkpoint: GridCheckpoint, epoch: Int64) {
+    /// Starts from a checkpoint, in a new epoch (with the records applied up to it, when known).
+    public func restore(_ checkpoint: GridCheckpoint, epoch: Int64, records: Int? = nil) {
         state.withLock { state in
+            if let records { state.appliedRecords = records }
             state.grids = checkpoint.grids.mapValues { Grid(columns: [], rows: $0, version: 0) }
             for (grid, version) in checkpoint.versions {
                 state.grids[grid, default: Grid(columns: [], rows: [:], version: 0)].version = version
@@ -138,7 +142,11 @@ public final class GridState: Sendable {
                 touched[update.grid, default: []].append((update.key, update.row))
             }
             for (grid, _) in touched {
-                state.grids[grid]?.version += 1
+                if let version = batch.versions?[grid] {
+                    state.grids[grid]?.version = version
+                } else {
+                    state.grids[grid]?.version += 1
+                }
                 state.dirtyVersions.insert(grid)
             }
             for (source, offset) in batch.offsets {
@@ -263,6 +271,10 @@ public final class GridState: Sendable {
     public var epoch: Int64 { state.withLock { $0.epoch } }
     public var appliedRecords: Int { state.withLock { $0.appliedRecords } }
     public var gridNames: [String] { state.withLock { $0.grids.keys.sorted() } }
+    /// The grids' declared columns, by name (grids nothing declared are left out).
+    public var columns: [(name: String, columns: [String])] {
+        state.withLock { state in state.grids.filter { !$0.value.columns.isEmpty }.map { ($0.key, $0.value.columns) }.sorted { $0.name < $1.name } }
+    }
 
     public func snapshot(_ grid: String) -> (grid: Grid, epoch: Int64)? {
         state.withLock { state in state.grids[grid].map { ($0, state.epoch) } }

@@ -15,6 +15,8 @@ struct AppService: Sendable {
     let planner: AppPlanner
     /// On a node of a cluster: bundles into the cluster's bundles topic, and from it.
     var fetcher: BundleFetcher? = nil
+    /// On a node of a cluster: the grids of apps that run on other nodes.
+    var replicas: GridReplicas? = nil
     var store: Store { writes.store }
 
     /// The app, or "not found" (also for another tenant's app of that name).
@@ -101,6 +103,19 @@ struct AppService: Sendable {
                 // columns are those the rows have.
                 let columns = snapshot.grid.columns.isEmpty ? Self.columns(of: snapshot.grid.rows) : snapshot.grid.columns
                 views[name] = GridSnapshotView(version: snapshot.grid.version, epoch: runner.grids.epoch, columns: columns, rows: snapshot.grid.rows)
+            }
+            return views
+        }
+        if let replicas {
+            // On a node of a cluster: the app's changelog, through a replica (made now when
+            // nobody here watched the app; waited for while it catches up).
+            guard let grids = await replicas.caughtUpGrids(tenant: app.tenant, app: app.name, timeout: .seconds(10)) else {
+                throw APIError(.serviceUnavailable, .notReady, "the app's grids are still being read from the changelog; try again in a moment")
+            }
+            for name in only.map({ [$0] }) ?? grids.gridNames {
+                guard let snapshot = grids.snapshot(name) else { continue }
+                let columns = snapshot.grid.columns.isEmpty ? Self.columns(of: snapshot.grid.rows) : snapshot.grid.columns
+                views[name] = GridSnapshotView(version: snapshot.grid.version, epoch: snapshot.epoch, columns: columns, rows: snapshot.grid.rows)
             }
             return views
         }

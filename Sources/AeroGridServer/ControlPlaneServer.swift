@@ -119,11 +119,18 @@ public struct ControlPlaneServer: Sendable {
         await supervisor.reconcile(store: store, planner: planner)
         let readiness = KafkaReadiness(configuration: kafka, logger: logger)
         let registry = supervisor.grids
-        let hub = FanoutHub { tenant, app in registry.grids(tenant: tenant, app: app) }
+        // On a node of a cluster, the grids of an app that runs elsewhere come from a replica
+        // of its changelog, made when someone here asks for them.
+        let replicas = defaults.cluster.map { cluster in
+            GridReplicas(
+                kafka: kafka, topic: cluster.changelogTopic, placement: cluster.placement, store: store, logger: logger
+            ) { [changes = supervisor.changes] app in changes.announce(app, by: .runtime) }
+        }
+        let hub = FanoutHub { tenant, app in registry.grids(tenant: tenant, app: app) ?? replicas?.grids(tenant: tenant, app: app) }
         let gate = ConnectionGate(limits: configuration.connections)
         // Built in dependency order: the app service, discovery (which hears its changes),
         // the stream (which uses discovery), then the routes (whose metrics count the stream).
-        let apps = AppService(writes: writes, bundles: bundles, supervisor: supervisor, planner: planner, fetcher: fetcher)
+        let apps = AppService(writes: writes, bundles: bundles, supervisor: supervisor, planner: planner, fetcher: fetcher, replicas: replicas)
         // The feeds follow their app's runner as the supervisor and the API announce changes.
         supervisor.changes.listen { app, _ in hub.refresh(tenant: app.tenant, app: app.name) }
         let watcher = AppWatcher(apps: apps)
@@ -143,7 +150,12 @@ public struct ControlPlaneServer: Sendable {
         // Shut down in reverse: the listeners first, then the apps.
         var services: [any Service] = [
             SupervisorService(
-                supervisor: supervisor, store: store, planner: planner, watcher: watcher, placement: defaults.cluster?.placement, fetcher: fetcher)
+                supervisor: supervisor, store: store, planner: planner, watcher: watcher, placement: defaults.cluster?.placement, fetcher: fetcher,
+                sweepReplicas: {
+                    replicas?.sweep(
+                        idle: .seconds(30), watched: { hub.watches(tenant: $0.tenant, app: $0.name) },
+                        runsHere: { registry.grids(tenant: $0.tenant, app: $0.name) != nil })
+                })
         ]
         // Stopped before the apps, after the listeners: no write applied once they are gone.
         if configuration.cluster != nil { services.append(ControlLogService(writes: writes, auditTopic: auditTopic)) }
@@ -223,6 +235,8 @@ struct SupervisorService: Service {
     let placement: Placement?
     /// On a node of a cluster: the bundles of apps deployed through other nodes.
     let fetcher: BundleFetcher?
+    /// Stops the grid replicas nobody watches any more.
+    let sweepReplicas: @Sendable () -> Void
 
     func run() async throws {
         let watching = Task { await watcher.run() }
@@ -242,6 +256,7 @@ struct SupervisorService: Service {
                 try await Task.sleep(for: .seconds(5))
                 await fetcher?.ensureAll()
                 await supervisor.reconcile(store: store, planner: planner)
+                sweepReplicas()
             }
         }
         watching.cancel()

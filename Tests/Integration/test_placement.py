@@ -13,6 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from support.harness import TOPIC, KafkaCluster, Orders, log, produce
 from support.server import expect, orders_bundle
+from support.stream import StreamClient
 from test_cluster import CLUSTER, Nodes, wait_until
 
 # Short, so a lost node's slots move within seconds (the default is 10 s).
@@ -99,6 +100,16 @@ def test_a_killed_nodes_apps_move_to_the_others_with_exact_grids(placed, testdir
     moved = [app for app, index in where.items() if index == victim]
     assert moved, where
     survivors = [index for index in (1, 2, 3) if index != victim]
+    # Watched from every node: the survivors serve the moved apps' grids from replicas of
+    # the changelog, the victim from its runners.
+    streams = {index: StreamClient(nodes.servers[index - 1], admin) for index in (1, 2, 3)}
+    before = {}
+    for index, stream in streams.items():
+        for app in moved:
+            snapshot = stream.subscribe(app, app, "product_sum")
+            before[index, app] = snapshot["epoch"]
+            stream.wait_rows(app, expected, 30)
+    log(f"epochs of the moved apps before the kill: {sorted(set(before.values()))}")
     killed_at = time.monotonic()
     server = nodes.servers[victim - 1]
     os.kill(server.pid, signal.SIGKILL)
@@ -111,6 +122,30 @@ def test_a_killed_nodes_apps_move_to_the_others_with_exact_grids(placed, testdir
     for app, index in after.items():
         wait_until(lambda app=app, index=index: grid_of(nodes, admin, index, app) == expected, 60, f"{app} on node {index} is exact")
     log(f"every grid exact {time.monotonic() - killed_at:.1f} s after the kill")
+
+    # Clients on the survivors saw each moved app's new epoch as a snapshot, then its exact grid.
+    for index in survivors:
+        for app in moved:
+            replica = streams[index].wait_rows(app, expected, 30)
+            assert replica.epoch != before[index, app] and replica.snapshots >= 2, (index, app, replica.epoch, replica.snapshots)
+            assert not replica.problems, replica.problems
+    # The victim's clients lost their connection; connected again to a survivor, they converge.
+    assert streams[victim].wait_closed(10) is not None
+    again = StreamClient(nodes.servers[survivors[0] - 1], admin)
+    for app in moved:
+        again.subscribe(app, app, "product_sum")
+        again.wait_rows(app, expected, 30)
+    # With the producers stopped, every node's REST read of every grid is the same: rows,
+    # epoch and version.
+    def reads(app):
+        answers = [nodes.client(index, admin).grid(app, "product_sum") for index in survivors]
+        return [(a.json()["rows"], a.json()["epoch"], a.json()["version"]) for a in answers if a.status == 200]
+    for app in APPS:
+        same, _ = wait_until(lambda app=app: (lambda seen: len(seen) == len(survivors) and seen.count(seen[0]) == len(seen))(reads(app)),
+                             30, f"every node reads {app} alike")
+        assert reads(app)[0][0] == expected
+    for stream in [*streams.values(), again]:
+        stream.close()
 
     # A deleted app made again under its name is a new app: it starts from nothing of the old
     # one's (it reads every order itself), under another id in the changelog.
