@@ -40,9 +40,11 @@ final class RDKafkaClient: @unchecked Sendable {
             var errstr = [CChar](repeating: 0, count: 512)
             if rd_kafka_conf_set(conf, key, value, &errstr, errstr.count) != RD_KAFKA_CONF_OK {
                 rd_kafka_conf_destroy(conf)
+                // The setting's name only: its value may be a password (and a mistyped key
+                // is not known to be secret).
                 throw KafkaError(
                     code: .invalidArgument,
-                    message: "Kafka setting '\(key)=\(value)' is refused: \(string(fromBuffer: errstr))")
+                    message: "Kafka setting '\(key)' is refused: \(string(fromBuffer: errstr))")
             }
         }
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())

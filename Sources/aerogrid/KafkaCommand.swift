@@ -32,11 +32,15 @@ struct KafkaCommand: AsyncParsableCommand {
         @Option(
             name: .customLong("cluster"),
             help:
-                "A cluster of AeroGrid nodes that will use this Kafka: its internal topics are created (_aerogrid.NAME.config, .bundles, .audit with one partition each; .placement and .changelog with 64, the default slots). Repeatable."
+                "A cluster of AeroGrid nodes that will use this Kafka: its internal topics are created (_aerogrid.NAME.config, .bundles, .audit with one partition each; .placement and .changelog with --slots). Repeatable."
         )
         var clusters: [String] = []
 
+        @Option(help: "The slots of each --cluster: its placement and changelog topics' partitions ([cluster] slots).")
+        var slots: Int32 = ClusterTopics.defaultSlots
+
         func validate() throws {
+            guard (1...10_000).contains(slots) else { throw ValidationError("--slots must be 1 to 10000") }
             for name in clusters {
                 if let problem = ClusterSettings.nameProblem(name) { throw ValidationError("--cluster \(name): \(problem)") }
             }
@@ -46,7 +50,9 @@ struct KafkaCommand: AsyncParsableCommand {
             let logger = global.makeLogger(label: "aerogrid.kafka")
             let kafka = try EmbeddedKafka(brokers: brokers, logger: logger)
             // The mock cluster has no CreateTopics: what hosts it creates a cluster's topics.
-            let created = topics.map { ($0.name, $0.partitions) } + clusters.flatMap { ClusterTopics(cluster: $0).required.map { ($0.topic, $0.partitions) } }
+            let created =
+                topics.map { ($0.name, $0.partitions) }
+                + clusters.flatMap { ClusterTopics(cluster: $0, slots: slots).required.map { ($0.topic, $0.partitions) } }
             for (name, partitions) in created {
                 try kafka.createTopic(name, partitions: partitions)
             }

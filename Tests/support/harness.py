@@ -199,9 +199,11 @@ class KafkaCluster(Managed):
     """`aerogrid kafka up --topic orders:8` (or `topics`, NAME:PARTITIONS each; and the
     internal topics of each cluster of nodes in `clusters`) in its own process."""
 
-    def __init__(self, log_dir: Path, name: str = "kafka", topics: list | None = None, clusters: list | None = None) -> None:
+    def __init__(self, log_dir: Path, name: str = "kafka", topics: list | None = None, clusters: list | None = None,
+                 slots: int | None = None) -> None:
         topic_args = [arg for topic in (topics or [f"{TOPIC}:{PARTITIONS}"]) for arg in ("--topic", topic)]
         topic_args += [arg for cluster in (clusters or []) for arg in ("--cluster", cluster)]
+        topic_args += ["--slots", str(slots)] if slots else []
         super().__init__(name, [AEROGRID, "kafka", "up", *topic_args], log_dir)
         self.bootstrap = self._read_bootstrap(Deadline(30, "kafka up"))
         # Drain whatever else it prints, so it never blocks on a full pipe.
