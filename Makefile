@@ -9,13 +9,13 @@ AEROGRID := .build/debug/aerogrid
 # fixtures (prerequisites, scratch directories, Kafka and a server) are Tests/support/plugin.py's.
 PYTEST = PYTHONPATH=$(CURDIR)/Tests $(PYTHON) -m pytest -p skip_policy -p support.plugin
 
-.PHONY: dev test deps build lint lint-swift lint-python test-swift test-sandbox-c test-integration test-python bench bench-docs bench-runtime bench-sandbox bench-fanout bench-soak clean
+.PHONY: dev test deps build lint lint-swift lint-python test-swift test-sandbox-c test-integration test-python test-deploy bench bench-docs bench-runtime bench-sandbox bench-fanout bench-soak clean
 
 # make dev DEV_ARGS=--no-demo leaves out the demo app and its orders.
 dev: build
 	$(AEROGRID) dev $(DEV_ARGS)
 
-test: lint build test-swift test-sandbox-c test-integration test-python test-browser test-excel test-examples test-e2e
+test: lint build test-deploy test-swift test-sandbox-c test-integration test-python test-browser test-excel test-examples test-e2e
 
 deps:
 	@scripts/setup
@@ -45,6 +45,14 @@ test-browser: build
 
 test-python: deps
 	cd python && $(PYTEST) -q -p no:cacheprovider tests
+
+# The Kubernetes manifests (deploy/kubernetes), with no cluster: each validated strictly against
+# Kubernetes' schemas (kubernetes-validate, offline), and checked against the code: the pods'
+# configuration given to the built `aerogrid serve` and to the parser's key lists, the ports,
+# probe paths, Services, disruption budget and kustomization; and every check run on a copy
+# broken the way it guards against, where it must fail (docs/cluster.md, "Kubernetes").
+test-deploy: build
+	cd Tests/Deploy && $(PYTEST) -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # The Excel add-in (clients/excel) under node against the built server (needs root): the
 # functions through a stand-in for Excel's runtime, the manifest, and the task pane in
