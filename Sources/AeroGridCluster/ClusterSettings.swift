@@ -85,6 +85,8 @@ public struct ClusterTopics: Sendable, Equatable {
     public let placement: String
     /// The apps' grids: a partition per slot, records keyed by app id.
     public let changelog: String
+    /// What each node says of the apps it runs (Kafka Connect's status topic).
+    public let status: String
     public let slots: Int32
 
     public static let defaultSlots: Int32 = 64
@@ -95,13 +97,14 @@ public struct ClusterTopics: Sendable, Equatable {
         audit = "\(InternalTopics.prefix)\(cluster).audit"
         placement = "\(InternalTopics.prefix)\(cluster).placement"
         changelog = "\(InternalTopics.prefix)\(cluster).changelog"
+        status = "\(InternalTopics.prefix)\(cluster).status"
         self.slots = slots
     }
 
     /// Each topic with the partition count it must have: one for the logs, so every node
     /// reads each in one order; a slot's for the placement and the changelog.
     public var required: [(topic: String, partitions: Int)] {
-        [(config, 1), (bundles, 1), (audit, 1), (placement, Int(slots)), (changelog, Int(slots))]
+        [(config, 1), (bundles, 1), (audit, 1), (status, 1), (placement, Int(slots)), (changelog, Int(slots))]
     }
 
     /// A producer for these topics: idempotent, `acks=all` (and `extra`), winning over the

@@ -36,20 +36,35 @@ public struct ChangelogBinding: Sendable {
 
 /// The bytes written to each slot's partition by this node: an app's snapshot is due once
 /// its partition (shared with the slot's other apps) has advanced half the retention since
-/// its last one, so the partition always holds a whole snapshot of every app in it.
+/// its last one, so the partition always holds a whole snapshot of every app in it. Each
+/// write tells the slot's other apps, so a quiet app beside a busy one snapshots in time.
 public final class SlotLedger: Sendable {
-    private let written = Mutex<[Int32: Int]>([:])
+    private struct State {
+        var written: [Int32: Int] = [:]
+        var members: [Int32: [ObjectIdentifier: @Sendable () -> Void]] = [:]
+    }
+    private let state = Mutex(State())
 
     public init() {}
 
     func add(_ bytes: Int, slot: Int32) -> Int {
-        written.withLock { table in
-            table[slot, default: 0] &+= bytes
-            return table[slot]!
+        let (total, members) = state.withLock { state in
+            state.written[slot, default: 0] &+= bytes
+            return (state.written[slot]!, Array((state.members[slot] ?? [:]).values))
         }
+        for advanced in members { advanced() }
+        return total
     }
 
-    func total(_ slot: Int32) -> Int { written.withLock { $0[slot] ?? 0 } }
+    func total(_ slot: Int32) -> Int { state.withLock { $0.written[slot] ?? 0 } }
+
+    func join(_ slot: Int32, _ member: ObjectIdentifier, onAdvance: @escaping @Sendable () -> Void) {
+        state.withLock { $0.members[slot, default: [:]][member] = onAdvance }
+    }
+
+    func leave(_ slot: Int32, _ member: ObjectIdentifier) {
+        state.withLock { _ = $0.members[slot]?.removeValue(forKey: member) }
+    }
 }
 
 /// One app's side of the changelog (docs/cluster.md "The changelog"): claims the app,
@@ -76,9 +91,27 @@ public final class AppChangelog: Sendable {
     /// Told once when a write fails: the app restarts from the changelog.
     private let brokenListener = Mutex<(@Sendable (String) -> Void)?>(nil)
 
-    public init(binding: ChangelogBinding, logger: Logger) {
+    private let grids: GridState
+    /// A snapshot check is on its way (told by another app's write in the slot).
+    private let checkScheduled = Atomic<Bool>(false)
+
+    public init(binding: ChangelogBinding, grids: GridState, logger: Logger) {
         self.binding = binding
+        self.grids = grids
         self.logger = logger
+        // Told of every write in the slot on this node; checked outside the writer's lock
+        // (which may be another app's, held while it writes).
+        binding.ledger.join(binding.slot, ObjectIdentifier(self)) { [weak self] in
+            guard let self, self.checkScheduled.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+            Task {
+                self.checkScheduled.store(false, ordering: .relaxed)
+                self.snapshotIfDue()
+            }
+        }
+    }
+
+    deinit {
+        binding.ledger.leave(binding.slot, ObjectIdentifier(self))
     }
 
     /// Who hears, once, that a write failed (the runner: it restarts the app from the changelog).
@@ -98,7 +131,7 @@ public final class AppChangelog: Sendable {
     /// claim's generation (its epoch), then writes a snapshot under it. Claim first: a
     /// record a fenced owner writes after the claim does not count, so nothing read here can
     /// be overtaken (docs/cluster.md "Fencing").
-    public func claimAndRestore(into grids: GridState) async throws {
+    public func claimAndRestore() async throws {
         let claim = try await binding.producer.send(
             topic: binding.topic, partition: binding.slot, key: Array(binding.appID.utf8),
             value: ChangelogRecord.encodeClaim(app: binding.appID, node: binding.node))
@@ -116,12 +149,12 @@ public final class AppChangelog: Sendable {
                 "aerogrid.rows": "\(image.checkpoint.grids.values.reduce(0) { $0 + $1.count })",
                 "aerogrid.restore": "\(ContinuousClock.now - started)",
             ])
-        try writeSnapshot(of: grids)
+        try writeSnapshot()
     }
 
     /// Applies a batch to the grids and writes it, as one step; the apply's answer (over a
     /// quota) is returned, and nothing is written then.
-    func applyAndRecord(_ batch: GridState.Batch, to grids: GridState, maxRows: Int, maxBytes: Int) -> String? {
+    func applyAndRecord(_ batch: GridState.Batch, maxRows: Int, maxBytes: Int) -> String? {
         writer.withLock { writer in
             guard let over = grids.apply(batch, maxRows: maxRows, maxBytes: maxBytes) else {
                 let touched = Set(batch.updates.map(\.grid))
@@ -136,7 +169,7 @@ public final class AppChangelog: Sendable {
     }
 
     /// Empties the grids and writes that as a snapshot (the out-of-range policy's reset).
-    func reset(_ grids: GridState) throws {
+    func reset() throws {
         try writer.withLock { writer in
             grids.restore(GridCheckpoint(), epoch: writer.generation)
             write(&writer, snapshotOf: grids)
@@ -156,7 +189,7 @@ public final class AppChangelog: Sendable {
 
     /// Writes a snapshot when the slot's partition has advanced half the retention since
     /// the last one (for an app that has been quiet while others in its slot wrote).
-    func snapshotIfDue(_ grids: GridState) {
+    func snapshotIfDue() {
         writer.withLock { writer in
             if due(writer) { write(&writer, snapshotOf: grids) }
         }
@@ -171,6 +204,8 @@ public final class AppChangelog: Sendable {
     /// Waits for everything written, then writes the release: the app is given up whole.
     /// Throws when a write did not reach the changelog (the next owner restores what did).
     public func release() async throws {
+        // Nothing more is written after this (a later start claims the app again).
+        defer { writer.withLock { $0.fenced = true } }
         try await binding.producer.flush()
         let stamp: ChangelogRecord.Stamp? = writer.withLock { writer in
             guard writer.broken == nil, !writer.fenced, writer.generation >= 0 else { return nil }
@@ -182,7 +217,7 @@ public final class AppChangelog: Sendable {
             topic: binding.topic, partition: binding.slot, key: Array(binding.appID.utf8), value: ChangelogRecord.encodeRelease(stamp))
     }
 
-    private func writeSnapshot(of grids: GridState) throws {
+    private func writeSnapshot() throws {
         try writer.withLock { writer in
             write(&writer, snapshotOf: grids)
             if let broken = writer.broken { throw RuntimeError(broken) }

@@ -75,7 +75,7 @@ public final class AppRunner: Sendable {
         log = AppLog(limits: spec.appLimits.log, logger: logger)
         deadLetters = DeadLetters(app: spec.id, log: log, logger: logger)
         checkpoints = Checkpointer(app: spec.id, grids: grids, store: store, logger: logger)
-        changelog = spec.changelog.map { AppChangelog(binding: $0, logger: logger) }
+        changelog = spec.changelog.map { [grids] in AppChangelog(binding: $0, grids: grids, logger: logger) }
         changelog?.onBroken { [weak self, logger] reason in
             // The grids hold changes the changelog may not: the next process starts from it.
             logger.error("\(reason): restarting the app from the changelog")
@@ -118,7 +118,7 @@ public final class AppRunner: Sendable {
     /// Runs until `stop()`.
     public func run() async throws {
         if let changelog {
-            try await changelog.claimAndRestore(into: grids)
+            try await changelog.claimAndRestore()
         } else {
             try await checkpoints.restore()
         }
@@ -138,14 +138,15 @@ public final class AppRunner: Sendable {
             throw error
         }
         activeConsumer.withLock { $0 = consumer }
-        let periodic = changelog.map { snapshotsWhenDue($0) } ?? checkpoints.every(spec.checkpointInterval, committingTo: consumer)
+        // In a cluster each batch goes to the changelog as it is applied: nothing periodic.
+        let periodic = changelog == nil ? checkpoints.every(spec.checkpointInterval, committingTo: consumer) : Task {}
         while !stopping {
             lifecycle { $0.startProcess() }
             let started = ContinuousClock.now
             var reason: CrashReason?
             do {
                 if let changelog, changelog.needsRestore {
-                    try await changelog.claimAndRestore(into: grids)
+                    try await changelog.claimAndRestore()
                     onChange()
                 }
                 reason = try await runProcess(consumer: consumer)
@@ -182,17 +183,6 @@ public final class AppRunner: Sendable {
         await consumer.close()
         await deadLetters.close()
         lifecycle { _ = $0.processEnded(nil, uptime: .zero) }
-    }
-
-    /// Checks every second whether a snapshot is due: an app that has been quiet while
-    /// others in its slot wrote must still have a whole snapshot in the partition.
-    private func snapshotsWhenDue(_ changelog: AppChangelog) -> Task<Void, Never> {
-        Task { [grids] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(1))
-                changelog.snapshotIfDue(grids)
-            }
-        }
     }
 
     /// One process, from launch to its end: why it ended, or nil when it was asked to.
@@ -385,7 +375,7 @@ public final class AppRunner: Sendable {
                 throw RuntimeError("\(what) (policy: fail; reset the app, or run it with an out-of-range policy of earliest or latest)")
             case .resetToEarliest, .resetToLatest:
                 logger.warning("\(what): resetting the grids and reading from the \(spec.outOfRangePolicy.rawValue) offsets (policy)")
-                if let changelog { try changelog.reset(grids) } else { try await checkpoints.reset() }
+                if let changelog { try changelog.reset() } else { try await checkpoints.reset() }
                 statusState.withLock { $0.resets += 1 }
                 onChange()
             }

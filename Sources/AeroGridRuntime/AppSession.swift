@@ -276,7 +276,7 @@ final class AppSession: Sendable {
             }
             let over =
                 if let changelog {
-                    changelog.applyAndRecord(batch, to: grids, maxRows: limits.gridRows, maxBytes: limits.gridBytes)
+                    changelog.applyAndRecord(batch, maxRows: limits.gridRows, maxBytes: limits.gridBytes)
                 } else {
                     grids.apply(batch, maxRows: limits.gridRows, maxBytes: limits.gridBytes)
                 }

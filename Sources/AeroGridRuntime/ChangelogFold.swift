@@ -3,7 +3,8 @@ public import AeroGridStore
 
 /// Decides which of one app's changelog records count, in partition order (docs/cluster.md
 /// "Fencing"): a claim starts a generation (its offset); a record counts only if it carries
-/// the generation of the latest claim before it and the next sequence number. An older
+/// the generation of the latest claim before it and the next sequence number. (A claim
+/// gone with the topic's retention is stood in for by its generation's next snapshot.) An older
 /// generation's record is a fenced writer's; a sequence number seen before is a duplicate;
 /// one past the next is a gap, which is corruption and is reported. A batch or snapshot in
 /// parts counts when its last part does.
@@ -49,6 +50,18 @@ public struct ChangelogFold: Sendable {
             stagedParts = 0
             broken = false
             return .claimed(offset)
+        }
+        if generation.map({ stamp.generation > $0 }) ?? true {
+            // A generation whose claim this reader never saw: the topic's retention dropped
+            // it. It starts where one of its snapshots does (the owner writes one every half
+            // the retention, so one is always kept); until then nothing of it counts. A
+            // lower generation's records after that are a fenced owner's, as ever.
+            guard case .changes(let changes) = record, changes.snapshot, changes.part == 0 else { return .fenced }
+            generation = stamp.generation
+            nextSequence = stamp.sequence
+            staged = []
+            stagedParts = 0
+            broken = false
         }
         guard stamp.generation == generation, !broken else { return .fenced }
         if stamp.sequence < nextSequence { return .duplicate }

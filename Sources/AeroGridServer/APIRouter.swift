@@ -33,7 +33,7 @@ struct APIRouter: Sendable {
         router.add(middleware: StaticSitesMiddleware(sites: sites))
         let auth = AuthMiddleware(store: store, gate: gate, planner: apps.planner)
         SystemRoutes(readiness: readiness, metrics: metrics, supervisor: apps.supervisor, stream: stream).register(on: router, auth: auth)
-        PeerRoutes(store: store, bundles: apps.bundles).register(on: router)
+        PeerRoutes(store: store, bundles: apps.bundles, supervisor: apps.supervisor).register(on: router)
         let api = router.group("api/v1").add(middleware: auth)
         TenantRoutes(apps: apps, bodies: bodies, auditor: auditor, hostUIDs: hostUIDs).register(on: api)
         QuotaRoutes(apps: apps, bodies: bodies, auditor: auditor).register(on: api)

@@ -17,6 +17,8 @@ struct AppService: Sendable {
     var fetcher: BundleFetcher? = nil
     /// On a node of a cluster: the grids of apps that run on other nodes.
     var replicas: GridReplicas? = nil
+    /// On a node of a cluster: this node's id, and what the others say of the apps they run.
+    var cluster: (nodeID: String, status: NodeStatus)? = nil
     var store: Store { writes.store }
 
     /// The app, or "not found" (also for another tenant's app of that name).
@@ -74,6 +76,9 @@ struct AppService: Sendable {
     /// The app as the API shows it.
     func describe(_ app: AppRecord) async -> Schemas.App {
         let view = await supervisor.view(app)
+        if !view.runsHere, let (node, remote) = cluster?.status.elsewhere(tenant: app.tenant, app: app.name), remote.id == app.id {
+            return describe(app, runningOn: node, remote)
+        }
         let state: Schemas.App.StatePayload
         if let status = view.status {
             state = view.failure != nil ? .crashed : Schemas.App.StatePayload(rawValue: status.lifecycle.state.name) ?? .stopped
@@ -89,7 +94,18 @@ struct AppService: Sendable {
             lastCrash: view.failure ?? crash?.description, restarts: view.status?.lifecycle.restarts ?? 0, records: view.records,
             lag: view.lag.map { Int(clamping: $0) },
             usage: view.usage.map { Schemas.Usage(cpuSeconds: Double($0.cpuNanoseconds) / 1e9, memoryBytes: Int(clamping: $0.memoryBytes), pids: $0.pids) },
-            quota: Schemas.AppQuota(quota), createdAt: app.createdAt, updatedAt: app.updatedAt)
+            quota: Schemas.AppQuota(quota), createdAt: app.createdAt, updatedAt: app.updatedAt, node: view.runsHere ? cluster?.nodeID : nil)
+    }
+
+    /// The app as the node that runs it described it in the cluster's status topic.
+    private func describe(_ app: AppRecord, runningOn node: String, _ remote: NodeStatus.App) -> Schemas.App {
+        Schemas.App(
+            name: app.name, version: app.version, bundleDigest: app.bundleDigest, entrypoint: app.entrypoint, runtime: app.runtime,
+            desiredState: app.desiredState == "running" ? .running : .stopped, state: Schemas.App.StatePayload(rawValue: remote.state) ?? .running,
+            crashReason: remote.crashReason.flatMap { Schemas.App.CrashReasonPayload(rawValue: $0) }, lastCrash: remote.lastCrash,
+            restarts: max(0, remote.restarts), records: max(0, remote.records), lag: remote.lag.map { max(0, $0) },
+            usage: remote.usage.map { Schemas.Usage(cpuSeconds: max(0, $0.cpuSeconds), memoryBytes: max(0, $0.memoryBytes), pids: max(0, $0.pids)) },
+            quota: Schemas.AppQuota(planner.appQuota(app)), createdAt: app.createdAt, updatedAt: app.updatedAt, node: node)
     }
 
     /// The app's grids (or only the one named `only`): live from its runner, or from its

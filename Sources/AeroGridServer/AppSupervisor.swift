@@ -57,6 +57,8 @@ public struct AppView: Sendable {
     public let usage: CgroupUsage?
     /// Why the runner itself gave up (Kafka refused its settings, say), if it did.
     public let failure: String?
+    /// Whether its runner runs here now.
+    public let runsHere: Bool
 }
 
 /// Keeps the runners of every tenant's apps: starts them from their bundles, stops them
@@ -76,6 +78,26 @@ public actor AppSupervisor {
     private let defaults: RuntimeDefaults
     private let logger: Logger
     private var entries: [AppID: Entry] = [:]
+    /// Every app running here, as the cluster's status topic describes it.
+    func runningApps() async -> [NodeStatus.App] {
+        var apps: [NodeStatus.App] = []
+        for (key, entry) in entries.sorted(by: { $0.key < $1.key }) where entry.task != nil {
+            guard let record = placedApps[key] else { continue }
+            let view = await self.view(record)
+            let crash = view.status?.lifecycle.lastCrash
+            apps.append(
+                NodeStatus.App(
+                    tenant: key.tenant, app: key.name, id: record.id,
+                    state: view.failure != nil ? "crashed" : view.status?.lifecycle.state.name ?? "starting", crashReason: crash?.code,
+                    lastCrash: view.failure ?? crash?.description, restarts: view.status?.lifecycle.restarts ?? 0, records: view.records,
+                    lag: view.lag.map { Int(clamping: $0) },
+                    usage: view.usage.map {
+                        NodeStatus.Usage(cpuSeconds: Double($0.cpuNanoseconds) / 1e9, memoryBytes: Int(clamping: $0.memoryBytes), pids: $0.pids)
+                    }))
+        }
+        return apps
+    }
+
     /// The record each runner was started from (its slot, in a cluster).
     private var placedApps: [AppID: AppRecord] = [:]
     /// Each app's current grids, readable without waiting for the actor (the stream's feeds).
@@ -241,13 +263,13 @@ public actor AppSupervisor {
 
     public func view(_ record: AppRecord) async -> AppView {
         guard let entry = entries[AppID(tenant: record.tenant, name: record.name)] else {
-            return AppView(record: record, status: nil, records: 0, lag: nil, usage: nil, failure: nil)
+            return AppView(record: record, status: nil, records: 0, lag: nil, usage: nil, failure: nil, runsHere: false)
         }
         let progress = await entry.runner.progress()
         return AppView(
             record: record, status: entry.runner.status, records: progress.appliedRecords,
             lag: entry.task == nil ? nil : progress.lag, usage: entry.task == nil ? nil : entry.runner.usage(),
-            failure: entry.failure)
+            failure: entry.failure, runsHere: entry.task != nil)
     }
 }
 

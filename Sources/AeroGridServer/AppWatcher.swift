@@ -178,15 +178,17 @@ struct SteadyApp: Encodable, Equatable {
     let restarts: Int
     let quota: Schemas.AppQuota
     let createdAt: Date
+    /// In a cluster: the node that runs it.
+    let node: String?
 
     init(_ app: Schemas.App) {
         (name, version, bundleDigest, entrypoint, runtime) = (app.name, app.version, app.bundleDigest, app.entrypoint, app.runtime)
         (desiredState, state, crashReason, lastCrash, restarts) = (app.desiredState, app.state, app.crashReason, app.lastCrash, app.restarts)
-        (quota, createdAt) = (app.quota, app.createdAt)
+        (quota, createdAt, node) = (app.quota, app.createdAt, app.node)
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, version, entrypoint, runtime, state, restarts, quota
+        case name, version, entrypoint, runtime, state, restarts, quota, node
         case bundleDigest = "bundle_digest"
         case desiredState = "desired_state"
         case crashReason = "crash_reason"

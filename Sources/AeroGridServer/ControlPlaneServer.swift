@@ -130,9 +130,20 @@ public struct ControlPlaneServer: Sendable {
         let gate = ConnectionGate(limits: configuration.connections)
         // Built in dependency order: the app service, discovery (which hears its changes),
         // the stream (which uses discovery), then the routes (whose metrics count the stream).
-        let apps = AppService(writes: writes, bundles: bundles, supervisor: supervisor, planner: planner, fetcher: fetcher, replicas: replicas)
+        // On a node of a cluster: what the others say of the apps they run, and what this
+        // one says of its own.
+        let nodeStatus = try configuration.cluster.map { cluster in
+            NodeStatus(
+                nodeID: cluster.nodeID, topic: cluster.topics.status, kafka: kafka, producer: try ClusterTopics.producer(kafka, logger: logger),
+                logger: logger)
+        }
+        var apps = AppService(writes: writes, bundles: bundles, supervisor: supervisor, planner: planner, fetcher: fetcher, replicas: replicas)
+        if let cluster = configuration.cluster, let nodeStatus { apps.cluster = (cluster.nodeID, nodeStatus) }
         // The feeds follow their app's runner as the supervisor and the API announce changes.
-        supervisor.changes.listen { app, _ in hub.refresh(tenant: app.tenant, app: app.name) }
+        supervisor.changes.listen { app, _ in
+            hub.refresh(tenant: app.tenant, app: app.name)
+            nodeStatus?.changed()
+        }
         let watcher = AppWatcher(apps: apps)
         let gateway = StreamGateway(
             store: store, hub: hub, watcher: watcher, planner: planner, gate: gate, sessions: sessions,
@@ -151,6 +162,7 @@ public struct ControlPlaneServer: Sendable {
         var services: [any Service] = [
             SupervisorService(
                 supervisor: supervisor, store: store, planner: planner, watcher: watcher, placement: defaults.cluster?.placement, fetcher: fetcher,
+                nodeStatus: nodeStatus,
                 sweepReplicas: {
                     replicas?.sweep(
                         idle: .seconds(30), watched: { hub.watches(tenant: $0.tenant, app: $0.name) },
@@ -235,6 +247,8 @@ struct SupervisorService: Service {
     let placement: Placement?
     /// On a node of a cluster: the bundles of apps deployed through other nodes.
     let fetcher: BundleFetcher?
+    /// On a node of a cluster: the status topic, written and read while the node runs.
+    let nodeStatus: NodeStatus?
     /// Stops the grid replicas nobody watches any more.
     let sweepReplicas: @Sendable () -> Void
 
@@ -251,6 +265,8 @@ struct SupervisorService: Service {
                 }
             }
         }
+        let publishing = Task { [supervisor] in await nodeStatus?.publish { await supervisor.runningApps() } }
+        let hearing = Task { [supervisor] in await nodeStatus?.follow { app in supervisor.changes.announce(app, by: .runtime) } }
         try? await cancelWhenGracefulShutdown {
             while true {
                 try await Task.sleep(for: .seconds(5))
@@ -264,6 +280,11 @@ struct SupervisorService: Service {
         await placing.value
         await supervisor.stopAll()
         await placement?.leave()
+        // The last status record says this node runs nothing.
+        publishing.cancel()
+        nodeStatus?.changed()
+        await publishing.value
+        hearing.cancel()
     }
 }
 

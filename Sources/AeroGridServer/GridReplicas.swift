@@ -127,7 +127,7 @@ final class GridReplicas: Sendable {
                         image.versions = end.versions
                         image.offsets = end.offsets
                         let columns = grids.columns
-                        grids.restore(image, epoch: grids.epoch, records: end.records)
+                        grids.restore(image, epoch: fold.generation ?? grids.epoch, records: end.records)
                         grids.declare(columns)
                     } else {
                         var applied = GridState.Batch()

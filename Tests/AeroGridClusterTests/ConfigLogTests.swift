@@ -62,8 +62,15 @@ let clusterLogger: Logger = {
 
     @Test func clusterTopicsAreInternal() {
         let topics = ClusterTopics(cluster: "prod")
-        #expect(topics.required.map(\.topic) == ["_aerogrid.prod.config", "_aerogrid.prod.bundles", "_aerogrid.prod.audit"])
-        #expect(topics.required.allSatisfy { InternalTopics.isInternal($0.topic) && $0.partitions == 1 })
+        #expect(
+            topics.required.map(\.topic) == [
+                "_aerogrid.prod.config", "_aerogrid.prod.bundles", "_aerogrid.prod.audit", "_aerogrid.prod.status", "_aerogrid.prod.placement",
+                "_aerogrid.prod.changelog",
+            ])
+        #expect(topics.required.allSatisfy { InternalTopics.isInternal($0.topic) })
+        // The logs have one partition (one order); placement and changelog one per slot.
+        #expect(topics.required.map(\.partitions) == [1, 1, 1, 1, 64, 64])
+        #expect(ClusterTopics(cluster: "prod", slots: 8).required.suffix(2).map(\.partitions) == [8, 8])
     }
 
     @Test func settingsAreChecked() {

@@ -127,6 +127,37 @@ import Testing
         #expect(image.bytesSinceSnapshot == 0)
     }
 
+    /// A reader that starts after the topic's retention dropped the claims: a generation
+    /// starts at its snapshot, a newer one's snapshot takes over, an older one stays fenced.
+    @Test func aGenerationWhoseClaimIsGoneStartsAtItsSnapshot() throws {
+        func snapshot(_ generation: Int64, _ sequence: UInt64, _ value: Int64) throws -> ChangelogRecord {
+            try ChangelogRecord.decode(
+                ChangelogRecord.encodeChanges(
+                    app: "app_1", generation: generation, firstSequence: sequence, snapshot: true,
+                    updates: [.init(grid: "g", key: .string("a"), row: ["n": .int(value)])], end: .init(offsets: [:], versions: ["g": 1], records: 1)
+                )[0])
+        }
+        var fold = ChangelogFold(app: "app_1")
+        var image = ChangelogImage()
+        func read(_ record: ChangelogRecord, _ offset: Int64) -> ChangelogFold.Outcome {
+            let outcome = fold.read(record, at: offset)
+            image.apply(outcome, bytes: 1)
+            return outcome
+        }
+        // Generation 40's batch, its claim gone: nothing to build it on.
+        #expect(read(try batch(40, 7, rows: [("a", 1)], offset: 1)[0], 100) == .fenced)
+        #expect(read(try snapshot(40, 8, 2), 101) != .fenced)
+        #expect(read(try batch(40, 9, rows: [("a", 3)], offset: 2)[0], 102) != .fenced)
+        #expect(image.checkpoint.grids["g"]?[.string("a")] == ["n": .int(3)])
+        // Generation 90's snapshot: a newer owner, whose claim is gone too.
+        #expect(read(try snapshot(90, 4, 5), 103) != .fenced)
+        #expect(fold.generation == 90)
+        // Generation 40 writing on is a fenced owner.
+        #expect(read(try batch(40, 10, rows: [("a", 99)], offset: 3)[0], 104) == .fenced)
+        #expect(read(try snapshot(40, 11, 99), 105) == .fenced)
+        #expect(image.checkpoint.grids["g"]?[.string("a")] == ["n": .int(5)])
+    }
+
     @Test func aNewerFormatIsRefusedByName() {
         #expect(throws: NewerFormat.self) { try ChangelogRecord.decode(Array(#"{"v":2,"kind":"batch","app":"a"}"#.utf8)) }
         #expect(throws: ChangelogUnreadable.self) { try ChangelogRecord.decode(Array("not json".utf8)) }

@@ -234,7 +234,8 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
         #expect(text.contains(#""created_at":"1970-01-01T00:00:00Z""#) && text.contains(#""updated_at":"1970-01-02T00:00:00Z""#), "\(text)")
         #expect(text.contains(#""cpus":0.5"#))
         let keys = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]).keys.sorted()
-        #expect(keys.count == 16)
+        #expect(keys.count == 17)
+        #expect(text.contains(#""node":null"#))
         // Keys in order, as JSONSerialization's sortedKeys wrote them before.
         let offsets = keys.map { key in text.range(of: "\"\(key)\":").map { text.distance(from: text.startIndex, to: $0.lowerBound) } ?? -1 }
         #expect(offsets == offsets.sorted() && !offsets.contains(-1), "\(text)")

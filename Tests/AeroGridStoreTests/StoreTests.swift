@@ -57,6 +57,7 @@ import Testing
         #expect(
             applied == [
                 "v1-grid-checkpoints", "v2-control-plane", "v3-quotas-and-acls", "v4-tenant-ids", "v5-control-view", "v6-cluster-nodes", "v7-audit-topic",
+                "v8-app-ids",
             ])
         // Opening it again changes nothing: no migration runs twice.
         let again = try Store(path: path)

@@ -29,7 +29,8 @@ APPS = {f"{topic[:-1]}{n}": topic for topic in TOPICS for n in range(1, 9)}
 
 def app_bundle(name: str, topic: str) -> bytes:
     code = (ORDERSAPP / "app.py").read_text().replace("'ordersapp'", repr(name)).replace("app.topic('orders'", f"app.topic({topic!r}")
-    return bundle(name, code)
+    # A line in its log at each start.
+    return bundle(name, code.replace("import aerogrid\n", f"import aerogrid\nprint('{name} starting', flush=True)\n", 1))
 
 
 class Feed:
@@ -111,7 +112,8 @@ def placement(nodes: Nodes, admin: str, alive: list, apps) -> dict | None:
         if answer.status != 200:
             return None
         for app in answer.json()["apps"]:
-            if app["name"] in running and app["state"] == "running":
+            # Each node describes every app; the one it names as its own, it runs.
+            if app["name"] in running and app["state"] == "running" and app["node"] == f"node{index}":
                 running[app["name"]].append(index)
     return {app: found[0] for app, found in running.items()} if all(len(f) == 1 for f in running.values()) else None
 
@@ -223,6 +225,22 @@ def test_a_killed_nodes_apps_move_to_the_others_with_exact_grids(placed, testdir
     for stream in [*streams.values(), again]:
         stream.close()
     reads_alike(nodes, admin, APPS, feed)
+    # Every node names the node that runs each app, in the API and in discovery's list.
+    for index in survivors:
+        listed = {app["name"]: app for app in expect(nodes.client(index, admin).get("/api/v1/apps"), 200).json()["apps"]}
+        assert {name: listed[name]["node"] for name in APPS} == {name: f"node{after[name]}" for name in APPS}, index
+        assert all(listed[name]["state"] == "running" and listed[name]["records"] > 0 for name in APPS), listed
+        watcher = StreamClient(nodes.servers[index - 1], admin)
+        watcher.send({"op": "watch_apps"})
+        seen = watcher.wait_type("apps", 10)
+        assert {app["name"]: app["node"] for app in seen["apps"]} == {name: f"node{after[name]}" for name in APPS}
+        watcher.close()
+    # An app's log reads the same on any node: forwarded to the node that runs it.
+    app = moved[0]
+    owner_lines = expect(nodes.client(after[app], admin).get(f"/api/v1/apps/{app}/logs?tail=50"), 200).json()["lines"]
+    assert owner_lines, "the app's log is empty"
+    other = next(index for index in survivors if index != after[app])
+    assert expect(nodes.client(other, admin).get(f"/api/v1/apps/{app}/logs?tail=50"), 200).json()["lines"][:len(owner_lines)] == owner_lines
 
     # The killed node starts again and rejoins: some slots move back to it, grids stay exact.
     nodes.servers[victim - 1] = nodes.start(victim, port=server.port)
@@ -337,6 +355,9 @@ def test_a_quiet_app_beside_a_busy_one_still_moves_exactly(testdir):
         moved, took = wait_until(lambda: placement(nodes, admin, [other], ["busy", "quiet"]), 90, "both apps run on the other node")
         log(f"both apps restored on node {other} {took:.1f} s after the kill")
         assert grid_of(nodes, admin, other, "quiet") == quiet.expected_units()
+        # From its snapshot, not by reading its topic again: the claims are long gone.
+        restored = [line for line in stderr(nodes, other).splitlines() if "aerogrid.app=quiet" in line and "claimed the app" in line][-1]
+        assert "aerogrid.rows=0 " not in restored, restored
         wait_until(lambda: grid_of(nodes, admin, other, "busy") == busy.expected_units(), 60, "the busy app is exact after the move")
     finally:
         nodes.terminate()

@@ -19,10 +19,15 @@ struct LogRoutes: Sendable {
         let app = try await apps.app(tenant, try context.parameters.require("app"))
         let tail = try request.queryInt("tail", default: 100, range: 1...10_000)
         let follow = try request.queryBool("follow")
-        let current = await apps.supervisor.runner(tenant: tenant, name: app.name)?.log
-        guard follow else { return json(Schemas.LogLines(lines: (current?.tail(tail) ?? []).map(Schemas.LogLine.init))) }
-        let first = current?.tail(tail) ?? []
-        let seen = current?.totalLines ?? 0
+        // Wherever the app runs: here, or on the node of the cluster that runs it.
+        let logs = AppLogs(apps: apps)
+        let first = await logs.page(app, after: nil, tail: tail)
+        guard follow else {
+            var body = Array(#"{"lines":["#.utf8)
+            for (index, line) in (first?.lines ?? []).enumerated() { body += (index > 0 ? [UInt8(ascii: ",")] : []) + line }
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: body + Array("]}".utf8))))
+        }
         // A session: revoking the token or deleting the tenant ends the follow at once.
         let ended = Mutex(false)
         let session = sessions.open(tokenID: principal.tokenID, tenantID: principal.tenantID) { _ in ended.withLock { $0 = true } }
@@ -31,27 +36,26 @@ struct LogRoutes: Sendable {
             status: .ok, headers: [.contentType: "application/x-ndjson"],
             body: ResponseBody { writer in
                 defer { sessions.close(session) }
-                for line in first { try await writer.write(Self.ndjson(line)) }
-                var log = current
-                var seen = seen
+                for line in first?.lines ?? [] { try await writer.write(Self.ndjson(line)) }
+                var run = first?.run
+                var seen = first?.total ?? 0
                 // Ends when the client goes away (the write throws), the server stops, or
-                // the app is deleted. A start, restart or new version brings a new run
-                // with a log of its own: followed from its first line.
+                // the app is deleted. A start, restart, new version or move to another node
+                // brings a new run with a log of its own: followed from its first line.
                 var checked = ContinuousClock.now
                 while !Task.isCancelled && !Task.isShuttingDownGracefully && !ended.withLock({ $0 }) {
                     if ContinuousClock.now - checked > .milliseconds(500) {
                         checked = .now
                         guard try await apps.store.app(tenant: tenant, name: app.name) != nil else { break }
-                        let now = await apps.supervisor.runner(tenant: tenant, name: app.name)?.log
-                        if now !== log {
-                            log = now
-                            seen = 0
-                        }
                     }
-                    if let log {
-                        let (lines, total) = log.lines(after: seen)
-                        seen = total
-                        for line in lines { try await writer.write(Self.ndjson(line)) }
+                    if let page = await logs.page(app, after: seen, tail: 10_000) {
+                        if page.run != run {
+                            run = page.run
+                            seen = 0
+                            continue
+                        }
+                        seen = page.total
+                        for line in page.lines { try await writer.write(Self.ndjson(line)) }
                     }
                     try await Task.sleep(for: .milliseconds(250))
                 }
@@ -59,8 +63,8 @@ struct LogRoutes: Sendable {
             })
     }
 
-    private static func ndjson(_ line: AppLog.Line) -> ByteBuffer {
-        ByteBuffer(bytes: APIJSON.encode(Schemas.LogLine(line)) + [UInt8(ascii: "\n")])
+    private static func ndjson(_ line: [UInt8]) -> ByteBuffer {
+        ByteBuffer(bytes: line + [UInt8(ascii: "\n")])
     }
 }
 
