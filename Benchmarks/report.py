@@ -25,7 +25,7 @@ import bench_report
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / ".build" / "bench"
 # The order of `make bench`, and of the merged report.
-BENCHMARKS = ("runtime", "sandbox-startup", "fanout", "soak")
+BENCHMARKS = ("runtime", "sandbox-startup", "fanout", "soak", "cluster")
 
 
 def fail(message: str) -> None:
