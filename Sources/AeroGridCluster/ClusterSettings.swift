@@ -24,6 +24,10 @@ public struct ClusterSettings: Sendable, Equatable {
     /// cluster keeps about 5 MB): an app snapshots its grids every half of it, and may not
     /// hold grids over a quarter of it.
     public var changelogRetentionBytes = 5_000_000
+    /// A cluster that has this node only, ever (`aerogrid dev`): it holds every slot from
+    /// the start, without the group's first join (about 3 s on the embedded Kafka). Not a
+    /// setting: a node of a real cluster always joins the group.
+    public var soleNode = false
     /// A snapshot of the control plane goes into the config log once the records since the
     /// last one exceed either: set each to half the config topic's retention (the defaults
     /// suit the embedded cluster, which keeps about 5 MB and 100,000 records a partition), so

@@ -67,6 +67,19 @@ public final class KafkaConsumer: Sendable {
         return try await run { core in try core.poll(maxMessages: maxMessages, timeoutMs: timeoutMs) }
     }
 
+    /// Waits up to `wait` for a first record, then takes at once whatever else is there (at
+    /// most `maxMessages` in all). librdkafka's batch call, asked for many records with a
+    /// wait, holds back what it has until it has them all or the wait is over: a reader that
+    /// follows a log as it grows would trail it by the wait.
+    public func pollPromptly(maxMessages: Int = 10_000, wait: Duration = .milliseconds(100)) async throws -> KafkaConsumerBatch {
+        var batch = try await poll(maxMessages: 1, timeout: wait)
+        guard !batch.messages.isEmpty, maxMessages > 1 else { return batch }
+        let rest = try await poll(maxMessages: maxMessages - 1, timeout: .zero)
+        batch.messages += rest.messages
+        batch.events += rest.events
+        return batch
+    }
+
     /// Like `poll`, but hands each record to `sink` as librdkafka holds it, without copying:
     /// for a caller that writes records straight to where they go. The sink runs on the
     /// consumer's thread, during this call only.

@@ -18,6 +18,9 @@ public struct ChangelogBinding: Sendable {
     public var retentionBytes: Int
     /// The bytes this node wrote to each slot's partition.
     public var ledger: SlotLedger
+    /// Whether this node holds the app's slot now: asked just before a claim, so a node that
+    /// has heard it lost the slot does not claim the app from its new owner.
+    public var holdsSlot: @Sendable () -> Bool = { true }
 
     public init(
         appID: String, node: String, topic: String, slot: Int32, producer: KafkaProducer, kafka: KafkaConfiguration, retentionBytes: Int,
@@ -83,6 +86,7 @@ public final class AppChangelog: Sendable {
         var broken: String?
         /// Another node owns the app: nothing more is written, and no restart claims it back.
         var fenced = false
+        var restoredNothing = false
     }
 
     public let binding: ChangelogBinding
@@ -124,6 +128,9 @@ public final class AppChangelog: Sendable {
     }
 
     public var generation: Int64 { writer.withLock { $0.generation } }
+    /// Whether the last restore found nothing of the app that counts (a new app, or one
+    /// whose records all went with the retention).
+    public var restoredNothing: Bool { writer.withLock { $0.restoredNothing } }
     /// Why the next process must start from the changelog again (a write failed), if it must.
     public var needsRestore: Bool { writer.withLock { $0.broken != nil && !$0.fenced } }
 
@@ -132,15 +139,17 @@ public final class AppChangelog: Sendable {
     /// record a fenced owner writes after the claim does not count, so nothing read here can
     /// be overtaken (docs/cluster.md "Fencing").
     public func claimAndRestore() async throws {
+        guard !writer.withLock({ $0.fenced }) else { throw RuntimeError("another node owns the app now: this run claims it no more") }
+        guard binding.holdsSlot() else { throw RuntimeError("the app's slot is no longer this node's: it is not claimed here") }
         let claim = try await binding.producer.send(
             topic: binding.topic, partition: binding.slot, key: Array(binding.appID.utf8),
             value: ChangelogRecord.encodeClaim(app: binding.appID, node: binding.node))
         let started = ContinuousClock.now
         let image = try await ChangelogReader(binding: binding, logger: logger).image(before: claim.offset)
-        grids.restore(image.checkpoint, epoch: claim.offset)
+        grids.restore(image.checkpoint, epoch: claim.offset, records: image.records)
         let mark = binding.ledger.total(binding.slot)
         writer.withLock { writer in
-            writer = Writer(generation: claim.offset, nextSequence: 1, snapshotMark: mark, broken: nil)
+            writer = Writer(generation: claim.offset, nextSequence: 1, snapshotMark: mark, broken: nil, restoredNothing: !image.counted)
         }
         logger.info(
             "claimed the app and restored its grids from the changelog",
@@ -160,7 +169,9 @@ public final class AppChangelog: Sendable {
                 let touched = Set(batch.updates.map(\.grid))
                 let end = ChangelogRecord.End(offsets: batch.offsets, versions: grids.versions(of: touched), records: batch.records)
                 let updates = batch.updates.map { ChangelogRecord.Update(grid: $0.grid, key: $0.key, row: $0.row) }
-                write(&writer, snapshot: false, updates: updates, end: end)
+                // A row no record can hold ends the app with `quota` (the changelog no longer
+                // has this batch: the next run restores from what it has).
+                if let tooLarge = write(&writer, snapshot: false, updates: updates, end: end) { return tooLarge }
                 if due(writer) { write(&writer, snapshotOf: grids) }
                 return nil
             }
@@ -206,6 +217,8 @@ public final class AppChangelog: Sendable {
     public func release() async throws {
         // Nothing more is written after this (a later start claims the app again).
         defer { writer.withLock { $0.fenced = true } }
+        // A fenced run writes nothing more, and waits for nothing.
+        guard !writer.withLock({ $0.fenced }) else { return }
         try await binding.producer.flush()
         let stamp: ChangelogRecord.Stamp? = writer.withLock { writer in
             guard writer.broken == nil, !writer.fenced, writer.generation >= 0 else { return nil }
@@ -238,22 +251,29 @@ public final class AppChangelog: Sendable {
         }
         let end = ChangelogRecord.End(offsets: checkpoint.offsets, versions: checkpoint.versions, records: records)
         writer.snapshotMark = binding.ledger.total(binding.slot)
-        write(&writer, snapshot: true, updates: updates, end: end)
+        if let reason = write(&writer, snapshot: true, updates: updates, end: end) {
+            // Told outside the lock: the runner ends the process and starts from the changelog.
+            Task { [self] in tellBroken(reason) }
+        }
     }
 
-    private func write(_ writer: inout Writer, snapshot: Bool, updates: [ChangelogRecord.Update], end: ChangelogRecord.End) {
-        guard writer.broken == nil, !writer.fenced else { return }
+    /// Writes the changes; what does not fit in records is returned (and nothing is written).
+    @discardableResult
+    private func write(_ writer: inout Writer, snapshot: Bool, updates: [ChangelogRecord.Update], end: ChangelogRecord.End) -> String? {
+        guard writer.broken == nil, !writer.fenced else { return nil }
         let parts: [[UInt8]]
         do {
             parts = try ChangelogRecord.encodeChanges(
                 app: binding.appID, generation: writer.generation, firstSequence: writer.nextSequence, snapshot: snapshot, updates: updates,
                 end: end)
         } catch {
-            breakWriter(&writer, "the grids do not fit in the changelog: \(error)")
-            return
+            let reason = "the grids do not fit in the changelog: \(error)"
+            writer.broken = reason
+            return reason
         }
         writer.nextSequence += UInt64(parts.count)
         for part in parts { produce(&writer, part) }
+        return nil
     }
 
     private func produce(_ writer: inout Writer, _ value: [UInt8]) {
@@ -290,7 +310,9 @@ struct ChangelogReader {
     let binding: ChangelogBinding
     let logger: Logger
 
+    /// The image up to `end`. Gives up after a minute.
     func image(before end: Int64) async throws -> ChangelogImage {
+        let deadline = ContinuousClock.now + .seconds(60)
         let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(kafka: binding.kafka), logger: logger)
         defer { Task { await consumer.close() } }
         let partition = TopicPartition(binding.topic, binding.slot)
@@ -300,7 +322,10 @@ struct ChangelogReader {
         let key = Array(binding.appID.utf8)
         var reached = false
         while !reached {
-            let batch = try await consumer.poll(maxMessages: 10_000, timeout: .milliseconds(200))
+            guard ContinuousClock.now < deadline, !Task.isCancelled else {
+                throw RuntimeError("reading the app's changelog did not reach its claim within a minute")
+            }
+            let batch = try await consumer.pollPromptly()
             for case .error(let error) in batch.events where !error.isRetriable {
                 throw RuntimeError("cannot read the changelog: \(error)")
             }

@@ -131,7 +131,11 @@ public final class AppRunner: Sendable {
         let consumer: KafkaConsumer
         do {
             consumer = try KafkaConsumer(
-                configuration: KafkaConsumerConfiguration(kafka: kafka, groupID: "aerogrid.\(spec.id.tenant).\(spec.id.name)"),
+                // In a cluster, under the app's id too: a re-created app is another group, and
+                // the offsets a stop commits say the app has run (see `startOffsets`).
+                configuration: KafkaConsumerConfiguration(
+                    kafka: kafka,
+                    groupID: "aerogrid.\(spec.id.tenant).\(spec.id.name)" + (spec.changelog.map { ".\($0.appID)" } ?? "")),
                 logger: logger)
         } catch {
             await deadLetters.close()
@@ -172,6 +176,13 @@ public final class AppRunner: Sendable {
         await periodic.value
         if let changelog {
             do {
+                // Committed to the app's own group before the release: a later start that
+                // finds nothing of the app in the changelog knows it has run, and that its
+                // grids went with the changelog's retention.
+                let offsets = grids.offsets
+                if !offsets.isEmpty {
+                    try? await consumer.commit(Dictionary(uniqueKeysWithValues: offsets.map { (TopicPartition($0.key.topic, $0.key.partition), $0.value) }))
+                }
                 try await changelog.release()
             } catch {
                 logger.error("the app's last changelog records may not have been written (the next owner restores what was): \(error)")
@@ -365,6 +376,21 @@ public final class AppRunner: Sendable {
         for consumed: [TopicPartition], consumer: KafkaConsumer,
         connection: AppConnection
     ) async throws -> [TopicPartition: KafkaStartOffset] {
+        if let changelog, changelog.restoredNothing, !consumed.isEmpty,
+            try await consumer.committed(consumed).values.contains(where: { $0 != nil })
+        {
+            // The app has run and stopped (its group has offsets), but the changelog holds
+            // nothing of it: its last snapshot went with the topic's retention while it was
+            // stopped.
+            let what =
+                "the changelog no longer holds the app's grids: its last snapshot went with the topic's retention while the app was stopped "
+                + "(changelog_retention_bytes is too small for its slot's traffic)"
+            guard spec.outOfRangePolicy != .fail else {
+                connection.sendShutdown(reason: "grids lost to the changelog's retention")
+                throw RuntimeError("\(what) (policy: fail; delete the app and deploy it again, or run it with an out-of-range policy of earliest or latest)")
+            }
+            logger.warning("\(what): starting from empty grids (policy \(spec.outOfRangePolicy.rawValue))")
+        }
         let positions = StartPositions(consumed: consumed, policy: spec.outOfRangePolicy)
         let outOfRange = try await positions.outOfRange(applied: grids.offsets) { try await consumer.watermarks($0) }
         if !outOfRange.isEmpty {

@@ -100,6 +100,9 @@ public struct ChangelogImage: Sendable {
     public var records = 0
     /// The partition's bytes since the last snapshot began (what the next snapshot is due on).
     public var bytesSinceSnapshot = 0
+    /// Whether any batch or snapshot counted: false for a new app, and for one whose
+    /// records all went with the topic's retention.
+    public var counted = false
 
     public init() {}
 
@@ -108,6 +111,7 @@ public struct ChangelogImage: Sendable {
         switch outcome {
         case .changes(let changes, let updates):
             guard let end = changes.end else { return }
+            counted = true
             if changes.snapshot {
                 checkpoint.grids = [:]
                 checkpoint.versions = [:]

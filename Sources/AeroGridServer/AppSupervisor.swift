@@ -69,6 +69,8 @@ public actor AppSupervisor {
         let runner: AppRunner
         let bundleDigest: String
         var task: Task<Void, Never>?
+        /// The run being stopped: whoever else stops the app meanwhile waits for it too.
+        var stopping: Task<Void, Never>?
         var failure: String?
         var failedAt: ContinuousClock.Instant?
     }
@@ -137,6 +139,7 @@ public actor AppSupervisor {
             spec.changelog = ChangelogBinding(
                 appID: app.id, node: cluster.nodeID, topic: cluster.changelogTopic, slot: cluster.placement.slot(of: app),
                 producer: cluster.producer, kafka: defaults.kafka, retentionBytes: cluster.changelogRetentionBytes, ledger: cluster.ledger)
+            spec.changelog?.holdsSlot = { [placement = cluster.placement] in placement.holds(app) }
             // A grid over a quarter of what the changelog keeps could not have a whole
             // snapshot in it beside the records that follow: the app ends with `quota`.
             spec.appLimits.gridBytes = min(spec.appLimits.gridBytes, cluster.changelogRetentionBytes / 4)
@@ -203,10 +206,18 @@ public actor AppSupervisor {
     /// Stops the app (its batch finishes and a last checkpoint is written) and waits.
     public func stop(tenant: String, name: String) async {
         let key = AppID(tenant: tenant, name: name)
-        guard let entry = entries[key], let task = entry.task else { return }
+        guard let entry = entries[key] else { return }
+        guard let task = entry.task else {
+            // Another caller is stopping it: this one returns when that stop is done (a
+            // revocation hands the slot on only after the app's release is written).
+            await entry.stopping?.value
+            return
+        }
         entry.runner.stop()
         entries[key]?.task = nil
+        entries[key]?.stopping = task
         await task.value
+        if entries[key]?.stopping == task { entries[key]?.stopping = nil }
     }
 
     /// Stops the apps of these slots, each writing its release, and forgets them here: the

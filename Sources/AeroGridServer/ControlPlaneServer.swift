@@ -92,7 +92,7 @@ public struct ControlPlaneServer: Sendable {
             defaults.cluster = ClusterApps(
                 placement: placement, nodeID: cluster.nodeID, changelogTopic: cluster.topics.changelog,
                 changelogRetentionBytes: cluster.changelogRetentionBytes,
-                producer: try ClusterTopics.producer(kafka, logger: logger, extra: ["linger.ms": "2"]))
+                producer: try ClusterTopics.producer(kafka, logger: logger, extra: ["linger.ms": "2", "message.timeout.ms": "30000"]))
         }
         let supervisor = AppSupervisor(store: store, bundles: bundles, defaults: defaults, logger: logger)
         let planner = AppPlanner(

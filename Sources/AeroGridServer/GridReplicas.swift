@@ -85,6 +85,11 @@ final class GridReplicas: Sendable {
             }
             do {
                 try await follow(app, into: replica)
+            } catch is ReplacedApp {
+                // The app was deleted (and perhaps made again under its name): a replica of
+                // the new one, if anyone still watches, is made on the next ask.
+                replicas.withLock { if $0[replica.app] === replica { $0[replica.app] = nil } }
+                onPublish(replica.app)
             } catch {
                 if !Task.isCancelled { logger.warning("the replica of \(replica.app) stopped: \(error)") }
                 replicas.withLock { if $0[replica.app] === replica { $0[replica.app] = nil } }
@@ -103,8 +108,13 @@ final class GridReplicas: Sendable {
         var fold = ChangelogFold(app: app.id)
         var grids = GridState()
         var caughtUp = false
+        var checked = ContinuousClock.now
         while !Task.isCancelled {
-            let batch = try await consumer.poll(maxMessages: 10_000, timeout: .milliseconds(100))
+            if ContinuousClock.now - checked > .seconds(5) {
+                checked = .now
+                guard let current = try? await store.app(tenant: app.tenant, name: app.name), current.id == app.id else { throw ReplacedApp() }
+            }
+            let batch = try await consumer.pollPromptly()
             for record in batch.messages where record.key == key {
                 guard let value = record.value, let decoded = try? ChangelogRecord.decode(value) else { continue }
                 switch fold.read(decoded, at: record.offset) {
@@ -152,6 +162,9 @@ final class GridReplicas: Sendable {
         }
     }
 }
+
+/// The app a replica follows is gone: deleted, or made again with another id.
+private struct ReplacedApp: Error {}
 
 /// One app's replica: the grids shown (once caught up) and the task that follows.
 final class GridReplica: Sendable {

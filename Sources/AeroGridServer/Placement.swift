@@ -25,8 +25,12 @@ public final class Placement: Sendable {
     public let slots: Int32
     private let topic: String
     private let sessionTimeout: Duration
-    private let consumer: KafkaConsumer
+    /// The group's member; nil on a sole node (`ClusterSettings.soleNode`), which holds
+    /// every slot.
+    private let consumer: KafkaConsumer?
     private let held = Mutex<Set<Int32>>([])
+    /// After a pause: no app starts here until then (see `follow`).
+    private let suspendedUntil = Mutex<ContinuousClock.Instant?>(nil)
     private let logger: Logger
 
     public init(settings: ClusterSettings, kafka: KafkaConfiguration, logger: Logger) throws {
@@ -46,7 +50,7 @@ public final class Placement: Sendable {
         ) { _, ours in ours }
         var configuration = KafkaConsumerConfiguration(kafka: group, groupID: topic)
         configuration.holdRevoked = true
-        consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+        consumer = settings.soleNode ? nil : try KafkaConsumer(configuration: configuration, logger: logger)
     }
 
     /// The app's slot: its immutable id, hashed as Kafka's partitioner does.
@@ -54,6 +58,7 @@ public final class Placement: Sendable {
 
     public func holds(_ app: AppRecord) -> Bool {
         let slot = slot(of: app)
+        guard suspendedUntil.withLock({ $0 }) == nil else { return false }
         return held.withLock { $0.contains(slot) }
     }
 
@@ -62,6 +67,10 @@ public final class Placement: Sendable {
     /// Checks the placement topic has one partition per slot, then joins the group: a node
     /// whose `slots` differs from the topic's would place apps where no other node looks.
     public func join() async throws {
+        guard let consumer else {
+            held.withLock { $0 = Set(0..<slots) }
+            return
+        }
         let metadata = try await consumer.metadata()
         guard let found = metadata.topics.first(where: { $0.name == topic && $0.error == nil }) else {
             throw AeroGridError(
@@ -77,19 +86,33 @@ public final class Placement: Sendable {
     /// Follows the group until cancelled, telling `onChange` of each change in order; a
     /// revocation is handed on only once `onChange` has returned.
     public func follow(_ onChange: @Sendable (Change) async -> Void) async {
+        guard let consumer else {
+            await onChange(.gained(heldSlots.sorted()))
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(60)) }
+            return
+        }
         var lastPoll = ContinuousClock.now
         while !Task.isCancelled {
-            // A gap longer than the session timeout between two polls is a pause (SIGSTOP, a
-            // frozen VM): the group has given the slots away meanwhile, whatever librdkafka
-            // says next. The apps stop writing before anything else happens.
+            // A gap longer than the session timeout between two polls, not spent in this
+            // loop's own work, is a pause of the whole process (SIGSTOP, a frozen VM), which
+            // stopped librdkafka's heartbeats too: the group has likely given the slots away.
+            // The apps stop writing before anything else happens, and none starts again
+            // until a session timeout has passed: long enough for librdkafka to hear whether
+            // the slots are still this node's (then they are started again) or lost.
             let gap = ContinuousClock.now - lastPoll
             if gap > sessionTimeout {
-                let slots = held.withLock { held in
-                    defer { held.removeAll() }
-                    return held.sorted()
-                }
+                let slots = heldSlots.sorted()
+                suspendedUntil.withLock { $0 = .now + sessionTimeout }
                 logger.warning("this node was paused for \(gap), past the session timeout: stopping its \(slots.count) slots' apps")
                 if !slots.isEmpty { await onChange(.lost(slots)) }
+            }
+            if let until = suspendedUntil.withLock({ $0 }), ContinuousClock.now >= until {
+                suspendedUntil.withLock { $0 = nil }
+                let kept = heldSlots.sorted()
+                if !kept.isEmpty {
+                    logger.info("placement: \(kept.count) slots are still this node's after the pause; starting their apps")
+                    await onChange(.gained(kept))
+                }
             }
             let events: [KafkaConsumerEvent]
             do {
@@ -100,7 +123,6 @@ public final class Placement: Sendable {
                 lastPoll = .now
                 continue
             }
-            lastPoll = .now
             for event in events {
                 switch event {
                 case .assigned(let partitions):
@@ -129,6 +151,9 @@ public final class Placement: Sendable {
                     break
                 }
             }
+            // After the changes are handled: however long stopping or starting apps took,
+            // it is not a pause (librdkafka's own thread kept the heartbeats going).
+            lastPoll = .now
         }
     }
 
@@ -136,7 +161,7 @@ public final class Placement: Sendable {
     /// this node's apps have stopped and released.
     public func leave() async {
         held.withLock { $0.removeAll() }
-        await consumer.close()
+        await consumer?.close()
     }
 }
 

@@ -143,8 +143,9 @@ struct DevCommand: AsyncParsableCommand {
         configuration.publicURL = "https://\(host.contains(":") ? "[\(host)]" : host):\(httpsPort)"
         // A cluster of one on the embedded Kafka, as a production node keeps its control plane.
         // Kafka starts empty on every run: the node publishes its view as a new cluster's.
-        let cluster = ClusterSettings(
+        var cluster = ClusterSettings(
             name: "dev", nodeID: "dev", advertisedURL: "http://\(host.contains(":") ? "[\(host)]" : host):\(httpPort)")
+        cluster.soleNode = true
         for (topic, partitions) in cluster.topics.required { try kafka.createTopic(topic, partitions: partitions) }
         configuration.cluster = cluster
 

@@ -359,6 +359,19 @@ def test_a_quiet_app_beside_a_busy_one_still_moves_exactly(testdir):
         restored = [line for line in stderr(nodes, other).splitlines() if "aerogrid.app=quiet" in line and "claimed the app" in line][-1]
         assert "aerogrid.rows=0 " not in restored, restored
         wait_until(lambda: grid_of(nodes, admin, other, "busy") == busy.expected_units(), 60, "the busy app is exact after the move")
+
+        # Stopped, the quiet app snapshots no more: once the busy app has written past the
+        # retention, its grids are gone from the changelog, and a start says so instead of
+        # starting from nothing (the out-of-range policy of `aerogrid serve`: fail).
+        expect(nodes.client(other, admin).action("quiet", "stop"), 200)
+        for _ in range(10):
+            path = busy.write_wave(10_000)
+            subprocess.run(["kcat", "-P", "-b", kafka.bootstrap, "-t", "orders", "-K", "|", "-l", str(path)], check=True, timeout=120)
+        wait_until(lambda: grid_of(nodes, admin, other, "busy") == busy.expected_units(), 180, "the busy app is exact again")
+        expect(nodes.client(other, admin).action("quiet", "start"), 200)
+        failed, _ = wait_until(lambda: (lambda app: app if app["last_crash"] else None)(nodes.client(other, admin).app("quiet").json()), 60,
+                               "the quiet app's start fails")
+        assert "no longer holds the app's grids" in failed["last_crash"] and "delete the app and deploy it again" in failed["last_crash"], failed
     finally:
         nodes.terminate()
         kafka.terminate()
