@@ -127,7 +127,6 @@ public final class AppChangelog: Sendable {
         brokenListener.withLock { $0 }?(reason)
     }
 
-    public var generation: Int64 { writer.withLock { $0.generation } }
     /// Whether the last restore found nothing of the app that counts (a new app, or one
     /// whose records all went with the retention).
     public var restoredNothing: Bool { writer.withLock { $0.restoredNothing } }

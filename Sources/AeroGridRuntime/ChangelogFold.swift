@@ -96,7 +96,6 @@ public struct ChangelogFold: Sendable {
 /// An app's grids as its changelog rebuilds them: what a restore ends with.
 public struct ChangelogImage: Sendable {
     public var checkpoint = GridCheckpoint()
-    public var columns: [String: [String]] = [:]
     public var records = 0
     /// The partition's bytes since the last snapshot began (what the next snapshot is due on).
     public var bytesSinceSnapshot = 0
@@ -108,32 +107,25 @@ public struct ChangelogImage: Sendable {
 
     public mutating func apply(_ outcome: ChangelogFold.Outcome, bytes: Int) {
         bytesSinceSnapshot += bytes
-        switch outcome {
-        case .changes(let changes, let updates):
-            guard let end = changes.end else { return }
-            counted = true
-            if changes.snapshot {
-                checkpoint.grids = [:]
-                checkpoint.versions = [:]
-                checkpoint.offsets = [:]
-                bytesSinceSnapshot = 0
-                records = end.records
-            } else {
-                records += end.records
-            }
-            for update in updates {
-                if let row = update.row {
-                    checkpoint.grids[update.grid, default: [:]][update.key] = row
-                } else {
-                    checkpoint.grids[update.grid]?[update.key] = nil
-                }
-            }
-            checkpoint.versions.merge(end.versions) { _, new in new }
-            checkpoint.offsets.merge(end.offsets) { _, new in new }
-        case .declared(let columns):
-            self.columns = columns
-        default:
-            break
+        guard case .changes(let changes, let updates) = outcome, let end = changes.end else { return }
+        counted = true
+        if changes.snapshot {
+            checkpoint.grids = [:]
+            checkpoint.versions = [:]
+            checkpoint.offsets = [:]
+            bytesSinceSnapshot = 0
+            records = end.records
+        } else {
+            records += end.records
         }
+        for update in updates {
+            if let row = update.row {
+                checkpoint.grids[update.grid, default: [:]][update.key] = row
+            } else {
+                checkpoint.grids[update.grid]?[update.key] = nil
+            }
+        }
+        checkpoint.versions.merge(end.versions) { _, new in new }
+        checkpoint.offsets.merge(end.offsets) { _, new in new }
     }
 }

@@ -1,6 +1,7 @@
 import AeroGridAPI
 import AeroGridCore
 import AeroGridRuntime
+import AeroGridSandbox
 import AeroGridStore
 import Foundation
 import Synchronization
@@ -93,7 +94,7 @@ struct AppService: Sendable {
             crashReason: crash.flatMap { Schemas.App.CrashReasonPayload(rawValue: $0.code) },
             lastCrash: view.failure ?? crash?.description, restarts: view.status?.lifecycle.restarts ?? 0, records: view.records,
             lag: view.lag.map { Int(clamping: $0) },
-            usage: view.usage.map { Schemas.Usage(cpuSeconds: Double($0.cpuNanoseconds) / 1e9, memoryBytes: Int(clamping: $0.memoryBytes), pids: $0.pids) },
+            usage: view.usage.map(Schemas.Usage.init),
             quota: Schemas.AppQuota(quota), createdAt: app.createdAt, updatedAt: app.updatedAt, node: view.runsHere ? cluster?.nodeID : nil)
     }
 
@@ -104,7 +105,7 @@ struct AppService: Sendable {
             desiredState: app.desiredState == "running" ? .running : .stopped, state: Schemas.App.StatePayload(rawValue: remote.state) ?? .running,
             crashReason: remote.crashReason.flatMap { Schemas.App.CrashReasonPayload(rawValue: $0) }, lastCrash: remote.lastCrash,
             restarts: max(0, remote.restarts), records: max(0, remote.records), lag: remote.lag.map { max(0, $0) },
-            usage: remote.usage.map { Schemas.Usage(cpuSeconds: max(0, $0.cpuSeconds), memoryBytes: max(0, $0.memoryBytes), pids: max(0, $0.pids)) },
+            usage: remote.usage,
             quota: Schemas.AppQuota(planner.appQuota(app)), createdAt: app.createdAt, updatedAt: app.updatedAt, node: node)
     }
 
@@ -146,6 +147,13 @@ struct AppService: Sendable {
         var columns = Set<String>()
         for row in rows.values { columns.formUnion(row.keys) }
         return columns.sorted()
+    }
+}
+
+extension Schemas.Usage {
+    /// A sandbox's cgroup reading as the API shows it.
+    init(_ usage: CgroupUsage) {
+        self.init(cpuSeconds: Double(usage.cpuNanoseconds) / 1e9, memoryBytes: Int(clamping: usage.memoryBytes), pids: usage.pids)
     }
 }
 

@@ -1,3 +1,4 @@
+import AeroGridAPI
 public import AeroGridCore
 public import AeroGridKafka
 public import AeroGridRuntime
@@ -93,9 +94,7 @@ public actor AppSupervisor {
                     state: view.failure != nil ? "crashed" : view.status?.lifecycle.state.name ?? "starting", crashReason: crash?.code,
                     lastCrash: view.failure ?? crash?.description, restarts: view.status?.lifecycle.restarts ?? 0, records: view.records,
                     lag: view.lag.map { Int(clamping: $0) },
-                    usage: view.usage.map {
-                        NodeStatus.Usage(cpuSeconds: Double($0.cpuNanoseconds) / 1e9, memoryBytes: Int(clamping: $0.memoryBytes), pids: $0.pids)
-                    }))
+                    usage: view.usage.map(Schemas.Usage.init)))
         }
         return apps
     }

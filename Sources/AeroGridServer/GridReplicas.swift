@@ -68,14 +68,6 @@ final class GridReplicas: Sendable {
         for replica in stale { replica.stop() }
     }
 
-    func stopAll() {
-        let all = replicas.withLock { table in
-            defer { table.removeAll() }
-            return Array(table.values)
-        }
-        for replica in all { replica.stop() }
-    }
-
     private func start(_ replica: GridReplica) {
         replica.task = Task { [self] in
             guard let app = try? await store.app(tenant: replica.app.tenant, name: replica.app.name) else {

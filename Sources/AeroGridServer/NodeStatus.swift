@@ -32,24 +32,12 @@ final class NodeStatus: Sendable {
         var restarts: Int
         var records: Int
         var lag: Int?
-        var usage: Usage?
+        var usage: Schemas.Usage?
 
         enum CodingKeys: String, CodingKey {
             case tenant, app, id, state, restarts, records, lag, usage
             case crashReason = "crash_reason"
             case lastCrash = "last_crash"
-        }
-    }
-
-    struct Usage: Codable, Sendable, Equatable {
-        var cpuSeconds: Double
-        var memoryBytes: Int
-        var pids: Int
-
-        enum CodingKeys: String, CodingKey {
-            case pids
-            case cpuSeconds = "cpu_seconds"
-            case memoryBytes = "memory_bytes"
         }
     }
 
